@@ -1,0 +1,1 @@
+"""The HTTP layer only: routes, request and response schemas, auth, error mapping."""

@@ -1,0 +1,68 @@
+"""``create_app(settings)``: the FastAPI application, its lifespan and its OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+import recloop
+from recloop.api.deps import KeyCache
+from recloop.api.errors import install_error_handlers
+from recloop.api.routes import events, health, items, recommendations, users
+from recloop.config import Settings
+from recloop.serving.runtime import Runtime, start_runtime
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The application. Stores are opened and models loaded at start-up, not at import.
+
+    Args:
+        settings: configuration; read from the environment and ``recloop.toml`` when None.
+        runtime: an already started runtime to serve (tests, the demo); the app then
+            leaves closing it to the caller.
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime or start_runtime(settings)
+        app.state.key_cache = KeyCache(settings.serving.key_cache_ttl_s)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.runtime.close()
+
+    app = FastAPI(
+        title="recloop",
+        version=recloop.__version__,
+        summary="Events in, recommendations out: a self-hostable recommendation loop.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, events, recommendations, items, users):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            _, defs = models_json_schema(
+                [(model, "validation") for model in events.BODY_MODELS],
+                ref_template="#/components/schemas/{model}",
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                defs.get("$defs", {})
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,90 @@
+"""Exception handlers: each recloop error class maps to one status code, here and only here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recloop.api.schemas import Problem
+from recloop.errors import (
+    FieldProblem,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    RecloopError,
+    StoreUnavailable,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS: tuple[tuple[type[RecloopError], int], ...] = (
+    (PayloadTooLarge, 413),
+    (InvalidInput, 422),
+    (NotFound, 404),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (StoreUnavailable, 503),
+)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the error body for each status."""
+    return {status: {"model": Problem} for status in statuses}
+
+
+def problem(status: int, detail: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
+    """An error response: ``{detail, errors: [{field, rule}]}``."""
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        headers["Retry-After"] = "1"
+    return JSONResponse({"detail": detail, "errors": errors or []}, status, headers=headers)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _recloop_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RecloopError)
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            if isinstance(exc, FieldProblem):
+                return problem(status, str(exc), [{"field": exc.field, "rule": exc.rule}])
+            return problem(status, str(exc))
+    log.error("unmapped recloop error on %s: %r", request.url.path, exc)
+    return problem(500, "internal error")
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"field": _field(tuple(e["loc"])), "rule": str(e["msg"])} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['rule']}" for e in errors) or "invalid request"
+    return problem(422, detail, errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    return problem(500, "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the mapping on an app."""
+    app.add_exception_handler(RecloopError, _recloop_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,98 @@
+"""``POST /api/events``: one event or ``{events: [...]}``; durable before the 202."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from recloop.api.deps import IngestCaller, RuntimeDep
+from recloop.api.errors import problem_responses
+from recloop.api.schemas import EventBatchIn, EventIn, EventsAccepted, RejectedRecord
+from recloop.errors import InvalidInput, PayloadTooLarge
+
+router = APIRouter(tags=["events"])
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def _events_of(body: Any, max_batch: int) -> list[Any]:
+    if isinstance(body, dict) and "events" in body:
+        events = body["events"]
+        if not isinstance(events, list):
+            raise InvalidInput("events", "must be a list of events")
+        if len(events) > max_batch:
+            raise PayloadTooLarge("events", f"at most {max_batch} events per request")
+        if not events:
+            raise InvalidInput("events", "must hold at least one event")
+        return events
+    if isinstance(body, dict):
+        return [body]
+    raise InvalidInput("body", 'must be one event object or {"events": [...]}')
+
+
+@router.post(
+    "/api/events",
+    status_code=202,
+    response_model=EventsAccepted,
+    responses=problem_responses(401, 403, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/EventIn"},
+                            {"$ref": "#/components/schemas/EventBatchIn"},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
+async def post_events(request: Request, caller: IngestCaller, runtime: RuntimeDep) -> Any:
+    """Store events. Each is validated alone: good ones are stored, bad ones listed by index.
+
+    An accepted event is on disk before this answers. A repeated ``eventId`` is acknowledged
+    as a duplicate and stored once; send your own ``eventId`` to make retries safe.
+    """
+    now = datetime.now(UTC)
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge("body", f"at most {MAX_BODY_BYTES} bytes")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("body", f"invalid JSON: {exc}") from exc
+    events = _events_of(body, runtime.settings.ingest.max_batch_events)
+    result = await run_in_threadpool(runtime.ingestor.ingest, caller.app_id, events, now)
+    metrics = runtime.metrics.events
+    metrics.labels("accepted").inc(result.accepted)
+    metrics.labels("duplicate").inc(result.duplicates)
+    metrics.labels("rejected").inc(len(result.rejected))
+    payload = EventsAccepted(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=[
+            RejectedRecord(index=r.index, field=r.field, reason=r.reason) for r in result.rejected
+        ],
+    ).model_dump(by_alias=True)
+    if result.rejected and result.accepted + result.duplicates == 0:
+        is_batch = isinstance(body, dict) and "events" in body
+        errors = [
+            {"field": f"events[{r.index}].{r.field}" if is_batch else r.field, "rule": r.reason}
+            for r in result.rejected
+        ]
+        detail = f"{errors[0]['field']}: {errors[0]['rule']}"
+        return JSONResponse({"detail": detail, "errors": errors, **payload}, status_code=422)
+    return payload
+
+
+#: Body models documented in OpenAPI though the route parses the body itself.
+BODY_MODELS = (EventIn, EventBatchIn)

@@ -1,0 +1,134 @@
+"""``GET /api/recommendations`` and ``POST /api/recommendations/feedback``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from recloop.api.deps import FeedbackCaller, RuntimeDep, ServeCaller
+from recloop.api.errors import problem_responses
+from recloop.api.schemas import (
+    FeedbackAccepted,
+    FeedbackIn,
+    RecommendationsPublic,
+    RecommendedItem,
+    StagePublic,
+)
+from recloop.domain import Event, EventType
+from recloop.errors import InvalidInput, NotFound
+from recloop.ingest.wire import MAX_ID_LENGTH
+from recloop.serving.recommender import RecommendationRequest
+
+router = APIRouter(tags=["recommendations"])
+
+_ERRORS = problem_responses(401, 403, 422)
+MAX_EXCLUDED = 1000
+OptionalId = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+@router.get("/api/recommendations", response_model=RecommendationsPublic, responses=_ERRORS)
+def get_recommendations(
+    caller: ServeCaller,
+    runtime: RuntimeDep,
+    user_id: Annotated[str, Query(alias="userId", min_length=1, max_length=MAX_ID_LENGTH)],
+    surface: Annotated[str, Query(min_length=1, max_length=64)] = "home",
+    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
+    item_id: Annotated[
+        str | None,
+        Query(alias="itemId", min_length=1, max_length=MAX_ID_LENGTH, description="Anchor item."),
+    ] = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    exclude_ids: Annotated[
+        list[str] | None,
+        Query(
+            alias="excludeIds", description="Item ids never to return; repeat or comma-separate."
+        ),
+    ] = None,
+    session_id: Annotated[str | None, Query(alias="sessionId", max_length=MAX_ID_LENGTH)] = None,
+    device: Annotated[str | None, Query(max_length=64)] = None,
+    locale: Annotated[str | None, Query(max_length=64)] = None,
+    debug: Annotated[bool, Query(description="Include each stage's time and outcome.")] = False,
+) -> RecommendationsPublic:
+    """Recommend items for a user on a surface (home, trending, similar with ``itemId``).
+
+    Never returned: items the user consumed or suppressed, removed or blocked items, and
+    ``excludeIds``. Every list is logged under its ``requestId``; events that carry it are
+    joined to the impression without the client logging impressions.
+    """
+    serving = runtime.settings.serving
+    if limit is None:
+        limit = serving.default_limit
+    if limit > serving.max_limit:
+        raise InvalidInput("limit", f"must be at most {serving.max_limit}")
+    excluded = frozenset(part for value in exclude_ids or () for part in value.split(",") if part)
+    if len(excluded) > MAX_EXCLUDED:
+        raise InvalidInput("excludeIds", f"at most {MAX_EXCLUDED} ids")
+    result = runtime.recommender.recommend(
+        caller.app_id,
+        RecommendationRequest(
+            user_id=user_id,
+            surface=surface,
+            limit=limit,
+            item_id=item_id,
+            category=category,
+            exclude_ids=excluded,
+            session_id=session_id,
+            device=device,
+            locale=locale,
+        ),
+    )
+    return RecommendationsPublic(
+        request_id=result.request_id,
+        items=[
+            RecommendedItem(item_id=i.item_id, score=i.score, reason=i.reason, source=i.source)
+            for i in result.items
+        ],
+        model_version=result.model_version,
+        experiment=result.experiment,
+        variant=result.variant,
+        fallback=result.fallback,
+        stages=[
+            StagePublic(stage=t.stage, elapsed_ms=t.elapsed_ms, outcome=t.outcome, detail=t.detail)
+            for t in result.trace
+        ]
+        if debug
+        else None,
+    )
+
+
+@router.post(
+    "/api/recommendations/feedback",
+    status_code=202,
+    response_model=FeedbackAccepted,
+    responses=_ERRORS | problem_responses(404, 503),
+)
+async def post_feedback(
+    body: FeedbackIn, caller: FeedbackCaller, runtime: RuntimeDep
+) -> FeedbackAccepted:
+    """Suppress an item for a user (not_interested, hide, report), from their next request.
+
+    Stored as an event of the same type too, so that training sees it.
+    """
+    item = await run_in_threadpool(runtime.store.catalog.get_item, caller.app_id, body.item_id)
+    if item is None:
+        raise NotFound("itemId", f"no item {body.item_id!r}")
+    now = datetime.now(UTC)
+    event = Event(
+        app_id=caller.app_id,
+        event_id=uuid.uuid4().hex,
+        user_id=body.user_id,
+        event_type=EventType(body.feedback.value),
+        event_ts=now,
+        server_ts=now,
+        item_id=body.item_id,
+        surface=body.surface,
+        request_id=body.request_id,
+    )
+    await run_in_threadpool(
+        runtime.writer.append_events, [event], runtime.settings.ingest.ack_timeout_s
+    )
+    return FeedbackAccepted(suppressed=True, event_id=event.event_id)

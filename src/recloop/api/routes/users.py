@@ -1,0 +1,53 @@
+"""Users: ``PUT/GET/DELETE /api/users/{userId}``; delete purges everything about the user."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from starlette.concurrency import run_in_threadpool
+
+from recloop.api.deps import AdminCaller, IngestCaller, RuntimeDep, ServeCaller
+from recloop.api.errors import problem_responses
+from recloop.api.schemas import UserPublic, UserPut
+from recloop.errors import InvalidInput, NotFound
+from recloop.ingest.wire import MAX_ID_LENGTH, to_user
+
+router = APIRouter(tags=["users"])
+
+UserIdPath = Annotated[str, Path(alias="userId", min_length=1, max_length=MAX_ID_LENGTH)]
+_ERRORS = problem_responses(401, 403, 422)
+
+
+@router.put("/api/users/{userId}", response_model=UserPublic, responses=_ERRORS)
+def put_user(
+    user_id: UserIdPath, body: UserPut, caller: IngestCaller, runtime: RuntimeDep
+) -> UserPublic:
+    """Insert or replace a user's attributes (age group, region, language, interests, ...)."""
+    if body.user_id is not None and body.user_id != user_id:
+        raise InvalidInput("userId", "must match the userId in the path")
+    users = runtime.store.users
+    users.upsert_users(caller.app_id, [to_user(body.attributes, user_id)], datetime.now(UTC))
+    stored = users.get_user(caller.app_id, user_id)
+    assert stored is not None
+    return UserPublic.of(stored)
+
+
+@router.get(
+    "/api/users/{userId}", response_model=UserPublic, responses=_ERRORS | problem_responses(404)
+)
+def get_user(user_id: UserIdPath, caller: ServeCaller, runtime: RuntimeDep) -> UserPublic:
+    """One user."""
+    user = runtime.store.users.get_user(caller.app_id, user_id)
+    if user is None:
+        raise NotFound("userId", f"no user {user_id!r}")
+    return UserPublic.of(user)
+
+
+@router.delete("/api/users/{userId}", status_code=204, responses=_ERRORS | problem_responses(404))
+async def delete_user(user_id: UserIdPath, caller: AdminCaller, runtime: RuntimeDep) -> Response:
+    """Purge the user: their profile, events, served lists and suppressions."""
+    if not await run_in_threadpool(runtime.store.users.purge_user, caller.app_id, user_id):
+        raise NotFound("userId", f"nothing stored for user {user_id!r}")
+    return Response(status_code=204)

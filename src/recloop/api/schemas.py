@@ -1,0 +1,183 @@
+"""Request and response models of the HTTP API (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from recloop.domain import Feedback, Item, ItemStatus, User
+from recloop.ingest.wire import CamelModel, EventIn, Id, ItemIn, ItemPut, Label, UserIn, UserPut
+
+__all__ = ["EventIn", "ItemIn", "ItemPut", "UserIn", "UserPut"]
+
+
+class FieldError(CamelModel):
+    """One broken rule."""
+
+    field: str
+    rule: str
+
+
+class Problem(CamelModel):
+    """The body of every error: a sentence, and each field with the rule it broke."""
+
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class EventBatchIn(CamelModel):
+    """Several events in one request (at most ``ingest.max_batch_events``)."""
+
+    events: list[EventIn]
+
+
+class RejectedRecord(CamelModel):
+    """A record of a batch that was refused, by its index in the batch."""
+
+    index: int
+    field: str
+    reason: str
+
+
+class EventsAccepted(CamelModel):
+    """What became of a batch of events. Accepted events are durable."""
+
+    accepted: int = Field(description="Newly stored events.")
+    duplicates: int = Field(
+        description="Events whose eventId was already stored (not stored again)."
+    )
+    rejected: list[RejectedRecord] = Field(description="Refused events, by index, with the reason.")
+
+
+class ItemBatchIn(CamelModel):
+    """Items to insert or replace; validated one by one."""
+
+    items: list[dict[str, Any]]
+
+
+class ItemsUpserted(CamelModel):
+    """What became of a batch of items."""
+
+    upserted: int
+    rejected: list[RejectedRecord]
+
+
+class ItemPublic(CamelModel):
+    """An item as stored."""
+
+    item_id: str
+    type: str
+    title: str | None
+    description: str | None
+    category: str | None
+    tags: list[str]
+    creator_id: str | None
+    locale: str | None
+    status: ItemStatus
+    created_at: datetime | None
+    updated_at: datetime | None
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, item: Item) -> ItemPublic:
+        """From the domain value."""
+        return cls(
+            item_id=item.item_id,
+            type=item.type,
+            title=item.title,
+            description=item.description,
+            category=item.category,
+            tags=list(item.tags),
+            creator_id=item.creator_id,
+            locale=item.locale,
+            status=item.status,
+            created_at=item.created_at,
+            updated_at=item.updated_at,
+            metadata=item.metadata,
+        )
+
+
+class UserPublic(CamelModel):
+    """A user as stored."""
+
+    user_id: str
+    attributes: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserPublic:
+        """From the domain value."""
+        return cls(
+            user_id=user.user_id,
+            attributes=user.attributes,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+        )
+
+
+class RecommendedItem(CamelModel):
+    """One recommended item."""
+
+    item_id: str
+    score: float
+    reason: str = Field(description="Why, in words a person can read.")
+    source: str = Field(description="The candidate source that recalled it first.")
+
+
+class StagePublic(CamelModel):
+    """One pipeline stage of the request (only with ``debug=true``)."""
+
+    stage: str
+    elapsed_ms: float
+    outcome: str
+    detail: str
+
+
+class RecommendationsPublic(CamelModel):
+    """A served list; ``requestId`` ties later events to it."""
+
+    request_id: str
+    items: list[RecommendedItem]
+    model_version: str
+    experiment: str | None
+    variant: str
+    fallback: bool = Field(description="Whether any stage fell back (see `stages` with debug).")
+    stages: list[StagePublic] | None = None
+
+
+class FeedbackIn(CamelModel):
+    """Explicit negative feedback; effective from the user's next request."""
+
+    user_id: Id
+    item_id: Id
+    feedback: Feedback
+    request_id: Id | None = None
+    surface: Label | None = None
+
+
+class FeedbackAccepted(CamelModel):
+    """Feedback stored; the item is suppressed for the user."""
+
+    suppressed: bool
+    event_id: str
+
+
+__all__ += [
+    "EventBatchIn",
+    "EventsAccepted",
+    "FeedbackAccepted",
+    "FeedbackIn",
+    "FieldError",
+    "ItemBatchIn",
+    "ItemPublic",
+    "ItemsUpserted",
+    "Problem",
+    "RecommendationsPublic",
+    "RecommendedItem",
+    "RejectedRecord",
+    "StagePublic",
+    "UserPublic",
+]

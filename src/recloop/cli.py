@@ -1,0 +1,286 @@
+"""The ``recloop`` command: serve, db, keys, import, demo."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from recloop.config import Settings
+from recloop.domain import Scope
+from recloop.errors import RecloopError
+
+app = typer.Typer(
+    help="recloop: a self-hostable recommendation platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The durable store's schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:
+        err_console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Start the HTTP service (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from recloop.api.app import create_app
+    from recloop.serving.runtime import ensure_dev_key, prepare_store, start_runtime
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = _settings()
+    try:
+        store = prepare_store(settings)
+        if settings.is_embedded():
+            key = ensure_dev_key(store, settings.data_dir)
+            if key is not None:
+                console.print(
+                    f"Created app [bold]default[/bold] and a development key "
+                    f"(saved in {settings.data_dir / 'dev-key'}):\n{key}"
+                )
+        runtime = start_runtime(settings, store)
+    except RecloopError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"recloop serving {settings.resolved_store_url()} on http://{host}:{port} (docs: /docs)"
+    )
+    try:
+        uvicorn.run(
+            create_app(settings, runtime),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        runtime.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the store's tables to the newest schema."""
+    from recloop.store import open_store
+    from recloop.store.migrate import current_revision, head_revision, upgrade
+
+    settings = _settings()
+    if settings.is_embedded():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        store = open_store(settings.resolved_store_url())
+        before = current_revision(store.engine)
+        upgrade(store.engine)
+    except RecloopError as exc:
+        raise _fail(exc) from exc
+    console.print(f"schema: {before or 'empty'} -> {head_revision()}")
+    store.close()
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the store's schema revision and the newest one this code knows."""
+    from recloop.store import open_store
+    from recloop.store.migrate import current_revision, head_revision
+
+    settings = _settings()
+    try:
+        store = open_store(settings.resolved_store_url())
+        console.print(
+            f"store: {current_revision(store.engine) or 'empty'}; code: {head_revision()}"
+        )
+    except RecloopError as exc:
+        raise _fail(exc) from exc
+    store.close()
+
+
+def _scopes(value: str) -> list[Scope]:
+    try:
+        return [Scope(part.strip()) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"scopes must be among {', '.join(s.value for s in Scope)}"
+        ) from exc
+
+
+@keys_app.command("create")
+def keys_create(
+    app_id: Annotated[
+        str, typer.Option("--app", help="The app (tenant); created if new.")
+    ] = "default",
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: ingest, serve, admin.")
+    ] = "ingest,serve",
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+) -> None:
+    """Create an API key and print it on the last line (it cannot be shown again)."""
+    from recloop.serving.runtime import prepare_store
+    from recloop.store.keys import issue_key
+
+    parsed = _scopes(scopes)
+    if not parsed:
+        raise typer.BadParameter("give at least one scope", param_hint="--scopes")
+    settings = _settings()
+    now = datetime.now(UTC)
+    try:
+        store = prepare_store(settings)
+        if store.tenancy.create_app(app_id, app_id, now):
+            err_console.print(f"created app {app_id!r}")
+        key = issue_key(store.tenancy, app_id, parsed, now, name=name)
+    except RecloopError as exc:
+        raise _fail(exc) from exc
+    store.close()
+    err_console.print(f"key for app {app_id!r} with scopes {', '.join(s.value for s in parsed)}:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(app_id: Annotated[str, typer.Option("--app")] = "default") -> None:
+    """List an app's keys (ids and scopes, never secrets)."""
+    from recloop.serving.runtime import prepare_store
+
+    store = prepare_store(_settings())
+    table = Table("key id", "scopes", "name", "created", "revoked")
+    for record in store.tenancy.list_keys(app_id):
+        table.add_row(
+            record.key_id,
+            ",".join(sorted(record.scopes)),
+            record.name or "",
+            f"{record.created_at:%Y-%m-%d %H:%M}",
+            f"{record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "",
+        )
+    console.print(table)
+    store.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+) -> None:
+    """Revoke a key; running servers stop accepting it within seconds."""
+    from recloop.serving.runtime import prepare_store
+
+    store = prepare_store(_settings())
+    revoked = store.tenancy.revoke_key(key_id, datetime.now(UTC))
+    store.close()
+    if not revoked:
+        raise _fail(RecloopError(f"no active key {key_id!r}"))
+    console.print(f"revoked {key_id}")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    kind: Annotated[str, typer.Option(help="items, users or events.")],
+    app_id: Annotated[str, typer.Option("--app", help="The app to import into.")] = "default",
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, jsonl or parquet (default: from the extension)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Exit with status 1 if any row was rejected.")
+    ] = False,
+) -> None:
+    """Import items, users or events from CSV, JSONL or Parquet, with the API's rules."""
+    from recloop.ingest.files import count_rows, detect_format
+    from recloop.ingest.importer import RecordKind, import_file
+    from recloop.serving.runtime import ensure_dev_key, prepare_store
+
+    try:
+        record_kind = RecordKind(kind)
+    except ValueError as exc:
+        raise typer.BadParameter("must be items, users or events", param_hint="--kind") from exc
+    settings = _settings()
+    try:
+        resolved_format = fmt or detect_format(file)
+        store = prepare_store(settings)
+        if settings.is_embedded():
+            ensure_dev_key(store, settings.data_dir)
+        if not store.tenancy.app_exists(app_id):
+            hint = f"`recloop keys create --app {app_id}`"
+            raise RecloopError(f"app {app_id!r} does not exist; create it with {hint}")
+        total = count_rows(file, resolved_format)
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        ) as progress:
+            task = progress.add_task(f"importing {record_kind.value}", total=total)
+            report = import_file(
+                store,
+                app_id,
+                record_kind,
+                file,
+                resolved_format,
+                now=datetime.now(UTC),
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    except RecloopError as exc:
+        raise _fail(exc) from exc
+    store.close()
+    summary = Table(title=f"import of {file.name}", show_header=False)
+    summary.add_row("rows read", f"{report.read:,}")
+    summary.add_row("stored", f"{report.stored:,}")
+    if record_kind is RecordKind.EVENTS:
+        summary.add_row("duplicates (already stored)", f"{report.duplicates:,}")
+    summary.add_row("rejected", f"{report.rejected:,}")
+    console.print(summary)
+    if report.rejections:
+        rejected = Table("line", "field", "rule", title="rejected rows (first 20)")
+        for number, field_name, reason in report.rejections[:20]:
+            rejected.add_row(str(number), field_name, reason)
+        console.print(rejected)
+    if strict and report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Random seed; one seed gives one run.")] = 7,
+    users: Annotated[int, typer.Option(help="Simulated users.")] = 400,
+    items: Annotated[int, typer.Option(help="Catalog size.")] = 600,
+    events: Annotated[int, typer.Option(help="Events to post.")] = 30_000,
+) -> None:
+    """Run the loop on the embedded store: catalog, events, recommendations, a summary."""
+    from recloop.simulate.demo import DemoConfig, run_demo
+
+    settings = _settings()
+    try:
+        run_demo(DemoConfig(seed=seed, users=users, items=items, events=events), settings, console)
+    except RecloopError as exc:
+        raise _fail(exc) from exc
+
+
+def main() -> None:
+    """Entry point of the ``recloop`` script."""
+    app()

@@ -1,0 +1,150 @@
+"""Settings: one typed object, read from ``recloop.toml`` and ``RECLOOP_*`` variables.
+
+Precedence, highest first: constructor arguments, environment variables
+(``RECLOOP_STORE_URL``, ``RECLOOP_SERVING__DEFAULT_LIMIT``...), the TOML file named by
+``RECLOOP_CONFIG`` (default ``./recloop.toml`` when it exists), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceSlotConfig(_Section):
+    """One candidate source in a surface: which, how many candidates, how long to wait."""
+
+    name: str
+    quota: int = Field(default=200, ge=1, le=5000)
+    timeout_ms: float = Field(default=15.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ComponentConfig(_Section):
+    """A named component (ranker, rule or policy) and its parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SurfaceConfig(_Section):
+    """A surface is data: its sources and quotas, ranker, rerank rules and exploration."""
+
+    sources: list[SourceSlotConfig]
+    ranker: ComponentConfig = ComponentConfig(name="source-scores")
+    rules: list[ComponentConfig] = Field(default_factory=list)
+    exploration: ComponentConfig = ComponentConfig(name="none")
+    fallback: str = "popular"
+    requires_item: bool = False
+
+    @model_validator(mode="after")
+    def _has_sources(self) -> SurfaceConfig:
+        if not self.sources:
+            raise ValueError("a surface needs at least one source")
+        return self
+
+
+def default_surfaces() -> dict[str, SurfaceConfig]:
+    """The surfaces a fresh install serves: home, trending and similar."""
+    return {
+        "home": SurfaceConfig(
+            sources=[SourceSlotConfig(name="trending"), SourceSlotConfig(name="popular")],
+        ),
+        "trending": SurfaceConfig(sources=[SourceSlotConfig(name="trending", quota=300)]),
+        "similar": SurfaceConfig(
+            sources=[
+                SourceSlotConfig(name="same-category", quota=300),
+                SourceSlotConfig(name="popular", quota=100),
+            ],
+            ranker=ComponentConfig(
+                name="source-scores", params={"weights": {"same-category": 2.0, "popular": 1.0}}
+            ),
+            requires_item=True,
+        ),
+    }
+
+
+class BudgetSettings(_Section):
+    """Per-stage time budgets in milliseconds; a stage past its budget falls back."""
+
+    retrieve_ms: float = Field(default=25.0, gt=0)
+    rank_ms: float = Field(default=10.0, gt=0)
+    rerank_ms: float = Field(default=5.0, gt=0)
+
+
+class ServingSettings(_Section):
+    """How recommendations are served."""
+
+    default_limit: int = Field(default=20, ge=1, le=500)
+    max_limit: int = Field(default=100, ge=1, le=500)
+    popularity_refresh_s: float = Field(default=1.0, gt=0)
+    popularity_rebuild_s: float = Field(default=600.0, gt=0)
+    trending_half_life_h: float = Field(default=24.0, gt=0)
+    key_cache_ttl_s: float = Field(default=10.0, ge=0)
+    source_threads: int = Field(default=4, ge=1, le=64)
+    budget: BudgetSettings = BudgetSettings()
+
+
+class IngestSettings(_Section):
+    """How events are accepted."""
+
+    max_batch_events: int = Field(default=1000, ge=1, le=100_000)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    writer_max_rows: int = Field(default=5000, ge=1)
+    ack_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration of a recloop deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECLOOP_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Path("recloop-data")
+    store_url: str | None = None
+    serving: ServingSettings = ServingSettings()
+    ingest: IngestSettings = IngestSettings()
+    surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read constructor arguments, then the environment, then ``recloop.toml``."""
+        toml_path = Path(os.environ.get("RECLOOP_CONFIG", "recloop.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    def resolved_store_url(self) -> str:
+        """The durable store's URL: the configured one, or SQLite in the data directory."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.data_dir / 'recloop.db').resolve()}"
+
+    def is_embedded(self) -> bool:
+        """Whether the store is the embedded SQLite default rather than a server."""
+        return self.resolved_store_url().startswith("sqlite")

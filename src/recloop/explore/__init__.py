@@ -1,0 +1,1 @@
+"""Exploration policies; every served position gets a logged propensity."""

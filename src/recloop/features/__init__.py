@@ -1,0 +1,1 @@
+"""Feature definitions, computed by the same code for training and for serving."""

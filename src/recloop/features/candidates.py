@@ -1,0 +1,79 @@
+"""Merged candidates and the feature matrix built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recloop.domain import Candidate
+
+
+@dataclass(slots=True)
+class MergedCandidate:
+    """One item as recalled by one or more sources, with every source's score kept."""
+
+    item_id: str
+    source: str
+    reason: str
+    source_scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source that recalled the item, first finder first."""
+        return tuple(self.source_scores)
+
+
+def merge_candidates(per_source: Sequence[Sequence[Candidate]]) -> list[MergedCandidate]:
+    """Merge source lists in order; an item keeps the reason of the first source that found it."""
+    merged: dict[str, MergedCandidate] = {}
+    for candidates in per_source:
+        for candidate in candidates:
+            entry = merged.get(candidate.item_id)
+            if entry is None:
+                entry = MergedCandidate(candidate.item_id, candidate.source, candidate.reason)
+                merged[candidate.item_id] = entry
+            entry.source_scores.setdefault(candidate.source, candidate.score)
+    return list(merged.values())
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureMatrix:
+    """Rows are candidates (in ``item_ids`` order), columns are named features."""
+
+    item_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    values: np.ndarray
+
+    def column(self, name: str) -> np.ndarray:
+        """One feature for every candidate; zeros when the feature is absent."""
+        try:
+            return self.values[:, self.names.index(name)]
+        except ValueError:
+            return np.zeros(len(self.item_ids), dtype=np.float32)
+
+
+def source_score_feature(source: str) -> str:
+    """The feature name of a source's normalised score."""
+    return f"source_score:{source}"
+
+
+def source_score_features(
+    candidates: Sequence[MergedCandidate], sources: Sequence[str]
+) -> FeatureMatrix:
+    """Each source's score scaled to [0, 1] by its best candidate; 0 where it did not recall."""
+    values = np.zeros((len(candidates), len(sources)), dtype=np.float32)
+    for col, source in enumerate(sources):
+        for row, candidate in enumerate(candidates):
+            score = candidate.source_scores.get(source)
+            if score is not None:
+                values[row, col] = score
+        top = float(values[:, col].max(initial=0.0))
+        if top > 0:
+            values[:, col] /= top
+    return FeatureMatrix(
+        item_ids=tuple(c.item_id for c in candidates),
+        names=tuple(source_score_feature(s) for s in sources),
+        values=values,
+    )

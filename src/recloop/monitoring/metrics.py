@@ -1,0 +1,67 @@
+"""Prometheus metrics of one process, on a registry of its own (so apps in tests don't clash)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _CallbackCounters(Collector):
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in self._read().items():
+            family = CounterMetricFamily(name, f"{name} (from the store writer)")
+            family.add_metric([], value)
+            yield family
+
+
+class Metrics:
+    """Every metric recloop exports, registered on one registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "recloop_events",
+            "Events received, by outcome (accepted, duplicate, rejected).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.recommendations = Counter(
+            "recloop_recommendations",
+            "Recommendation requests served, by surface and whether a fallback was used.",
+            ["surface", "fallback"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "recloop_recommendation_seconds",
+            "Time to build one recommendation list, by surface.",
+            ["surface"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage_outcomes = Counter(
+            "recloop_stage_outcomes",
+            "Pipeline stage results (ok, timeout, error, fallback, empty), by stage.",
+            ["stage", "outcome"],
+            registry=self.registry,
+        )
+        self.refresh_errors = Counter(
+            "recloop_refresh_errors",
+            "Failed refreshes of in-memory models from the store.",
+            registry=self.registry,
+        )
+
+    def watch(self, read: Callable[[], dict[str, float]]) -> None:
+        """Export counters that another component keeps (read at scrape time)."""
+        self.registry.register(_CallbackCounters(read))
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

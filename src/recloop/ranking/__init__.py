@@ -1,0 +1,1 @@
+"""Rankers: turn a feature matrix into scores."""

@@ -1,0 +1,1 @@
+"""Re-ranking rules and the mandatory eligibility filters."""

@@ -1,0 +1,1 @@
+"""Candidate sources and what they are built from."""

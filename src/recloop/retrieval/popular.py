@@ -1,0 +1,78 @@
+"""Popular (all-time), trending (time-decayed) and same-category sources.
+
+They read the latest ``PopularitySnapshot``; popular is also every surface's fallback.
+"""
+
+from __future__ import annotations
+
+from recloop.domain import Candidate
+from recloop.retrieval.popularity import PopularityIndex, Ranked
+from recloop.retrieval.protocols import RetrievalQuery
+
+
+def _candidates(
+    ranked: Ranked, source: str, reason: str, k: int, skip: str | None = None
+) -> list[Candidate]:
+    ids, scores = ranked
+    out: list[Candidate] = []
+    for item_id, score in zip(ids, scores, strict=False):
+        if item_id == skip:
+            continue
+        out.append(Candidate(item_id, source, score, reason))
+        if len(out) >= k:
+            break
+    return out
+
+
+class PopularSource:
+    """The most engaged-with items of all time (within the requested category, if any)."""
+
+    name = "popular"
+
+    def __init__(self, index: PopularityIndex) -> None:
+        self._index = index
+
+    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        """At most ``k`` popular items, best first."""
+        snapshot = self._index.get(query.app_id)
+        if snapshot is None:
+            return []
+        reason = f"Popular in {query.category}" if query.category else "Popular"
+        return _candidates(snapshot.ranked("popular", query.category), self.name, reason, k)
+
+
+class TrendingSource:
+    """Items with the most engagement lately: counts decayed with a half-life."""
+
+    name = "trending"
+
+    def __init__(self, index: PopularityIndex) -> None:
+        self._index = index
+
+    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        """At most ``k`` trending items, best first."""
+        snapshot = self._index.get(query.app_id)
+        if snapshot is None:
+            return []
+        reason = f"Trending in {query.category}" if query.category else "Trending now"
+        return _candidates(snapshot.ranked("trending", query.category), self.name, reason, k)
+
+
+class SameCategorySource:
+    """Popular items in the anchor item's category: today's "you may also like"."""
+
+    name = "same-category"
+
+    def __init__(self, index: PopularityIndex) -> None:
+        self._index = index
+
+    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        """At most ``k`` items sharing the anchor's category, anchor excluded."""
+        snapshot = self._index.get(query.app_id)
+        if snapshot is None or query.anchor_item_id is None:
+            return []
+        category = snapshot.category_of.get(query.anchor_item_id)
+        if category is None:
+            return []
+        ranked = snapshot.ranked("popular", category)
+        return _candidates(ranked, self.name, f"More in {category}", k, skip=query.anchor_item_id)

@@ -1,0 +1,194 @@
+"""Popularity and trending counts per app, kept current from the event log.
+
+``PopularityModel`` follows the model habit: ``update(events)`` and ``apply_catalog(changes)``
+fold new data in (off the request path, from a background refresher), and ``snapshot()``
+publishes an immutable ``PopularitySnapshot`` that request threads read without locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from recloop.domain import EventRecord, EventType
+from recloop.store.protocols import CatalogChange
+
+#: A ranked list: item ids best first, and their scores.
+Ranked = tuple[tuple[str, ...], tuple[float, ...]]
+_EMPTY: Ranked = ((), ())
+
+
+class PopularityConfig(BaseModel):
+    """How events count toward popularity and trending."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights: dict[EventType, float] = Field(
+        default_factory=lambda: {
+            EventType.CLICK: 1.0,
+            EventType.VIEW: 1.0,
+            EventType.LIKE: 2.0,
+            EventType.ADD_TO_CART: 2.0,
+            EventType.SHARE: 3.0,
+            EventType.PURCHASE: 4.0,
+        }
+    )
+    half_life_hours: float = Field(default=24.0, gt=0)
+    top_n: int = Field(default=1000, ge=1)
+
+
+@dataclass(frozen=True)
+class PopularitySnapshot:
+    """Ranked lists of active catalog items, overall and per category, as of one refresh."""
+
+    popular: Ranked = _EMPTY
+    trending: Ranked = _EMPTY
+    popular_by_category: Mapping[str, Ranked] = field(default_factory=dict)
+    trending_by_category: Mapping[str, Ranked] = field(default_factory=dict)
+    category_of: Mapping[str, str] = field(default_factory=dict)
+    events_seen: int = 0
+
+    def ranked(self, kind: str, category: str | None) -> Ranked:
+        """The ``popular`` or ``trending`` list, within one category when given."""
+        if category is None:
+            return self.popular if kind == "popular" else self.trending
+        by_category = self.popular_by_category if kind == "popular" else self.trending_by_category
+        return by_category.get(category, _EMPTY)
+
+
+class PopularityModel:
+    """Weighted all-time counts and exponentially decayed (trending) counts for one app.
+
+    Only active items known to the catalog are ranked: an item nobody can be served is
+    not worth a slot in the top lists. Serving still checks status per request.
+    """
+
+    def __init__(self, config: PopularityConfig | None = None) -> None:
+        self.config = config or PopularityConfig()
+        self._index: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._counts = np.zeros(0, dtype=np.float64)
+        self._trend = np.zeros(0, dtype=np.float64)
+        # Trending scores are stored relative to a reference time and rescaled when it moves,
+        # so folding in an event never touches the other items.
+        self._ref_ts: float | None = None
+        self._category: dict[str, str] = {}
+        self._active: set[str] = set()
+        self._events_seen = 0
+        self._dirty = True
+
+    def _slot(self, item_id: str) -> int:
+        slot = self._index.get(item_id)
+        if slot is None:
+            slot = len(self._ids)
+            self._index[item_id] = slot
+            self._ids.append(item_id)
+            if slot >= len(self._counts):
+                grow = max(1024, len(self._counts))
+                self._counts = np.concatenate([self._counts, np.zeros(grow)])
+                self._trend = np.concatenate([self._trend, np.zeros(grow)])
+        return slot
+
+    def update(self, events: Iterable[EventRecord]) -> None:
+        """Fold new events in."""
+        weights = self.config.weights
+        half_life_s = self.config.half_life_hours * 3600.0
+        for event in events:
+            self._events_seen += 1
+            weight = weights.get(event.event_type, 0.0)
+            if weight <= 0.0 or event.item_id is None:
+                continue
+            ts = event.event_ts.timestamp()
+            if self._ref_ts is None:
+                self._ref_ts = ts
+            exponent = (ts - self._ref_ts) / half_life_s
+            if exponent > 500.0:
+                # Move the reference forward before 2**exponent overflows a float.
+                self._trend *= 2.0 ** (-exponent)
+                self._ref_ts = ts
+                exponent = 0.0
+            slot = self._slot(event.item_id)
+            self._counts[slot] += weight
+            self._trend[slot] += weight * 2.0**exponent
+            self._dirty = True
+
+    def apply_catalog(self, changes: Iterable[CatalogChange]) -> None:
+        """Follow items' categories and statuses."""
+        for change in changes:
+            if change.category is None:
+                self._category.pop(change.item_id, None)
+            else:
+                self._category[change.item_id] = change.category
+            if change.is_active:
+                self._active.add(change.item_id)
+            else:
+                self._active.discard(change.item_id)
+            self._dirty = True
+
+    def is_dirty(self) -> bool:
+        """Whether anything changed since the last snapshot."""
+        return self._dirty
+
+    def snapshot(self, now: datetime) -> PopularitySnapshot:
+        """Publish ranked lists of the active items as of ``now``."""
+        self._dirty = False
+        n = len(self._ids)
+        ids = np.array(self._ids, dtype=object)
+        active = np.fromiter((i in self._active for i in self._ids), dtype=bool, count=n)
+        counts = self._counts[:n]
+        trend = self._trend[:n]
+        if self._ref_ts is not None:
+            half_life_s = self.config.half_life_hours * 3600.0
+            trend = trend * 2.0 ** ((self._ref_ts - now.timestamp()) / half_life_s)
+        categories = np.array([self._category.get(i, "") for i in self._ids], dtype=object)
+        eligible = active & (counts > 0)
+        top_n = self.config.top_n
+        popular_by: dict[str, Ranked] = {}
+        trending_by: dict[str, Ranked] = {}
+        for category in set(categories[eligible].tolist()) - {""}:
+            mask = eligible & (categories == category)
+            popular_by[category] = _top(ids, counts, mask, top_n)
+            trending_by[category] = _top(ids, trend, mask, top_n)
+        return PopularitySnapshot(
+            popular=_top(ids, counts, eligible, top_n),
+            trending=_top(ids, trend, eligible, top_n),
+            popular_by_category=popular_by,
+            trending_by_category=trending_by,
+            category_of=dict(self._category),
+            events_seen=self._events_seen,
+        )
+
+
+def _top(ids: np.ndarray, scores: np.ndarray, mask: np.ndarray, n: int) -> Ranked:
+    candidates = np.flatnonzero(mask)
+    if candidates.size == 0:
+        return _EMPTY
+    values = scores[candidates]
+    if candidates.size > n:
+        keep = np.argpartition(-values, n - 1)[:n]
+        candidates, values = candidates[keep], values[keep]
+    # Ties broken by item id so that equal scores give a stable, reproducible order.
+    order = np.lexsort((ids[candidates].astype(str), -values))
+    return (
+        tuple(ids[candidates[order]].tolist()),
+        tuple(float(v) for v in values[order]),
+    )
+
+
+class PopularityIndex:
+    """The current snapshot of every app; swapped atomically by the refresher."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, PopularitySnapshot] = {}
+
+    def get(self, app_id: str) -> PopularitySnapshot | None:
+        """The app's latest snapshot, or None before the first refresh."""
+        return self._snapshots.get(app_id)
+
+    def publish(self, app_id: str, snapshot: PopularitySnapshot) -> None:
+        """Replace the app's snapshot."""
+        self._snapshots = {**self._snapshots, app_id: snapshot}

@@ -1,0 +1,24 @@
+"""The candidate-source role: recall up to ``k`` items for a request."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from recloop.domain import Candidate, RequestContext
+
+#: What a source sees of a request. Today the request context itself; sources that need
+#: more (a user vector, session items) will read it from the feature layer.
+RetrievalQuery = RequestContext
+
+
+class CandidateSource(Protocol):
+    """Recalls candidates; every candidate it returns carries ``source == name``.
+
+    A source answers an unknown user or item with ``[]``, never an error.
+    """
+
+    name: str
+
+    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        """At most ``k`` candidates, best first."""
+        ...

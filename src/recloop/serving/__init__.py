@@ -1,0 +1,1 @@
+"""The request pipeline: stages, budgets, fallbacks, and the service that runs it."""

@@ -1,0 +1,48 @@
+"""Stage budgets and traces: what each stage took, and what fell back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+Outcome = Literal["ok", "timeout", "error", "empty", "fallback", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Per-stage time budgets in milliseconds.
+
+    Python cannot stop a running thread, so a budget means "stop waiting": a source that
+    misses it is dropped from this request, and the stage records a timeout.
+    """
+
+    retrieve_ms: float = 25.0
+    rank_ms: float = 10.0
+    rerank_ms: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageTrace:
+    """One stage of one request."""
+
+    stage: str
+    elapsed_ms: float
+    outcome: Outcome
+    detail: str = ""
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the request was served worse than planned because of this stage."""
+        return self.outcome in ("timeout", "error", "fallback")
+
+
+class Stopwatch:
+    """Milliseconds since construction, on the monotonic clock."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def ms(self) -> float:
+        """Elapsed milliseconds."""
+        return (time.perf_counter() - self._start) * 1000.0

@@ -1,0 +1,211 @@
+"""The recommendation pipeline: retrieve, filter, features, rank, rerank, explore.
+
+Each stage has a budget and a fallback, and every request carries a trace of what each
+stage did. Mandatory filters and rules are never skipped: if one fails, the request fails
+rather than serve an item that must not be shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+import numpy as np
+
+from recloop.domain import Candidate, RequestContext, ScoredItem, Slate
+from recloop.explore.policies import ExplorationPolicy
+from recloop.features.candidates import MergedCandidate, merge_candidates, source_score_features
+from recloop.ranking.protocols import Ranker
+from recloop.rerank.protocols import CandidateFilter, RerankRule
+from recloop.retrieval.protocols import CandidateSource
+from recloop.serving.budget import Budget, Outcome, StageTrace, Stopwatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSlot:
+    """A source in a surface: how many candidates to ask for and how long to wait."""
+
+    source: CandidateSource
+    quota: int
+    timeout_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServedSlate:
+    """The pipeline's answer: the final items, what served them, and how it went."""
+
+    items: tuple[ScoredItem, ...]
+    model_version: str
+    fallback: bool
+    trace: tuple[StageTrace, ...]
+
+
+class Pipeline:
+    """One surface's pipeline, built from configuration by ``serving.surfaces``."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        sources: Sequence[SourceSlot],
+        filters: Sequence[CandidateFilter],
+        ranker: Ranker,
+        rules: Sequence[RerankRule],
+        policy: ExplorationPolicy,
+        fallback: CandidateSource,
+        budget: Budget,
+        executor: Executor,
+    ) -> None:
+        self.name = name
+        self.sources = tuple(sources)
+        self.filters = tuple(filters)
+        self.ranker = ranker
+        self.rules = tuple(rules)
+        self.policy = policy
+        self.fallback = fallback
+        self.budget = budget
+        self._executor = executor
+
+    @property
+    def model_version(self) -> str:
+        """What a response names as the model that served it."""
+        return self.ranker.version
+
+    def run(self, ctx: RequestContext, k: int) -> ServedSlate:
+        """Build the list for one request."""
+        trace: list[StageTrace] = []
+        candidates = self._filter(self._retrieve(ctx, trace), ctx, trace)
+        if not candidates:
+            candidates = self._fall_back(ctx, k, trace)
+        slate = self._rank(candidates, trace)
+        slate = self._rerank(slate, ctx, trace)
+        slate = Slate(slate.items[:k])
+        watch = Stopwatch()
+        slate = self.policy.explore(slate, ctx)
+        trace.append(StageTrace(f"explore:{self.policy.name}", watch.ms(), "ok"))
+        return ServedSlate(
+            items=slate.items,
+            model_version=self.model_version,
+            fallback=any(t.degraded for t in trace),
+            trace=tuple(trace),
+        )
+
+    def _retrieve(self, ctx: RequestContext, trace: list[StageTrace]) -> list[MergedCandidate]:
+        watch = Stopwatch()
+        futures: list[Future[list[Candidate]]] = [
+            self._executor.submit(slot.source.retrieve, ctx, slot.quota) for slot in self.sources
+        ]
+        results: list[list[Candidate]] = []
+        for slot, future in zip(self.sources, futures, strict=True):
+            stage = f"retrieve:{slot.source.name}"
+            deadline_ms = min(slot.timeout_ms, self.budget.retrieve_ms)
+            outcome: Outcome = "ok"
+            detail = ""
+            try:
+                found = future.result(timeout=max(0.0, deadline_ms - watch.ms()) / 1000.0)
+                results.append(found)
+                if not found:
+                    outcome = "empty"
+            except FutureTimeout:
+                future.cancel()
+                outcome, detail = "timeout", f"no answer within {deadline_ms:g} ms"
+            except Exception as exc:
+                log.exception("candidate source %s failed", slot.source.name)
+                outcome, detail = "error", f"{type(exc).__name__}: {exc}"
+            trace.append(StageTrace(stage, watch.ms(), outcome, detail))
+        return merge_candidates(results)
+
+    def _filter(
+        self, candidates: list[MergedCandidate], ctx: RequestContext, trace: list[StageTrace]
+    ) -> list[MergedCandidate]:
+        for candidate_filter in self.filters:
+            watch = Stopwatch()
+            before = len(candidates)
+            # No try/except: an eligibility filter that fails must fail the request.
+            candidates = candidate_filter.keep(candidates, ctx)
+            trace.append(
+                StageTrace(
+                    f"filter:{candidate_filter.name}",
+                    watch.ms(),
+                    "ok",
+                    f"{before} -> {len(candidates)}",
+                )
+            )
+        return candidates
+
+    def _fall_back(
+        self, ctx: RequestContext, k: int, trace: list[StageTrace]
+    ) -> list[MergedCandidate]:
+        watch = Stopwatch()
+        try:
+            found = self.fallback.retrieve(ctx, max(k * 5, 100))
+        except Exception as exc:
+            log.exception("fallback source %s failed", self.fallback.name)
+            trace.append(
+                StageTrace(f"fallback:{self.fallback.name}", watch.ms(), "error", str(exc))
+            )
+            return []
+        candidates = self._filter(merge_candidates([found]), ctx, trace)
+        trace.append(
+            StageTrace(
+                f"fallback:{self.fallback.name}",
+                watch.ms(),
+                "fallback",
+                "no source recalled a servable item",
+            )
+        )
+        return candidates
+
+    def _rank(self, candidates: list[MergedCandidate], trace: list[StageTrace]) -> Slate:
+        watch = Stopwatch()
+        names = sorted({s for c in candidates for s in c.sources})
+        order: Sequence[int]
+        try:
+            scores = self.ranker.score(source_score_features(candidates, names)).combined
+            if len(scores) != len(candidates) or not np.all(np.isfinite(scores)):
+                raise ValueError("ranker returned a wrong-sized or non-finite score vector")
+            # Stable sort: equal scores keep the order the sources gave.
+            order = np.argsort(-scores, kind="stable").tolist()
+            outcome: Outcome = "ok"
+            detail = ""
+        except Exception as exc:
+            log.exception("ranker %s failed", self.ranker.version)
+            scores = np.linspace(1.0, 0.0, num=len(candidates), endpoint=False)
+            order = range(len(candidates))
+            outcome, detail = "error", f"{type(exc).__name__}: {exc}; served in source order"
+        elapsed = watch.ms()
+        if outcome == "ok" and elapsed > self.budget.rank_ms:
+            outcome, detail = "ok", f"over budget ({elapsed:.1f} > {self.budget.rank_ms:g} ms)"
+        trace.append(StageTrace(f"rank:{self.ranker.version}", elapsed, outcome, detail))
+        return Slate(
+            tuple(
+                ScoredItem(
+                    item_id=candidates[i].item_id,
+                    score=float(scores[i]),
+                    source=candidates[i].source,
+                    reason=candidates[i].reason,
+                    sources=candidates[i].sources,
+                )
+                for i in order
+            )
+        )
+
+    def _rerank(self, slate: Slate, ctx: RequestContext, trace: list[StageTrace]) -> Slate:
+        for rule in self.rules:
+            watch = Stopwatch()
+            if rule.mandatory:
+                slate = rule.apply(slate, ctx)
+                trace.append(StageTrace(f"rerank:{rule.name}", watch.ms(), "ok"))
+                continue
+            try:
+                slate = rule.apply(slate, ctx)
+                trace.append(StageTrace(f"rerank:{rule.name}", watch.ms(), "ok"))
+            except Exception as exc:
+                log.exception("rerank rule %s failed; skipped", rule.name)
+                trace.append(StageTrace(f"rerank:{rule.name}", watch.ms(), "error", str(exc)))
+        return slate

@@ -1,0 +1,164 @@
+"""The recommendation service: one request in, one logged list out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from recloop.domain import (
+    CONSUMING_EVENTS,
+    RecommendationRecord,
+    RequestContext,
+    ScoredItem,
+    ServedItem,
+)
+from recloop.errors import InvalidInput
+from recloop.monitoring.metrics import Metrics
+from recloop.serving.budget import StageTrace, Stopwatch
+from recloop.serving.pipeline import Pipeline
+from recloop.store.protocols import EventLog, Suppressions
+from recloop.store.writer import StoreWriter
+
+_CONSUMING = sorted(t.value for t in CONSUMING_EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationRequest:
+    """What a client asked for."""
+
+    user_id: str
+    surface: str
+    limit: int
+    item_id: str | None = None
+    category: str | None = None
+    exclude_ids: frozenset[str] = frozenset()
+    session_id: str | None = None
+    device: str | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendations:
+    """A served list and how it was made."""
+
+    request_id: str
+    items: tuple[ScoredItem, ...]
+    model_version: str
+    experiment: str | None
+    variant: str
+    fallback: bool
+    trace: tuple[StageTrace, ...]
+    latency_ms: float
+
+
+class Recommender:
+    """Builds the request context, runs the surface's pipeline and logs the served list.
+
+    Args:
+        pipelines: one pipeline per surface name.
+        requires_item: surfaces that need an anchor ``itemId``.
+        events: read for the items a user has consumed (never served to them again).
+        suppressions: read for the items a user suppressed.
+        writer: where the served list is queued for the recommendation log.
+        metrics: where requests and stage outcomes are counted.
+    """
+
+    def __init__(
+        self,
+        pipelines: Mapping[str, Pipeline],
+        requires_item: frozenset[str],
+        *,
+        events: EventLog,
+        suppressions: Suppressions,
+        writer: StoreWriter,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pipelines = dict(pipelines)
+        self._requires_item = requires_item
+        self._events = events
+        self._suppressions = suppressions
+        self._writer = writer
+        self._metrics = metrics
+        self._clock = clock
+
+    @property
+    def surfaces(self) -> list[str]:
+        """The surfaces this service serves."""
+        return sorted(self._pipelines)
+
+    def recommend(self, app_id: str, request: RecommendationRequest) -> Recommendations:
+        """Serve one list.
+
+        Raises:
+            InvalidInput: the surface is unknown, or needs an ``itemId`` that is missing.
+        """
+        watch = Stopwatch()
+        pipeline = self._pipelines.get(request.surface)
+        if pipeline is None:
+            raise InvalidInput(
+                "surface", f"unknown surface {request.surface!r}; known: {', '.join(self.surfaces)}"
+            )
+        if request.surface in self._requires_item and request.item_id is None:
+            raise InvalidInput("itemId", f"required for surface {request.surface!r}")
+        excluded = set(request.exclude_ids)
+        excluded |= self._events.consumed_item_ids(app_id, request.user_id, _CONSUMING)
+        excluded |= self._suppressions.item_ids(app_id, request.user_id)
+        if request.item_id is not None:
+            excluded.add(request.item_id)
+        ctx = RequestContext(
+            app_id=app_id,
+            request_id=uuid.uuid4().hex,
+            surface=request.surface,
+            user_id=request.user_id,
+            now=self._clock(),
+            session_id=request.session_id,
+            device=request.device,
+            locale=request.locale,
+            anchor_item_id=request.item_id,
+            category=request.category,
+            excluded_item_ids=frozenset(excluded),
+        )
+        served = pipeline.run(ctx, request.limit)
+        latency_ms = watch.ms()
+        result = Recommendations(
+            request_id=ctx.request_id,
+            items=served.items,
+            model_version=served.model_version,
+            experiment=None,
+            variant="default",
+            fallback=served.fallback,
+            trace=served.trace,
+            latency_ms=latency_ms,
+        )
+        self._log(ctx, result)
+        return result
+
+    def _log(self, ctx: RequestContext, result: Recommendations) -> None:
+        self._writer.log_recommendation(
+            RecommendationRecord(
+                app_id=ctx.app_id,
+                request_id=ctx.request_id,
+                user_id=ctx.user_id,
+                surface=ctx.surface,
+                served_at=ctx.now,
+                items=tuple(
+                    ServedItem(item.item_id, position, item.score, item.source, item.propensity)
+                    for position, item in enumerate(result.items)
+                ),
+                model_version=result.model_version,
+                experiment=result.experiment,
+                variant=result.variant,
+                fallback=result.fallback,
+                latency_ms=result.latency_ms,
+                session_id=ctx.session_id,
+                device=ctx.device,
+            )
+        )
+        self._metrics.recommendations.labels(ctx.surface, str(result.fallback).lower()).inc()
+        self._metrics.request_seconds.labels(ctx.surface).observe(result.latency_ms / 1000.0)
+        for stage in result.trace:
+            name = stage.stage.split(":", 1)[0] if stage.stage.startswith("filter") else stage.stage
+            self._metrics.stage_outcomes.labels(name, stage.outcome).inc()

@@ -1,0 +1,124 @@
+"""Everything one process runs, wired from settings: store, writer, refresher, pipelines."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from recloop.config import Settings
+from recloop.domain import Scope
+from recloop.ingest.accept import EventIngestor
+from recloop.monitoring.metrics import Metrics
+from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
+from recloop.serving.components import Resources
+from recloop.serving.recommender import Recommender
+from recloop.serving.refresh import PopularityRefresher
+from recloop.serving.surfaces import build_pipelines
+from recloop.store import Store, open_store
+from recloop.store.keys import issue_key
+from recloop.store.migrate import require_current, upgrade
+from recloop.store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APP = "default"
+
+
+@dataclass
+class Runtime:
+    """The running parts of a recloop process."""
+
+    settings: Settings
+    store: Store
+    writer: StoreWriter
+    refresher: PopularityRefresher
+    recommender: Recommender
+    ingestor: EventIngestor
+    metrics: Metrics
+    executor: ThreadPoolExecutor
+
+    def close(self) -> None:
+        """Stop background work, write what is queued, close the store."""
+        self.refresher.stop()
+        self.writer.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+
+
+def prepare_store(settings: Settings) -> Store:
+    """Open the store; the embedded one is created and migrated on first use.
+
+    Raises:
+        SchemaOutOfDate: a server store is behind the code (run ``recloop db upgrade``).
+    """
+    if settings.is_embedded():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_store_url())
+    if settings.is_embedded():
+        upgrade(store.engine)
+    else:
+        require_current(store.engine)
+    return store
+
+
+def ensure_dev_key(store: Store, data_dir: Path) -> str | None:
+    """On an embedded store with no apps: create the default app and a development key.
+
+    The key is written to ``DATA_DIR/dev-key`` (mode 600) and returned; None when the
+    store already had its default app.
+    """
+    now = datetime.now(UTC)
+    if not store.tenancy.create_app(DEFAULT_APP, "Default app", now):
+        return None
+    key = issue_key(store.tenancy, DEFAULT_APP, list(Scope), now, name="development key")
+    path = data_dir / "dev-key"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def start_runtime(settings: Settings, store: Store | None = None) -> Runtime:
+    """Wire and start every part; configuration errors are raised here, not per request."""
+    store = store or prepare_store(settings)
+    metrics = Metrics()
+    writer = StoreWriter(store.events, store.rec_log, max_rows=settings.ingest.writer_max_rows)
+    metrics.watch(
+        lambda: {
+            "recloop_reclog_written": writer.stats.logs_written,
+            "recloop_reclog_dropped": writer.stats.logs_dropped,
+            "recloop_event_commits": writer.stats.event_commits,
+        }
+    )
+    index = PopularityIndex()
+    refresher = PopularityRefresher(
+        store.events,
+        store.catalog,
+        index,
+        config=PopularityConfig(half_life_hours=settings.serving.trending_half_life_h),
+        interval_s=settings.serving.popularity_refresh_s,
+        rebuild_s=settings.serving.popularity_rebuild_s,
+        on_error=metrics.refresh_errors.inc,
+    )
+    executor = ThreadPoolExecutor(settings.serving.source_threads, thread_name_prefix="recloop-src")
+    pipelines = build_pipelines(
+        settings.surfaces, Resources(index, store.catalog), settings.serving.budget, executor
+    )
+    recommender = Recommender(
+        pipelines,
+        frozenset(name for name, s in settings.surfaces.items() if s.requires_item),
+        events=store.events,
+        suppressions=store.suppressions,
+        writer=writer,
+        metrics=metrics,
+    )
+    ingestor = EventIngestor(
+        writer,
+        max_future_skew=timedelta(seconds=settings.ingest.max_future_skew_s),
+        ack_timeout_s=settings.ingest.ack_timeout_s,
+    )
+    writer.start()
+    refresher.start()
+    return Runtime(settings, store, writer, refresher, recommender, ingestor, metrics, executor)

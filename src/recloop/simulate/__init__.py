@@ -1,0 +1,1 @@
+"""A synthetic world of users and items that drives the real API."""

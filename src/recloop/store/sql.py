@@ -1,0 +1,522 @@
+"""The durable store over SQLAlchemy Core: one code path for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from recloop.domain import (
+    SUPPRESSING_EVENTS,
+    CatalogEntry,
+    Event,
+    EventRecord,
+    EventType,
+    Feedback,
+    Item,
+    ItemStatus,
+    RecommendationRecord,
+    Scope,
+    ServedItem,
+    User,
+)
+from recloop.errors import RecloopError, StoreUnavailable, map_errors
+from recloop.store import schema as t
+from recloop.store.protocols import ApiKeyRecord, AppendResult, CatalogChange, CatalogCursor
+
+# Driver failures that mean "the database is not there"; everything else is a bug or bad data.
+_UNAVAILABLE: dict[type[BaseException], type[RecloopError]] = {
+    sa_exc.OperationalError: StoreUnavailable,
+    sa_exc.InterfaceError: StoreUnavailable,
+}
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def create_sql_engine(url: str) -> Engine:
+    """An engine for a store URL, with SQLite set up for concurrent, durable use (WAL)."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
+            max_overflow=16,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before it returns, so an acknowledged event survives
+            # a power cut, not only a crash of the process.
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(
+        url,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+class _SqlRole:
+    """Shared plumbing: an engine, and transactions that translate driver failures."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        with map_errors(_UNAVAILABLE), self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with map_errors(_UNAVAILABLE), self._engine.connect() as conn:
+            yield conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        """A dialect-specific INSERT, which has ``on_conflict_do_*``."""
+        if self._engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+
+class SqlTenancy(_SqlRole):
+    """Apps and API keys in SQL."""
+
+    def create_app(self, app_id: str, name: str, now: datetime) -> bool:
+        """Create an app; returns False when it already existed."""
+        stmt = self._insert(t.apps).values(app_id=app_id, name=name, created_at=now)
+        with self._begin() as conn:
+            result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["app_id"]))
+        return result.rowcount == 1
+
+    def app_exists(self, app_id: str) -> bool:
+        """Whether the app exists."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.apps.c.app_id).where(t.apps.c.app_id == app_id))
+            return row.first() is not None
+
+    def add_key(self, record: ApiKeyRecord) -> None:
+        """Store a new key (its hash only)."""
+        with self._begin() as conn:
+            conn.execute(
+                t.api_keys.insert().values(
+                    key_id=record.key_id,
+                    app_id=record.app_id,
+                    key_hash=record.key_hash,
+                    scopes=",".join(sorted(record.scopes)),
+                    name=record.name,
+                    created_at=record.created_at,
+                    revoked_at=record.revoked_at,
+                )
+            )
+
+    def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        """A key by its public id, revoked or not."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.key_id == key_id)).first()
+        return None if row is None else _key_from_row(row._mapping)
+
+    def list_keys(self, app_id: str) -> list[ApiKeyRecord]:
+        """All keys of an app."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t.api_keys)
+                .where(t.api_keys.c.app_id == app_id)
+                .order_by(t.api_keys.c.created_at)
+            )
+            return [_key_from_row(row._mapping) for row in rows]
+
+    def revoke_key(self, key_id: str, now: datetime) -> bool:
+        """Revoke a key; returns False when there was no such active key."""
+        with self._begin() as conn:
+            result = conn.execute(
+                t.api_keys.update()
+                .where(t.api_keys.c.key_id == key_id, t.api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return result.rowcount == 1
+
+
+def _key_from_row(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        key_id=row["key_id"],
+        app_id=row["app_id"],
+        key_hash=row["key_hash"],
+        scopes=frozenset(Scope(s) for s in row["scopes"].split(",") if s),
+        name=row["name"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+class SqlCatalog(_SqlRole):
+    """Items in SQL."""
+
+    def upsert_items(self, app_id: str, items: Sequence[Item], now: datetime) -> None:
+        """Insert or replace items (all fields); ``updated_at`` becomes ``now``."""
+        if not items:
+            return
+        rows = [
+            {
+                "app_id": app_id,
+                "item_id": item.item_id,
+                "type": item.type,
+                "title": item.title,
+                "description": item.description,
+                "category": item.category,
+                "tags": list(item.tags),
+                "creator_id": item.creator_id,
+                "locale": item.locale,
+                "status": item.status.value,
+                "created_at": item.created_at or now,
+                "updated_at": now,
+                "metadata": item.metadata,
+            }
+            # PostgreSQL refuses to upsert one key twice in a statement: the last one wins.
+            for item in {item.item_id: item for item in items}.values()
+        ]
+        stmt = self._insert(t.items)
+        updated = {
+            name: stmt.excluded[name] for name in rows[0] if name not in ("app_id", "item_id")
+        }
+        stmt = stmt.on_conflict_do_update(index_elements=["app_id", "item_id"], set_=updated)
+        with self._begin() as conn:
+            conn.execute(stmt, rows)
+
+    def get_item(self, app_id: str, item_id: str) -> Item | None:
+        """One item, whatever its status."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.items).where(t.items.c.app_id == app_id, t.items.c.item_id == item_id)
+            ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return Item(
+            item_id=m["item_id"],
+            type=m["type"],
+            title=m["title"],
+            description=m["description"],
+            category=m["category"],
+            tags=tuple(m["tags"]),
+            creator_id=m["creator_id"],
+            locale=m["locale"],
+            status=ItemStatus(m["status"]),
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            metadata=m["metadata"],
+        )
+
+    def delete_item(self, app_id: str, item_id: str) -> bool:
+        """Delete an item; returns False when it did not exist."""
+        with self._begin() as conn:
+            result = conn.execute(
+                t.items.delete().where(t.items.c.app_id == app_id, t.items.c.item_id == item_id)
+            )
+        return result.rowcount == 1
+
+    def active_entries(self, app_id: str, item_ids: Collection[str]) -> dict[str, CatalogEntry]:
+        """The subset of ``item_ids`` that exist and are active: the servable ones."""
+        if not item_ids:
+            return {}
+        c = t.items.c
+        stmt = sa.select(c.item_id, c.category, c.creator_id).where(
+            c.app_id == app_id,
+            c.item_id.in_(list(item_ids)),
+            c.status == ItemStatus.ACTIVE.value,
+        )
+        with self._read() as conn:
+            return {
+                row.item_id: CatalogEntry(row.item_id, row.category, row.creator_id)
+                for row in conn.execute(stmt)
+            }
+
+    def changes_since(self, after: CatalogCursor | None, limit: int) -> list[CatalogChange]:
+        """Items of every app changed after a cursor, in cursor order, for caches to follow."""
+        c = t.items.c
+        stmt = sa.select(c.app_id, c.item_id, c.category, c.status, c.updated_at)
+        if after is not None:
+            # A batch upsert gives many rows one updated_at; the full key keeps paging exact.
+            stmt = stmt.where(sa.tuple_(c.updated_at, c.app_id, c.item_id) > sa.tuple_(*after))
+        stmt = stmt.order_by(c.updated_at, c.app_id, c.item_id).limit(limit)
+        with self._read() as conn:
+            return [
+                CatalogChange(
+                    row.app_id,
+                    row.item_id,
+                    row.category,
+                    row.status == ItemStatus.ACTIVE.value,
+                    row.updated_at,
+                )
+                for row in conn.execute(stmt)
+            ]
+
+    def count_items(self, app_id: str) -> int:
+        """How many items the app has, of any status."""
+        with self._read() as conn:
+            stmt = sa.select(sa.func.count()).select_from(t.items).where(t.items.c.app_id == app_id)
+            return int(conn.execute(stmt).scalar_one())
+
+
+class SqlUsers(_SqlRole):
+    """Users in SQL, and the purge that removes everything about one."""
+
+    def upsert_users(self, app_id: str, users: Sequence[User], now: datetime) -> None:
+        """Insert or replace users' attributes."""
+        if not users:
+            return
+        rows = [
+            {
+                "app_id": app_id,
+                "user_id": user.user_id,
+                "attributes": user.attributes,
+                "created_at": user.created_at or now,
+                "updated_at": now,
+            }
+            for user in {user.user_id: user for user in users}.values()
+        ]
+        stmt = self._insert(t.users)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["app_id", "user_id"],
+            set_={"attributes": stmt.excluded.attributes, "updated_at": stmt.excluded.updated_at},
+        )
+        with self._begin() as conn:
+            conn.execute(stmt, rows)
+
+    def get_user(self, app_id: str, user_id: str) -> User | None:
+        """One user."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.users).where(t.users.c.app_id == app_id, t.users.c.user_id == user_id)
+            ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return User(m["user_id"], m["attributes"], m["created_at"], m["updated_at"])
+
+    def purge_user(self, app_id: str, user_id: str) -> bool:
+        """Delete the user with their events, logs and suppressions; False when none existed."""
+        deleted = 0
+        with self._begin() as conn:
+            for table in (t.events, t.recommendation_log, t.suppressions, t.users):
+                result = conn.execute(
+                    table.delete().where(table.c.app_id == app_id, table.c.user_id == user_id)
+                )
+                deleted += result.rowcount
+        return deleted > 0
+
+
+class SqlEventLog(_SqlRole):
+    """Events in SQL: append-only, idempotent on (app_id, event_id)."""
+
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        """Store events durably in one transaction; repeated ids are stored once."""
+        unique: dict[tuple[str, str], Event] = {}
+        for event in events:
+            unique.setdefault((event.app_id, event.event_id), event)
+        if not unique:
+            return AppendResult(frozenset())
+        rows = [
+            {
+                "app_id": e.app_id,
+                "event_id": e.event_id,
+                "user_id": e.user_id,
+                "item_id": e.item_id,
+                "event_type": e.event_type.value,
+                "value": e.value,
+                "surface": e.surface,
+                "session_id": e.session_id,
+                "device": e.device,
+                "position": e.position,
+                "request_id": e.request_id,
+                "event_ts": e.event_ts,
+                "server_ts": e.server_ts,
+                "context": e.context,
+            }
+            for e in unique.values()
+        ]
+        stmt = (
+            self._insert(t.events)
+            .on_conflict_do_nothing(index_elements=["app_id", "event_id"])
+            .returning(t.events.c.app_id, t.events.c.event_id)
+        )
+        # Feedback sent as an event suppresses the item in the same transaction, so a stored
+        # "not interested" can never be missing from the next request's exclusions.
+        suppress = [
+            {
+                "app_id": e.app_id,
+                "user_id": e.user_id,
+                "item_id": e.item_id,
+                "reason": SUPPRESSING_EVENTS[e.event_type].value,
+                "created_at": e.server_ts,
+            }
+            for e in unique.values()
+            if e.event_type in SUPPRESSING_EVENTS and e.item_id is not None
+        ]
+        with self._begin() as conn:
+            inserted = {(row.app_id, row.event_id) for row in conn.execute(stmt, rows)}
+            if suppress:
+                conn.execute(
+                    self._insert(t.suppressions).on_conflict_do_nothing(
+                        index_elements=["app_id", "user_id", "item_id"]
+                    ),
+                    suppress,
+                )
+        return AppendResult(frozenset(inserted))
+
+    def read_since(self, after_seq: int, limit: int) -> list[EventRecord]:
+        """Events of every app with ``seq > after_seq`` in arrival order."""
+        c = t.events.c
+        stmt = (
+            sa.select(c.seq, c.app_id, c.item_id, c.event_type, c.event_ts)
+            .where(c.seq > after_seq)
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [
+                EventRecord(
+                    row.seq, row.app_id, row.item_id, EventType(row.event_type), row.event_ts
+                )
+                for row in conn.execute(stmt)
+            ]
+
+    def consumed_item_ids(
+        self, app_id: str, user_id: str, event_types: Collection[str]
+    ) -> set[str]:
+        """Items the user has had an event of one of ``event_types`` with."""
+        c = t.events.c
+        # Neither DISTINCT nor "item_id IS NOT NULL" here: either one steers SQLite's planner
+        # to the (app, item) index and a scan of every event; (app, user) is the right one.
+        stmt = sa.select(c.item_id).where(
+            c.app_id == app_id, c.user_id == user_id, c.event_type.in_(list(event_types))
+        )
+        with self._read() as conn:
+            return {row.item_id for row in conn.execute(stmt) if row.item_id is not None}
+
+    def count(self, app_id: str) -> int:
+        """How many events the app has."""
+        stmt = sa.select(sa.func.count()).select_from(t.events).where(t.events.c.app_id == app_id)
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+
+class SqlRecommendationLog(_SqlRole):
+    """Served lists in SQL, one row per request."""
+
+    def append(self, records: Sequence[RecommendationRecord]) -> None:
+        """Store served lists in one transaction."""
+        if not records:
+            return
+        rows = [
+            {
+                "request_id": r.request_id,
+                "app_id": r.app_id,
+                "user_id": r.user_id,
+                "surface": r.surface,
+                "served_at": r.served_at,
+                "items": [
+                    {
+                        "itemId": s.item_id,
+                        "position": s.position,
+                        "score": s.score,
+                        "source": s.source,
+                        "propensity": s.propensity,
+                    }
+                    for s in r.items
+                ],
+                "model_version": r.model_version,
+                "experiment": r.experiment,
+                "variant": r.variant,
+                "fallback": r.fallback,
+                "latency_ms": r.latency_ms,
+                "session_id": r.session_id,
+                "device": r.device,
+            }
+            for r in records
+        ]
+        with self._begin() as conn:
+            conn.execute(t.recommendation_log.insert(), rows)
+
+    def get(self, app_id: str, request_id: str) -> RecommendationRecord | None:
+        """One served list by its request id."""
+        c = t.recommendation_log.c
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.recommendation_log).where(
+                    c.app_id == app_id, c.request_id == request_id
+                )
+            ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return RecommendationRecord(
+            app_id=m["app_id"],
+            request_id=m["request_id"],
+            user_id=m["user_id"],
+            surface=m["surface"],
+            served_at=m["served_at"],
+            items=tuple(
+                ServedItem(s["itemId"], s["position"], s["score"], s["source"], s["propensity"])
+                for s in m["items"]
+            ),
+            model_version=m["model_version"],
+            experiment=m["experiment"],
+            variant=m["variant"],
+            fallback=m["fallback"],
+            latency_ms=m["latency_ms"],
+            session_id=m["session_id"],
+            device=m["device"],
+        )
+
+
+class SqlSuppressions(_SqlRole):
+    """Suppressed (user, item) pairs in SQL."""
+
+    def add(self, app_id: str, entries: Sequence[tuple[str, str, Feedback]], now: datetime) -> None:
+        """Suppress (user_id, item_id) pairs for a reason; repeats keep the first."""
+        if not entries:
+            return
+        rows = [
+            {
+                "app_id": app_id,
+                "user_id": user_id,
+                "item_id": item_id,
+                "reason": reason.value,
+                "created_at": now,
+            }
+            for user_id, item_id, reason in entries
+        ]
+        stmt = self._insert(t.suppressions).on_conflict_do_nothing(
+            index_elements=["app_id", "user_id", "item_id"]
+        )
+        with self._begin() as conn:
+            conn.execute(stmt, rows)
+
+    def item_ids(self, app_id: str, user_id: str) -> set[str]:
+        """The items suppressed for a user."""
+        c = t.suppressions.c
+        stmt = sa.select(c.item_id).where(c.app_id == app_id, c.user_id == user_id)
+        with self._read() as conn:
+            return {row.item_id for row in conn.execute(stmt)}

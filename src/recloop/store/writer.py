@@ -1,0 +1,209 @@
+"""One writer thread for the high-volume writes: events (acknowledged) and served lists.
+
+Events from concurrent requests are committed together (group commit): one durable
+transaction per loop instead of one per request, which is what lets single-event posts
+reach thousands per second on SQLite with ``synchronous=FULL``. A caller waits until its
+events are on disk. Served lists are fire-and-forget: queued, written in batches, and
+counted when they have to be dropped; they never block a response.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+from recloop.domain import Event, RecommendationRecord
+from recloop.errors import StoreError, StoreUnavailable
+from recloop.store.protocols import EventLog, RecommendationLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EventAck:
+    """What happened to one submission's events."""
+
+    accepted: int
+    duplicates: int
+
+
+@dataclass(slots=True)
+class _EventJob:
+    events: Sequence[Event]
+    done: Future[EventAck] = field(default_factory=Future)
+
+
+@dataclass(slots=True)
+class _FlushJob:
+    done: Future[None] = field(default_factory=Future)
+
+
+_Job = _EventJob | RecommendationRecord | _FlushJob
+
+
+@dataclass
+class WriterStats:
+    """Counters a monitoring endpoint exposes."""
+
+    event_commits: int = 0
+    events_written: int = 0
+    logs_written: int = 0
+    logs_dropped: int = 0
+
+
+class StoreWriter:
+    """Owns the event and recommendation-log writes of one process.
+
+    Args:
+        events: where events are appended.
+        rec_log: where served lists are appended.
+        max_rows: most rows one transaction takes.
+        log_queue_size: served lists that may wait; past that, new ones are dropped.
+    """
+
+    def __init__(
+        self,
+        events: EventLog,
+        rec_log: RecommendationLog,
+        *,
+        max_rows: int = 5000,
+        log_queue_size: int = 50_000,
+    ) -> None:
+        self._events = events
+        self._rec_log = rec_log
+        self._max_rows = max_rows
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._log_budget = threading.BoundedSemaphore(log_queue_size)
+        self._thread: threading.Thread | None = None
+        self.stats = WriterStats()
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="recloop-writer", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write everything queued, then stop the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def append_events(self, events: Sequence[Event], timeout: float) -> EventAck:
+        """Store events durably and return once they are committed.
+
+        Raises:
+            StoreUnavailable: the store failed or did not confirm within ``timeout``; the
+                events may or may not be stored, so the client retries with the same ids.
+        """
+        if not events:
+            return EventAck(0, 0)
+        if self._thread is None:
+            raise StoreUnavailable("the event writer is not running")
+        job = _EventJob(events)
+        self._queue.put(job)
+        try:
+            return job.done.result(timeout)
+        except FutureTimeout as exc:
+            raise StoreUnavailable(f"events not confirmed within {timeout:g} s") from exc
+
+    def log_recommendation(self, record: RecommendationRecord) -> bool:
+        """Queue a served list for the log; False (and counted) when the queue is full."""
+        if self._thread is None or not self._log_budget.acquire(blocking=False):
+            self.stats.logs_dropped += 1
+            return False
+        self._queue.put(record)
+        return True
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued before this call is written."""
+        if self._thread is None:
+            return
+        job = _FlushJob()
+        self._queue.put(job)
+        job.done.result(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            jobs: list[_Job] = []
+            rows = 0
+            if first is None:
+                stopping = True
+            else:
+                jobs.append(first)
+                rows += _rows(first)
+            # Take whatever else is already waiting: that is the group in group commit.
+            while rows < self._max_rows:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    continue
+                jobs.append(job)
+                rows += _rows(job)
+            self._write(jobs)
+
+    def _write(self, jobs: list[_Job]) -> None:
+        event_jobs = [j for j in jobs if isinstance(j, _EventJob)]
+        records = [j for j in jobs if isinstance(j, RecommendationRecord)]
+        if event_jobs:
+            self._commit_events(event_jobs)
+        if records:
+            self._commit_logs(records)
+        for job in jobs:
+            if isinstance(job, _FlushJob):
+                job.done.set_result(None)
+
+    def _commit_events(self, jobs: list[_EventJob]) -> None:
+        merged = [event for job in jobs for event in job.events]
+        try:
+            result = self._events.append(merged)
+        except Exception as exc:
+            if len(jobs) > 1:
+                # One submission's bad data must not fail the others: retry them one by one.
+                for job in jobs:
+                    self._commit_events([job])
+                return
+            jobs[0].done.set_exception(
+                exc if isinstance(exc, StoreError) else StoreError(f"event append failed: {exc}")
+            )
+            return
+        self.stats.event_commits += 1
+        self.stats.events_written += result.inserted
+        claimed: set[tuple[str, str]] = set()
+        for job in jobs:
+            accepted = 0
+            for event in job.events:
+                key = (event.app_id, event.event_id)
+                if key in result.inserted_keys and key not in claimed:
+                    claimed.add(key)
+                    accepted += 1
+            job.done.set_result(EventAck(accepted, len(job.events) - accepted))
+
+    def _commit_logs(self, records: list[RecommendationRecord]) -> None:
+        for attempt in range(3):
+            try:
+                self._rec_log.append(records)
+            except Exception:
+                log.warning("recommendation log write failed (attempt %d)", attempt + 1)
+                continue
+            self.stats.logs_written += len(records)
+            break
+        else:
+            self.stats.logs_dropped += len(records)
+        for _ in records:
+            self._log_budget.release()
+
+
+def _rows(job: _Job) -> int:
+    return len(job.events) if isinstance(job, _EventJob) else 1

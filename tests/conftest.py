@@ -1,0 +1,82 @@
+"""Shared fixtures: stores on SQLite and PostgreSQL, settings, a running app."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recloop.api.app import create_app
+from recloop.config import Settings
+from recloop.serving.runtime import ensure_dev_key, prepare_store
+from recloop.store import Store, open_store
+from recloop.store.migrate import upgrade
+from tests.servers import ServerMissing, create_database, postgres_server
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL server for the session: RECLOOP_TEST_POSTGRES_URL, or a throwaway one."""
+    given = os.environ.get("RECLOOP_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    try:
+        with postgres_server() as url:
+            yield url
+    except ServerMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc}; CI must run the PostgreSQL tests")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> str:
+    """An empty database of its own for one test."""
+    return create_database(postgres_admin_url, f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store, once per backend: the store suite runs against both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'recloop.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A migrated, empty store on each backend."""
+    opened = open_store(store_url)
+    upgrade(opened.engine)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded settings in a temporary data directory, refreshing models quickly."""
+    return Settings(data_dir=tmp_path / "data", serving={"popularity_refresh_s": 0.05})
+
+
+@pytest.fixture
+def dev_key(settings: Settings) -> str:
+    """The development key of a fresh embedded store (all scopes)."""
+    store = prepare_store(settings)
+    key = ensure_dev_key(store, settings.data_dir)
+    store.close()
+    assert key is not None
+    return key
+
+
+@pytest.fixture
+def client(settings: Settings, dev_key: str) -> Iterator[TestClient]:
+    """The app in-process, authenticated with the development key."""
+    with TestClient(create_app(settings)) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {dev_key}"
+        yield test_client

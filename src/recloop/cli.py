@@ -66,13 +66,15 @@ def serve(
             if key is not None:
                 console.print(
                     f"Created app [bold]default[/bold] and a development key "
-                    f"(saved in {settings.data_dir / 'dev-key'}):\n{key}"
+                    f"(saved in {settings.data_dir / 'dev-key'}):\n{key}",
+                    soft_wrap=True,
                 )
         runtime = start_runtime(settings, store)
     except RecloopError as exc:
         raise _fail(exc) from exc
     console.print(
-        f"recloop serving {settings.resolved_store_url()} on http://{host}:{port} (docs: /docs)"
+        f"recloop serving {settings.resolved_store_url()} on http://{host}:{port} (docs: /docs)",
+        soft_wrap=True,
     )
     try:
         uvicorn.run(
@@ -112,6 +114,9 @@ def db_current() -> None:
     from recloop.store.migrate import current_revision, head_revision
 
     settings = _settings()
+    if settings.is_embedded() and not (settings.data_dir / "recloop.db").exists():
+        console.print(f"store: empty; code: {head_revision()}")
+        return
     try:
         store = open_store(settings.resolved_store_url())
         console.print(
@@ -127,7 +132,7 @@ def _scopes(value: str) -> list[Scope]:
         return [Scope(part.strip()) for part in value.split(",") if part.strip()]
     except ValueError as exc:
         raise typer.BadParameter(
-            f"scopes must be among {', '.join(s.value for s in Scope)}"
+            f"scopes must be among {', '.join(s.value for s in Scope)}", param_hint="--scopes"
         ) from exc
 
 
@@ -266,17 +271,26 @@ def import_(
 
 @app.command()
 def demo(
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 7,
     seed: Annotated[int, typer.Option(help="Random seed; one seed gives one run.")] = 7,
-    users: Annotated[int, typer.Option(help="Simulated users.")] = 400,
-    items: Annotated[int, typer.Option(help="Catalog size.")] = 600,
-    events: Annotated[int, typer.Option(help="Events to post.")] = 30_000,
+    users: Annotated[int, typer.Option(help="Users at the start.")] = 400,
+    items: Annotated[int, typer.Option(help="Items at the start.")] = 1500,
+    transport: Annotated[str, typer.Option(help="http (a real server) or inprocess.")] = "http",
 ) -> None:
-    """Run the loop on the embedded store: catalog, events, recommendations, a summary."""
+    """Run a simulated world against the service on the embedded store, with a report."""
     from recloop.simulate.demo import DemoConfig, run_demo
+    from recloop.simulate.world import WorldConfig
 
+    if transport not in ("http", "inprocess"):
+        raise typer.BadParameter("must be http or inprocess", param_hint="--transport")
     settings = _settings()
+    config = DemoConfig(
+        world=WorldConfig(seed=seed, initial_users=users, initial_items=items),
+        days=days,
+        transport="http" if transport == "http" else "inprocess",
+    )
     try:
-        run_demo(DemoConfig(seed=seed, users=users, items=items, events=events), settings, console)
+        run_demo(config, settings, console)
     except RecloopError as exc:
         raise _fail(exc) from exc
 

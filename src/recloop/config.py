@@ -47,7 +47,10 @@ class SurfaceConfig(_Section):
     ranker: ComponentConfig = ComponentConfig(name="source-scores")
     rules: list[ComponentConfig] = Field(default_factory=list)
     exploration: ComponentConfig = ComponentConfig(name="none")
-    fallback: str = "popular"
+    fallback: list[str] = Field(
+        default_factory=lambda: ["popular", "newest"],
+        description="Sources tried in order when no configured source yields a servable item.",
+    )
     requires_item: bool = False
 
     @model_validator(mode="after")
@@ -61,7 +64,13 @@ def default_surfaces() -> dict[str, SurfaceConfig]:
     """The surfaces a fresh install serves: home, trending and similar."""
     return {
         "home": SurfaceConfig(
-            sources=[SourceSlotConfig(name="trending"), SourceSlotConfig(name="popular")],
+            sources=[
+                SourceSlotConfig(name="trending"),
+                SourceSlotConfig(name="popular"),
+                SourceSlotConfig(name="newest", quota=50),
+            ],
+            # New items get a share of attention before they have any engagement.
+            ranker=ComponentConfig(name="source-scores", params={"weights": {"newest": 0.3}}),
         ),
         "trending": SurfaceConfig(sources=[SourceSlotConfig(name="trending", quota=300)]),
         "similar": SurfaceConfig(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from recloop.domain import Scope
 from recloop.errors import Forbidden, Unauthorized
@@ -20,7 +21,9 @@ from recloop.store.protocols import ApiKeyRecord
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` so that FastAPI calls them on the event loop: a plain `def`
+# would cost every request a hop through the thread pool.
+async def get_runtime(request: Request) -> Runtime:
     """The process's runtime, created by the app's lifespan."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -49,13 +52,15 @@ class KeyCache:
         self._entries: dict[str, tuple[float, ApiKeyRecord]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str, load: Callable[[str], ApiKeyRecord | None]) -> ApiKeyRecord | None:
-        """The key's record, from the cache when fresh, else from ``load``."""
+    async def get(
+        self, key: str, load: Callable[[str], ApiKeyRecord | None]
+    ) -> ApiKeyRecord | None:
+        """The key's record, from the cache when fresh, else from ``load`` (in a thread)."""
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        record = load(key)
+        record = await run_in_threadpool(load, key)
         if record is not None and self._ttl_s > 0:
             with self._lock:
                 if len(self._entries) > 10_000:
@@ -64,10 +69,10 @@ class KeyCache:
         return record
 
 
-def requires(*scopes: Scope) -> Callable[..., Caller]:
+def requires(*scopes: Scope) -> Callable[..., Awaitable[Caller]]:
     """A dependency that admits a key holding any of ``scopes`` (``admin`` holds them all)."""
 
-    def check(
+    async def check(
         runtime: RuntimeDep,
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -75,7 +80,7 @@ def requires(*scopes: Scope) -> Callable[..., Caller]:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("Authorization: send `Bearer <api key>`")
         cache: KeyCache = request.app.state.key_cache
-        record = cache.get(
+        record = await cache.get(
             credentials.credentials, lambda key: verify_key(runtime.store.tenancy, key)
         )
         if record is None:

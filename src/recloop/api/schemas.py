@@ -145,7 +145,9 @@ class RecommendationsPublic(CamelModel):
     experiment: str | None
     variant: str
     fallback: bool = Field(description="Whether any stage fell back (see `stages` with debug).")
-    stages: list[StagePublic] | None = None
+    stages: list[StagePublic] | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Only with debug=true."
+    )
 
 
 class FeedbackIn(CamelModel):

@@ -109,7 +109,8 @@ def _csv_value(column: str, cell: str) -> Any:
 
 
 def _read_csv(path: Path) -> Iterator[Row]:
-    with path.open(newline="", encoding="utf-8") as f:
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark.
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         for number, raw in enumerate(reader, start=2):
             record: dict[str, Any] = {}

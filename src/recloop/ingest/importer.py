@@ -68,8 +68,9 @@ def import_file(
 ) -> ImportReport:
     """Validate every row like the API would and store the good ones in batches.
 
-    Events are idempotent on ``eventId`` (a re-run stores nothing twice); items and users
-    are upserts. Progress is reported in rows.
+    Events are idempotent on ``eventId``: a re-run of a file whose events carry ids stores
+    nothing twice (events without one get a new id each run). Items and users are upserts.
+    Progress is reported in rows.
     """
     report = ImportReport(kind)
     for batch in _batches(read_rows(path, fmt), batch_size):

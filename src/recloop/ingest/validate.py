@@ -50,6 +50,10 @@ def validate_event(
         event_ts = event.event_ts
         if event_ts.tzinfo is None:
             event_ts = event_ts.replace(tzinfo=UTC)
+        try:
+            event_ts = event_ts.astimezone(UTC)
+        except (OverflowError, ValueError):
+            return Rejection(index, "eventTs", "must be a time that exists in UTC")
         if event_ts > now + max_future_skew:
             return Rejection(
                 index,
@@ -62,7 +66,7 @@ def validate_event(
         event_id=event.event_id or uuid.uuid4().hex,
         user_id=event.user_id,
         event_type=event.event_type,
-        event_ts=event_ts.astimezone(UTC),
+        event_ts=event_ts,
         server_ts=now,
         item_id=event.item_id,
         value=event.value,

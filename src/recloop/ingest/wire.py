@@ -51,7 +51,12 @@ def _check_json_value(value: Any, path: str) -> None:
 def check_json_object(value: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     """Refuse NUL characters, non-finite numbers and objects larger than ``max_bytes``."""
     _check_json_value(value, "")
-    if len(orjson.dumps(value)) > max_bytes:
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        # e.g. integers beyond 64 bits, or nesting deeper than JSON tools accept
+        raise ValueError(f"must be plain JSON: {exc}") from exc
+    if len(encoded) > max_bytes:
         raise ValueError(f"must serialise to at most {max_bytes} bytes of JSON")
     return value
 
@@ -113,7 +118,9 @@ class ItemFields(CamelModel):
     creator_id: Id | None = None
     locale: Label | None = None
     status: ItemStatus = ItemStatus.ACTIVE
-    created_at: datetime | None = Field(default=None, description="Default: first stored.")
+    created_at: Annotated[datetime | None, AfterValidator(_exists_in_utc)] = Field(
+        default=None, description="Default: when first stored."
+    )
     metadata: Annotated[dict[str, Any], AfterValidator(_metadata)] = Field(default_factory=dict)
 
 
@@ -175,6 +182,15 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _exists_in_utc(value: datetime | None) -> datetime | None:
+    if value is not None:
+        try:
+            _utc(value)
+        except (OverflowError, ValueError):
+            raise ValueError("must be a time that exists in UTC") from None
+    return value
 
 
 def first_error(exc: ValidationError) -> tuple[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from recloop.domain import Candidate
 from recloop.retrieval.popularity import PopularityIndex, Ranked
-from recloop.retrieval.protocols import RetrievalQuery
+from recloop.retrieval.protocols import CandidateSource, RetrievalQuery
 
 
 def _candidates(
@@ -76,3 +76,37 @@ class SameCategorySource:
             return []
         ranked = snapshot.ranked("popular", category)
         return _candidates(ranked, self.name, f"More in {category}", k, skip=query.anchor_item_id)
+
+
+class NewestSource:
+    """The most recently created active items: the cold-start fallback when nothing has
+    engagement yet, and the way new items get their first impressions."""
+
+    name = "newest"
+
+    def __init__(self, index: PopularityIndex) -> None:
+        self._index = index
+
+    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        """At most ``k`` of the newest items, newest first."""
+        snapshot = self._index.get(query.app_id)
+        if snapshot is None:
+            return []
+        reason = f"New in {query.category}" if query.category else "New"
+        return _candidates(snapshot.ranked("newest", query.category), self.name, reason, k)
+
+
+class FirstNonEmptySource:
+    """Asks each source in turn and returns the first non-empty answer: a fallback chain."""
+
+    def __init__(self, sources: list[CandidateSource]) -> None:
+        self._sources = sources
+        self.name = "+".join(source.name for source in sources)
+
+    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        """The first source's candidates that has any."""
+        for source in self._sources:
+            found = source.retrieve(query, k)
+            if found:
+                return found
+        return []

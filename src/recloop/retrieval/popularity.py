@@ -47,16 +47,22 @@ class PopularitySnapshot:
 
     popular: Ranked = _EMPTY
     trending: Ranked = _EMPTY
+    newest: Ranked = _EMPTY
     popular_by_category: Mapping[str, Ranked] = field(default_factory=dict)
     trending_by_category: Mapping[str, Ranked] = field(default_factory=dict)
+    newest_by_category: Mapping[str, Ranked] = field(default_factory=dict)
     category_of: Mapping[str, str] = field(default_factory=dict)
     events_seen: int = 0
 
     def ranked(self, kind: str, category: str | None) -> Ranked:
-        """The ``popular`` or ``trending`` list, within one category when given."""
+        """The ``popular``, ``trending`` or ``newest`` list, within one category when given."""
         if category is None:
-            return self.popular if kind == "popular" else self.trending
-        by_category = self.popular_by_category if kind == "popular" else self.trending_by_category
+            return {"popular": self.popular, "trending": self.trending, "newest": self.newest}[kind]
+        by_category = {
+            "popular": self.popular_by_category,
+            "trending": self.trending_by_category,
+            "newest": self.newest_by_category,
+        }[kind]
         return by_category.get(category, _EMPTY)
 
 
@@ -77,6 +83,7 @@ class PopularityModel:
         # so folding in an event never touches the other items.
         self._ref_ts: float | None = None
         self._category: dict[str, str] = {}
+        self._created: dict[str, float] = {}
         self._active: set[str] = set()
         self._events_seen = 0
         self._dirty = True
@@ -123,6 +130,9 @@ class PopularityModel:
                 self._category.pop(change.item_id, None)
             else:
                 self._category[change.item_id] = change.category
+            if change.created_at is not None:
+                self._created[change.item_id] = change.created_at.timestamp()
+                self._slot(change.item_id)
             if change.is_active:
                 self._active.add(change.item_id)
             else:
@@ -146,18 +156,27 @@ class PopularityModel:
             trend = trend * 2.0 ** ((self._ref_ts - now.timestamp()) / half_life_s)
         categories = np.array([self._category.get(i, "") for i in self._ids], dtype=object)
         eligible = active & (counts > 0)
+        # Newest: 1 / (1 + age in days), so that the score falls smoothly with age.
+        created = np.array([self._created.get(i, np.nan) for i in self._ids], dtype=np.float64)
+        age_days = np.maximum(0.0, (now.timestamp() - created) / 86_400.0)
+        recency = np.where(np.isnan(created), 0.0, 1.0 / (1.0 + np.nan_to_num(age_days)))
+        is_new = active & ~np.isnan(created)
         top_n = self.config.top_n
         popular_by: dict[str, Ranked] = {}
         trending_by: dict[str, Ranked] = {}
-        for category in set(categories[eligible].tolist()) - {""}:
-            mask = eligible & (categories == category)
-            popular_by[category] = _top(ids, counts, mask, top_n)
-            trending_by[category] = _top(ids, trend, mask, top_n)
+        newest_by: dict[str, Ranked] = {}
+        for category in set(categories[active].tolist()) - {""}:
+            in_category = categories == category
+            popular_by[category] = _top(ids, counts, eligible & in_category, top_n)
+            trending_by[category] = _top(ids, trend, eligible & in_category, top_n)
+            newest_by[category] = _top(ids, recency, is_new & in_category, top_n)
         return PopularitySnapshot(
             popular=_top(ids, counts, eligible, top_n),
             trending=_top(ids, trend, eligible, top_n),
+            newest=_top(ids, recency, is_new, top_n),
             popular_by_category=popular_by,
             trending_by_category=trending_by,
+            newest_by_category=newest_by,
             category_of=dict(self._category),
             events_seen=self._events_seen,
         )
@@ -169,7 +188,13 @@ def _top(ids: np.ndarray, scores: np.ndarray, mask: np.ndarray, n: int) -> Ranke
         return _EMPTY
     values = scores[candidates]
     if candidates.size > n:
-        keep = np.argpartition(-values, n - 1)[:n]
+        # The n-th best score; every item above it is in, ties at it go to the smallest ids,
+        # so the cut is as reproducible as the order.
+        threshold = -np.partition(-values, n - 1)[n - 1]
+        above = np.flatnonzero(values > threshold)
+        ties = np.flatnonzero(values == threshold)
+        ties = ties[np.argsort(ids[candidates[ties]].astype(str), kind="stable")]
+        keep = np.concatenate([above, ties[: n - above.size]])
         candidates, values = candidates[keep], values[keep]
     # Ties broken by item id so that equal scores give a stable, reproducible order.
     order = np.lexsort((ids[candidates].astype(str), -values))

@@ -5,7 +5,7 @@ A new component is one new file plus one line here; configs never hold import pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -16,7 +16,13 @@ from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
 from recloop.ranking.protocols import Ranker
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.rerank.protocols import RerankRule
-from recloop.retrieval.popular import PopularSource, SameCategorySource, TrendingSource
+from recloop.retrieval.popular import (
+    FirstNonEmptySource,
+    NewestSource,
+    PopularSource,
+    SameCategorySource,
+    TrendingSource,
+)
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.protocols import CandidateSource
 from recloop.store.protocols import Catalog
@@ -39,6 +45,7 @@ SOURCES: dict[str, Callable[[Resources], CandidateSource]] = {
     "popular": lambda r: PopularSource(r.popularity),
     "trending": lambda r: TrendingSource(r.popularity),
     "same-category": lambda r: SameCategorySource(r.popularity),
+    "newest": lambda r: NewestSource(r.popularity),
 }
 
 RANKERS: dict[str, Callable[[list[str], Mapping[str, Any]], Ranker]] = {
@@ -98,3 +105,12 @@ def build_policy(name: str, params: Mapping[str, Any], key: str) -> ExplorationP
     factory = _lookup(POLICIES, name, f"{key}.name")
     _no_params(key, params)
     return factory(params)
+
+
+def build_fallback(names: Sequence[str], resources: Resources, key: str) -> CandidateSource:
+    """The fallback chain: each named source in turn until one recalls something."""
+    if not names:
+        raise ConfigError(f"{key}: name at least one fallback source")
+    return FirstNonEmptySource(
+        [_lookup(SOURCES, name, f"{key}[{i}]")(resources) for i, name in enumerate(names)]
+    )

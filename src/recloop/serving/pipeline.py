@@ -180,7 +180,8 @@ class Pipeline:
             outcome, detail = "error", f"{type(exc).__name__}: {exc}; served in source order"
         elapsed = watch.ms()
         if outcome == "ok" and elapsed > self.budget.rank_ms:
-            outcome, detail = "ok", f"over budget ({elapsed:.1f} > {self.budget.rank_ms:g} ms)"
+            # Ranking cannot be interrupted; a slow ranker still serves, and the trace says so.
+            detail = f"over budget ({elapsed:.1f} > {self.budget.rank_ms:g} ms)"
         trace.append(StageTrace(f"rank:{self.ranker.version}", elapsed, outcome, detail))
         return Slate(
             tuple(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,8 +81,20 @@ def ensure_dev_key(store: Store, data_dir: Path) -> str | None:
     return key
 
 
-def start_runtime(settings: Settings, store: Store | None = None) -> Runtime:
-    """Wire and start every part; configuration errors are raised here, not per request."""
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def start_runtime(
+    settings: Settings, store: Store | None = None, clock: Callable[[], datetime] = _wall_clock
+) -> Runtime:
+    """Wire and start every part; configuration errors are raised here, not per request.
+
+    Args:
+        settings: the configuration.
+        store: an opened store; opened (and migrated when embedded) from settings if None.
+        clock: what the models and requests take as "now" (a simulation passes its own).
+    """
     store = store or prepare_store(settings)
     metrics = Metrics()
     writer = StoreWriter(store.events, store.rec_log, max_rows=settings.ingest.writer_max_rows)
@@ -101,6 +114,7 @@ def start_runtime(settings: Settings, store: Store | None = None) -> Runtime:
         interval_s=settings.serving.popularity_refresh_s,
         rebuild_s=settings.serving.popularity_rebuild_s,
         on_error=metrics.refresh_errors.inc,
+        clock=clock,
     )
     executor = ThreadPoolExecutor(settings.serving.source_threads, thread_name_prefix="recloop-src")
     pipelines = build_pipelines(
@@ -113,6 +127,7 @@ def start_runtime(settings: Settings, store: Store | None = None) -> Runtime:
         suppressions=store.suppressions,
         writer=writer,
         metrics=metrics,
+        clock=clock,
     )
     ingestor = EventIngestor(
         writer,

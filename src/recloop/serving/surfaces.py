@@ -10,6 +10,7 @@ from recloop.rerank.eligibility import ActiveCatalogFilter, ExcludedItemsFilter
 from recloop.serving.budget import Budget
 from recloop.serving.components import (
     Resources,
+    build_fallback,
     build_policy,
     build_ranker,
     build_rule,
@@ -55,7 +56,7 @@ def build_pipeline(
         policy=build_policy(
             config.exploration.name, config.exploration.params, f"{key}.exploration"
         ),
-        fallback=build_source(config.fallback, {}, resources, f"{key}.fallback"),
+        fallback=build_fallback(config.fallback, resources, f"{key}.fallback"),
         budget=Budget(budget.retrieve_ms, budget.rank_ms, budget.rerank_ms),
         executor=executor,
     )

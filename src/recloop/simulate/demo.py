@@ -1,100 +1,157 @@
-"""``recloop demo``: the loop on the embedded store, driven over real HTTP, with a summary."""
+"""``recloop demo``: the simulated world against the real service, day by day, with a report.
+
+The service runs on the embedded store behind a real HTTP server on 127.0.0.1 (or is called
+in-process for speed). Users are split between two surfaces of the service; each simulated
+night runs the offline jobs that exist; the run ends with a terminal table and an HTML
+report with charts in the data directory.
+"""
 
 from __future__ import annotations
 
 import shutil
-import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Literal
 
-import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
 from recloop.api.app import create_app
 from recloop.api.server import BackgroundServer
-from recloop.config import Settings
-from recloop.serving.runtime import ensure_dev_key, prepare_store, start_runtime
-from recloop.simulate.world import World
+from recloop.config import Settings, SourceSlotConfig, SurfaceConfig, default_surfaces
+from recloop.serving.runtime import Runtime, ensure_dev_key, prepare_store, start_runtime
+from recloop.simulate.behaviour import Behaviour, BehaviourConfig
+from recloop.simulate.clients import HttpClient, InProcessClient, ServiceClient
+from recloop.simulate.driver import DriverConfig, Simulation, SimulationResult
+from recloop.simulate.report import write_report
+from recloop.simulate.world import World, WorldConfig
+
+#: The demo's A/B split: variant name -> the surface that serves it.
+DEMO_VARIANTS = {"home": "home", "popular": "popular-only"}
+
+#: How many sessions pass between refreshes of the popularity model. The demo refreshes
+#: on this schedule instead of a wall-clock timer, so that one seed gives one run.
+REFRESH_EVERY_SESSIONS = 25
+
+
+class SimClock:
+    """The simulated time, moved forward by the driver and read by the service."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+
+    def set(self, now: datetime) -> None:
+        """Move the clock (never backwards)."""
+        self._now = max(self._now, now)
+
+    def __call__(self) -> datetime:
+        """The current simulated time."""
+        return self._now
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """How big the demo's world is."""
+    """What the demo runs."""
 
-    seed: int = 7
-    users: int = 400
-    items: int = 600
-    events: int = 30_000
-    batch_size: int = 500
-    single_posts: int = 1_000
-    recommendation_requests: int = 500
+    world: WorldConfig = field(default_factory=WorldConfig)
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+    days: int = 7
+    transport: Literal["http", "inprocess"] = "http"
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+@dataclass(frozen=True)
+class DemoOutcome:
+    """A finished demo: its measurements, where the report is, how long it took."""
+
+    result: SimulationResult
+    report_path: Path
+    wall_s: float
 
 
-def run_demo(config: DemoConfig, settings: Settings, console: Console) -> dict[str, Any]:
-    """Run the demo and print its summary; returns the figures it printed."""
+def demo_settings(settings: Settings, data_dir: Path) -> Settings:
+    """The demo's settings: the embedded store in ``data_dir`` and a popular-only surface."""
+    surfaces = default_surfaces()
+    surfaces["popular-only"] = SurfaceConfig(
+        sources=[SourceSlotConfig(name="popular", quota=300)], fallback=["newest"]
+    )
+    return settings.model_copy(
+        update={
+            "data_dir": data_dir,
+            "store_url": None,
+            "surfaces": surfaces,
+            # The demo refreshes popularity itself (see REFRESH_EVERY_SESSIONS).
+            "serving": settings.serving.model_copy(
+                update={"popularity_refresh_s": 86_400.0, "popularity_rebuild_s": 10**9}
+            ),
+        }
+    )
+
+
+def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOutcome:
+    """Run the simulated loop and print and write its report."""
+    started = time.perf_counter()
     data_dir = settings.data_dir / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = settings.model_copy(update={"data_dir": data_dir, "store_url": None})
-    console.rule("recloop demo")
-    console.print(f"embedded store in [bold]{data_dir}[/bold] (fresh for every demo run)")
+    settings = demo_settings(settings, data_dir)
+    console.rule("recloop demo: a simulated world against the service")
     store = prepare_store(settings)
     key = ensure_dev_key(store, data_dir)
     assert key is not None
-    runtime = start_runtime(settings, store)
-    world = World(
-        seed=config.seed, n_items=config.items, n_users=config.users, now=datetime.now(UTC)
+    # Midnight, far enough back that the whole run stays in the past of the server's clock.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    world = World(config.world, start=today - timedelta(days=config.days + 1))
+    # The service's models and requests see the simulated time, so one seed gives one run.
+    clock = SimClock(world.start)
+    runtime = start_runtime(settings, store, clock=clock)
+    behaviour = Behaviour(world, config.behaviour)
+    console.print(
+        f"embedded store in [bold]{data_dir}[/bold]; {len(world.items):,} items and "
+        f"{len(world.users):,} users to start; {config.days} simulated days; "
+        f"variants: {', '.join(f'{v} (surface {s})' for v, s in DEMO_VARIANTS.items())}; "
+        f"transport: {config.transport}",
+        soft_wrap=True,
     )
-    figures: dict[str, Any] = {}
     try:
-        with (
-            BackgroundServer(create_app(settings, runtime)) as server,
-            httpx.Client(
-                base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-            ) as client,
-        ):
-            console.print(f"service listening on {server.url} (OpenAPI docs at {server.url}/docs)")
-            figures.update(_load_catalog(client, world, config))
-            figures.update(_post_events(client, world, config, console))
-            runtime.refresher.refresh()
-            figures.update(_recommend(client, world, config, console))
-            figures.update(_feedback(client, world))
-            runtime.writer.flush()
-            figures["logged lists"] = runtime.writer.stats.logs_written
+        if config.transport == "http":
+            with BackgroundServer(create_app(settings, runtime)) as server:
+                client = HttpClient(server.url, key)
+                try:
+                    result = _simulate(world, behaviour, client, runtime, clock, config, console)
+                finally:
+                    client.close()
+        else:
+            client_ = InProcessClient(runtime)
+            result = _simulate(world, behaviour, client_, runtime, clock, config, console)
+        runtime.writer.flush()
+        logged = runtime.writer.stats.logs_written
     finally:
         runtime.close()
-    _summary(figures, console, settings, key)
-    return figures
+    wall_s = time.perf_counter() - started
+    report_path = data_dir / "report.html"
+    write_report(
+        result,
+        report_path,
+        config=config.world,
+        transport=config.transport,
+        wall_s=wall_s,
+        logged_lists=logged,
+    )
+    _print_summary(result, console, report_path, wall_s)
+    return DemoOutcome(result, report_path, wall_s)
 
 
-def _load_catalog(client: httpx.Client, world: World, config: DemoConfig) -> dict[str, Any]:
-    items = [item.as_json() for item in world.items]
-    for start in range(0, len(items), config.batch_size):
-        response = client.post(
-            "/api/items", json={"items": items[start : start + config.batch_size]}
-        )
-        response.raise_for_status()
-    for user in world.users:
-        client.put(
-            f"/api/users/{user.user_id}", json={"attributes": user.attributes}
-        ).raise_for_status()
-    return {"items": len(items), "users": len(world.users)}
-
-
-def _post_events(
-    client: httpx.Client, world: World, config: DemoConfig, console: Console
-) -> dict[str, Any]:
-    events = world.events(config.events, span=timedelta(days=7))
-    accepted = duplicates = 0
+def _simulate(
+    world: World,
+    behaviour: Behaviour,
+    client: ServiceClient,
+    runtime: Runtime,
+    clock: SimClock,
+    config: DemoConfig,
+    console: Console,
+) -> SimulationResult:
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -102,136 +159,92 @@ def _post_events(
         TimeElapsedColumn(),
         console=console,
     )
+    tasks: dict[int, TaskID] = {}
+    sessions_done = 0
+
+    def on_day(day: int, sessions: int) -> None:
+        tasks[day] = progress.add_task(f"day {day + 1}/{config.days}: sessions", total=sessions)
+
+    def on_session() -> None:
+        nonlocal sessions_done
+        sessions_done += 1
+        progress.advance(tasks[max(tasks)], 1)
+        if sessions_done % REFRESH_EVERY_SESSIONS == 0:
+            runtime.refresher.refresh()
+
+    def on_night(day: int) -> None:
+        # The nightly jobs that exist today: bring popularity and trending up to date.
+        # Learned models (retrieval, ranking) will train here once they exist.
+        runtime.refresher.refresh()
+
+    simulation = Simulation(
+        world,
+        behaviour,
+        client,
+        DriverConfig(days=config.days, variants=DEMO_VARIANTS),
+        on_night=on_night,
+        on_day=on_day,
+        on_session=on_session,
+        on_clock=clock.set,
+    )
     with progress:
-        task = progress.add_task("posting events in batches", total=len(events))
-        started = time.perf_counter()
-        for start in range(0, len(events), config.batch_size):
-            batch = events[start : start + config.batch_size]
-            body = client.post("/api/events", json={"events": batch}).json()
-            accepted += body["accepted"]
-            duplicates += body["duplicates"]
-            progress.advance(task, len(batch))
-        batch_rate = len(events) / (time.perf_counter() - started)
-        singles = world.events(config.single_posts, span=timedelta(hours=1))
-        task = progress.add_task("posting single events (8 clients)", total=len(singles))
-
-        def post_one(event: dict[str, Any]) -> int:
-            response = client.post("/api/events", json=event)
-            progress.advance(task, 1)
-            return response.status_code
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(post_one, singles))
-        single_rate = len(singles) / (time.perf_counter() - started)
-    accepted += statuses.count(202)
-    # A client retrying a batch it already sent: every event is acknowledged, none stored twice.
-    retry = client.post("/api/events", json={"events": events[: config.batch_size]}).json()
-    bad = client.post(
-        "/api/events",
-        json={
-            "events": [
-                events[0] | {"eventId": "fresh-1"},
-                {"userId": "u1", "itemId": "v00001", "eventType": "teleport"},
-                {"userId": "u1", "itemId": "v00001", "eventType": "click", "position": -3},
-                {"userId": "u1", "eventType": "click"},
-            ]
-        },
-    ).json()
-    return {
-        "events accepted": accepted,
-        "batched ingest (events/s)": round(batch_rate),
-        "single-post ingest (events/s)": round(single_rate),
-        "retried batch: duplicates": retry["duplicates"],
-        "bad batch": bad,
-    }
+        return simulation.run()
 
 
-def _recommend(
-    client: httpx.Client, world: World, config: DemoConfig, console: Console
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    fallbacks = 0
-    in_favourites = 0
-    served = 0
-    for n in range(config.recommendation_requests):
-        user = world.users[n % len(world.users)]
-        started = time.perf_counter()
-        body = client.get(
-            "/api/recommendations", params={"userId": user.user_id, "limit": 10}
-        ).json()
-        latencies.append((time.perf_counter() - started) * 1000)
-        fallbacks += body["fallback"]
-        category = {i.item_id: i.category for i in world.items}
-        for item in body["items"]:
-            served += 1
-            in_favourites += category[item["itemId"]] in user.favourites
-    user = world.users[0]
-    anchor = world.items[0]
-    table = Table("surface", "item", "category", "reason", title=f"what {user.user_id} sees")
-    for surface, params in (
-        ("home", {}),
-        ("trending", {}),
-        ("similar", {"itemId": anchor.item_id}),
+def _print_summary(
+    result: SimulationResult, console: Console, report_path: Path, wall_s: float
+) -> None:
+    table = Table(title="per day and variant (rates per served impression)")
+    for column in (
+        "day",
+        "variant",
+        "lists",
+        "CTR",
+        "true",
+        "satisf.",
+        "hides",
+        "cover",
+        "new",
+        "p99 ms",
     ):
-        body = client.get(
-            "/api/recommendations",
-            params={"userId": user.user_id, "surface": surface, "limit": 4, **params},
-        ).json()
-        category = {i.item_id: i.category for i in world.items}
-        for item in body["items"]:
-            table.add_row(surface, item["itemId"], category[item["itemId"]], item["reason"])
-    console.print(table)
-    console.print(
-        f"(similar is anchored on {anchor.item_id}, a {anchor.category} item; "
-        f"{user.user_id} likes {', '.join(user.favourites)})"
-    )
-    return {
-        "recommendation p50 (ms, client side)": round(statistics.median(latencies), 2),
-        "recommendation p99 (ms, client side)": round(_percentile(latencies, 0.99), 2),
-        "requests with a fallback": fallbacks,
-        "share of served items in the user's favourite categories": round(
-            in_favourites / max(1, served), 3
-        ),
-    }
-
-
-def _feedback(client: httpx.Client, world: World) -> dict[str, Any]:
-    user = world.users[1]
-    before = client.get("/api/recommendations", params={"userId": user.user_id, "limit": 5}).json()
-    top = before["items"][0]["itemId"]
-    client.post(
-        "/api/recommendations/feedback",
-        json={"userId": user.user_id, "itemId": top, "feedback": "not_interested"},
-    ).raise_for_status()
-    after = client.get("/api/recommendations", params={"userId": user.user_id, "limit": 5}).json()
-    return {
-        "not_interested honoured on the next request": top
-        not in {i["itemId"] for i in after["items"]},
-    }
-
-
-def _summary(figures: dict[str, Any], console: Console, settings: Settings, key: str) -> None:
-    table = Table("figure", "value", title="demo summary")
-    for name, value in figures.items():
-        if name == "bad batch":
-            rejected = "; ".join(
-                f"#{r['index']} {r['field']}: {r['reason'][:40]}" for r in value["rejected"]
-            )
+        table.add_column(column, justify="right")
+    for d, day in enumerate(result.days):
+        for variant in result.variants:
+            s = result.per_day[variant][d]
             table.add_row(
-                "batch with 3 bad events", f"accepted {value['accepted']}, rejected: {rejected}"
+                f"{day:%m-%d}",
+                variant,
+                f"{s['requests']:,.0f}",
+                f"{s['ctr']:.3f}",
+                f"{s['true_ctr']:.3f}",
+                f"{s['satisfaction']:.3f}",
+                f"{s['hide_rate']:.4f}",
+                f"{s['coverage']:.3f}",
+                f"{s['new_item_share']:.3f}",
+                f"{s['latency_p99_ms']:.1f}",
             )
-        else:
-            table.add_row(name, str(value))
     console.print(table)
+    totals = Table(title="whole run")
+    totals.add_column("variant")
+    for column in ("CTR", "true CTR", "satisfied/impr.", "hide rate", "coverage", "p99 ms"):
+        totals.add_column(column, justify="right")
+    for variant in result.variants:
+        t = result.totals(variant)
+        totals.add_row(
+            variant,
+            f"{t['ctr']:.4f}",
+            f"{t['true_ctr']:.4f}",
+            f"{t['satisfaction']:.4f}",
+            f"{t['hide_rate']:.4f}",
+            f"{t['coverage']:.3f}",
+            f"{t['latency_p99_ms']:.1f}",
+        )
+    console.print(totals)
     console.print(
-        "Sources today: popularity (all time) and trending (24 h half-life), with per-request "
-        "eligibility filters. They are not personalised, which the favourite-category share "
-        "above shows; learned sources and ranking come next."
-    )
-    console.print(
-        "\nKeep exploring on this data:\n"
-        f"  RECLOOP_DATA_DIR={settings.data_dir} recloop serve --port 8000\n"
-        f"  curl -H 'Authorization: Bearer {key}' "
-        "'http://127.0.0.1:8000/api/recommendations?userId=u00001&limit=5'"
+        f"{result.events_sent:,} events sent ({result.late_events:,} late, "
+        f"{result.duplicate_events:,} sent twice, {result.bots} bot users). "
+        "What ran: popularity and trending sources with the source-score ranker; no learned "
+        "model exists yet, so the nightly job only refreshes popularity. "
+        f"Report: [bold]{report_path}[/bold]. Wall time {wall_s:.0f} s.",
+        soft_wrap=True,
     )

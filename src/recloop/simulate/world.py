@@ -1,177 +1,262 @@
-"""A small seeded world: a catalog with categories and creators, users with tastes, events.
+"""A synthetic world: items and users with latent tastes, arriving and drifting over days.
 
-Users prefer a few categories; items differ in appeal, so popularity is long-tailed.
+Items sit in a latent taste space, clustered by category. Each has an attractiveness (how
+clicky its title is) kept apart from its quality (how satisfying it really is): clickbait is
+attractive and unsatisfying. Users mix a few categories, differ a lot in how active they are,
+and drift slowly. Everything comes from one seeded generator, so a seed gives one world.
 """
 
 from __future__ import annotations
 
-import random
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-CATEGORIES = (
-    "Comedy",
-    "Drama",
-    "Sci-Fi",
-    "Music",
-    "Cooking",
-    "Travel",
-    "Gaming",
-    "News",
-    "Sports",
-    "Science",
-    "Fashion",
-    "Kids",
-)
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+CATEGORIES: tuple[str, ...] = (
+    "Comedy", "Drama", "Sci-Fi", "Music", "Cooking", "Travel",
+    "Gaming", "News", "Sports", "Science", "Fashion", "Kids",
+)  # fmt: skip
+
+# Words that carry each category's signal into titles, descriptions and tags, so that a
+# content model has something real to learn from.
+_VOCABULARY: dict[str, tuple[str, ...]] = {
+    "Comedy": ("laugh", "prank", "sketch", "stand-up", "parody", "blooper", "roast", "satire"),
+    "Drama": ("betrayal", "family", "secret", "courtroom", "tears", "reunion", "saga", "legacy"),
+    "Sci-Fi": ("starship", "android", "galaxy", "portal", "alien", "cyborg", "warp", "colony"),
+    "Music": ("concert", "remix", "guitar", "album", "drummer", "ballad", "chorus", "tour"),
+    "Cooking": ("recipe", "pasta", "bake", "grill", "spice", "dessert", "kitchen", "chef"),
+    "Travel": ("island", "backpack", "mountain", "city", "roadtrip", "beach", "hostel", "trail"),
+    "Gaming": ("speedrun", "boss", "loot", "esports", "quest", "console", "raid", "patch"),
+    "News": ("election", "economy", "breaking", "report", "policy", "summit", "budget", "crisis"),
+    "Sports": ("goal", "marathon", "derby", "playoff", "coach", "striker", "record", "league"),
+    "Science": (
+        "quantum",
+        "fossil",
+        "telescope",
+        "genome",
+        "climate",
+        "experiment",
+        "atom",
+        "neuron",
+    ),
+    "Fashion": (
+        "runway",
+        "outfit",
+        "vintage",
+        "sneakers",
+        "tailor",
+        "streetwear",
+        "fabric",
+        "trend",
+    ),
+    "Kids": (
+        "puppet",
+        "dinosaur",
+        "cartoon",
+        "lullaby",
+        "alphabet",
+        "playground",
+        "crayon",
+        "fairy",
+    ),
+}
 _ADJECTIVES = (
-    "Quiet",
-    "Golden",
-    "Lost",
-    "Electric",
-    "Hidden",
-    "Midnight",
-    "Wild",
-    "Broken",
-    "Silver",
-    "Endless",
-    "Little",
-    "Final",
-    "Secret",
-    "Bright",
-    "Cold",
-    "Last",
-)
-_NOUNS = (
-    "Harbor",
-    "Signal",
-    "Garden",
-    "Engine",
-    "Winter",
-    "Road",
-    "Kitchen",
-    "Orbit",
-    "Echo",
-    "Summit",
-    "Market",
-    "Storm",
-    "Island",
-    "Letter",
-    "Circuit",
-    "River",
-)
+    "Quiet", "Golden", "Lost", "Electric", "Hidden", "Midnight", "Wild", "Broken",
+    "Silver", "Endless", "Little", "Final", "Secret", "Bright", "Cold", "Last",
+)  # fmt: skip
+_BAIT = ("You Won't Believe", "Shocking", "Gone Wrong", "Must See", "Insane")
+_LOCALES = ("en-US", "en-GB", "de-DE", "es-ES", "fr-FR")
+_REGIONS = ("NA", "EU", "EU", "EU", "EU")  # aligned with _LOCALES
+_DEVICES = ("ios", "android", "web")
+_AGE_GROUPS = ("13-17", "18-24", "25-34", "35-44", "45-54", "55+")
 
 
-@dataclass(frozen=True, slots=True)
-class WorldItem:
-    """An item and how appealing it is (hidden from the service)."""
+class WorldConfig(BaseModel):
+    """Sizes and rates of the world; the defaults make a demo of a few minutes on 2 cores."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 7
+    dim: int = Field(default=16, ge=2)
+    initial_items: int = Field(default=1500, ge=10)
+    new_items_per_day: int = Field(default=60, ge=0)
+    initial_users: int = Field(default=400, ge=1)
+    new_users_per_day: int = Field(default=30, ge=0)
+    clickbait_share: float = Field(default=0.1, ge=0, le=1)
+    bot_share: float = Field(default=0.01, ge=0, le=1)
+    sessions_per_day_median: float = Field(default=0.8, gt=0)
+    activity_sigma: float = Field(default=1.1, ge=0)
+    taste_drift_per_day: float = Field(default=0.03, ge=0)
+    creators_per_category: int = Field(default=25, ge=1)
+
+
+@dataclass(slots=True)
+class SimItem:
+    """An item of the world; ``vector``, ``attractiveness`` and ``quality`` are hidden."""
 
     item_id: str
     category: str
     creator_id: str
     title: str
+    description: str
     tags: tuple[str, ...]
-    appeal: float
-    created_at: datetime
+    published_at: datetime
+    vector: np.ndarray
+    attractiveness: float
+    quality: float
+    is_clickbait: bool
 
     def as_json(self) -> dict[str, Any]:
-        """The item as the API takes it."""
+        """The item as the API takes it (nothing hidden leaks)."""
         return {
             "itemId": self.item_id,
             "type": "video",
             "title": self.title,
-            "description": f"A {self.category.lower()} video: {self.title}.",
+            "description": self.description,
             "category": self.category,
             "tags": list(self.tags),
             "creatorId": self.creator_id,
             "locale": "en",
-            "createdAt": self.created_at.isoformat(),
+            "createdAt": self.published_at.isoformat(),
         }
 
 
-@dataclass(frozen=True, slots=True)
-class WorldUser:
-    """A user, their favourite categories and how active they are."""
+@dataclass(slots=True)
+class SimUser:
+    """A user of the world; ``taste`` and ``patience`` are hidden."""
 
     user_id: str
-    favourites: tuple[str, ...]
-    activity: float
-    attributes: dict[str, Any]
+    taste: np.ndarray
+    favourite_categories: tuple[str, ...]
+    sessions_per_day: float
+    patience: float
+    locale: str
+    region: str
+    device: str
+    age_group: str
+    joined_at: datetime
+    is_bot: bool = False
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, Any]:
+        """What the service is told about the user."""
+        return {
+            "ageGroup": self.age_group,
+            "region": self.region,
+            "language": self.locale.split("-")[0],
+            "locale": self.locale,
+            "interests": [c.lower() for c in self.favourite_categories],
+        }
 
 
 class World:
-    """Items, users and a generator of plausible events, all from one seed."""
+    """Items, users, their arrival and drift; one seeded generator behind everything."""
 
-    def __init__(self, *, seed: int, n_items: int, n_users: int, now: datetime) -> None:
-        self.rng = random.Random(seed)
-        self.now = now
+    def __init__(self, config: WorldConfig, start: datetime) -> None:
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+        self.start = start
         rng = self.rng
-        self.items = [
-            WorldItem(
-                item_id=f"v{n:05d}",
-                category=(category := rng.choice(CATEGORIES)),
-                creator_id=f"creator{rng.randrange(max(1, n_items // 8)):04d}",
-                title=f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}",
-                tags=(category.lower(), rng.choice(_NOUNS).lower()),
-                # Log-normal appeal: a few items get most of the attention, as in real logs.
-                appeal=rng.lognormvariate(0.0, 1.2),
-                created_at=now - timedelta(days=rng.uniform(0, 60)),
-            )
-            for n in range(n_items)
+        centroids = rng.normal(size=(len(CATEGORIES), config.dim))
+        self.centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+        self.items: list[SimItem] = []
+        self.users: list[SimUser] = []
+        self.item_by_id: dict[str, SimItem] = {}
+        self._item_count = 0
+        self._user_count = 0
+        # Creators differ in output: a few produce most items (Zipf-like weights).
+        ranks = np.arange(1, config.creators_per_category + 1)
+        self._creator_weights = (1.0 / ranks) / (1.0 / ranks).sum()
+        for _ in range(config.initial_items):
+            self._new_item(start - timedelta(days=float(rng.uniform(0, 60))))
+        for _ in range(config.initial_users):
+            self._new_user(start - timedelta(days=float(rng.uniform(0, 365))))
+
+    def _new_item(self, published_at: datetime) -> SimItem:
+        rng = self.rng
+        k = int(rng.integers(len(CATEGORIES)))
+        category = CATEGORIES[k]
+        vector = self.centroids[k] + 0.55 * rng.normal(size=self.config.dim)
+        vector /= np.linalg.norm(vector)
+        is_clickbait = bool(rng.random() < self.config.clickbait_share)
+        words = _VOCABULARY[category]
+        topic = [str(w) for w in rng.choice(words, size=2, replace=False)]
+        title = f"{rng.choice(_ADJECTIVES)} {topic[0].title()} {topic[1].title()}"
+        if is_clickbait:
+            title = f"{rng.choice(_BAIT)}: {title}"
+        creator = int(rng.choice(len(self._creator_weights), p=self._creator_weights))
+        item = SimItem(
+            item_id=f"i{self._item_count:06d}",
+            category=category,
+            creator_id=f"{category.lower()}-creator-{creator:03d}",
+            title=title,
+            description=f"A {category.lower()} video about {topic[0]} and {topic[1]}.",
+            tags=(category.lower(), *topic),
+            published_at=published_at,
+            vector=vector,
+            # Attractiveness is on the logit scale; clickbait titles pull clicks...
+            attractiveness=float(rng.normal(0.0, 0.6) + (1.2 if is_clickbait else 0.0)),
+            # ...and disappoint: quality is what decides dwell, likes and shares.
+            quality=float(rng.beta(1.5, 5.0) if is_clickbait else rng.beta(4.0, 2.0)),
+            is_clickbait=is_clickbait,
+        )
+        self._item_count += 1
+        self.items.append(item)
+        self.item_by_id[item.item_id] = item
+        return item
+
+    def _new_user(self, joined_at: datetime) -> SimUser:
+        rng = self.rng
+        config = self.config
+        n_fav = int(rng.choice((1, 2, 2, 3)))
+        favourites = rng.choice(len(CATEGORIES), size=n_fav, replace=False)
+        weights = rng.dirichlet(np.ones(n_fav) * 2.0)
+        taste = weights @ self.centroids[favourites] + 0.3 * rng.normal(size=config.dim)
+        taste /= np.linalg.norm(taste)
+        locale_index = int(rng.integers(len(_LOCALES)))
+        is_bot = bool(rng.random() < config.bot_share)
+        user = SimUser(
+            user_id=f"{'b' if is_bot else 'u'}{self._user_count:06d}",
+            taste=taste,
+            favourite_categories=tuple(CATEGORIES[int(k)] for k in favourites),
+            # Log-normal activity: most users come rarely, a few come many times a day.
+            sessions_per_day=float(
+                (20.0 if is_bot else 1.0)
+                * config.sessions_per_day_median
+                * rng.lognormal(0.0, config.activity_sigma)
+            ),
+            patience=float(rng.beta(6.0, 2.0)),
+            locale=_LOCALES[locale_index],
+            region=_REGIONS[locale_index],
+            device=str(rng.choice(_DEVICES, p=(0.45, 0.4, 0.15))),
+            age_group=str(rng.choice(_AGE_GROUPS)),
+            joined_at=joined_at,
+            is_bot=is_bot,
+        )
+        self._user_count += 1
+        self.users.append(user)
+        return user
+
+    def advance_day(self, day_start: datetime) -> tuple[list[SimItem], list[SimUser]]:
+        """New items and users arrive during the day; every taste drifts a little."""
+        rng = self.rng
+        config = self.config
+        for user in self.users:
+            user.taste = user.taste + config.taste_drift_per_day * rng.normal(size=config.dim)
+            user.taste /= np.linalg.norm(user.taste)
+        items = [
+            self._new_item(day_start + timedelta(hours=float(rng.uniform(0, 24))))
+            for _ in range(config.new_items_per_day)
         ]
-        self.users = [
-            WorldUser(
-                user_id=f"u{n:05d}",
-                favourites=tuple(rng.sample(CATEGORIES, rng.choice((1, 2, 2, 3)))),
-                activity=rng.lognormvariate(0.0, 1.0),
-                attributes={
-                    "ageGroup": rng.choice(("18-24", "25-34", "35-44", "45+")),
-                    "region": rng.choice(("EU", "NA", "APAC", "LATAM")),
-                    "language": "en",
-                },
-            )
-            for n in range(n_users)
+        users = [
+            self._new_user(day_start + timedelta(hours=float(rng.uniform(0, 24))))
+            for _ in range(config.new_users_per_day)
         ]
-        self._by_category: dict[str, list[WorldItem]] = {}
-        for item in self.items:
-            self._by_category.setdefault(item.category, []).append(item)
+        return items, users
 
-    def pick_item(self, user: WorldUser) -> WorldItem:
-        """An item this user would engage with: mostly from a favourite category."""
-        rng = self.rng
-        category = rng.choice(user.favourites) if rng.random() < 0.8 else rng.choice(CATEGORIES)
-        pool = self._by_category.get(category) or self.items
-        return rng.choices(pool, weights=[i.appeal for i in pool])[0]
-
-    def events(self, n: int, span: timedelta) -> list[dict[str, Any]]:
-        """``n`` events spread over the ``span`` before now, oldest first."""
-        rng = self.rng
-        users = rng.choices(self.users, weights=[u.activity for u in self.users], k=n)
-        offsets = sorted((rng.uniform(0, span.total_seconds()) for _ in range(n)), reverse=True)
-        out: list[dict[str, Any]] = []
-        for user, offset in zip(users, offsets, strict=True):
-            item = self.pick_item(user)
-            roll = rng.random()
-            event_type = (
-                "purchase"
-                if roll < 0.02
-                else "like"
-                if roll < 0.12
-                else "click"
-                if roll < 0.55
-                else "view"
-            )
-            event: dict[str, Any] = {
-                "eventId": uuid.UUID(int=rng.getrandbits(128)).hex,
-                "userId": user.user_id,
-                "itemId": item.item_id,
-                "eventType": event_type,
-                "surface": "home",
-                "device": rng.choice(("ios", "android", "web")),
-                "eventTs": (self.now - timedelta(seconds=offset)).isoformat(),
-            }
-            if event_type == "view":
-                event["value"] = round(rng.uniform(2_000, 600_000))
-            out.append(event)
-        return out
+    def item_matrix(self, item_ids: list[str]) -> np.ndarray:
+        """Latent vectors of items, one row each."""
+        return np.stack([self.item_by_id[i].vector for i in item_ids])

@@ -56,6 +56,7 @@ class CatalogChange:
     category: str | None
     is_active: bool
     updated_at: datetime
+    created_at: datetime | None = None
 
     @property
     def cursor(self) -> CatalogCursor:

@@ -105,10 +105,15 @@ class SqlTenancy(_SqlRole):
 
     def create_app(self, app_id: str, name: str, now: datetime) -> bool:
         """Create an app; returns False when it already existed."""
-        stmt = self._insert(t.apps).values(app_id=app_id, name=name, created_at=now)
+        stmt = (
+            self._insert(t.apps)
+            .values(app_id=app_id, name=name, created_at=now)
+            .on_conflict_do_nothing(index_elements=["app_id"])
+            # RETURNING, not rowcount: psycopg reports -1 for an INSERT's rowcount here.
+            .returning(t.apps.c.app_id)
+        )
         with self._begin() as conn:
-            result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["app_id"]))
-        return result.rowcount == 1
+            return conn.execute(stmt).first() is not None
 
     def app_exists(self, app_id: str) -> bool:
         """Whether the app exists."""
@@ -174,35 +179,46 @@ class SqlCatalog(_SqlRole):
     """Items in SQL."""
 
     def upsert_items(self, app_id: str, items: Sequence[Item], now: datetime) -> None:
-        """Insert or replace items (all fields); ``updated_at`` becomes ``now``."""
+        """Insert or replace items; ``updated_at`` becomes ``now``.
+
+        ``created_at`` is kept from the first store unless the item carries its own.
+        """
         if not items:
             return
-        rows = [
-            {
-                "app_id": app_id,
-                "item_id": item.item_id,
-                "type": item.type,
-                "title": item.title,
-                "description": item.description,
-                "category": item.category,
-                "tags": list(item.tags),
-                "creator_id": item.creator_id,
-                "locale": item.locale,
-                "status": item.status.value,
-                "created_at": item.created_at or now,
-                "updated_at": now,
-                "metadata": item.metadata,
-            }
-            # PostgreSQL refuses to upsert one key twice in a statement: the last one wins.
-            for item in {item.item_id: item for item in items}.values()
-        ]
-        stmt = self._insert(t.items)
-        updated = {
-            name: stmt.excluded[name] for name in rows[0] if name not in ("app_id", "item_id")
-        }
-        stmt = stmt.on_conflict_do_update(index_elements=["app_id", "item_id"], set_=updated)
+        # PostgreSQL refuses to upsert one key twice in a statement: the last one wins.
+        unique = list({item.item_id: item for item in items}.values())
         with self._begin() as conn:
-            conn.execute(stmt, rows)
+            for keeps_created in (True, False):
+                rows = [
+                    {
+                        "app_id": app_id,
+                        "item_id": item.item_id,
+                        "type": item.type,
+                        "title": item.title,
+                        "description": item.description,
+                        "category": item.category,
+                        "tags": list(item.tags),
+                        "creator_id": item.creator_id,
+                        "locale": item.locale,
+                        "status": item.status.value,
+                        "created_at": item.created_at or now,
+                        "updated_at": now,
+                        "metadata": item.metadata,
+                    }
+                    for item in unique
+                    if (item.created_at is None) == keeps_created
+                ]
+                if not rows:
+                    continue
+                stmt = self._insert(t.items)
+                fixed = (
+                    {"app_id", "item_id", "created_at"} if keeps_created else {"app_id", "item_id"}
+                )
+                updated = {name: stmt.excluded[name] for name in rows[0] if name not in fixed}
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["app_id", "item_id"], set_=updated
+                )
+                conn.execute(stmt, rows)
 
     def get_item(self, app_id: str, item_id: str) -> Item | None:
         """One item, whatever its status."""
@@ -255,7 +271,7 @@ class SqlCatalog(_SqlRole):
     def changes_since(self, after: CatalogCursor | None, limit: int) -> list[CatalogChange]:
         """Items of every app changed after a cursor, in cursor order, for caches to follow."""
         c = t.items.c
-        stmt = sa.select(c.app_id, c.item_id, c.category, c.status, c.updated_at)
+        stmt = sa.select(c.app_id, c.item_id, c.category, c.status, c.updated_at, c.created_at)
         if after is not None:
             # A batch upsert gives many rows one updated_at; the full key keeps paging exact.
             stmt = stmt.where(sa.tuple_(c.updated_at, c.app_id, c.item_id) > sa.tuple_(*after))
@@ -268,6 +284,7 @@ class SqlCatalog(_SqlRole):
                     row.category,
                     row.status == ItemStatus.ACTIVE.value,
                     row.updated_at,
+                    row.created_at,
                 )
                 for row in conn.execute(stmt)
             ]

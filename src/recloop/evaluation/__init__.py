@@ -1,0 +1,1 @@
+"""Offline metrics, protocols, estimators and reports."""

@@ -1,0 +1,343 @@
+"""The driver: runs the world against the service on a simulated clock, day by day.
+
+Each day new items and users arrive, tastes drift, and every user starts a random number
+of sessions (a Poisson draw around their activity rate). A session asks for lists until the
+user leaves; each list's response goes back as events, some of them late and some twice,
+as mobile clients do. Users are split between variants (each a surface of the service) by a
+hash of their id, and every figure is kept per day and per variant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from recloop.simulate.behaviour import Behaviour, Session
+from recloop.simulate.clients import ServiceClient
+from recloop.simulate.world import SimUser, World
+
+
+class DriverConfig(BaseModel):
+    """How the driver runs the world."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days: int = Field(default=7, ge=1)
+    list_size: int = Field(default=10, ge=1, le=100)
+    variants: dict[str, str] = Field(
+        default_factory=lambda: {"home": "home"},
+        description="variant name -> surface it is served from",
+    )
+    late_share: float = Field(default=0.03, ge=0, le=1)
+    duplicate_share: float = Field(default=0.02, ge=0, le=1)
+    new_item_hours: float = Field(default=48.0, gt=0)
+    salt: str = "recloop-sim"
+
+
+@dataclass
+class DayStats:
+    """One variant's figures for one simulated day."""
+
+    requests: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    satisfied: int = 0
+    likes: int = 0
+    hides: int = 0
+    skips: int = 0
+    fallbacks: int = 0
+    expected_clicks: float = 0.0
+    expected_satisfied: float = 0.0
+    new_item_impressions: int = 0
+    diversity_sum: float = 0.0
+    diversity_lists: int = 0
+    served_items: set[str] = field(default_factory=set)
+    latencies_ms: list[float] = field(default_factory=list)
+    catalog_size: int = 0
+
+    def summary(self) -> dict[str, float]:
+        """The day's rates (per served impression) and service figures."""
+        impressions = max(1, self.impressions)
+        latencies = sorted(self.latencies_ms) or [0.0]
+        return {
+            "requests": self.requests,
+            "impressions": self.impressions,
+            "ctr": self.clicks / impressions,
+            "true_ctr": self.expected_clicks / impressions,
+            "satisfaction": self.satisfied / impressions,
+            "true_satisfaction": self.expected_satisfied / impressions,
+            "like_rate": self.likes / impressions,
+            "hide_rate": self.hides / impressions,
+            "coverage": len(self.served_items) / max(1, self.catalog_size),
+            "diversity": self.diversity_sum / max(1, self.diversity_lists),
+            "new_item_share": self.new_item_impressions / impressions,
+            "fallback_share": self.fallbacks / max(1, self.requests),
+            "latency_p50_ms": statistics.median(latencies),
+            "latency_p99_ms": latencies[
+                min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))
+            ],
+        }
+
+
+@dataclass
+class SimulationResult:
+    """Everything a run measured: per day and variant, and the shapes of its logs."""
+
+    days: list[datetime]
+    variants: list[str]
+    per_day: dict[str, list[dict[str, float]]]
+    clicks_per_item: Counter[str]
+    events_per_user: Counter[str]
+    impressions_by_position: list[int]
+    clicks_by_position: list[int]
+    events_sent: int
+    late_events: int
+    duplicate_events: int
+    bots: int
+
+    def totals(self, variant: str) -> dict[str, float]:
+        """Impression-weighted figures over the whole run for one variant."""
+        days = self.per_day[variant]
+        impressions = sum(d["impressions"] for d in days) or 1
+        weighted = (
+            "ctr",
+            "true_ctr",
+            "satisfaction",
+            "true_satisfaction",
+            "like_rate",
+            "hide_rate",
+            "new_item_share",
+        )
+        out = {k: sum(d[k] * d["impressions"] for d in days) / impressions for k in weighted}
+        out["requests"] = sum(d["requests"] for d in days)
+        out["impressions"] = sum(d["impressions"] for d in days)
+        for k in ("coverage", "diversity", "latency_p50_ms", "latency_p99_ms", "fallback_share"):
+            out[k] = statistics.fmean(d[k] for d in days)
+        return out
+
+
+def assign_variant(user_id: str, variants: list[str], salt: str) -> str:
+    """A stable variant for a user: a hash of (salt, user id), never a random draw."""
+    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
+    return variants[int.from_bytes(digest[:8], "big") % len(variants)]
+
+
+def _intra_list_diversity(vectors: np.ndarray) -> float:
+    """Mean pairwise (1 - cosine) between the items of one list."""
+    n = len(vectors)
+    if n < 2:
+        return 0.0
+    sims = vectors @ vectors.T
+    return float((n * n - sims.sum()) / (n * (n - 1)))
+
+
+class Simulation:
+    """Runs a world against a service.
+
+    Args:
+        world: the users and items.
+        behaviour: how users respond.
+        client: how the service is reached.
+        config: days, list size, variants, late and duplicate shares.
+        on_night: called after each simulated day (the offline jobs of that night).
+        on_day: called with (day, sessions planned) when a day starts.
+        on_session: called after every session.
+        on_clock: called with the simulated time before every request.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        behaviour: Behaviour,
+        client: ServiceClient,
+        config: DriverConfig,
+        *,
+        on_night: Callable[[int], None] = lambda day: None,
+        on_day: Callable[[int, int], None] = lambda day, sessions: None,
+        on_session: Callable[[], None] = lambda: None,
+        on_clock: Callable[[datetime], None] = lambda now: None,
+    ) -> None:
+        self.world = world
+        self.behaviour = behaviour
+        self.client = client
+        self.config = config
+        self._on_night = on_night
+        self._on_day = on_day
+        self._on_session = on_session
+        self._on_clock = on_clock
+        self._late: list[dict[str, Any]] = []
+        self._events_sent = self._late_count = self._duplicate_count = 0
+        self._clicks_per_item: Counter[str] = Counter()
+        self._events_per_user: Counter[str] = Counter()
+        self._impressions_by_position = [0] * config.list_size
+        self._clicks_by_position = [0] * config.list_size
+        self._session_count = 0
+
+    def run(self) -> SimulationResult:
+        """Simulate every day and return the measurements."""
+        world, config = self.world, self.config
+        variants = list(config.variants)
+        self.client.put_items([item.as_json() for item in world.items])
+        for user in world.users:
+            self.client.put_user(user.user_id, user.attributes())
+        self._on_night(-1)
+        per_day: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+        days: list[datetime] = []
+        for day in range(config.days):
+            day_start = world.start + timedelta(days=day)
+            days.append(day_start)
+            self._on_clock(day_start)
+            new_items, new_users = world.advance_day(day_start)
+            if new_items:
+                self.client.put_items([item.as_json() for item in new_items])
+            for user in new_users:
+                self.client.put_user(user.user_id, user.attributes())
+            stats = {v: DayStats() for v in variants}
+            sessions = self._schedule(day_start)
+            self._on_day(day, len(sessions))
+            for started_at, user in sessions:
+                variant = assign_variant(user.user_id, variants, config.salt)
+                self._run_session(user, started_at, variant, stats[variant])
+                self._on_session()
+            self._flush_late()
+            catalog = sum(
+                1 for item in world.items if item.published_at <= day_start + timedelta(days=1)
+            )
+            for variant in variants:
+                stats[variant].catalog_size = catalog
+                per_day[variant].append(stats[variant].summary())
+            self._on_night(day)
+        return SimulationResult(
+            days=days,
+            variants=variants,
+            per_day=per_day,
+            clicks_per_item=self._clicks_per_item,
+            events_per_user=self._events_per_user,
+            impressions_by_position=self._impressions_by_position,
+            clicks_by_position=self._clicks_by_position,
+            events_sent=self._events_sent,
+            late_events=self._late_count,
+            duplicate_events=self._duplicate_count,
+            bots=sum(1 for u in world.users if u.is_bot),
+        )
+
+    def _schedule(self, day_start: datetime) -> list[tuple[datetime, SimUser]]:
+        rng = self.world.rng
+        sessions: list[tuple[datetime, SimUser]] = []
+        for user in self.world.users:
+            if user.joined_at > day_start + timedelta(days=1):
+                continue
+            for _ in range(int(rng.poisson(user.sessions_per_day))):
+                earliest = max(0.0, (user.joined_at - day_start).total_seconds())
+                offset = float(rng.uniform(earliest, 86_400.0))
+                sessions.append((day_start + timedelta(seconds=offset), user))
+        sessions.sort(key=lambda s: (s[0], s[1].user_id))
+        return sessions
+
+    def _run_session(
+        self, user: SimUser, started_at: datetime, variant: str, stats: DayStats
+    ) -> None:
+        config = self.config
+        rng = self.world.rng
+        self._session_count += 1
+        session = Session(f"s{self._session_count:08d}", user, started_at)
+        now = started_at
+        surface = config.variants[variant]
+        organic = self.behaviour.organic(session, now)
+        if organic:
+            self._send(organic)
+            self._count(user, organic)
+        while True:
+            self._on_clock(now)
+            served = self.client.recommend(
+                user.user_id, surface, config.list_size, session.session_id, user.device
+            )
+            truth = self.behaviour.truth(session, served.item_ids)
+            response = self.behaviour.respond(
+                session, served.item_ids, request_id=served.request_id, surface=surface, now=now
+            )
+            # Bots' events go to the service like anyone's, but the figures are about people.
+            if not user.is_bot:
+                self._record(
+                    stats, served.item_ids, served.latency_ms, served.fallback, truth, response, now
+                )
+            self._send(response.events)
+            self._count(user, response.events)
+            if response.leaves or not served.item_ids:
+                break
+            now += timedelta(seconds=float(20 + 15 * len(response.clicks) + rng.exponential(20)))
+
+    def _count(self, user: SimUser, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self._events_per_user[user.user_id] += 1
+            if event["eventType"] == "click":
+                self._clicks_per_item[event["itemId"]] += 1
+
+    def _record(
+        self,
+        stats: DayStats,
+        item_ids: list[str],
+        latency_ms: float,
+        fallback: bool,
+        truth: Any,
+        response: Any,
+        now: datetime,
+    ) -> None:
+        world = self.world
+        stats.requests += 1
+        stats.impressions += len(item_ids)
+        stats.clicks += len(response.clicks)
+        stats.satisfied += response.satisfied
+        stats.likes += response.likes
+        stats.hides += response.hides
+        stats.skips += response.skips
+        stats.fallbacks += fallback
+        stats.latencies_ms.append(latency_ms)
+        stats.expected_clicks += truth.expected_clicks
+        stats.expected_satisfied += float(truth.satisfaction.sum())
+        stats.served_items.update(item_ids)
+        fresh = timedelta(hours=self.config.new_item_hours)
+        stats.new_item_impressions += sum(
+            1 for i in item_ids if now - world.item_by_id[i].published_at <= fresh
+        )
+        if item_ids:
+            stats.diversity_sum += _intra_list_diversity(world.item_matrix(item_ids))
+            stats.diversity_lists += 1
+        for position in range(min(len(item_ids), self.config.list_size)):
+            self._impressions_by_position[position] += 1
+        for position in response.clicks:
+            self._clicks_by_position[position] += 1
+
+    def _send(self, events: list[dict[str, Any]]) -> None:
+        rng = self.world.rng
+        now_batch: list[dict[str, Any]] = []
+        for event in events:
+            if rng.random() < self.config.late_share:
+                self._late.append(event)
+                self._late_count += 1
+                continue
+            now_batch.append(event)
+            if rng.random() < self.config.duplicate_share:
+                # A mobile client that did not hear the 202 sends the same event again.
+                self._late.append(event)
+                self._duplicate_count += 1
+        if len(self._late) >= 200:
+            now_batch.extend(self._late)
+            self._late = []
+        if now_batch:
+            self.client.post_events(now_batch)
+            self._events_sent += len(now_batch)
+
+    def _flush_late(self) -> None:
+        if self._late:
+            self.client.post_events(self._late)
+            self._events_sent += len(self._late)
+            self._late = []

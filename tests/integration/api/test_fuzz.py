@@ -1,0 +1,57 @@
+"""Schemathesis against the app's own OpenAPI document: no input may cause a server error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
+from schemathesis import Case
+from schemathesis.checks import not_a_server_error
+
+from recloop.api.app import create_app
+from recloop.config import Settings
+from recloop.serving.runtime import ensure_dev_key, prepare_store, start_runtime
+
+pytestmark = pytest.mark.integration
+
+# The document is read from an app that is never started (building it touches no store).
+# schemathesis' lazy `from_fixture` loader does not run on this pytest, so the schema is
+# loaded at import, and each case is sent to the running app of the fixture below.
+schema = schemathesis.openapi.from_dict(
+    create_app(Settings(data_dir=Path("never-created"))).openapi()
+)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, str]]:
+    """One started app for every fuzzed operation, with its development key."""
+    data_dir = tmp_path_factory.mktemp("fuzz") / "data"
+    app_settings = Settings(data_dir=data_dir, serving={"popularity_refresh_s": 0.05})
+    store = prepare_store(app_settings)
+    key = ensure_dev_key(store, data_dir)
+    assert key is not None
+    # The app is given the runtime, so its lifespan (started by schemathesis) only attaches
+    # it; closing it stays with this fixture.
+    runtime = start_runtime(app_settings, store)
+    try:
+        yield create_app(app_settings, runtime=runtime), key
+    finally:
+        runtime.close()
+
+
+@schema.parametrize()
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_no_request_gets_a_server_error(case: Case, running: tuple[FastAPI, str]) -> None:
+    app, key = running
+
+    response = case.call(app=app, headers={"Authorization": f"Bearer {key}"})
+
+    case.validate_response(response, checks=[not_a_server_error])

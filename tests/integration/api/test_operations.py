@@ -1,0 +1,110 @@
+"""``/metrics`` and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.integration.api.conftest import Api
+
+pytestmark = pytest.mark.integration
+
+ROUTES = {
+    "/healthz": {"get"},
+    "/readyz": {"get"},
+    "/metrics": {"get"},
+    "/api/events": {"post"},
+    "/api/recommendations": {"get"},
+    "/api/recommendations/feedback": {"post"},
+    "/api/items": {"post"},
+    "/api/items/{itemId}": {"put", "get", "delete"},
+    "/api/users/{userId}": {"put", "get", "delete"},
+}
+
+
+def test_metrics_need_a_key(client: TestClient) -> None:
+    del client.headers["Authorization"]
+
+    assert client.get("/metrics").status_code == 401
+
+
+def test_metrics_need_the_admin_scope(client: TestClient, serve_key: str, ingest_key: str) -> None:
+    for key in (serve_key, ingest_key):
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 403
+
+
+def test_metrics_expose_event_and_recommendation_counters(client: TestClient, api: Api) -> None:
+    api.post_events([{"userId": "u1", "itemId": "i1", "eventType": "click"}])
+    client.post("/api/events", json={"events": [{"userId": "u1", "eventType": "nope"}] * 2})
+    api.recommend(userId="u1", surface="trending")
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert "# TYPE recloop_events_total counter" in text
+    assert 'recloop_events_total{outcome="accepted"} 1.0' in text
+    assert 'recloop_events_total{outcome="rejected"} 2.0' in text
+    assert 'recloop_recommendations_total{fallback="true",surface="trending"} 1.0' in text
+    assert "recloop_recommendation_seconds_bucket" in text
+    assert "recloop_event_commits" in text
+
+
+@pytest.fixture
+def openapi(client: TestClient) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def test_openapi_lists_every_route(openapi: dict[str, Any]) -> None:
+    paths = {path: set(operations) for path, operations in openapi["paths"].items()}
+
+    assert paths == ROUTES
+
+
+def test_openapi_documents_the_event_body_schemas(openapi: dict[str, Any]) -> None:
+    schemas = openapi["components"]["schemas"]
+
+    assert {"EventIn", "EventBatchIn"} <= set(schemas)
+    assert {"userId", "itemId", "eventType", "eventTs", "requestId", "position"} <= set(
+        schemas["EventIn"]["properties"]
+    )
+    assert set(schemas["EventIn"]["required"]) == {"userId", "eventType"}
+    body = openapi["paths"]["/api/events"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"]["oneOf"] == [
+        {"$ref": "#/components/schemas/EventIn"},
+        {"$ref": "#/components/schemas/EventBatchIn"},
+    ]
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node))
+    return set()
+
+
+def test_every_openapi_reference_resolves(openapi: dict[str, Any]) -> None:
+    schemas = openapi["components"]["schemas"]
+    prefix = "#/components/schemas/"
+
+    refs = _refs(openapi)
+
+    assert refs
+    assert all(ref.startswith(prefix) for ref in refs)
+    assert {ref.removeprefix(prefix) for ref in refs} <= set(schemas)
+
+
+def test_openapi_declares_bearer_auth_on_protected_routes(openapi: dict[str, Any]) -> None:
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            secured = "security" in operation
+            assert secured == (path not in {"/healthz", "/readyz"}), f"{method} {path}"

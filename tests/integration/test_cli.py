@@ -1,0 +1,194 @@
+"""The ``recloop`` command driven in-process, on an embedded store in a temporary directory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner, Result
+
+from recloop import cli
+from recloop.domain import Scope
+from recloop.store import Store, open_store
+from recloop.store.keys import key_id_of, verify_key
+from recloop.store.migrate import head_revision
+
+pytestmark = pytest.mark.integration
+
+# typer.testing.CliRunner here keeps the streams apart: result.stdout is stdout only,
+# result.stderr is stderr only, and result.output is both interleaved.
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data directory; no recloop.toml or store URL from the outside is picked up."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RECLOOP_CONFIG", raising=False)
+    monkeypatch.delenv("RECLOOP_STORE_URL", raising=False)
+    monkeypatch.setenv("RECLOOP_DATA_DIR", str(tmp_path / "data"))
+    # A wide, fixed console so that tables and messages are not wrapped by the terminal's width.
+    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=200))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(data_dir: Path) -> Iterator[Store]:
+    """The embedded store the command used (open it after the command ran)."""
+    opened = open_store(f"sqlite:///{data_dir / 'recloop.db'}")
+    yield opened
+    opened.close()
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli.app, list(args))
+
+
+def flat(text: str) -> str:
+    """Text with box-drawing characters and runs of whitespace collapsed to one space."""
+    return " ".join(re.sub(r"[│┃╭╮╰╯─━┌┐└┘├┤┬┴┼╇┡┩┏┓┗┛┳┻╋]", " ", text).split())
+
+
+def write_events(path: Path, events: list[dict[str, object]]) -> Path:
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    return path
+
+
+GOOD_EVENTS: list[dict[str, object]] = [
+    {"eventId": "e1", "userId": "u1", "itemId": "i1", "eventType": "click"},
+    {"eventId": "e2", "userId": "u2", "itemId": "i1", "eventType": "view"},
+]
+BAD_EVENT: dict[str, object] = {"eventId": "e3", "userId": "u1", "eventType": "purchase"}
+
+
+def test_db_current_on_a_fresh_install_reports_an_empty_store(data_dir: Path) -> None:
+    result = run("db", "current")
+    assert result.exit_code == 0, result.output
+    assert f"store: empty; code: {head_revision()}" in result.stdout
+
+
+def test_db_upgrade_then_current_reports_the_head_revision(data_dir: Path) -> None:
+    head = head_revision()
+    upgraded = run("db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"schema: empty -> {head}" in upgraded.stdout
+    assert (data_dir / "recloop.db").is_file()
+
+    current = run("db", "current")
+    assert current.exit_code == 0, current.output
+    assert f"store: {head}; code: {head}" in current.stdout
+
+    again = run("db", "upgrade")
+    assert again.exit_code == 0, again.output
+    assert f"schema: {head} -> {head}" in again.stdout
+
+
+def test_keys_create_prints_a_key_that_verifies_with_exactly_those_scopes(
+    data_dir: Path, store: Store
+) -> None:
+    result = run("keys", "create", "--app", "default", "--scopes", "ingest,serve")
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[-1]
+    record = verify_key(store.tenancy, key)
+    assert record is not None
+    assert record.app_id == "default"
+    assert record.scopes == frozenset({Scope.INGEST, Scope.SERVE})
+    assert "rl_" not in result.stderr  # the secret goes to stdout only
+
+
+def test_keys_create_for_a_new_app_creates_the_app(data_dir: Path, store: Store) -> None:
+    result = run("keys", "create", "--app", "shop", "--scopes", "admin", "--name", "ops")
+    assert result.exit_code == 0, result.output
+    assert "created app 'shop'" in result.stderr
+    assert store.tenancy.app_exists("shop")
+    record = verify_key(store.tenancy, result.stdout.strip().splitlines()[-1])
+    assert record is not None
+    assert (record.app_id, record.scopes, record.name) == ("shop", frozenset({Scope.ADMIN}), "ops")
+
+
+def test_keys_create_with_an_unknown_scope_fails_and_names_the_allowed_ones(
+    data_dir: Path,
+) -> None:
+    result = run("keys", "create", "--app", "default", "--scopes", "ingest,everything")
+    assert result.exit_code != 0
+    assert "scopes must be among ingest, serve, admin" in flat(result.stderr)
+    assert "rl_" not in result.output
+
+
+def test_keys_create_with_no_scope_fails(data_dir: Path) -> None:
+    result = run("keys", "create", "--scopes", " , ")
+    assert result.exit_code != 0
+    assert "give at least one scope" in flat(result.stderr)
+    assert "rl_" not in result.output
+
+
+def test_revoked_key_no_longer_verifies(data_dir: Path, store: Store) -> None:
+    created = run("keys", "create", "--scopes", "serve")
+    key = created.stdout.strip().splitlines()[-1]
+    key_id = key_id_of(key)
+    assert key_id is not None
+    revoked = run("keys", "revoke", key_id)
+    assert revoked.exit_code == 0, revoked.output
+    assert verify_key(store.tenancy, key) is None
+    twice = run("keys", "revoke", key_id)
+    assert twice.exit_code == 1
+    assert f"no active key '{key_id}'" in flat(twice.stderr)
+
+
+def test_import_events_prints_a_summary_and_stores_the_good_rows(
+    data_dir: Path, tmp_path: Path, store: Store
+) -> None:
+    path = write_events(tmp_path / "events.jsonl", [*GOOD_EVENTS, BAD_EVENT])
+    result = run("import", "--kind", "events", str(path))
+    assert result.exit_code == 0, result.output
+    summary = flat(result.stdout)
+    assert "rows read 3" in summary
+    assert "stored 2" in summary
+    assert "duplicates (already stored) 0" in summary
+    assert "rejected 1" in summary
+    assert "3 itemId required for eventType 'purchase'" in summary
+    assert store.events.count("default") == 2
+
+    again = run("import", "--kind", "events", str(path))
+    assert again.exit_code == 0, again.output
+    assert "stored 0" in flat(again.stdout)
+    assert "duplicates (already stored) 2" in flat(again.stdout)
+    assert store.events.count("default") == 2
+
+
+def test_import_strict_exits_1_when_a_row_was_rejected(data_dir: Path, tmp_path: Path) -> None:
+    bad = write_events(tmp_path / "bad.jsonl", [*GOOD_EVENTS, BAD_EVENT])
+    result = run("import", "--kind", "events", "--strict", str(bad))
+    assert result.exit_code == 1
+    assert "rejected 1" in flat(result.stdout)
+
+
+def test_import_strict_exits_0_when_every_row_was_accepted(data_dir: Path, tmp_path: Path) -> None:
+    good = write_events(tmp_path / "good.jsonl", GOOD_EVENTS)
+    result = run("import", "--kind", "events", "--strict", str(good))
+    assert result.exit_code == 0, result.output
+
+
+def test_import_into_a_missing_app_fails_with_a_clear_message(
+    data_dir: Path, tmp_path: Path, store: Store
+) -> None:
+    path = write_events(tmp_path / "events.jsonl", GOOD_EVENTS)
+    result = run("import", "--kind", "events", "--app", "nope", str(path))
+    assert result.exit_code == 1
+    message = flat(result.stderr)
+    assert "app 'nope' does not exist" in message
+    assert "recloop keys create --app nope" in message
+    assert store.events.count("nope") == 0
+    assert store.events.count("default") == 0
+
+
+def test_import_with_an_unknown_kind_fails_on_kind(data_dir: Path, tmp_path: Path) -> None:
+    path = write_events(tmp_path / "events.jsonl", GOOD_EVENTS)
+    result = run("import", "--kind", "orders", str(path))
+    assert result.exit_code == 2
+    assert "--kind" in flat(result.stderr)
+    assert "must be items, users or events" in flat(result.stderr)

@@ -1,0 +1,107 @@
+"""The simulated loop against the real service: reproducible, realistic shapes, nothing lost."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from recloop.config import Settings
+from recloop.evaluation.shapes import gini, rate_by_position, top_share
+from recloop.simulate.demo import DemoConfig, DemoOutcome, run_demo
+from recloop.simulate.report import shape_figures
+from recloop.simulate.world import WorldConfig
+from recloop.store import open_store
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WORLD = WorldConfig(
+    seed=11, initial_items=400, initial_users=150, new_items_per_day=20, new_users_per_day=10
+)
+DAYS = 3
+
+
+def _run(data_dir: Path, transport: str = "inprocess", days: int = DAYS) -> DemoOutcome:
+    config = DemoConfig(world=WORLD, days=days, transport=transport)  # type: ignore[arg-type]
+    return run_demo(config, Settings(data_dir=data_dir), Console(file=io.StringIO()))
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> DemoOutcome:
+    return _run(tmp_path_factory.mktemp("sim"))
+
+
+def _without_latency(per_day: dict[str, list[dict[str, float]]]) -> dict[str, list[dict[str, float]]]:
+    return {
+        variant: [{k: v for k, v in day.items() if not k.startswith("latency")} for day in days]
+        for variant, days in per_day.items()
+    }
+
+
+def test_one_seed_makes_one_run(outcome: DemoOutcome, tmp_path: Path) -> None:
+    again = _run(tmp_path)
+    assert again.result.events_sent == outcome.result.events_sent
+    assert _without_latency(again.result.per_day) == _without_latency(outcome.result.per_day)
+
+
+def test_item_popularity_is_long_tailed(outcome: DemoOutcome) -> None:
+    catalog = WORLD.initial_items + WORLD.new_items_per_day * DAYS
+    shapes = shape_figures(outcome.result, catalog, WORLD.initial_users)
+    # The same number of clicks spread by chance alone, for a fair baseline: small counts
+    # are uneven even without any tail.
+    clicks = sum(outcome.result.clicks_per_item.values())
+    chance = np.random.default_rng(0).multinomial(clicks, [1 / catalog] * catalog)
+    assert shapes["item_top10_share"] > 1.5 * top_share(chance.tolist(), 0.1)
+    assert shapes["item_gini"] > 1.3 * gini(chance.tolist())
+
+
+def test_user_activity_is_heavy_tailed(outcome: DemoOutcome) -> None:
+    users = WORLD.initial_users + WORLD.new_users_per_day * DAYS
+    shapes = shape_figures(outcome.result, 1, users)
+    # Equal activity would give the top tenth of users a tenth of the events.
+    assert shapes["user_top10_share"] > 0.3
+
+
+def test_ctr_falls_with_position(outcome: DemoOutcome) -> None:
+    result = outcome.result
+    ctr = rate_by_position(result.clicks_by_position, result.impressions_by_position)
+    top, bottom = sum(ctr[:2]) / 2, sum(ctr[5:]) / len(ctr[5:])
+    assert top > 2 * bottom
+
+
+def test_observed_ctr_agrees_with_the_worlds_ground_truth(outcome: DemoOutcome) -> None:
+    for variant in outcome.result.variants:
+        totals = outcome.result.totals(variant)
+        assert totals["impressions"] > 3000
+        assert totals["ctr"] == pytest.approx(totals["true_ctr"], rel=0.25)
+
+
+def test_late_and_repeated_events_are_each_stored_once(outcome: DemoOutcome) -> None:
+    result = outcome.result
+    assert result.late_events > 0
+    assert result.duplicate_events > 0
+    store = open_store(f"sqlite:///{outcome.report_path.parent / 'recloop.db'}")
+    try:
+        assert store.events.count("default") == result.events_sent - result.duplicate_events
+    finally:
+        store.close()
+
+
+def test_report_has_the_daily_charts_and_the_three_shapes(outcome: DemoOutcome) -> None:
+    html = outcome.report_path.read_text()
+    assert html.count("<svg") == 10
+    for title in ("CTR (clicks per served impression)", "Item popularity", "User activity", "CTR by position"):
+        assert title in html
+    assert "No learned model exists yet" in html
+
+
+@pytest.mark.e2e
+def test_the_demo_drives_the_service_over_http(tmp_path: Path) -> None:
+    result = _run(tmp_path, transport="http", days=1).result
+    for variant in result.variants:
+        day = result.per_day[variant][0]
+        assert day["requests"] > 0
+        assert day["latency_p50_ms"] > 0

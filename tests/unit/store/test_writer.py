@@ -1,0 +1,307 @@
+"""StoreWriter: group commit of events, fire-and-forget served lists, on a real SQLite store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from recloop.domain import Event, EventType, RecommendationRecord, ServedItem
+from recloop.errors import StoreError, StoreUnavailable
+from recloop.store import AppendResult, EventLog, RecommendationLog, Store, open_store, schema
+from recloop.store.migrate import upgrade
+from recloop.store.writer import EventAck, StoreWriter
+
+APP = "app"
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+POISON = "poison"
+WAIT_S = 10.0
+
+
+def make_event(event_id: str, user_id: str = "u1") -> Event:
+    return Event(
+        app_id=APP,
+        event_id=event_id,
+        user_id=user_id,
+        event_type=EventType.CLICK,
+        event_ts=NOW,
+        server_ts=NOW,
+        item_id="i1",
+    )
+
+
+def make_record(request_id: str) -> RecommendationRecord:
+    return RecommendationRecord(
+        app_id=APP,
+        request_id=request_id,
+        user_id="u1",
+        surface="home",
+        served_at=NOW,
+        items=(ServedItem("i1", 0, 1.0, "popular", 1.0),),
+        model_version="m1",
+        experiment=None,
+        variant="control",
+        fallback=False,
+        latency_ms=3.0,
+    )
+
+
+class Gate:
+    """Holds the writer thread inside a store call until released."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def pass_through(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            assert self.opened.wait(WAIT_S), "gate never opened"
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+class FakeEventLog:
+    """The real event log, with a gate, a record of each batch, and poison that fails it."""
+
+    def __init__(self, inner: EventLog) -> None:
+        self.inner = inner
+        self.gate = Gate()
+        self.batches: list[list[str]] = []
+
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        self.gate.pass_through()
+        self.batches.append([e.event_id for e in events])
+        if any(e.user_id == POISON for e in events):
+            raise ValueError("poison event in the batch")
+        return self.inner.append(events)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+class FakeRecLog:
+    """The real recommendation log behind a gate."""
+
+    def __init__(self, inner: RecommendationLog) -> None:
+        self.inner = inner
+        self.gate = Gate()
+
+    def append(self, records: Sequence[RecommendationRecord]) -> None:
+        self.gate.pass_through()
+        self.inner.append(records)
+
+    def get(self, app_id: str, request_id: str) -> RecommendationRecord | None:
+        return self.inner.get(app_id, request_id)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'writer.db'}")
+    upgrade(opened.engine)
+    opened.tenancy.create_app(APP, "App", NOW)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def fake_events(store: Store) -> FakeEventLog:
+    return FakeEventLog(store.events)
+
+
+@pytest.fixture
+def fake_rec_log(store: Store) -> FakeRecLog:
+    return FakeRecLog(store.rec_log)
+
+
+@pytest.fixture
+def make_writer(
+    fake_events: FakeEventLog, fake_rec_log: FakeRecLog
+) -> Iterator[Callable[..., StoreWriter]]:
+    made: list[StoreWriter] = []
+
+    def make(**kwargs: int) -> StoreWriter:
+        writer = StoreWriter(fake_events, fake_rec_log, **kwargs)
+        made.append(writer)
+        return writer
+
+    yield make
+    fake_events.gate.open()
+    fake_rec_log.gate.open()
+    for writer in made:
+        writer.close()
+
+
+@pytest.fixture
+def writer(make_writer: Callable[..., StoreWriter]) -> StoreWriter:
+    started = make_writer()
+    started.start()
+    return started
+
+
+def stored_event_ids(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        return sorted(conn.execute(sa.select(schema.events.c.event_id)).scalars())
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.002)
+
+
+def hold_writer(
+    writer: StoreWriter, fake_events: FakeEventLog, pool: ThreadPoolExecutor
+) -> Future[EventAck]:
+    """Park the writer thread inside an append so that what is sent next queues up."""
+    fake_events.gate.armed = True
+    held = pool.submit(writer.append_events, [make_event("blocker")], WAIT_S)
+    assert fake_events.gate.entered.wait(WAIT_S)
+    return held
+
+
+def wait_queued(writer: StoreWriter, jobs: int) -> None:
+    # The only way to see that submissions are waiting is the writer's own queue.
+    wait_until(lambda: writer._queue.qsize() == jobs, f"{jobs} jobs are queued")
+
+
+def test_concurrent_submissions_each_get_their_own_ack(writer: StoreWriter, store: Store) -> None:
+    threads = 16
+    store.events.append([make_event(f"pre-{n}") for n in range(threads)])
+    barrier = threading.Barrier(threads)
+
+    def submit(n: int) -> EventAck:
+        fresh = [make_event(f"t{n}-{k}") for k in range(5)]
+        # Five new events, one stored earlier, and one repeated within the submission.
+        batch = [*fresh, make_event(f"pre-{n}"), make_event(f"t{n}-0")]
+        barrier.wait(WAIT_S)
+        return writer.append_events(batch, timeout=WAIT_S)
+
+    with ThreadPoolExecutor(threads) as pool:
+        acks = list(pool.map(submit, range(threads)))
+
+    assert acks == [EventAck(accepted=5, duplicates=2)] * threads
+    assert store.events.count(APP) == threads * 6
+    expected = {f"pre-{n}" for n in range(threads)} | {
+        f"t{n}-{k}" for n in range(threads) for k in range(5)
+    }
+    ids = stored_event_ids(store)
+    assert len(ids) == len(expected)
+    assert set(ids) == expected
+    assert writer.stats.events_written == threads * 5
+
+
+def test_one_id_sent_by_two_submissions_of_a_group_is_accepted_once(
+    writer: StoreWriter, store: Store, fake_events: FakeEventLog
+) -> None:
+    with ThreadPoolExecutor(3) as pool:
+        held = hold_writer(writer, fake_events, pool)
+        first = pool.submit(writer.append_events, [make_event("dup"), make_event("b")], WAIT_S)
+        wait_queued(writer, 1)
+        second = pool.submit(writer.append_events, [make_event("dup"), make_event("c")], WAIT_S)
+        wait_queued(writer, 2)
+        fake_events.gate.open()
+        acks = [first.result(WAIT_S), second.result(WAIT_S)]
+        assert held.result(WAIT_S) == EventAck(1, 0)
+
+    # Both submissions went to the store as one merged batch.
+    assert fake_events.batches[1] == ["dup", "b", "dup", "c"]
+    assert acks == [EventAck(accepted=2, duplicates=0), EventAck(accepted=1, duplicates=1)]
+    assert stored_event_ids(store) == ["b", "blocker", "c", "dup"]
+
+
+def test_a_failing_submission_does_not_fail_the_others_of_its_group(
+    writer: StoreWriter, store: Store, fake_events: FakeEventLog
+) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        held = hold_writer(writer, fake_events, pool)
+        good_one = pool.submit(writer.append_events, [make_event("g1")], WAIT_S)
+        wait_queued(writer, 1)
+        bad = pool.submit(writer.append_events, [make_event("x", user_id=POISON)], WAIT_S)
+        wait_queued(writer, 2)
+        good_two = pool.submit(writer.append_events, [make_event("g2"), make_event("g3")], WAIT_S)
+        wait_queued(writer, 3)
+        fake_events.gate.open()
+
+        assert good_one.result(WAIT_S) == EventAck(1, 0)
+        assert good_two.result(WAIT_S) == EventAck(2, 0)
+        with pytest.raises(StoreError, match="poison"):
+            bad.result(WAIT_S)
+        held.result(WAIT_S)
+
+    assert fake_events.batches[1] == ["g1", "x", "g2", "g3"]  # the merged try failed
+    assert stored_event_ids(store) == ["blocker", "g1", "g2", "g3"]
+
+
+def test_logged_recommendation_is_written_by_flush(writer: StoreWriter, store: Store) -> None:
+    assert writer.log_recommendation(make_record("r1")) is True
+    writer.flush()
+    assert store.rec_log.get(APP, "r1") == make_record("r1")
+    assert writer.stats.logs_written == 1
+    assert writer.stats.logs_dropped == 0
+
+
+def test_close_writes_what_was_queued(
+    make_writer: Callable[..., StoreWriter], store: Store
+) -> None:
+    writer = make_writer()
+    writer.start()
+    for n in range(20):
+        assert writer.log_recommendation(make_record(f"r{n}"))
+    writer.close()
+    assert all(store.rec_log.get(APP, f"r{n}") is not None for n in range(20))
+
+
+def test_full_log_queue_drops_and_counts_the_recommendation(
+    make_writer: Callable[..., StoreWriter], store: Store, fake_rec_log: FakeRecLog
+) -> None:
+    writer = make_writer(log_queue_size=1)
+    writer.start()
+    fake_rec_log.gate.armed = True
+    assert writer.log_recommendation(make_record("r1")) is True
+    assert fake_rec_log.gate.entered.wait(WAIT_S)
+
+    assert writer.log_recommendation(make_record("r2")) is False
+    assert writer.stats.logs_dropped == 1
+
+    fake_rec_log.gate.open()
+    writer.flush()
+    assert writer.log_recommendation(make_record("r3")) is True  # room again once written
+    writer.flush()
+    assert store.rec_log.get(APP, "r1") is not None
+    assert store.rec_log.get(APP, "r2") is None
+    assert store.rec_log.get(APP, "r3") is not None
+    assert writer.stats.logs_written == 2
+    assert writer.stats.logs_dropped == 1
+
+
+def test_append_before_start_raises_store_unavailable(
+    make_writer: Callable[..., StoreWriter], store: Store
+) -> None:
+    writer = make_writer()
+    with pytest.raises(StoreUnavailable, match="not running"):
+        writer.append_events([make_event("e1")], timeout=1.0)
+    assert store.events.count(APP) == 0
+    assert writer.log_recommendation(make_record("r1")) is False
+    assert writer.stats.logs_dropped == 1
+
+
+def test_unconfirmed_append_raises_store_unavailable_after_the_timeout(
+    writer: StoreWriter, fake_events: FakeEventLog
+) -> None:
+    fake_events.gate.armed = True
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="not confirmed"):
+        writer.append_events([make_event("slow")], timeout=0.05)
+    assert time.monotonic() - started < 5.0
+    assert fake_events.gate.entered.is_set()

@@ -1,0 +1,36 @@
+"""The example configuration in docs/ stays loadable and builds every surface it declares."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from recloop.config import Settings
+from recloop.retrieval.popularity import PopularityIndex
+from recloop.serving.components import Resources
+from recloop.serving.surfaces import build_pipelines
+
+pytestmark = pytest.mark.unit
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "recloop.example.toml"
+
+
+def test_example_config_loads_and_builds_every_surface(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECLOOP_CONFIG", str(EXAMPLE))
+    settings = Settings()
+    assert set(settings.surfaces) == {"home", "trending", "similar"}
+    assert settings.surfaces["similar"].requires_item
+    with ThreadPoolExecutor(1) as executor:
+        pipelines = build_pipelines(
+            settings.surfaces,
+            Resources(PopularityIndex(), catalog=None),  # type: ignore[arg-type]
+            settings.serving.budget,
+            executor,
+        )
+    assert [slot.source.name for slot in pipelines["home"].sources] == [
+        "trending",
+        "popular",
+        "newest",
+    ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from recloop.domain import RequestContext
+from recloop.domain import RequestContext, ScoredItem
 from recloop.features.candidates import MergedCandidate
 from recloop.store.protocols import Catalog
 
@@ -26,22 +26,20 @@ class ExcludedItemsFilter:
         return [c for c in candidates if c.item_id not in excluded]
 
 
-class ActiveCatalogFilter:
-    """Keeps only items that exist, are active, and match the requested category."""
+class ActiveCatalogGate:
+    """Admits only items that exist, are active, and match the requested category."""
 
     name = "catalog"
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
 
-    def keep(
-        self, candidates: Sequence[MergedCandidate], ctx: RequestContext
-    ) -> list[MergedCandidate]:
-        """Candidates the catalog serves right now."""
-        entries = self._catalog.active_entries(ctx.app_id, [c.item_id for c in candidates])
+    def admit(self, items: Sequence[ScoredItem], ctx: RequestContext) -> list[ScoredItem]:
+        """The items the catalog serves right now."""
+        entries = self._catalog.active_entries(ctx.app_id, [i.item_id for i in items])
         return [
-            c
-            for c in candidates
-            if (entry := entries.get(c.item_id)) is not None
+            item
+            for item in items
+            if (entry := entries.get(item.item_id)) is not None
             and (ctx.category is None or entry.category == ctx.category)
         ]

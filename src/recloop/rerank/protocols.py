@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from recloop.domain import RequestContext, Slate
+from recloop.domain import RequestContext, ScoredItem, Slate
 from recloop.features.candidates import MergedCandidate
 
 
@@ -30,4 +30,18 @@ class CandidateFilter(Protocol):
         self, candidates: Sequence[MergedCandidate], ctx: RequestContext
     ) -> list[MergedCandidate]:
         """The candidates that may be served, in the same order."""
+        ...
+
+
+class SlateGate(Protocol):
+    """Admits ranked items that may be served, checking the source of truth per request.
+
+    Gates run after ranking on the head of the ranked list, a chunk at a time, so a check
+    that costs a store query touches only the items that could be served.
+    """
+
+    name: str
+
+    def admit(self, items: Sequence[ScoredItem], ctx: RequestContext) -> list[ScoredItem]:
+        """The items that may be served, in the same order."""
         ...

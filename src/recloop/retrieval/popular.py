@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from recloop.domain import Candidate
 from recloop.retrieval.popularity import PopularityIndex, Ranked
-from recloop.retrieval.protocols import CandidateSource, RetrievalQuery
+from recloop.retrieval.protocols import RetrievalQuery
 
 
 def _candidates(
@@ -94,19 +94,3 @@ class NewestSource:
             return []
         reason = f"New in {query.category}" if query.category else "New"
         return _candidates(snapshot.ranked("newest", query.category), self.name, reason, k)
-
-
-class FirstNonEmptySource:
-    """Asks each source in turn and returns the first non-empty answer: a fallback chain."""
-
-    def __init__(self, sources: list[CandidateSource]) -> None:
-        self._sources = sources
-        self.name = "+".join(source.name for source in sources)
-
-    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        """The first source's candidates that has any."""
-        for source in self._sources:
-            found = source.retrieve(query, k)
-            if found:
-                return found
-        return []

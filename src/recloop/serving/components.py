@@ -17,7 +17,6 @@ from recloop.ranking.protocols import Ranker
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.rerank.protocols import RerankRule
 from recloop.retrieval.popular import (
-    FirstNonEmptySource,
     NewestSource,
     PopularSource,
     SameCategorySource,
@@ -107,10 +106,8 @@ def build_policy(name: str, params: Mapping[str, Any], key: str) -> ExplorationP
     return factory(params)
 
 
-def build_fallback(names: Sequence[str], resources: Resources, key: str) -> CandidateSource:
-    """The fallback chain: each named source in turn until one recalls something."""
+def build_fallback(names: Sequence[str], resources: Resources, key: str) -> list[CandidateSource]:
+    """The fallback chain: sources the pipeline tries in turn until one has a servable item."""
     if not names:
         raise ConfigError(f"{key}: name at least one fallback source")
-    return FirstNonEmptySource(
-        [_lookup(SOURCES, name, f"{key}[{i}]")(resources) for i, name in enumerate(names)]
-    )
+    return [_lookup(SOURCES, name, f"{key}[{i}]")(resources) for i, name in enumerate(names)]

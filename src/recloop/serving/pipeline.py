@@ -19,11 +19,16 @@ from recloop.domain import Candidate, RequestContext, ScoredItem, Slate
 from recloop.explore.policies import ExplorationPolicy
 from recloop.features.candidates import MergedCandidate, merge_candidates, source_score_features
 from recloop.ranking.protocols import Ranker
-from recloop.rerank.protocols import CandidateFilter, RerankRule
+from recloop.rerank.protocols import CandidateFilter, RerankRule, SlateGate
 from recloop.retrieval.protocols import CandidateSource
 from recloop.serving.budget import Budget, Outcome, StageTrace, Stopwatch
 
 log = logging.getLogger(__name__)
+
+#: Items gathered per requested item before rerank rules pick the final k.
+OVERFETCH = 3
+#: The smallest chunk a gate checks at once.
+MIN_GATE_CHUNK = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +60,24 @@ class Pipeline:
         sources: Sequence[SourceSlot],
         filters: Sequence[CandidateFilter],
         ranker: Ranker,
+        gates: Sequence[SlateGate] = (),
         rules: Sequence[RerankRule],
         policy: ExplorationPolicy,
-        fallback: CandidateSource,
+        fallback: CandidateSource | Sequence[CandidateSource],
         budget: Budget,
         executor: Executor,
     ) -> None:
         self.name = name
         self.sources = tuple(sources)
         self.filters = tuple(filters)
+        self.gates = tuple(gates)
         self.ranker = ranker
         self.rules = tuple(rules)
         self.policy = policy
-        self.fallback = fallback
+        # Fallbacks are tried in order until one yields a servable item.
+        self.fallbacks: tuple[CandidateSource, ...] = (
+            tuple(fallback) if isinstance(fallback, Sequence) else (fallback,)
+        )
         self.budget = budget
         self._executor = executor
 
@@ -79,10 +89,15 @@ class Pipeline:
     def run(self, ctx: RequestContext, k: int) -> ServedSlate:
         """Build the list for one request."""
         trace: list[StageTrace] = []
+        # Rerank rules choose among more than k items (diversity needs alternatives).
+        want = k * OVERFETCH
         candidates = self._filter(self._retrieve(ctx, trace), ctx, trace)
-        if not candidates:
-            candidates = self._fall_back(ctx, k, trace)
-        slate = self._rank(candidates, trace)
+        slate = self._gate(self._rank(candidates, trace), ctx, want, trace)
+        for fallback in self.fallbacks:
+            if slate.items:
+                break
+            candidates = self._fall_back(fallback, ctx, k, trace)
+            slate = self._gate(self._rank(candidates, trace), ctx, want, trace)
         slate = self._rerank(slate, ctx, trace)
         slate = Slate(slate.items[:k])
         watch = Stopwatch()
@@ -138,32 +153,50 @@ class Pipeline:
             )
         return candidates
 
-    def _fall_back(
-        self, ctx: RequestContext, k: int, trace: list[StageTrace]
-    ) -> list[MergedCandidate]:
+    def _gate(self, slate: Slate, ctx: RequestContext, want: int, trace: list[StageTrace]) -> Slate:
+        if not self.gates:
+            return slate
         watch = Stopwatch()
-        try:
-            found = self.fallback.retrieve(ctx, max(k * 5, 100))
-        except Exception as exc:
-            log.exception("fallback source %s failed", self.fallback.name)
-            trace.append(
-                StageTrace(f"fallback:{self.fallback.name}", watch.ms(), "error", str(exc))
-            )
-            return []
-        candidates = self._filter(merge_candidates([found]), ctx, trace)
+        admitted: list[ScoredItem] = []
+        chunk = max(want, MIN_GATE_CHUNK)
+        checked = 0
+        # No try/except: a gate that fails must fail the request.
+        while checked < len(slate.items) and len(admitted) < want:
+            items: Sequence[ScoredItem] = slate.items[checked : checked + chunk]
+            checked += len(items)
+            for gate in self.gates:
+                items = gate.admit(items, ctx)
+            admitted.extend(items)
         trace.append(
             StageTrace(
-                f"fallback:{self.fallback.name}",
+                "gate:" + "+".join(g.name for g in self.gates),
                 watch.ms(),
-                "fallback",
-                "no source recalled a servable item",
+                "ok",
+                f"{len(admitted)} of {checked} checked admitted",
             )
         )
-        return candidates
+        return Slate(tuple(admitted[:want]))
+
+    def _fall_back(
+        self, fallback: CandidateSource, ctx: RequestContext, k: int, trace: list[StageTrace]
+    ) -> list[MergedCandidate]:
+        watch = Stopwatch()
+        stage = f"fallback:{fallback.name}"
+        try:
+            found = fallback.retrieve(ctx, max(k * 5, 100))
+        except Exception as exc:
+            log.exception("fallback source %s failed", fallback.name)
+            trace.append(StageTrace(stage, watch.ms(), "error", str(exc)))
+            return []
+        trace.append(
+            StageTrace(stage, watch.ms(), "fallback", "no earlier source had a servable item")
+        )
+        return self._filter(merge_candidates([found]), ctx, trace)
 
     def _rank(self, candidates: list[MergedCandidate], trace: list[StageTrace]) -> Slate:
         watch = Stopwatch()
-        names = sorted({s for c in candidates for s in c.sources})
+        names = [slot.source.name for slot in self.sources]
+        names += sorted({s for c in candidates for s in c.sources} - set(names))
         order: Sequence[int]
         try:
             scores = self.ranker.score(source_score_features(candidates, names)).combined

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from concurrent.futures import Executor
 
 from recloop.config import BudgetSettings, SurfaceConfig
-from recloop.rerank.eligibility import ActiveCatalogFilter, ExcludedItemsFilter
+from recloop.rerank.eligibility import ActiveCatalogGate, ExcludedItemsFilter
 from recloop.serving.budget import Budget
 from recloop.serving.components import (
     Resources,
@@ -45,7 +45,8 @@ def build_pipeline(
         name=name,
         sources=slots,
         # Eligibility is not configurable: these filters are on every surface.
-        filters=[ExcludedItemsFilter(), ActiveCatalogFilter(resources.catalog)],
+        filters=[ExcludedItemsFilter()],
+        gates=[ActiveCatalogGate(resources.catalog)],
         ranker=build_ranker(
             config.ranker.name, config.ranker.params, source_names, f"{key}.ranker"
         ),

@@ -148,7 +148,7 @@ def make_pipeline(
     filters: Sequence[CandidateFilter] = (),
     ranker: Ranker | None = None,
     rules: Sequence[RerankRule] = (),
-    fallback: CandidateSource | None = None,
+    fallback: CandidateSource | list[CandidateSource] | None = None,
     budget: Budget | None = None,
 ) -> Pipeline:
     names = [s.source.name for s in slots]
@@ -341,6 +341,25 @@ def test_when_filters_remove_every_candidate_the_fallback_is_filtered_too(
 
     assert served_ids(served) == ["p1"]
     assert drop.calls == 2
+    assert served.fallback
+
+
+def test_a_fallback_chain_moves_past_a_source_with_nothing_servable(
+    executor: ThreadPoolExecutor,
+) -> None:
+    # Fallback sources are "tried in order when no configured source yields a servable item":
+    # a first fallback whose every item is filtered out must not end the chain.
+    chain = [ListSource("popular", [("consumed", 9.0)]), ListSource("newest", [("fresh", 1.0)])]
+    pipeline = make_pipeline(
+        executor,
+        [slot(ListSource("a", [("consumed", 1.0)]))],
+        filters=[ExcludedItemsFilter()],
+        fallback=chain,
+    )
+
+    served = pipeline.run(context(frozenset({"consumed"})), 10)
+
+    assert served_ids(served) == ["fresh"]
     assert served.fallback
 
 

@@ -22,7 +22,7 @@ from recloop.domain import CatalogEntry
 from recloop.errors import ConfigError
 from recloop.explore.policies import NoExplorationPolicy
 from recloop.ranking.source_scores import SourceScoreRanker
-from recloop.rerank.eligibility import ActiveCatalogFilter, ExcludedItemsFilter
+from recloop.rerank.eligibility import ActiveCatalogGate, ExcludedItemsFilter
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.serving.components import Resources
 from recloop.serving.pipeline import Pipeline
@@ -75,10 +75,11 @@ def test_every_default_surface_builds(resources: Resources, executor: ThreadPool
         assert [s.quota for s in pipeline.sources] == [s.quota for s in config.sources]
         assert isinstance(pipeline.ranker, SourceScoreRanker)
         assert isinstance(pipeline.policy, NoExplorationPolicy)
-        # The fallback chain is named after its sources, in order.
-        assert pipeline.fallback.name == "+".join(config.fallback)
+        # The fallback chain holds its sources, in order.
+        assert [f.name for f in pipeline.fallbacks] == config.fallback
         # Eligibility is on every surface, whatever the config says.
-        assert [type(f) for f in pipeline.filters] == [ExcludedItemsFilter, ActiveCatalogFilter]
+        assert [type(f) for f in pipeline.filters] == [ExcludedItemsFilter]
+        assert [type(g) for g in pipeline.gates] == [ActiveCatalogGate]
 
 
 def test_the_budget_settings_reach_the_pipeline(
@@ -282,7 +283,7 @@ def test_settings_read_custom_surfaces_from_the_config_file(
 
     pipelines = build_pipelines(settings.surfaces, resources, settings.serving.budget, executor)
     assert [s.source.name for s in pipelines["related"].sources] == ["same-category", "popular"]
-    assert pipelines["related"].fallback.name == "trending+popular"
+    assert [f.name for f in pipelines["related"].fallbacks] == ["trending", "popular"]
     assert [s.timeout_ms for s in pipelines["fresh"].sources] == [5.0]
 
 

@@ -107,9 +107,8 @@ def test_one_seed_makes_one_world() -> None:
     a, b = _world(), _world()
     assert [i.title for i in a.items] == [i.title for i in b.items]
     assert np.allclose(a.users[5].taste, b.users[5].taste)
-    assert [i.title for i in _world().items] != [
-        i.title for i in World(WorldConfig(seed=4, initial_items=200, initial_users=50), START).items
-    ]
+    other = World(WorldConfig(seed=4, initial_items=200, initial_users=50), START)
+    assert [i.title for i in a.items] != [i.title for i in other.items]
 
 
 def test_item_text_carries_the_category() -> None:

@@ -194,8 +194,8 @@ def _simulate(
 def _print_summary(
     result: SimulationResult, console: Console, report_path: Path, wall_s: float
 ) -> None:
-    table = Table(title="per day and variant (rates per served impression)")
-    for column in (
+    table = Table(title="per day and variant (rates per served impression; p99 in ms)")
+    columns = (
         "day",
         "variant",
         "lists",
@@ -203,25 +203,26 @@ def _print_summary(
         "true",
         "satisf.",
         "hides",
-        "cover",
+        "cov",
         "new",
-        "p99 ms",
-    ):
-        table.add_column(column, justify="right")
-    for d, day in enumerate(result.days):
+        "p99",
+    )
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
+    for d in range(len(result.days)):
         for variant in result.variants:
             s = result.per_day[variant][d]
             table.add_row(
-                f"{day:%m-%d}",
+                str(d + 1),
                 variant,
                 f"{s['requests']:,.0f}",
                 f"{s['ctr']:.3f}",
                 f"{s['true_ctr']:.3f}",
                 f"{s['satisfaction']:.3f}",
-                f"{s['hide_rate']:.4f}",
-                f"{s['coverage']:.3f}",
-                f"{s['new_item_share']:.3f}",
-                f"{s['latency_p99_ms']:.1f}",
+                f"{s['hide_rate']:.3f}",
+                f"{s['coverage']:.2f}",
+                f"{s['new_item_share']:.2f}",
+                f"{s['latency_p99_ms']:.0f}",
             )
     console.print(table)
     totals = Table(title="whole run")

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -562,6 +562,7 @@ def cpu_cores(
     machine = (after.machine_busy_s - before.machine_busy_s) / wall
     cores["other"] = max(0.0, machine - sum(cores.values()))
     cores["machine"] = machine
+    cores["wall_s"] = wall
     return cores
 
 
@@ -830,8 +831,14 @@ def create_database(admin_url: str, name: str) -> str:
 def postgres_settings(url: str) -> dict[str, str]:
     import psycopg
 
-    names = ("server_version", "fsync", "synchronous_commit", "wal_sync_method")
-    names += ("full_page_writes", "shared_buffers")
+    names = (
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "wal_sync_method",
+        "full_page_writes",
+        "shared_buffers",
+    )
     settings: dict[str, str] = {}
     with psycopg.connect(_plain_pg_url(url)) as conn:
         for name in names:
@@ -909,7 +916,7 @@ def _ms(values: Sequence[float]) -> dict[str, float]:
 def _split(total: int, parts: int, multiple: int) -> list[int]:
     """``total`` in at most ``parts`` shares, each a multiple of ``multiple`` but the last."""
     share = math.ceil(total / parts / multiple) * multiple
-    shares = []
+    shares: list[int] = []
     left = total
     while left > 0 and len(shares) < parts:
         shares.append(min(share, left))
@@ -917,11 +924,11 @@ def _split(total: int, parts: int, multiple: int) -> list[int]:
     return shares
 
 
-def _server_cpu_ms(cpu: dict[str, float] | None, seconds: float, count: int) -> float:
-    """Server CPU milliseconds per request (or event)."""
+def _server_cpu_ms(cpu: Mapping[str, float] | None, count: int) -> float:
+    """Server CPU milliseconds per request (or event) over the measured window."""
     if cpu is None or count == 0:
         return math.nan
-    return cpu["server"] * seconds / count * 1000
+    return cpu["server"] * cpu["wall_s"] / count * 1000
 
 
 def _merge_statuses(outcomes: Sequence[Any]) -> dict[int, int]:
@@ -1003,7 +1010,7 @@ def ingest_phase(
         "events_per_s": accepted / seconds,
         "request_ms": _ms(latencies),
         "cpu_cores": cpu,
-        "server_cpu_us_per_event": _server_cpu_ms(cpu, seconds, accepted) * 1000,
+        "server_cpu_us_per_event": _server_cpu_ms(cpu, accepted) * 1000,
     }
     return figures, {u for o in outcomes for u in o.users}
 
@@ -1048,7 +1055,7 @@ def recommendation_phase(
         "unknown_user_requests_ok": o.unknown_ok,
         "short_lists": o.short_lists,
         "cpu_cores": cpu,
-        "server_cpu_ms_per_request": _server_cpu_ms(cpu, window, o.requests),
+        "server_cpu_ms_per_request": _server_cpu_ms(cpu, o.requests + o.warmup_requests),
     }
 
 
@@ -1069,7 +1076,7 @@ def probe_phase(
         "ok_per_s": ok / seconds,
         "latency_ms": _ms(o.latencies_s),
         "cpu_cores": cpu,
-        "server_cpu_ms_per_request": _server_cpu_ms(cpu, seconds, o.requests),
+        "server_cpu_ms_per_request": _server_cpu_ms(cpu, o.requests),
     }
 
 
@@ -1284,7 +1291,7 @@ def print_summary(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any])
             t = r["targets"][key]
             cells += f"{fmt.format(t['value']) + ' ' + _verdict(t['met']):>20}"
         print(f"  {label:<36}{cells}{results[0]['targets'][key]['target']:>20}")
-    extra = (
+    extra: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
         (
             f"recommendation p50 @ {rate:g}/s, ms",
             lambda r: f"{r['recommendations']['latency_ms']['p50']:.2f}",
@@ -1418,8 +1425,13 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
     return sizes
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         sizes = sizes_of(args)
     except BenchError as exc:

@@ -104,6 +104,9 @@ class ServingSettings(_Section):
     trending_half_life_h: float = Field(default=24.0, gt=0)
     key_cache_ttl_s: float = Field(default=10.0, ge=0)
     source_threads: int = Field(default=4, ge=1, le=64)
+    request_threads: int = Field(
+        default=2, ge=1, le=64, description="Recommendation requests built at once (~cores)."
+    )
     budget: BudgetSettings = BudgetSettings()
 
 
@@ -128,6 +131,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("recloop-data")
     store_url: str | None = None
+    online_url: str = "memory://"
+    """The online store: ``memory://`` (in-process, the default) or ``redis://HOST:PORT/DB``."""
     serving: ServingSettings = ServingSettings()
     ingest: IngestSettings = IngestSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)

@@ -51,6 +51,10 @@ class StoreUnavailable(StoreError):
     """The store could not be reached, or did not answer in time."""
 
 
+class OnlineStoreUnavailable(StoreUnavailable):
+    """The online store (Redis) failed, was unreachable, or did not answer in time."""
+
+
 class SchemaOutOfDate(StoreError):
     """The durable store's schema is behind the code; run ``recloop db upgrade``."""
 
@@ -69,6 +73,10 @@ class StageError(RecloopError):
 
 class StageTimeout(StageError):
     """A stage exceeded its time budget."""
+
+
+class SnapshotRefused(RecloopError):
+    """A training-data snapshot cannot be taken or opened; the message says why."""
 
 
 @contextmanager

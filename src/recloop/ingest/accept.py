@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from recloop.domain import Event
+from recloop.errors import StoreUnavailable
 from recloop.ingest.validate import Rejection, validate_event
 from recloop.store.writer import EventAck, StoreWriter
+
+#: Batches up to this size are validated on the event loop.
+INLINE_VALIDATION_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +42,10 @@ class EventIngestor:
         self._max_future_skew = max_future_skew
         self._ack_timeout_s = ack_timeout_s
 
-    def ingest(self, app_id: str, raw_events: Sequence[Any], now: datetime) -> IngestResult:
-        """Validate and durably store a batch.
-
-        Raises:
-            StoreUnavailable: the store did not confirm; nothing may be assumed stored.
-        """
+    def validate(
+        self, app_id: str, raw_events: Sequence[Any], now: datetime
+    ) -> tuple[list[Event], list[Rejection]]:
+        """Check every event alone: the ones to store, and the refused ones by index."""
         good: list[Event] = []
         rejected: list[Rejection] = []
         for index, raw in enumerate(raw_events):
@@ -53,9 +56,41 @@ class EventIngestor:
                 rejected.append(outcome)
             else:
                 good.append(outcome)
+        return good, rejected
+
+    def ingest(self, app_id: str, raw_events: Sequence[Any], now: datetime) -> IngestResult:
+        """Validate and durably store a batch, blocking until the commit.
+
+        Raises:
+            StoreUnavailable: the store did not confirm; nothing may be assumed stored.
+        """
+        good, rejected = self.validate(app_id, raw_events, now)
         ack = (
             self._writer.append_events(good, timeout=self._ack_timeout_s)
             if good
             else EventAck(0, 0)
         )
+        return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))
+
+    async def ingest_async(
+        self, app_id: str, raw_events: Sequence[Any], now: datetime
+    ) -> IngestResult:
+        """``ingest`` for an event loop: waits for the commit without holding a thread.
+
+        Small batches are validated on the loop (a few microseconds an event); larger ones
+        in a worker thread, so a big batch never stalls other requests.
+        """
+        if len(raw_events) <= INLINE_VALIDATION_MAX:
+            good, rejected = self.validate(app_id, raw_events, now)
+        else:
+            good, rejected = await asyncio.to_thread(self.validate, app_id, raw_events, now)
+        if not good:
+            return IngestResult(0, 0, tuple(rejected))
+        done = asyncio.wrap_future(self._writer.submit_events(good))
+        try:
+            ack = await asyncio.wait_for(done, self._ack_timeout_s)
+        except TimeoutError as exc:
+            raise StoreUnavailable(
+                f"events not confirmed within {self._ack_timeout_s:g} s"
+            ) from exc
         return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))

@@ -47,6 +47,10 @@ SOURCES: dict[str, Callable[[Resources], CandidateSource]] = {
     "newest": lambda r: NewestSource(r.popularity),
 }
 
+#: Sources that are lookups in an in-memory snapshot, answering in microseconds: they run
+#: inline, since handing them to a thread would cost more than they do.
+INLINE_SOURCES: frozenset[str] = frozenset({"popular", "trending", "same-category", "newest"})
+
 RANKERS: dict[str, Callable[[list[str], Mapping[str, Any]], Ranker]] = {
     "source-scores": lambda sources, params: SourceScoreRanker(
         sources, SourceScoreConfig.model_validate(params)

@@ -38,6 +38,7 @@ class SourceSlot:
     source: CandidateSource
     quota: int
     timeout_ms: float
+    inline: bool = False  # run in the request's thread: for in-memory lookups only
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,27 +113,36 @@ class Pipeline:
 
     def _retrieve(self, ctx: RequestContext, trace: list[StageTrace]) -> list[MergedCandidate]:
         watch = Stopwatch()
-        futures: list[Future[list[Candidate]]] = [
-            self._executor.submit(slot.source.retrieve, ctx, slot.quota) for slot in self.sources
-        ]
+        # Threaded sources start first so they run while the inline ones answer.
+        futures: dict[int, Future[list[Candidate]]] = {
+            i: self._executor.submit(slot.source.retrieve, ctx, slot.quota)
+            for i, slot in enumerate(self.sources)
+            if not slot.inline
+        }
         results: list[list[Candidate]] = []
-        for slot, future in zip(self.sources, futures, strict=True):
+        for i, slot in enumerate(self.sources):
             stage = f"retrieve:{slot.source.name}"
             deadline_ms = min(slot.timeout_ms, self.budget.retrieve_ms)
             outcome: Outcome = "ok"
             detail = ""
+            started = watch.ms()
             try:
-                found = future.result(timeout=max(0.0, deadline_ms - watch.ms()) / 1000.0)
+                if slot.inline:
+                    found = slot.source.retrieve(ctx, slot.quota)
+                else:
+                    timeout_s = max(0.0, deadline_ms - watch.ms()) / 1000.0
+                    found = futures[i].result(timeout=timeout_s)
                 results.append(found)
                 if not found:
                     outcome = "empty"
             except FutureTimeout:
-                future.cancel()
+                futures[i].cancel()
                 outcome, detail = "timeout", f"no answer within {deadline_ms:g} ms"
             except Exception as exc:
                 log.exception("candidate source %s failed", slot.source.name)
                 outcome, detail = "error", f"{type(exc).__name__}: {exc}"
-            trace.append(StageTrace(stage, watch.ms(), outcome, detail))
+            elapsed = watch.ms() if not slot.inline else watch.ms() - started
+            trace.append(StageTrace(stage, elapsed, outcome, detail))
         return merge_candidates(results)
 
     def _filter(

@@ -40,12 +40,14 @@ class Runtime:
     ingestor: EventIngestor
     metrics: Metrics
     executor: ThreadPoolExecutor
+    request_executor: ThreadPoolExecutor
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
         self.refresher.stop()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.request_executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
 
@@ -136,4 +138,17 @@ def start_runtime(
     )
     writer.start()
     refresher.start()
-    return Runtime(settings, store, writer, refresher, recommender, ingestor, metrics, executor)
+    request_executor = ThreadPoolExecutor(
+        settings.serving.request_threads, thread_name_prefix="recloop-request"
+    )
+    return Runtime(
+        settings,
+        store,
+        writer,
+        refresher,
+        recommender,
+        ingestor,
+        metrics,
+        executor,
+        request_executor,
+    )

@@ -9,6 +9,7 @@ from recloop.config import BudgetSettings, SurfaceConfig
 from recloop.rerank.eligibility import ActiveCatalogGate, ExcludedItemsFilter
 from recloop.serving.budget import Budget
 from recloop.serving.components import (
+    INLINE_SOURCES,
     Resources,
     build_fallback,
     build_policy,
@@ -37,6 +38,7 @@ def build_pipeline(
             build_source(s.name, s.params, resources, f"{key}.sources[{i}]"),
             s.quota,
             s.timeout_ms,
+            inline=s.name in INLINE_SOURCES,
         )
         for i, s in enumerate(config.sources)
     ]

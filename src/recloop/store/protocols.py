@@ -123,6 +123,10 @@ class Catalog(Protocol):
         """How many items the app has, of any status."""
         ...
 
+    def scan_items(self, app_id: str, after_item_id: str | None, limit: int) -> list[Item]:
+        """A page of the app's items, of any status, in item_id order after ``after_item_id``."""
+        ...
+
 
 class Users(Protocol):
     """User profiles and the purge of everything stored about a user."""
@@ -137,6 +141,10 @@ class Users(Protocol):
 
     def purge_user(self, app_id: str, user_id: str) -> bool:
         """Delete the user with their events, logs and suppressions; False when none existed."""
+        ...
+
+    def scan_users(self, app_id: str, after_user_id: str | None, limit: int) -> list[User]:
+        """A page of the app's users in user_id order after ``after_user_id``."""
         ...
 
 
@@ -161,6 +169,15 @@ class EventLog(Protocol):
         """How many events the app has."""
         ...
 
+    def scan(
+        self, after_seq: int, limit: int, *, app_id: str | None = None
+    ) -> list[tuple[int, Event]]:
+        """Full events with ``seq > after_seq`` in seq order, with their seq, for exports.
+
+        Every app's by default; only ``app_id``'s when given.
+        """
+        ...
+
 
 class RecommendationLog(Protocol):
     """Every served list, so that engagement can be joined to its impression."""
@@ -171,6 +188,15 @@ class RecommendationLog(Protocol):
 
     def get(self, app_id: str, request_id: str) -> RecommendationRecord | None:
         """One served list by its request id."""
+        ...
+
+    def scan(
+        self, after: str | None, limit: int, *, app_id: str | None = None
+    ) -> list[RecommendationRecord]:
+        """Served lists in request_id order after the request id ``after``, for exports.
+
+        Every app's by default; only ``app_id``'s when given.
+        """
         ...
 
 

@@ -295,6 +295,33 @@ class SqlCatalog(_SqlRole):
             stmt = sa.select(sa.func.count()).select_from(t.items).where(t.items.c.app_id == app_id)
             return int(conn.execute(stmt).scalar_one())
 
+    def scan_items(self, app_id: str, after_item_id: str | None, limit: int) -> list[Item]:
+        """A page of the app's items, of any status, in item_id order after ``after_item_id``."""
+        c = t.items.c
+        stmt = sa.select(t.items).where(c.app_id == app_id)
+        if after_item_id is not None:
+            stmt = stmt.where(c.item_id > after_item_id)
+        stmt = stmt.order_by(c.item_id).limit(limit)
+        with self._read() as conn:
+            return [_item_from_row(row._mapping) for row in conn.execute(stmt)]
+
+
+def _item_from_row(m: Any) -> Item:
+    return Item(
+        item_id=m["item_id"],
+        type=m["type"],
+        title=m["title"],
+        description=m["description"],
+        category=m["category"],
+        tags=tuple(m["tags"]),
+        creator_id=m["creator_id"],
+        locale=m["locale"],
+        status=ItemStatus(m["status"]),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        metadata=m["metadata"],
+    )
+
 
 class SqlUsers(_SqlRole):
     """Users in SQL, and the purge that removes everything about one."""
@@ -343,6 +370,19 @@ class SqlUsers(_SqlRole):
                 deleted += result.rowcount
         return deleted > 0
 
+    def scan_users(self, app_id: str, after_user_id: str | None, limit: int) -> list[User]:
+        """A page of the app's users in user_id order after ``after_user_id``."""
+        c = t.users.c
+        stmt = sa.select(t.users).where(c.app_id == app_id)
+        if after_user_id is not None:
+            stmt = stmt.where(c.user_id > after_user_id)
+        stmt = stmt.order_by(c.user_id).limit(limit)
+        with self._read() as conn:
+            return [
+                User(row.user_id, row.attributes, row.created_at, row.updated_at)
+                for row in conn.execute(stmt)
+            ]
+
 
 class SqlEventLog(_SqlRole):
     """Events in SQL: append-only, idempotent on (app_id, event_id)."""
@@ -373,11 +413,15 @@ class SqlEventLog(_SqlRole):
             }
             for e in unique.values()
         ]
-        stmt = (
-            self._insert(t.events)
-            .on_conflict_do_nothing(index_elements=["app_id", "event_id"])
-            .returning(t.events.c.app_id, t.events.c.event_id)
-        )
+        # Which keys exist already, then a plain multi-row insert that skips conflicts. The
+        # insert has constant SQL (executemany), which both drivers run far faster than one
+        # statement with a RETURNING row per event; ON CONFLICT still guarantees one copy if
+        # another process races us, at worst miscounting that event as new.
+        c = t.events.c
+        by_app: dict[str, list[str]] = {}
+        for app_id, event_id in unique:
+            by_app.setdefault(app_id, []).append(event_id)
+        stmt = self._insert(t.events).on_conflict_do_nothing(index_elements=["app_id", "event_id"])
         # Feedback sent as an event suppresses the item in the same transaction, so a stored
         # "not interested" can never be missing from the next request's exclusions.
         suppress = [
@@ -392,7 +436,18 @@ class SqlEventLog(_SqlRole):
             if e.event_type in SUPPRESSING_EVENTS and e.item_id is not None
         ]
         with self._begin() as conn:
-            inserted = {(row.app_id, row.event_id) for row in conn.execute(stmt, rows)}
+            existing = {
+                (app_id, event_id)
+                for app_id, ids in by_app.items()
+                for event_id in conn.execute(
+                    sa.select(c.event_id).where(c.app_id == app_id, c.event_id.in_(ids))
+                ).scalars()
+            }
+            inserted = [key for key in unique if key not in existing]
+            if inserted:
+                conn.execute(
+                    stmt, [row for row in rows if (row["app_id"], row["event_id"]) not in existing]
+                )
             if suppress:
                 conn.execute(
                     self._insert(t.suppressions).on_conflict_do_nothing(
@@ -437,6 +492,42 @@ class SqlEventLog(_SqlRole):
         stmt = sa.select(sa.func.count()).select_from(t.events).where(t.events.c.app_id == app_id)
         with self._read() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def scan(
+        self, after_seq: int, limit: int, *, app_id: str | None = None
+    ) -> list[tuple[int, Event]]:
+        """Full events with ``seq > after_seq`` in seq order, with their seq, for exports.
+
+        Every app's by default; only ``app_id``'s when given.
+        """
+        c = t.events.c
+        stmt = sa.select(t.events).where(c.seq > after_seq)
+        if app_id is not None:
+            stmt = stmt.where(c.app_id == app_id)
+        stmt = stmt.order_by(c.seq).limit(limit)
+        with self._read() as conn:
+            return [
+                (
+                    row.seq,
+                    Event(
+                        app_id=row.app_id,
+                        event_id=row.event_id,
+                        user_id=row.user_id,
+                        event_type=EventType(row.event_type),
+                        event_ts=row.event_ts,
+                        server_ts=row.server_ts,
+                        item_id=row.item_id,
+                        value=row.value,
+                        surface=row.surface,
+                        session_id=row.session_id,
+                        device=row.device,
+                        position=row.position,
+                        request_id=row.request_id,
+                        context=row.context,
+                    ),
+                )
+                for row in conn.execute(stmt)
+            ]
 
 
 class SqlRecommendationLog(_SqlRole):
@@ -506,6 +597,44 @@ class SqlRecommendationLog(_SqlRole):
             session_id=m["session_id"],
             device=m["device"],
         )
+
+    def scan(
+        self, after: str | None, limit: int, *, app_id: str | None = None
+    ) -> list[RecommendationRecord]:
+        """Served lists in request_id order after the request id ``after``, for exports.
+
+        Every app's by default; only ``app_id``'s when given.
+        """
+        c = t.recommendation_log.c
+        stmt = sa.select(t.recommendation_log)
+        if after is not None:
+            stmt = stmt.where(c.request_id > after)
+        if app_id is not None:
+            stmt = stmt.where(c.app_id == app_id)
+        stmt = stmt.order_by(c.request_id).limit(limit)
+        with self._read() as conn:
+            return [_record_from_row(row._mapping) for row in conn.execute(stmt)]
+
+
+def _record_from_row(m: Any) -> RecommendationRecord:
+    return RecommendationRecord(
+        app_id=m["app_id"],
+        request_id=m["request_id"],
+        user_id=m["user_id"],
+        surface=m["surface"],
+        served_at=m["served_at"],
+        items=tuple(
+            ServedItem(s["itemId"], s["position"], s["score"], s["source"], s["propensity"])
+            for s in m["items"]
+        ),
+        model_version=m["model_version"],
+        experiment=m["experiment"],
+        variant=m["variant"],
+        fallback=m["fallback"],
+        latency_ms=m["latency_ms"],
+        session_id=m["session_id"],
+        device=m["device"],
+    )
 
 
 class SqlSuppressions(_SqlRole):

@@ -104,14 +104,23 @@ class StoreWriter:
         """
         if not events:
             return EventAck(0, 0)
+        done = self.submit_events(events)
+        try:
+            return done.result(timeout)
+        except FutureTimeout as exc:
+            raise StoreUnavailable(f"events not confirmed within {timeout:g} s") from exc
+
+    def submit_events(self, events: Sequence[Event]) -> Future[EventAck]:
+        """Queue events for the next group commit; the future resolves once they are durable.
+
+        Raises:
+            StoreUnavailable: the writer is not running.
+        """
         if self._thread is None:
             raise StoreUnavailable("the event writer is not running")
         job = _EventJob(events)
         self._queue.put(job)
-        try:
-            return job.done.result(timeout)
-        except FutureTimeout as exc:
-            raise StoreUnavailable(f"events not confirmed within {timeout:g} s") from exc
+        return job.done
 
     def log_recommendation(self, record: RecommendationRecord) -> bool:
         """Queue a served list for the log; False (and counted) when the queue is full."""

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from recloop.api.deps import IngestCaller, RuntimeDep
 from recloop.api.errors import problem_responses
@@ -71,7 +70,7 @@ async def post_events(request: Request, caller: IngestCaller, runtime: RuntimeDe
     except orjson.JSONDecodeError as exc:
         raise InvalidInput("body", f"invalid JSON: {exc}") from exc
     events = _events_of(body, runtime.settings.ingest.max_batch_events)
-    result = await run_in_threadpool(runtime.ingestor.ingest, caller.app_id, events, now)
+    result = await runtime.ingestor.ingest_async(caller.app_id, events, now)
     metrics = runtime.metrics.events
     metrics.labels("accepted").inc(result.accepted)
     metrics.labels("duplicate").inc(result.duplicates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -31,7 +32,7 @@ OptionalId = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)
 
 
 @router.get("/api/recommendations", response_model=RecommendationsPublic, responses=_ERRORS)
-def get_recommendations(
+async def get_recommendations(
     caller: ServeCaller,
     runtime: RuntimeDep,
     user_id: Annotated[str, Query(alias="userId", min_length=1, max_length=MAX_ID_LENGTH)],
@@ -67,7 +68,11 @@ def get_recommendations(
     excluded = frozenset(part for value in exclude_ids or () for part in value.split(",") if part)
     if len(excluded) > MAX_EXCLUDED:
         raise InvalidInput("excludeIds", f"at most {MAX_EXCLUDED} ids")
-    result = runtime.recommender.recommend(
+    # The pipeline runs on the runtime's few request threads: more threads than cores only
+    # fight over the interpreter lock, and every request gets slower.
+    result = await asyncio.get_running_loop().run_in_executor(
+        runtime.request_executor,
+        runtime.recommender.recommend,
         caller.app_id,
         RecommendationRequest(
             user_id=user_id,

@@ -1,0 +1,1 @@
+"""Offline data: training-data snapshots of the store, and cleaning of their events."""

@@ -1,4 +1,4 @@
-"""Shared fixtures: stores on SQLite and PostgreSQL, settings, a running app."""
+"""Shared fixtures: stores on SQLite and PostgreSQL, Redis, settings, a running app."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from recloop.config import Settings
 from recloop.serving.runtime import ensure_dev_key, prepare_store
 from recloop.store import Store, open_store
 from recloop.store.migrate import upgrade
-from tests.servers import ServerMissing, create_database, postgres_server
+from tests.servers import ServerMissing, create_database, postgres_server, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,22 @@ def postgres_admin_url() -> Iterator[str]:
     except ServerMissing as exc:
         if os.environ.get("CI"):
             pytest.fail(f"{exc}; CI must run the PostgreSQL tests")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis server for the session: RECLOOP_TEST_REDIS_URL, or a throwaway one."""
+    given = os.environ.get("RECLOOP_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    try:
+        with redis_server() as url:
+            yield url
+    except ServerMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc}; CI must run the Redis tests")
         pytest.skip(str(exc))
 
 

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL for the test suite, started from Debian's binaries on 127.0.0.1."""
+"""Throwaway PostgreSQL and Redis for the test suite, from Debian's binaries on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -76,6 +76,62 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A fresh Redis that saves nothing; yields the URL of its database 0, stops it by PID."""
+    binary = shutil.which("redis-server") or shutil.which("/usr/bin/redis-server")
+    if binary is None:
+        raise ServerMissing("Redis is not installed (Debian package: redis-server)")
+    data = Path(tempfile.mkdtemp(prefix="recloop-redis-"))
+    port = _free_port()
+    log = data / "redis.log"
+    # In the foreground, so the PID is ours to stop and an early exit (port taken) is seen.
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(data),
+            "--logfile", str(log),
+            "--daemonize", "no",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_for_redis(port, proc, log)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _wait_for_redis(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            raise RuntimeError(f"redis-server exited with {proc.returncode}: {text[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server on port {port} did not answer PING in 10 s")
+        time.sleep(0.05)
 
 
 def create_database(admin_url: str, name: str) -> str:

@@ -10,9 +10,8 @@ log into the online store) fold events into this same state with the same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 HOUR_S = 3600
 DAY_S = 86_400
@@ -45,9 +44,10 @@ class Counters:
 
     values: dict[str, float] = field(default_factory=dict)
 
-    def add(self, counter: str, ts: float, amount: float = 1.0) -> None:
-        """Count ``amount`` of ``counter`` at UNIX time ``ts``."""
-        for name in increments(counter, ts):
+    def add(self, counter: str, ts: float, amount: float = 1.0, *, hourly: bool = True) -> None:
+        """Count ``amount`` of ``counter`` at UNIX time ``ts``; ``hourly=False``: days only."""
+        hour, day = increments(counter, ts)
+        for name in (hour, day) if hourly else (day,):
             self.values[name] = self.values.get(name, 0.0) + amount
 
     def merge(self, updates: Mapping[str, float]) -> None:
@@ -101,13 +101,3 @@ class Counters:
 def increments(counter: str, ts: float) -> tuple[str, str]:
     """The two bucket fields one event of ``counter`` at ``ts`` adds to: its hour and day."""
     return field_name("h", counter, hour_bucket(ts)), field_name("d", counter, day_bucket(ts))
-
-
-def timestamp(value: datetime) -> float:
-    """UNIX seconds of an aware datetime."""
-    return value.timestamp()
-
-
-def total(values: Iterable[float]) -> float:
-    """A float sum (named, so that both paths add in the same way)."""
-    return float(sum(values))

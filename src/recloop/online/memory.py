@@ -13,7 +13,8 @@ from recloop.online.protocols import check_amounts, check_max_len, ttl_ms
 
 _Value = bytes | dict[str, float] | list[str]
 
-#: Expired keys are swept once this many writes (or as many as there are keys) have happened.
+#: Expired keys are swept after this many writes, or after as many writes as there were keys
+#: at the last sweep when that is more: the sweep's cost is spread over the writes.
 _SWEEP_EVERY = 1024
 
 
@@ -38,6 +39,7 @@ class MemoryOnlineStore:
         self._lock = threading.Lock()
         self._data: dict[str, _Entry] = {}
         self._writes = 0
+        self._size_at_sweep = 0
 
     # -- plain values -------------------------------------------------------------------
 
@@ -182,8 +184,9 @@ class MemoryOnlineStore:
 
     def _wrote(self, count: int, now: float) -> None:
         self._writes += count
-        if self._writes >= max(_SWEEP_EVERY, len(self._data)):
-            self._writes = 0
+        if self._writes >= max(_SWEEP_EVERY, self._size_at_sweep):
             expired = [key for key, entry in self._data.items() if self._expired(entry, now)]
             for key in expired:
                 del self._data[key]
+            self._writes = 0
+            self._size_at_sweep = len(self._data)

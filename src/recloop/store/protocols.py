@@ -57,6 +57,7 @@ class CatalogChange:
     is_active: bool
     updated_at: datetime
     created_at: datetime | None = None
+    creator_id: str | None = None
 
     @property
     def cursor(self) -> CatalogCursor:

@@ -271,7 +271,9 @@ class SqlCatalog(_SqlRole):
     def changes_since(self, after: CatalogCursor | None, limit: int) -> list[CatalogChange]:
         """Items of every app changed after a cursor, in cursor order, for caches to follow."""
         c = t.items.c
-        stmt = sa.select(c.app_id, c.item_id, c.category, c.status, c.updated_at, c.created_at)
+        stmt = sa.select(
+            c.app_id, c.item_id, c.category, c.status, c.updated_at, c.created_at, c.creator_id
+        )
         if after is not None:
             # A batch upsert gives many rows one updated_at; the full key keeps paging exact.
             stmt = stmt.where(sa.tuple_(c.updated_at, c.app_id, c.item_id) > sa.tuple_(*after))
@@ -285,6 +287,7 @@ class SqlCatalog(_SqlRole):
                     row.status == ItemStatus.ACTIVE.value,
                     row.updated_at,
                     row.created_at,
+                    row.creator_id,
                 )
                 for row in conn.execute(stmt)
             ]
@@ -501,7 +504,7 @@ class SqlEventLog(_SqlRole):
         Every app's by default; only ``app_id``'s when given.
         """
         c = t.events.c
-        stmt = sa.select(t.events).where(c.seq > after_seq)
+        stmt = sa.select(t.events).where(c.seq >= after_seq)
         if app_id is not None:
             stmt = stmt.where(c.app_id == app_id)
         stmt = stmt.order_by(c.seq).limit(limit)

@@ -1,0 +1,190 @@
+"""Labels: engagement attributed to the impression it came from, by rules per surface.
+
+An event is attributed to an impression by its ``requestId`` (and item), or, when it has
+none, to the latest impression of the same user and item within the attribution window
+before it (a DuckDB ASOF join). Each impression then gets:
+- ``label_click``: 1 if it was clicked, else 0;
+- ``label``: 1 if a positive rule fired (purchase, like, share, a long enough view), 0 if a
+  negative one did (skip, hide, not interested, report) or nothing happened at all (an
+  exposure negative), and no row when it is ambiguous (a click with a short view).
+Impressions younger than the label delay at the end of the data are left out: their late
+conversions may not have arrived yet, so they cannot be labelled honestly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LabelRules(BaseModel):
+    """What counts as positive, negative, and ambiguous on one surface."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    positive_events: tuple[str, ...] = ("purchase", "like", "share", "add_to_cart")
+    view_positive_min_ms: float = Field(default=30_000.0, ge=0)
+    negative_events: tuple[str, ...] = ("skip", "hide", "not_interested", "report")
+
+
+class LabelConfig(BaseModel):
+    """Attribution and labelling settings; rules may differ by surface."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attribution_window_s: float = Field(default=1800.0, gt=0)
+    label_delay_s: float = Field(default=3600.0, ge=0)
+    default_rules: LabelRules = LabelRules()
+    surface_rules: dict[str, LabelRules] = Field(default_factory=dict)
+
+    def rules_for(self, surface: str) -> LabelRules:
+        """The rules of a surface, or the default ones."""
+        return self.surface_rules.get(surface, self.default_rules)
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    """Counts of what labelling did."""
+
+    impressions: int
+    too_recent: int
+    attributed_by_request: int
+    attributed_by_window: int
+    positives: int
+    negatives: int
+    ambiguous: int
+
+    def as_dict(self) -> Mapping[str, int]:
+        """As plain numbers."""
+        return dict(self.__dict__)
+
+
+def label_impressions(
+    impressions: pa.Table, events: pa.Table, config: LabelConfig
+) -> tuple[pa.Table, LabelReport]:
+    """Label every impression old enough to be labelled.
+
+    Args:
+        impressions: one row per served item (``Snapshot.impressions()``).
+        events: cleaned events (``clean_events``).
+        config: attribution window, label delay and rules.
+
+    Returns:
+        The labelled impressions (ambiguous ones dropped) with ``label`` and
+        ``label_click``, and counts of what happened.
+    """
+    con = duckdb.connect()
+    con.register("impressions_raw", impressions)
+    con.register("events", events)
+    window = f"INTERVAL '{config.attribution_window_s} seconds'"
+    delay = f"INTERVAL '{config.label_delay_s} seconds'"
+    con.execute(
+        f"""
+        CREATE TABLE imp AS
+        SELECT *, row_number() OVER () AS imp_id FROM impressions_raw
+        WHERE served_at <= (SELECT max(event_ts) FROM events) - {delay}
+        """
+    )
+    # Direct attribution: the event names the request it came from.
+    con.execute(
+        f"""
+        CREATE TABLE by_request AS
+        SELECT i.imp_id, e.event_type, e.value
+        FROM imp i JOIN events e
+          ON e.request_id = i.request_id AND e.item_id = i.item_id
+         AND e.event_ts >= i.served_at AND e.event_ts < i.served_at + {window}
+        """
+    )
+    # Events with no request id: the latest earlier impression of that user and item.
+    con.execute(
+        f"""
+        CREATE TABLE by_window AS
+        SELECT i.imp_id, e.event_type, e.value
+        FROM (SELECT * FROM events WHERE request_id IS NULL AND item_id IS NOT NULL) e
+        ASOF JOIN imp i
+          ON e.user_id = i.user_id AND e.item_id = i.item_id AND e.event_ts >= i.served_at
+        WHERE e.event_ts < i.served_at + {window}
+        """
+    )
+    rules_rows = [
+        (
+            surface,
+            list(rules.positive_events),
+            rules.view_positive_min_ms,
+            list(rules.negative_events),
+        )
+        for surface, rules in config.surface_rules.items()
+    ]
+    default = config.default_rules
+    con.execute(
+        "CREATE TABLE rules "
+        "(surface VARCHAR, positive VARCHAR[], view_min DOUBLE, negative VARCHAR[])"
+    )
+    if rules_rows:
+        con.executemany("INSERT INTO rules VALUES (?, ?, ?, ?)", rules_rows)
+    con.execute(
+        """
+        CREATE TABLE labelled AS
+        WITH attributed AS (
+            SELECT * FROM by_request UNION ALL SELECT * FROM by_window
+        ),
+        flags AS (
+            SELECT i.imp_id,
+                   coalesce(r.positive, ?::VARCHAR[]) AS positive,
+                   coalesce(r.view_min, ?) AS view_min,
+                   coalesce(r.negative, ?::VARCHAR[]) AS negative
+            FROM imp i LEFT JOIN rules r ON r.surface = i.surface
+        ),
+        per_imp AS (
+            SELECT f.imp_id,
+                   coalesce(bool_or(a.event_type = 'click'), false) AS clicked,
+                   coalesce(bool_or(list_contains(f.positive, a.event_type)
+                       OR (a.event_type = 'view' AND a.value >= f.view_min)), false) AS positive,
+                   coalesce(bool_or(list_contains(f.negative, a.event_type)), false) AS negative,
+                   count(a.event_type) AS engagements
+            FROM flags f LEFT JOIN attributed a ON a.imp_id = f.imp_id
+            GROUP BY f.imp_id
+        )
+        SELECT i.* EXCLUDE (imp_id),
+               CASE WHEN p.positive THEN 1
+                    WHEN p.negative OR NOT p.clicked THEN 0
+                    ELSE NULL END AS label,
+               CAST(p.clicked AS INTEGER) AS label_click
+        FROM imp i JOIN per_imp p ON p.imp_id = i.imp_id
+        ORDER BY i.served_at, i.request_id, i.position
+        """,
+        [
+            list(default.positive_events),
+            default.view_positive_min_ms,
+            list(default.negative_events),
+        ],
+    )
+    counts = con.execute(
+        """
+        SELECT (SELECT count(*) FROM impressions_raw),
+               (SELECT count(*) FROM imp),
+               (SELECT count(DISTINCT imp_id) FROM by_request),
+               (SELECT count(DISTINCT imp_id) FROM by_window),
+               count(*) FILTER (WHERE label = 1),
+               count(*) FILTER (WHERE label = 0),
+               count(*) FILTER (WHERE label IS NULL)
+        FROM labelled
+        """
+    ).fetchall()[0]
+    table = con.sql("SELECT * FROM labelled WHERE label IS NOT NULL").to_arrow_table()
+    con.close()
+    total, kept, by_request, by_window, positives, negatives, ambiguous = counts
+    report = LabelReport(
+        impressions=total,
+        too_recent=total - kept,
+        attributed_by_request=by_request,
+        attributed_by_window=by_window,
+        positives=positives,
+        negatives=negatives,
+        ambiguous=ambiguous,
+    )
+    return table, report

@@ -1,0 +1,205 @@
+"""Training sets: labelled impressions with point-in-time features, split by time.
+
+Features are computed by replaying the snapshot's events in time order into the same state
+the online path keeps (``features.definitions``): each impression's features are read just
+before its serving time, after every earlier event and before any later one. Nothing from
+after the impression can reach its features; the labels are the only thing that looks
+forward, within the attribution window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from recloop.data.cleaning import CleaningConfig, CleaningReport, clean_events
+from recloop.data.labels import LabelConfig, LabelReport, label_impressions
+from recloop.data.snapshots import Snapshot
+from recloop.data.splits import SplitBoundaries, SplitConfig, time_split
+from recloop.features.definitions import (
+    FEATURE_NAMES,
+    SESSION_LENGTH,
+    FeatureSet,
+    ItemMeta,
+    SessionEntry,
+    joins_session,
+    updates_for,
+)
+from recloop.features.state import Counters
+
+#: Columns of the impression kept beside the features and labels.
+KEY_COLUMNS = ("request_id", "user_id", "item_id", "surface", "served_at", "position", "propensity")
+
+
+class TrainingSetConfig(BaseModel):
+    """Everything that decides a training set, recorded with it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    labels: LabelConfig = Field(default_factory=LabelConfig)
+    splits: SplitConfig = Field(default_factory=SplitConfig)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A built training set: its parts, where they are, and how they were made."""
+
+    path: Path
+    parts: dict[str, pa.Table]
+    boundaries: SplitBoundaries
+    cleaning: CleaningReport
+    labels: LabelReport
+    metadata: dict[str, Any]
+
+
+def _metas(items: pa.Table) -> dict[str, ItemMeta]:
+    return {
+        row["item_id"]: ItemMeta(row["category"], row["creator_id"], row["created_at"])
+        for row in items.select(["item_id", "category", "creator_id", "created_at"]).to_pylist()
+    }
+
+
+def _events(events: pa.Table) -> Iterator[dict[str, Any]]:
+    columns = ["user_id", "item_id", "event_type", "value", "device", "session_id", "event_ts"]
+    for batch in events.select(columns).to_batches(max_chunksize=50_000):
+        yield from batch.to_pylist()
+
+
+def point_in_time_features(
+    impressions: pa.Table,
+    events: pa.Table,
+    items: pa.Table,
+    *,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> pa.Table:
+    """Each impression with ``FEATURE_NAMES`` as they were just before it was served.
+
+    Args:
+        impressions: labelled impressions, any order.
+        events: cleaned events, sorted by ``event_ts``.
+        items: the catalog (category, creator, created time).
+        on_progress: called with the number of impressions done since the last call.
+    """
+    metas = _metas(items)
+    features = FeatureSet()
+    users: dict[str, Counters] = {}
+    items_state: dict[str, Counters] = {}
+    sessions: dict[str, list[SessionEntry]] = {}
+    order = sorted(
+        range(impressions.num_rows),
+        key=impressions.column("served_at").to_pylist().__getitem__,
+    )
+    rows = impressions.select(
+        ["user_id", "item_id", "served_at", "session_id", "device", "surface"]
+    ).to_pylist()
+    stream = _events(events)
+    pending = next(stream, None)
+    values: list[list[float]] = [[] for _ in range(impressions.num_rows)]
+    done = 0
+    for index in order:
+        row = rows[index]
+        served = row["served_at"].timestamp()
+        # Fold in every event strictly before this impression, and nothing after it.
+        while pending is not None and pending["event_ts"].timestamp() < served:
+            _apply(pending, metas, users, items_state, sessions)
+            pending = next(stream, None)
+        user = users.get(row["user_id"]) or Counters()
+        item = items_state.get(row["item_id"]) or Counters()
+        meta = metas.get(row["item_id"])
+        session = sessions.get(row["session_id"], []) if row["session_id"] else []
+        values[index] = features.row(
+            user_part=features.user_part(user, served),
+            item_part=features.item_part(item, meta, served),
+            context_part=FeatureSet.context_part(served, row["device"], row["surface"]),
+            user=user,
+            item_id=row["item_id"],
+            meta=meta,
+            session=session,
+            now=served,
+        )
+        done += 1
+        if done % 10_000 == 0:
+            on_progress(10_000)
+    on_progress(done % 10_000)
+    columns = {
+        name: pa.array([v[i] for v in values], pa.float64()) for i, name in enumerate(FEATURE_NAMES)
+    }
+    table = impressions
+    for name, column in columns.items():
+        table = table.append_column(name, column)
+    return table
+
+
+def _apply(
+    event: dict[str, Any],
+    metas: dict[str, ItemMeta],
+    users: dict[str, Counters],
+    items: dict[str, Counters],
+    sessions: dict[str, list[SessionEntry]],
+) -> None:
+    item_id = event["item_id"]
+    meta = metas.get(item_id) if item_id else None
+    ts = event["event_ts"].timestamp()
+    for update in updates_for(
+        event["user_id"], item_id, event["event_type"], event["value"], event["device"], ts, meta
+    ):
+        table = users if update.entity == "u" else items
+        counters = table.get(update.entity_id)
+        if counters is None:
+            counters = table[update.entity_id] = Counters()
+        counters.add(update.counter, update.ts, update.amount, hourly=update.hourly)
+    if event["session_id"] and item_id and joins_session(event["event_type"]):
+        entries = sessions.setdefault(event["session_id"], [])
+        entries.append(SessionEntry(item_id, meta.category if meta else None))
+        del entries[:-SESSION_LENGTH]
+
+
+def build_training_set(
+    snapshot: Snapshot,
+    root: Path,
+    config: TrainingSetConfig | None = None,
+    *,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> TrainingSet:
+    """Clean, label, featurize and split a snapshot; write the parts as Parquet under ``root``.
+
+    The directory is named after the snapshot and a hash of the config, and its
+    ``metadata.json`` records both, the split boundaries and every count.
+    """
+    config = config or TrainingSetConfig()
+    events, cleaning = clean_events(snapshot.table("events"), config.cleaning)
+    labelled, labels = label_impressions(snapshot.impressions(), events, config.labels)
+    rows = point_in_time_features(
+        labelled, events, snapshot.table("items"), on_progress=on_progress
+    )
+    parts, boundaries = time_split(rows, "served_at", config.splits)
+    config_hash = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:8]
+    path = root / f"{snapshot.version}-{config_hash}"
+    path.mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        pq.write_table(part, path / f"{name}.parquet")
+    metadata: dict[str, Any] = {
+        "snapshot": snapshot.version,
+        "config": json.loads(config.model_dump_json()),
+        "features": list(FEATURE_NAMES),
+        "boundaries": boundaries.as_dict(),
+        "rows": {name: part.num_rows for name, part in parts.items()},
+        "positives": {
+            name: int(sum(part.column("label").to_pylist())) for name, part in parts.items()
+        },
+        "cleaning": cleaning.as_dict(),
+        "labels": dict(labels.as_dict()),
+        "built_at": datetime.now().astimezone().isoformat(),
+    }
+    (path / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
+    return TrainingSet(path, parts, boundaries, cleaning, labels, metadata)

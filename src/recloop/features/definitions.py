@@ -1,0 +1,284 @@
+"""Every feature, defined once: how events update state, and how state becomes values.
+
+Both paths use this module and nothing else to compute a feature:
+- offline, ``data/training.py`` replays a snapshot's events in time order into in-memory
+  ``Counters`` and reads each training row's features just before its impression time;
+- online, ``features/online.py`` folds the event log into the online store with the same
+  ``updates_for`` and reads the same ``FeatureSet.row`` at request time.
+A feature added to ``FEATURE_NAMES`` and ``FeatureSet.row`` appears in both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from recloop.domain import CONSUMING_EVENTS, EventType
+from recloop.features.state import DAY_S, RETENTION_DAYS, Counters, day_bucket
+
+#: Engagement: the events that count as activity and popularity.
+ENGAGEMENT = frozenset(t.value for t in CONSUMING_EVENTS)
+#: How many recent items a session remembers.
+SESSION_LENGTH = 20
+#: Half-life of the recency weighting in affinities, in days.
+AFFINITY_HALF_LIFE_DAYS = 7.0
+#: A Beta prior on CTR: ``PRIOR_IMPRESSIONS`` impressions at ``PRIOR_CTR``.
+PRIOR_CTR = 0.02
+PRIOR_IMPRESSIONS = 50.0
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "user_engagement_1d",
+    "user_engagement_7d",
+    "user_engagement_30d",
+    "user_impressions_7d",
+    "user_days_since_first_seen",
+    "user_preferred_device",
+    "item_engagement_1d",
+    "item_engagement_7d",
+    "item_engagement_30d",
+    "item_ctr_30d",
+    "item_age_hours",
+    "item_category",
+    "item_creator",
+    "item_mean_dwell_s_30d",
+    "context_hour",
+    "context_day_of_week",
+    "context_device",
+    "context_surface",
+    "session_length",
+    "session_same_category_share",
+    "session_has_item",
+    "user_category_affinity",
+    "user_creator_affinity",
+)
+#: Features whose values are codes of categories rather than quantities.
+CATEGORICAL = frozenset(
+    {"user_preferred_device", "item_category", "item_creator", "context_device", "context_surface"}
+)
+
+
+def code(value: str | None) -> float:
+    """A stable numeric code for a categorical value (0 for none), the same in every process."""
+    if not value:
+        return 0.0
+    digest = hashlib.blake2b(value.encode(), digest_size=4).digest()
+    return float(int.from_bytes(digest, "big") % 1_000_003 + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemMeta:
+    """The catalog attributes features read."""
+
+    category: str | None
+    creator_id: str | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEntry:
+    """One item a session engaged with, and its category."""
+
+    item_id: str
+    category: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One counter increment: which entity (``u`` user or ``i`` item), counter, time, amount."""
+
+    entity: str
+    entity_id: str
+    counter: str
+    ts: float
+    amount: float = 1.0
+    hourly: bool = True
+
+
+def updates_for(
+    user_id: str,
+    item_id: str | None,
+    event_type: str,
+    value: float | None,
+    device: str | None,
+    ts: float,
+    meta: ItemMeta | None,
+) -> list[Update]:
+    """The counter increments one event causes (the online and offline paths both use this)."""
+    out: list[Update] = []
+    engaged = event_type in ENGAGEMENT
+    if engaged:
+        out.append(Update("u", user_id, "eng", ts))
+        if device:
+            out.append(Update("u", user_id, f"dev:{device}", ts, hourly=False))
+    if event_type == EventType.IMPRESSION:
+        out.append(Update("u", user_id, "imp", ts))
+    if item_id is None:
+        return out
+    if engaged:
+        out.append(Update("i", item_id, "eng", ts))
+        if meta is not None and meta.category:
+            out.append(Update("u", user_id, f"cat:{meta.category}", ts, hourly=False))
+        if meta is not None and meta.creator_id:
+            out.append(Update("u", user_id, f"cre:{meta.creator_id}", ts, hourly=False))
+    if event_type == EventType.IMPRESSION:
+        out.append(Update("i", item_id, "imp", ts))
+    elif event_type == EventType.CLICK:
+        out.append(Update("i", item_id, "click", ts))
+    elif event_type == EventType.VIEW and value is not None:
+        out.append(Update("i", item_id, "view", ts))
+        out.append(Update("i", item_id, "dwell_s", ts, amount=value / 1000.0))
+    return out
+
+
+def joins_session(event_type: str) -> bool:
+    """Whether an event adds its item to the session's recent items."""
+    return event_type in ENGAGEMENT
+
+
+def _days_since_first_seen(counters: Counters, now: float) -> float:
+    today = day_bucket(now)
+    oldest = today - RETENTION_DAYS
+    days = [
+        int(name.rsplit("|", 1)[1])
+        for name, value in counters.values.items()
+        if name[0] == "d" and value and int(name.rsplit("|", 1)[1]) > oldest
+    ]
+    return float(today - min(days)) if days else 0.0
+
+
+def _argmax_prefixed(counters: Counters, prefix: str, now: float) -> str | None:
+    today = day_bucket(now)
+    totals: dict[str, float] = {}
+    for name, value in sorted(counters.values.items()):
+        kind, counter, bucket = name.split("|", 2)
+        if kind == "d" and counter.startswith(prefix) and today - 30 < int(bucket) <= today:
+            totals[counter[len(prefix) :]] = totals.get(counter[len(prefix) :], 0.0) + value
+    if not totals:
+        return None
+    # Highest total; ties to the smallest name, so both paths agree.
+    return min(totals, key=lambda k: (-totals[k], k))
+
+
+class FeatureSet:
+    """Computes feature rows; request-independent parts are computed once per entity."""
+
+    names = FEATURE_NAMES
+
+    def user_part(self, user: Counters, now: float) -> dict[str, float]:
+        """Features of the user alone."""
+        return {
+            "user_engagement_1d": user.window("eng", now, 1),
+            "user_engagement_7d": user.window("eng", now, 7),
+            "user_engagement_30d": user.window("eng", now, 30),
+            "user_impressions_7d": user.window("imp", now, 7),
+            "user_days_since_first_seen": _days_since_first_seen(user, now),
+            "user_preferred_device": code(_argmax_prefixed(user, "dev:", now)),
+        }
+
+    def item_part(self, item: Counters, meta: ItemMeta | None, now: float) -> dict[str, float]:
+        """Features of the item alone."""
+        clicks = item.window("click", now, 30)
+        impressions = item.window("imp", now, 30)
+        views = item.window("view", now, 30)
+        created = meta.created_at.timestamp() if meta and meta.created_at else None
+        return {
+            "item_engagement_1d": item.window("eng", now, 1),
+            "item_engagement_7d": item.window("eng", now, 7),
+            "item_engagement_30d": item.window("eng", now, 30),
+            "item_ctr_30d": (clicks + PRIOR_CTR * PRIOR_IMPRESSIONS)
+            / (impressions + PRIOR_IMPRESSIONS),
+            "item_age_hours": max(0.0, (now - created) / 3600.0) if created is not None else -1.0,
+            "item_category": code(meta.category if meta else None),
+            "item_creator": code(meta.creator_id if meta else None),
+            "item_mean_dwell_s_30d": item.window("dwell_s", now, 30) / views if views else 0.0,
+        }
+
+    @staticmethod
+    def context_part(now: float, device: str | None, surface: str | None) -> dict[str, float]:
+        """Features of the request's context."""
+        moment = datetime.fromtimestamp(now, UTC)
+        return {
+            "context_hour": float(moment.hour),
+            "context_day_of_week": float(moment.weekday()),
+            "context_device": code(device),
+            "context_surface": code(surface),
+        }
+
+    def row(
+        self,
+        *,
+        user_part: Mapping[str, float],
+        item_part: Mapping[str, float],
+        context_part: Mapping[str, float],
+        user: Counters,
+        item_id: str,
+        meta: ItemMeta | None,
+        session: Sequence[SessionEntry],
+        now: float,
+    ) -> list[float]:
+        """One candidate's features in ``FEATURE_NAMES`` order."""
+        values = self.named(
+            user_part=user_part,
+            item_part=item_part,
+            context_part=context_part,
+            user=user,
+            item_id=item_id,
+            meta=meta,
+            session=session,
+            now=now,
+        )
+        return [values[name] for name in FEATURE_NAMES]
+
+    def named(
+        self,
+        *,
+        user_part: Mapping[str, float],
+        item_part: Mapping[str, float],
+        context_part: Mapping[str, float],
+        user: Counters,
+        item_id: str,
+        meta: ItemMeta | None,
+        session: Sequence[SessionEntry],
+        now: float,
+    ) -> dict[str, float]:
+        """One candidate's features by name (``row`` orders them)."""
+        category = meta.category if meta else None
+        creator = meta.creator_id if meta else None
+        same = sum(1 for e in session if category is not None and e.category == category)
+        values = {
+            **user_part,
+            **item_part,
+            **context_part,
+            "session_length": float(len(session)),
+            "session_same_category_share": same / len(session) if session else 0.0,
+            "session_has_item": float(any(e.item_id == item_id for e in session)),
+            "user_category_affinity": self._affinity(user, "cat:", category, now),
+            "user_creator_affinity": self._affinity(user, "cre:", creator, now),
+        }
+        return values
+
+    @staticmethod
+    def _affinity(user: Counters, prefix: str, value: str | None, now: float) -> float:
+        """The recency-weighted share of the user's engagement that went to ``value``."""
+        if value is None:
+            return 0.0
+        mine = user.decayed(f"{prefix}{value}", now, 30, AFFINITY_HALF_LIFE_DAYS)
+        if mine == 0.0:
+            return 0.0
+        total = 0.0
+        today = day_bucket(now)
+        # Sorted, so that the float sum is the same whatever order the fields were stored in.
+        for name, count in sorted(user.values.items()):
+            kind, counter, bucket = name.split("|", 2)
+            b = int(bucket)
+            if kind == "d" and counter.startswith(prefix) and today - 30 < b <= today:
+                total += count * 0.5 ** ((now - b * DAY_S) / DAY_S / AFFINITY_HALF_LIFE_DAYS)
+        return mine / total if total > 0 else 0.0
+
+
+def finite(values: Sequence[float]) -> bool:
+    """Whether every value is a finite number."""
+    return all(math.isfinite(v) for v in values)

@@ -1,0 +1,201 @@
+"""The online path: the event log folded into the online store, and features read from it.
+
+``FeatureMaterializer`` follows the event log and the catalog (like the popularity
+refresher) and writes, with ``definitions.updates_for``, each user's and item's bucketed
+counters, each session's recent items, and each item's catalog attributes.
+``OnlineFeatures`` reads them back at request time and computes rows with the same
+``FeatureSet`` as the offline replay, so the two paths agree by construction; a test
+checks that they do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import orjson
+
+from recloop.features.candidates import FeatureMatrix
+from recloop.features.definitions import (
+    FEATURE_NAMES,
+    SESSION_LENGTH,
+    FeatureSet,
+    ItemMeta,
+    SessionEntry,
+    joins_session,
+    updates_for,
+)
+from recloop.features.state import RETENTION_DAYS, Counters, increments
+from recloop.online.protocols import OnlineStore
+from recloop.store.protocols import Catalog, CatalogCursor, EventLog
+
+COUNTER_TTL = timedelta(days=RETENTION_DAYS + 1)
+SESSION_TTL = timedelta(hours=12)
+_PAGE = 20_000
+
+
+def counters_key(app_id: str, entity: str, entity_id: str) -> str:
+    """Where an entity's counters live: ``c:{app}:{u|i}:{id}``."""
+    return f"c:{app_id}:{entity}:{entity_id}"
+
+
+def session_key(app_id: str, session_id: str) -> str:
+    """Where a session's recent items live."""
+    return f"s:{app_id}:{session_id}"
+
+
+def meta_key(app_id: str, item_id: str) -> str:
+    """Where an item's catalog attributes live."""
+    return f"m:{app_id}:{item_id}"
+
+
+def _encode_meta(meta: ItemMeta) -> bytes:
+    return orjson.dumps(
+        [meta.category, meta.creator_id, meta.created_at.isoformat() if meta.created_at else None]
+    )
+
+
+def _decode_meta(raw: bytes | None) -> ItemMeta | None:
+    if raw is None:
+        return None
+    category, creator, created = orjson.loads(raw)
+    return ItemMeta(category, creator, datetime.fromisoformat(created) if created else None)
+
+
+def _encode_session(entry: SessionEntry) -> str:
+    return f"{entry.item_id}\t{entry.category or ''}"
+
+
+def _decode_session(raw: str) -> SessionEntry:
+    item_id, _, category = raw.partition("\t")
+    return SessionEntry(item_id, category or None)
+
+
+class FeatureMaterializer:
+    """Folds new events and catalog changes into the online store.
+
+    Where it stands in the log (the last ``seq`` applied) is kept in this process; one
+    materializer per deployment writes the online store (several would count twice).
+    """
+
+    def __init__(self, events: EventLog, catalog: Catalog, online: OnlineStore) -> None:
+        self._events = events
+        self._catalog = catalog
+        self._online = online
+        self._last_seq = 0
+        self._cursor: CatalogCursor | None = None
+        self._meta: dict[tuple[str, str], ItemMeta] = {}
+        self._lock = threading.Lock()
+
+    def step(self) -> int:
+        """Apply what is new; returns how many events were folded in."""
+        with self._lock:
+            self._follow_catalog()
+            applied = 0
+            while True:
+                batch = self._events.scan(self._last_seq, _PAGE)
+                if not batch:
+                    break
+                increments_: list[tuple[str, str, float]] = []
+                sessions: dict[str, list[str]] = {}
+                for seq, event in batch:
+                    self._last_seq = seq
+                    meta = self._meta.get((event.app_id, event.item_id or ""))
+                    ts = event.event_ts.timestamp()
+                    for update in updates_for(
+                        event.user_id,
+                        event.item_id,
+                        event.event_type.value,
+                        event.value,
+                        event.device,
+                        ts,
+                        meta,
+                    ):
+                        key = counters_key(event.app_id, update.entity, update.entity_id)
+                        fields = increments(update.counter, update.ts)
+                        for name in fields if update.hourly else fields[1:]:
+                            increments_.append((key, name, update.amount))
+                    if event.session_id and event.item_id and joins_session(event.event_type):
+                        entry = SessionEntry(event.item_id, meta.category if meta else None)
+                        sessions.setdefault(session_key(event.app_id, event.session_id), []).append(
+                            _encode_session(entry)
+                        )
+                self._online.hincr_many(increments_, ttl=COUNTER_TTL)
+                for key, values in sessions.items():
+                    self._online.push_capped(key, values, SESSION_LENGTH, ttl=SESSION_TTL)
+                applied += len(batch)
+                if len(batch) < _PAGE:
+                    break
+            return applied
+
+    def _follow_catalog(self) -> None:
+        while True:
+            changes = self._catalog.changes_since(self._cursor, _PAGE)
+            if not changes:
+                return
+            metas: dict[str, bytes] = {}
+            for change in changes:
+                meta = ItemMeta(change.category, change.creator_id, change.created_at)
+                self._meta[(change.app_id, change.item_id)] = meta
+                metas[meta_key(change.app_id, change.item_id)] = _encode_meta(meta)
+            self._online.set_many(metas)
+            self._cursor = changes[-1].cursor
+            if len(changes) < _PAGE:
+                return
+
+
+class OnlineFeatures:
+    """Reads features for a request from the online store."""
+
+    def __init__(self, online: OnlineStore) -> None:
+        self._online = online
+        self._features = FeatureSet()
+
+    def matrix(
+        self,
+        app_id: str,
+        user_id: str,
+        item_ids: Sequence[str],
+        *,
+        session_id: str | None,
+        device: str | None,
+        surface: str | None,
+        now: datetime,
+    ) -> FeatureMatrix:
+        """One row per item, in ``FEATURE_NAMES`` order, as of ``now``.
+
+        Raises:
+            OnlineStoreUnavailable: the online store failed; the caller falls back.
+        """
+        ts = now.timestamp()
+        hashes = self._online.hgetall_many(
+            [counters_key(app_id, "u", user_id)]
+            + [counters_key(app_id, "i", item_id) for item_id in item_ids]
+        )
+        metas = self._online.get_many([meta_key(app_id, item_id) for item_id in item_ids])
+        session: list[SessionEntry] = []
+        if session_id:
+            raw = self._online.get_lists([session_key(app_id, session_id)])[0]
+            session = [_decode_session(entry) for entry in raw]
+        user = Counters(hashes[0])
+        user_part = self._features.user_part(user, ts)
+        context_part = FeatureSet.context_part(ts, device, surface)
+        rows = []
+        for item_id, item_hash, raw_meta in zip(item_ids, hashes[1:], metas, strict=True):
+            meta = _decode_meta(raw_meta)
+            rows.append(
+                self._features.row(
+                    user_part=user_part,
+                    item_part=self._features.item_part(Counters(item_hash), meta, ts),
+                    context_part=context_part,
+                    user=user,
+                    item_id=item_id,
+                    meta=meta,
+                    session=session,
+                    now=ts,
+                )
+            )
+        values = np.array(rows, dtype=np.float64).reshape(len(item_ids), len(FEATURE_NAMES))
+        return FeatureMatrix(tuple(item_ids), FEATURE_NAMES, values)

@@ -57,7 +57,12 @@ def serve(
     import uvicorn
 
     from recloop.api.app import create_app
-    from recloop.serving.runtime import ensure_dev_key, prepare_store, start_runtime
+    from recloop.serving.runtime import (
+        ensure_dev_key,
+        freeze_heap,
+        prepare_store,
+        start_runtime,
+    )
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -76,6 +81,7 @@ def serve(
         runtime = start_runtime(settings, store)
     except RecloopError as exc:
         raise _fail(exc) from exc
+    freeze_heap()
     console.print(
         f"recloop serving {settings.resolved_store_url()} on http://{host}:{port} (docs: /docs)",
         soft_wrap=True,

@@ -47,6 +47,10 @@ class SurfaceConfig(_Section):
     ranker: ComponentConfig = ComponentConfig(name="source-scores")
     rules: list[ComponentConfig] = Field(default_factory=list)
     exploration: ComponentConfig = ComponentConfig(name="none")
+    online_features: bool = Field(
+        default=False,
+        description="Read user, item and session features from the online store for the ranker.",
+    )
     fallback: list[str] = Field(
         default_factory=lambda: ["popular", "newest"],
         description="Sources tried in order when no configured source yields a servable item.",

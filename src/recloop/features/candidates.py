@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 
@@ -77,3 +79,30 @@ def source_score_features(
         names=tuple(source_score_feature(s) for s in sources),
         values=values,
     )
+
+
+def join_columns(left: FeatureMatrix, right: FeatureMatrix) -> FeatureMatrix:
+    """The columns of both matrices side by side (same rows, in the same order)."""
+    if left.item_ids != right.item_ids:
+        raise ValueError("feature matrices describe different rows")
+    return FeatureMatrix(
+        left.item_ids, left.names + right.names, np.hstack([left.values, right.values])
+    )
+
+
+class FeatureReader(Protocol):
+    """Reads the online features of a request's candidates."""
+
+    def matrix(
+        self,
+        app_id: str,
+        user_id: str,
+        item_ids: Sequence[str],
+        *,
+        session_id: str | None,
+        device: str | None,
+        surface: str | None,
+        now: datetime,
+    ) -> FeatureMatrix:
+        """One row per item."""
+        ...

@@ -52,6 +52,11 @@ class Metrics:
             ["stage", "outcome"],
             registry=self.registry,
         )
+        self.materialize_errors = Counter(
+            "recloop_materialize_errors",
+            "Failed steps of the online feature materializer (the online store was down).",
+            registry=self.registry,
+        )
         self.refresh_errors = Counter(
             "recloop_refresh_errors",
             "Failed refreshes of in-memory models from the store.",

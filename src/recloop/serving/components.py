@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from recloop.errors import ConfigError
 from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
+from recloop.features.candidates import FeatureReader
 from recloop.ranking.protocols import Ranker
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.rerank.protocols import RerankRule
@@ -33,6 +34,7 @@ class Resources:
 
     popularity: PopularityIndex
     catalog: Catalog
+    features: FeatureReader | None = None
 
 
 def _no_params(key: str, params: Mapping[str, Any]) -> None:

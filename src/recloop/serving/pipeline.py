@@ -17,7 +17,14 @@ import numpy as np
 
 from recloop.domain import Candidate, RequestContext, ScoredItem, Slate
 from recloop.explore.policies import ExplorationPolicy
-from recloop.features.candidates import MergedCandidate, merge_candidates, source_score_features
+from recloop.features.candidates import (
+    FeatureMatrix,
+    FeatureReader,
+    MergedCandidate,
+    join_columns,
+    merge_candidates,
+    source_score_features,
+)
 from recloop.ranking.protocols import Ranker
 from recloop.rerank.protocols import CandidateFilter, RerankRule, SlateGate
 from recloop.retrieval.protocols import CandidateSource
@@ -67,6 +74,8 @@ class Pipeline:
         fallback: CandidateSource | Sequence[CandidateSource],
         budget: Budget,
         executor: Executor,
+        feature_reader: FeatureReader | None = None,
+        default_features: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.sources = tuple(sources)
@@ -81,6 +90,8 @@ class Pipeline:
         )
         self.budget = budget
         self._executor = executor
+        self.feature_reader = feature_reader
+        self._default_features = tuple(default_features)
 
     @property
     def model_version(self) -> str:
@@ -93,12 +104,12 @@ class Pipeline:
         # Rerank rules choose among more than k items (diversity needs alternatives).
         want = k * OVERFETCH
         candidates = self._filter(self._retrieve(ctx, trace), ctx, trace)
-        slate = self._gate(self._rank(candidates, trace), ctx, want, trace)
+        slate = self._gate(self._rank(candidates, ctx, trace), ctx, want, trace)
         for fallback in self.fallbacks:
             if slate.items:
                 break
             candidates = self._fall_back(fallback, ctx, k, trace)
-            slate = self._gate(self._rank(candidates, trace), ctx, want, trace)
+            slate = self._gate(self._rank(candidates, ctx, trace), ctx, want, trace)
         slate = self._rerank(slate, ctx, trace)
         slate = Slate(slate.items[:k])
         watch = Stopwatch()
@@ -203,13 +214,47 @@ class Pipeline:
         )
         return self._filter(merge_candidates([found]), ctx, trace)
 
-    def _rank(self, candidates: list[MergedCandidate], trace: list[StageTrace]) -> Slate:
-        watch = Stopwatch()
+    def _features(
+        self, candidates: list[MergedCandidate], ctx: RequestContext, trace: list[StageTrace]
+    ) -> FeatureMatrix:
         names = [slot.source.name for slot in self.sources]
         names += sorted({s for c in candidates for s in c.sources} - set(names))
+        matrix = source_score_features(candidates, names)
+        if self.feature_reader is None or not candidates:
+            return matrix
+        watch = Stopwatch()
+        try:
+            online = self.feature_reader.matrix(
+                ctx.app_id,
+                ctx.user_id,
+                matrix.item_ids,
+                session_id=ctx.session_id,
+                device=ctx.device,
+                surface=ctx.surface,
+                now=ctx.now,
+            )
+            trace.append(StageTrace("features", watch.ms(), "ok"))
+        except Exception as exc:
+            # Defaults (zeros) keep the request going; the trace and metrics count it.
+            log.warning("online features unavailable: %s", exc)
+            online = FeatureMatrix(
+                matrix.item_ids,
+                self._default_features,
+                np.zeros((len(matrix.item_ids), len(self._default_features))),
+            )
+            trace.append(
+                StageTrace("features", watch.ms(), "fallback", f"defaults: {type(exc).__name__}")
+            )
+        return join_columns(matrix, online)
+
+    def _rank(
+        self, candidates: list[MergedCandidate], ctx: RequestContext, trace: list[StageTrace]
+    ) -> Slate:
+        features = self._features(candidates, ctx, trace)
+        watch = Stopwatch()
         order: Sequence[int]
         try:
-            scores = self.ranker.score(source_score_features(candidates, names)).combined
+            scores = self.ranker.score(features).combined
             if len(scores) != len(candidates) or not np.all(np.isfinite(scores)):
                 raise ValueError("ranker returned a wrong-sized or non-finite score vector")
             # Stable sort: equal scores keep the order the sources gave.

@@ -121,3 +121,41 @@ class PopularityRefresher:
             except Exception:
                 log.exception("popularity refresh failed; serving the previous snapshot")
                 self._on_error()
+
+
+class PeriodicTask:
+    """Runs ``step`` every ``interval_s`` in a background thread; failures are counted."""
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], object],
+        interval_s: float,
+        on_error: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._name = name
+        self._step = step
+        self._interval_s = interval_s
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (the first step runs after one interval)."""
+        self._thread = threading.Thread(target=self._run, name=f"recloop-{self._name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._step()
+            except Exception:
+                log.exception("%s failed; will try again", self._name)
+                self._on_error()

@@ -12,12 +12,15 @@ from pathlib import Path
 
 from recloop.config import Settings
 from recloop.domain import Scope
+from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
+from recloop.online import open_online_store
+from recloop.online.protocols import OnlineStore
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
 from recloop.serving.components import Resources
 from recloop.serving.recommender import Recommender
-from recloop.serving.refresh import PopularityRefresher
+from recloop.serving.refresh import PeriodicTask, PopularityRefresher
 from recloop.serving.surfaces import build_pipelines
 from recloop.store import Store, open_store
 from recloop.store.keys import issue_key
@@ -42,14 +45,18 @@ class Runtime:
     metrics: Metrics
     executor: ThreadPoolExecutor
     request_executor: ThreadPoolExecutor
+    online: OnlineStore
+    materializer: PeriodicTask
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
         self.refresher.stop()
+        self.materializer.stop()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+        self.online.close()
 
 
 def prepare_store(settings: Settings) -> Store:
@@ -120,8 +127,20 @@ def start_runtime(
         clock=clock,
     )
     executor = ThreadPoolExecutor(settings.serving.source_threads, thread_name_prefix="recloop-src")
+    online = open_online_store(settings.online_url)
+    uses_features = any(s.online_features for s in settings.surfaces.values())
     pipelines = build_pipelines(
-        settings.surfaces, Resources(index, store.catalog), settings.serving.budget, executor
+        settings.surfaces,
+        Resources(index, store.catalog, OnlineFeatures(online) if uses_features else None),
+        settings.serving.budget,
+        executor,
+    )
+    # Feature state is kept only when a surface reads it: folding every event in costs CPU.
+    materializer = PeriodicTask(
+        "materialize",
+        FeatureMaterializer(store.events, store.catalog, online).step,
+        settings.serving.popularity_refresh_s,
+        on_error=metrics.materialize_errors.inc,
     )
     recommender = Recommender(
         pipelines,
@@ -139,11 +158,8 @@ def start_runtime(
     )
     writer.start()
     refresher.start()
-    # Everything loaded so far lives as long as the process. Freezing it keeps the collector
-    # from re-scanning it: a full collection over a warm heap stalls every request for tens
-    # of milliseconds, which is most of a p99 budget.
-    gc.collect()
-    gc.freeze()
+    if uses_features:
+        materializer.start()
     request_executor = ThreadPoolExecutor(
         settings.serving.request_threads, thread_name_prefix="recloop-request"
     )
@@ -157,4 +173,18 @@ def start_runtime(
         metrics,
         executor,
         request_executor,
+        online,
+        materializer,
     )
+
+
+def freeze_heap() -> None:
+    """Exempt everything allocated so far from garbage collection scans.
+
+    For a long-running server, after start-up: what is loaded by then lives as long as the
+    process, and a full collection re-scanning it stalls every request for tens of
+    milliseconds, most of a p99 budget. Not for code that starts many runtimes (tests): a
+    frozen object is never collected, even when it later becomes garbage.
+    """
+    gc.collect()
+    gc.freeze()

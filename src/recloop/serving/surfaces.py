@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from concurrent.futures import Executor
 
 from recloop.config import BudgetSettings, SurfaceConfig
+from recloop.errors import ConfigError
+from recloop.features.definitions import FEATURE_NAMES
 from recloop.rerank.eligibility import ActiveCatalogGate, ExcludedItemsFilter
 from recloop.serving.budget import Budget
 from recloop.serving.components import (
@@ -33,6 +35,8 @@ def build_pipeline(
         ConfigError: a name is unknown or parameters are wrong; the message names the key.
     """
     key = f"surfaces.{name}"
+    if config.online_features and resources.features is None:
+        raise ConfigError(f"{key}.online_features: no online store is configured")
     slots = [
         SourceSlot(
             build_source(s.name, s.params, resources, f"{key}.sources[{i}]"),
@@ -62,6 +66,8 @@ def build_pipeline(
         fallback=build_fallback(config.fallback, resources, f"{key}.fallback"),
         budget=Budget(budget.retrieve_ms, budget.rank_ms, budget.rerank_ms),
         executor=executor,
+        feature_reader=resources.features if config.online_features else None,
+        default_features=FEATURE_NAMES,
     )
 
 

@@ -504,7 +504,7 @@ class SqlEventLog(_SqlRole):
         Every app's by default; only ``app_id``'s when given.
         """
         c = t.events.c
-        stmt = sa.select(t.events).where(c.seq >= after_seq)
+        stmt = sa.select(t.events).where(c.seq > after_seq)
         if app_id is not None:
             stmt = stmt.where(c.app_id == app_id)
         stmt = stmt.order_by(c.seq).limit(limit)

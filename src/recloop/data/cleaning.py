@@ -218,6 +218,7 @@ def clean_events(
             [window_us],
         )
         n2 = _count(con, "s2")
+        con.execute("DROP TABLE s1")  # every step copies the table: keep one copy at a time
         steps.append(
             CleaningStep(
                 "dedupe_repeats",
@@ -266,6 +267,7 @@ def clean_events(
                 SELECT 1 FROM bots b WHERE b.app_id = s2.app_id AND b.user_id = s2.user_id)"""
         )
         n3 = _count(con, "s3")
+        con.execute("DROP TABLE s2")
         steps.append(
             CleaningStep(
                 "bot_filter",
@@ -302,6 +304,7 @@ def clean_events(
             LEFT JOIN medians m ON m.app_id = s3.app_id AND m.item_id = s3.item_id""",
             [config.dwell_cap_multiple, config.dwell_cap_multiple],
         )
+        con.execute("DROP TABLE s3")
         steps.append(
             CleaningStep(
                 "dwell_cap",

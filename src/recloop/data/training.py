@@ -106,6 +106,9 @@ def point_in_time_features(
     pending = next(stream, None)
     values: list[list[float]] = [[] for _ in range(impressions.num_rows)]
     done = 0
+    last_key: tuple[Any, ...] | None = None
+    user_part: dict[str, float] = {}
+    context_part: dict[str, float] = {}
     for index in order:
         row = rows[index]
         served = row["served_at"].timestamp()
@@ -117,10 +120,16 @@ def point_in_time_features(
         item = items_state.get(row["item_id"]) or Counters()
         meta = metas.get(row["item_id"])
         session = sessions.get(row["session_id"], []) if row["session_id"] else []
+        # The items of one served list share the user, the moment and the context.
+        key = (row["user_id"], served, row["device"], row["surface"])
+        if key != last_key:
+            last_key = key
+            user_part = features.user_part(user, served)
+            context_part = FeatureSet.context_part(served, row["device"], row["surface"])
         values[index] = features.row(
-            user_part=features.user_part(user, served),
+            user_part=user_part,
             item_part=features.item_part(item, meta, served),
-            context_part=FeatureSet.context_part(served, row["device"], row["surface"]),
+            context_part=context_part,
             user=user,
             item_id=row["item_id"],
             meta=meta,

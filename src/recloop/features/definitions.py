@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from recloop.domain import CONSUMING_EVENTS, EventType
-from recloop.features.state import DAY_S, RETENTION_DAYS, Counters, day_bucket
+from recloop.features.state import RETENTION_DAYS, Counters, day_bucket
 
 #: Engagement: the events that count as activity and popularity.
 ENGAGEMENT = frozenset(t.value for t in CONSUMING_EVENTS)
@@ -139,27 +139,36 @@ def joins_session(event_type: str) -> bool:
 
 
 def _days_since_first_seen(counters: Counters, now: float) -> float:
+    """Days since the user's earliest bucket, capped at the retention window."""
+    first = counters.first_day()
+    if first is None:
+        return 0.0
     today = day_bucket(now)
-    oldest = today - RETENTION_DAYS
-    days = [
-        int(name.rsplit("|", 1)[1])
-        for name, value in counters.values.items()
-        if name[0] == "d" and value and int(name.rsplit("|", 1)[1]) > oldest
-    ]
-    return float(today - min(days)) if days else 0.0
+    return float(max(0, today - max(first, today - RETENTION_DAYS)))
+
+
+def _prefix_totals(counters: Counters, prefix: str, now: float) -> dict[str, float]:
+    """Each prefixed counter's total over the last 30 daily buckets."""
+    today = day_bucket(now)
+    totals: dict[str, float] = {}
+    for counter, buckets in counters.daily(prefix):
+        total = sum(v for b, v in buckets.items() if today - 30 < b <= today)
+        if total:
+            totals[counter[len(prefix) :]] = total
+    return totals
 
 
 def _argmax_prefixed(counters: Counters, prefix: str, now: float) -> str | None:
-    today = day_bucket(now)
-    totals: dict[str, float] = {}
-    for name, value in sorted(counters.values.items()):
-        kind, counter, bucket = name.split("|", 2)
-        if kind == "d" and counter.startswith(prefix) and today - 30 < int(bucket) <= today:
-            totals[counter[len(prefix) :]] = totals.get(counter[len(prefix) :], 0.0) + value
+    totals = _prefix_totals(counters, prefix, now)
     if not totals:
         return None
     # Highest total; ties to the smallest name, so both paths agree.
     return min(totals, key=lambda k: (-totals[k], k))
+
+
+def _decayed_total(counters: Counters, family: str, now: float) -> float:
+    """The recency-weighted engagement over every counter of a family (``cat:``)."""
+    return counters.family_decayed(family, now, 30, AFFINITY_HALF_LIFE_DAYS)
 
 
 class FeatureSet:
@@ -176,6 +185,9 @@ class FeatureSet:
             "user_impressions_7d": user.window("imp", now, 7),
             "user_days_since_first_seen": _days_since_first_seen(user, now),
             "user_preferred_device": code(_argmax_prefixed(user, "dev:", now)),
+            # Denominators of the affinities; not features themselves.
+            "_category_total": _decayed_total(user, "cat:", now),
+            "_creator_total": _decayed_total(user, "cre:", now),
         }
 
     def item_part(self, item: Counters, meta: ItemMeta | None, now: float) -> dict[str, float]:
@@ -249,34 +261,27 @@ class FeatureSet:
         creator = meta.creator_id if meta else None
         same = sum(1 for e in session if category is not None and e.category == category)
         values = {
-            **user_part,
+            **{k: v for k, v in user_part.items() if not k.startswith("_")},
             **item_part,
             **context_part,
             "session_length": float(len(session)),
             "session_same_category_share": same / len(session) if session else 0.0,
             "session_has_item": float(any(e.item_id == item_id for e in session)),
-            "user_category_affinity": self._affinity(user, "cat:", category, now),
-            "user_creator_affinity": self._affinity(user, "cre:", creator, now),
+            "user_category_affinity": _affinity(
+                user, f"cat:{category}", user_part["_category_total"], now, category
+            ),
+            "user_creator_affinity": _affinity(
+                user, f"cre:{creator}", user_part["_creator_total"], now, creator
+            ),
         }
         return values
 
-    @staticmethod
-    def _affinity(user: Counters, prefix: str, value: str | None, now: float) -> float:
-        """The recency-weighted share of the user's engagement that went to ``value``."""
-        if value is None:
-            return 0.0
-        mine = user.decayed(f"{prefix}{value}", now, 30, AFFINITY_HALF_LIFE_DAYS)
-        if mine == 0.0:
-            return 0.0
-        total = 0.0
-        today = day_bucket(now)
-        # Sorted, so that the float sum is the same whatever order the fields were stored in.
-        for name, count in sorted(user.values.items()):
-            kind, counter, bucket = name.split("|", 2)
-            b = int(bucket)
-            if kind == "d" and counter.startswith(prefix) and today - 30 < b <= today:
-                total += count * 0.5 ** ((now - b * DAY_S) / DAY_S / AFFINITY_HALF_LIFE_DAYS)
-        return mine / total if total > 0 else 0.0
+
+def _affinity(user: Counters, counter: str, total: float, now: float, value: str | None) -> float:
+    """The recency-weighted share of the user's engagement that went to ``value``."""
+    if value is None or total <= 0.0:
+        return 0.0
+    return user.decayed(counter, now, 30, AFFINITY_HALF_LIFE_DAYS) / total
 
 
 def finite(values: Sequence[float]) -> bool:

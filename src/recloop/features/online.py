@@ -179,7 +179,7 @@ class OnlineFeatures:
         if session_id:
             raw = self._online.get_lists([session_key(app_id, session_id)])[0]
             session = [_decode_session(entry) for entry in raw]
-        user = Counters(hashes[0])
+        user = Counters.from_fields(hashes[0])
         user_part = self._features.user_part(user, ts)
         context_part = FeatureSet.context_part(ts, device, surface)
         rows = []
@@ -188,7 +188,7 @@ class OnlineFeatures:
             rows.append(
                 self._features.row(
                     user_part=user_part,
-                    item_part=self._features.item_part(Counters(item_hash), meta, ts),
+                    item_part=self._features.item_part(Counters.from_fields(item_hash), meta, ts),
                     context_part=context_part,
                     user=user,
                     item_id=item_id,

@@ -24,38 +24,48 @@ def _candidates(
     return out
 
 
-class PopularSource:
+class _RankedListSource:
+    """A source that reads one of the snapshot's ranked lists (overall or per category)."""
+
+    name: str
+    reason: str  # without a category
+    reason_in: str  # with one: "... in {category}"
+
+    def __init__(self, index: PopularityIndex) -> None:
+        self._index = index
+
+    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        """At most ``k`` items of the list, best first."""
+        snapshot = self._index.get(query.app_id)
+        if snapshot is None:
+            return []
+        reason = self.reason_in.format(category=query.category) if query.category else self.reason
+        return _candidates(snapshot.ranked(self.name, query.category), self.name, reason, k)
+
+
+class PopularSource(_RankedListSource):
     """The most engaged-with items of all time (within the requested category, if any)."""
 
     name = "popular"
-
-    def __init__(self, index: PopularityIndex) -> None:
-        self._index = index
-
-    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        """At most ``k`` popular items, best first."""
-        snapshot = self._index.get(query.app_id)
-        if snapshot is None:
-            return []
-        reason = f"Popular in {query.category}" if query.category else "Popular"
-        return _candidates(snapshot.ranked("popular", query.category), self.name, reason, k)
+    reason = "Popular"
+    reason_in = "Popular in {category}"
 
 
-class TrendingSource:
+class TrendingSource(_RankedListSource):
     """Items with the most engagement lately: counts decayed with a half-life."""
 
     name = "trending"
+    reason = "Trending now"
+    reason_in = "Trending in {category}"
 
-    def __init__(self, index: PopularityIndex) -> None:
-        self._index = index
 
-    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        """At most ``k`` trending items, best first."""
-        snapshot = self._index.get(query.app_id)
-        if snapshot is None:
-            return []
-        reason = f"Trending in {query.category}" if query.category else "Trending now"
-        return _candidates(snapshot.ranked("trending", query.category), self.name, reason, k)
+class NewestSource(_RankedListSource):
+    """The most recently created active items: the cold-start fallback when nothing has
+    engagement yet, and the way new items get their first impressions."""
+
+    name = "newest"
+    reason = "New"
+    reason_in = "New in {category}"
 
 
 class SameCategorySource:
@@ -76,21 +86,3 @@ class SameCategorySource:
             return []
         ranked = snapshot.ranked("popular", category)
         return _candidates(ranked, self.name, f"More in {category}", k, skip=query.anchor_item_id)
-
-
-class NewestSource:
-    """The most recently created active items: the cold-start fallback when nothing has
-    engagement yet, and the way new items get their first impressions."""
-
-    name = "newest"
-
-    def __init__(self, index: PopularityIndex) -> None:
-        self._index = index
-
-    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
-        """At most ``k`` of the newest items, newest first."""
-        snapshot = self._index.get(query.app_id)
-        if snapshot is None:
-            return []
-        reason = f"New in {query.category}" if query.category else "New"
-        return _candidates(snapshot.ranked("newest", query.category), self.name, reason, k)

@@ -51,13 +51,10 @@ class PopularityRefresher:
         self._catalog = catalog
         self._index = index
         self._config = config
-        self._interval_s = interval_s
         self._rebuild_s = rebuild_s
-        self._on_error = on_error
         self._clock = clock
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._task = PeriodicTask("refresh", self.refresh, interval_s, on_error)
         self._reset()
 
     def _reset(self) -> None:
@@ -102,25 +99,16 @@ class PopularityRefresher:
                     self._index.publish(app_id, model.snapshot(now))
 
     def start(self) -> None:
-        """Refresh once now, then every ``interval_s`` in a background thread."""
+        """Refresh once now, then every ``interval_s`` in a background thread.
+
+        A failed refresh is logged and counted; the previous snapshot keeps serving.
+        """
         self.refresh()
-        self._thread = threading.Thread(target=self._run, name="recloop-refresh", daemon=True)
-        self._thread.start()
+        self._task.start()
 
     def stop(self) -> None:
         """Stop the background thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self.refresh()
-            except Exception:
-                log.exception("popularity refresh failed; serving the previous snapshot")
-                self._on_error()
+        self._task.stop()
 
 
 class PeriodicTask:

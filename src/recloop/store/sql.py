@@ -579,27 +579,7 @@ class SqlRecommendationLog(_SqlRole):
                     c.app_id == app_id, c.request_id == request_id
                 )
             ).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return RecommendationRecord(
-            app_id=m["app_id"],
-            request_id=m["request_id"],
-            user_id=m["user_id"],
-            surface=m["surface"],
-            served_at=m["served_at"],
-            items=tuple(
-                ServedItem(s["itemId"], s["position"], s["score"], s["source"], s["propensity"])
-                for s in m["items"]
-            ),
-            model_version=m["model_version"],
-            experiment=m["experiment"],
-            variant=m["variant"],
-            fallback=m["fallback"],
-            latency_ms=m["latency_ms"],
-            session_id=m["session_id"],
-            device=m["device"],
-        )
+        return None if row is None else _record_from_row(row._mapping)
 
     def scan(
         self, after: str | None, limit: int, *, app_id: str | None = None

@@ -226,23 +226,7 @@ class SqlCatalog(_SqlRole):
             row = conn.execute(
                 sa.select(t.items).where(t.items.c.app_id == app_id, t.items.c.item_id == item_id)
             ).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return Item(
-            item_id=m["item_id"],
-            type=m["type"],
-            title=m["title"],
-            description=m["description"],
-            category=m["category"],
-            tags=tuple(m["tags"]),
-            creator_id=m["creator_id"],
-            locale=m["locale"],
-            status=ItemStatus(m["status"]),
-            created_at=m["created_at"],
-            updated_at=m["updated_at"],
-            metadata=m["metadata"],
-        )
+        return None if row is None else _item_from_row(row._mapping)
 
     def delete_item(self, app_id: str, item_id: str) -> bool:
         """Delete an item; returns False when it did not exist."""

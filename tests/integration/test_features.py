@@ -264,3 +264,12 @@ def test_every_feature_is_named_once_and_computed_by_both_paths() -> None:
     # A feature computed but not listed, or listed but not computed, fails here: the online
     # reader and the offline replay both emit exactly FEATURE_NAMES from these values.
     assert set(named) == set(FEATURE_NAMES)
+
+
+def test_impressions_of_bots_removed_by_cleaning_are_not_training_rows() -> None:
+    from recloop.data.training import without_users
+
+    impressions = pa.table({"user_id": ["u1", "bot", "u2", "bot"], "item_id": ["a", "b", "c", "d"]})
+    kept = without_users(impressions, {"bot"})
+    assert kept.column("user_id").to_pylist() == ["u1", "u2"]
+    assert without_users(impressions, set()).num_rows == 4

@@ -114,3 +114,41 @@ def test_the_demo_drives_the_service_over_http(tmp_path: Path) -> None:
         day = result.per_day[variant][0]
         assert day["requests"] > 0
         assert day["latency_p50_ms"] > 0
+
+
+def test_every_event_follows_the_list_it_came_from(outcome: DemoOutcome) -> None:
+    # Sessions overlap in simulated time; each list must be served at its own moment, or
+    # its clicks would precede it and could not be attributed to it.
+    import sqlalchemy as sa
+
+    store = open_store(f"sqlite:///{outcome.report_path.parent / 'recloop.db'}")
+    try:
+        with store.engine.connect() as conn:
+            request_ids = (
+                conn.execute(
+                    sa.text(
+                        "SELECT DISTINCT request_id FROM events "
+                        "WHERE event_type = 'click' AND request_id IS NOT NULL LIMIT 300"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert len(request_ids) > 100
+            for request_id in request_ids:
+                served = store.rec_log.get("default", request_id)
+                assert served is not None
+                first_event = conn.execute(
+                    sa.text("SELECT min(event_ts) FROM events WHERE request_id = :r"),
+                    {"r": request_id},
+                ).scalar_one()
+                assert served.served_at.replace(tzinfo=None) <= sa_datetime(first_event)
+    finally:
+        store.close()
+
+
+def sa_datetime(value: object) -> object:
+    """SQLite hands back timestamps as text here; compare them as naive UTC datetimes."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(value)) if not hasattr(value, "year") else value

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -173,6 +174,15 @@ def _apply(
         del entries[:-SESSION_LENGTH]
 
 
+def without_users(impressions: pa.Table, users: set[str]) -> pa.Table:
+    """Impressions of everyone but ``users``: a bot's events are gone after cleaning, and
+    its impressions would otherwise all look like exposure negatives."""
+    if not users:
+        return impressions
+    keep = pc.invert(pc.is_in(impressions.column("user_id"), value_set=pa.array(sorted(users))))
+    return impressions.filter(keep)
+
+
 def build_training_set(
     snapshot: Snapshot,
     root: Path,
@@ -187,7 +197,8 @@ def build_training_set(
     """
     config = config or TrainingSetConfig()
     events, cleaning = clean_events(snapshot.table("events"), config.cleaning)
-    labelled, labels = label_impressions(snapshot.impressions(), events, config.labels)
+    impressions = without_users(snapshot.impressions(), {b.user_id for b in cleaning.bot_users})
+    labelled, labels = label_impressions(impressions, events, config.labels)
     rows = point_in_time_features(
         labelled, events, snapshot.table("items"), on_progress=on_progress
     )

@@ -44,8 +44,13 @@ class SimClock:
         self._now = start
 
     def set(self, now: datetime) -> None:
-        """Move the clock (never backwards)."""
-        self._now = max(self._now, now)
+        """Move the clock to ``now``.
+
+        Sessions are simulated one after another but overlap in simulated time, so a request
+        may be earlier than the previous one; each must be served at its own time, or events
+        would precede the list they came from.
+        """
+        self._now = now
 
     def __call__(self) -> datetime:
         """The current simulated time."""

@@ -257,7 +257,8 @@ def test_the_retrieve_budget_caps_a_slow_sources_own_timeout(
     pipeline = make_pipeline(
         executor,
         # The fast source first: the stage budget is shared, counted from the stage's start.
-        [slot(fast), slot(slow, timeout_ms=5000.0)],
+        # It runs inline, so a loaded machine cannot make it miss the 20 ms budget too.
+        [SourceSlot(fast, 100, 2000.0, inline=True), slot(slow, timeout_ms=5000.0)],
         budget=Budget(retrieve_ms=20.0),
     )
 

@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     store_url: str | None = None
     online_url: str = "memory://"
     """The online store: ``memory://`` (in-process, the default) or ``redis://HOST:PORT/DB``."""
+    online_timeout_s: float = Field(default=0.05, gt=0)
+    """How long a call to the online store may take before the request falls back."""
     serving: ServingSettings = ServingSettings()
     ingest: IngestSettings = IngestSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)

@@ -112,7 +112,9 @@ def _read_csv(path: Path) -> Iterator[Row]:
     # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark.
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        for number, raw in enumerate(reader, start=2):
+        for raw in reader:
+            # The line the record ends on: a quoted cell may span several lines.
+            number = reader.line_num
             record: dict[str, Any] = {}
             try:
                 for column, cell in raw.items():

@@ -127,7 +127,7 @@ def start_runtime(
         clock=clock,
     )
     executor = ThreadPoolExecutor(settings.serving.source_threads, thread_name_prefix="recloop-src")
-    online = open_online_store(settings.online_url)
+    online = open_online_store(settings.online_url, timeout_s=settings.online_timeout_s)
     uses_features = any(s.online_features for s in settings.surfaces.values())
     pipelines = build_pipelines(
         settings.surfaces,

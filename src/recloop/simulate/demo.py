@@ -249,8 +249,9 @@ def _print_summary(
     console.print(
         f"{result.events_sent:,} events sent ({result.late_events:,} late, "
         f"{result.duplicate_events:,} sent twice, {result.bots} bot users). "
-        "What ran: popularity and trending sources with the source-score ranker; no learned "
-        "model exists yet, so the nightly job only refreshes popularity. "
+        "What ran: home = trending + popular + newest, popular = popular only, both with the "
+        "source-score ranker; no learned model exists yet, so the nightly job only refreshes "
+        "popularity. "
         f"Report: [bold]{report_path}[/bold]. Wall time {wall_s:.0f} s.",
         soft_wrap=True,
     )

@@ -146,10 +146,11 @@ def write_report(
     ran = Section(
         "What ran",
         paragraphs=[
-            "Candidate sources: popularity (all time) and trending (24 h half-life). Ranker: a "
-            "weighted blend of the sources' normalised scores. Eligibility filters: consumed, "
-            "suppressed, removed and blocked items are never served. No learned model exists "
-            "yet: each simulated night only refreshes popularity and trending.",
+            "Variant home: trending (24 h half-life), popular (all time) and newest items "
+            "(weight 0.3); variant popular: popular only. Ranker: a weighted blend of the "
+            "sources' normalised scores. Consumed, suppressed, removed and blocked items are "
+            "never served. No learned model exists yet: each simulated night only refreshes "
+            "popularity, trending and newest.",
             f"{result.events_sent:,} events sent over {transport} ({result.late_events:,} late, "
             f"{result.duplicate_events:,} sent twice), {logged_lists:,} served lists logged, "
             f"{result.bots} bot users. Seed {config.seed}; wall time {wall_s:.0f} s.",

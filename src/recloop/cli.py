@@ -42,6 +42,17 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
+def _progress() -> Progress:
+    """A progress bar on stderr, so that stdout stays for results."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+
+
 def _fail(exc: Exception) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {exc}")
     return typer.Exit(1)
@@ -243,13 +254,7 @@ def import_(
             hint = f"`recloop keys create --app {app_id}`"
             raise RecloopError(f"app {app_id!r} does not exist; create it with {hint}")
         total = count_rows(file, resolved_format)
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-        ) as progress:
+        with _progress() as progress:
             task = progress.add_task(f"importing {record_kind.value}", total=total)
             report = import_file(
                 store,
@@ -309,13 +314,7 @@ def _take_snapshot(app_id: str) -> None:
                 "events": store.events.count(app_id),
                 "items": store.catalog.count_items(app_id),
             }
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=err_console,
-            ) as progress:
+            with _progress() as progress:
                 tasks = {name: progress.add_task(name, total=totals.get(name)) for name in TABLES}
                 snap = take_snapshot(
                     store,
@@ -420,13 +419,7 @@ def dataset_build(
             RecloopError(f"no {what} in {settings.data_dir / 'snapshots'}; run `recloop snapshot`")
         )
     snapshot = snapshots[0]
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-    ) as progress:
+    with _progress() as progress:
         task = progress.add_task("features for impressions", total=None)
         try:
             built = build_training_set(

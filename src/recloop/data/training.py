@@ -128,14 +128,16 @@ def point_in_time_features(
             user_part = features.user_part(user, served)
             context_part = FeatureSet.context_part(served, row["device"], row["surface"])
         values[index] = features.row(
-            user_part=user_part,
-            item_part=features.item_part(item, meta, served),
-            context_part=context_part,
-            user=user,
-            item_id=row["item_id"],
-            meta=meta,
-            session=session,
-            now=served,
+            features.named(
+                user_part=user_part,
+                item_part=features.item_part(item, meta, served),
+                context_part=context_part,
+                user=user,
+                item_id=row["item_id"],
+                meta=meta,
+                session=session,
+                now=served,
+            )
         )
         done += 1
         if done % 10_000 == 0:

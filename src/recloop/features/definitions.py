@@ -219,30 +219,10 @@ class FeatureSet:
             "context_surface": code(surface),
         }
 
-    def row(
-        self,
-        *,
-        user_part: Mapping[str, float],
-        item_part: Mapping[str, float],
-        context_part: Mapping[str, float],
-        user: Counters,
-        item_id: str,
-        meta: ItemMeta | None,
-        session: Sequence[SessionEntry],
-        now: float,
-    ) -> list[float]:
-        """One candidate's features in ``FEATURE_NAMES`` order."""
-        values = self.named(
-            user_part=user_part,
-            item_part=item_part,
-            context_part=context_part,
-            user=user,
-            item_id=item_id,
-            meta=meta,
-            session=session,
-            now=now,
-        )
-        return [values[name] for name in FEATURE_NAMES]
+    @staticmethod
+    def row(named: Mapping[str, float]) -> list[float]:
+        """Named features (from ``named``) in ``FEATURE_NAMES`` order."""
+        return [named[name] for name in FEATURE_NAMES]
 
     def named(
         self,

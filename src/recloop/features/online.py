@@ -187,14 +187,18 @@ class OnlineFeatures:
             meta = _decode_meta(raw_meta)
             rows.append(
                 self._features.row(
-                    user_part=user_part,
-                    item_part=self._features.item_part(Counters.from_fields(item_hash), meta, ts),
-                    context_part=context_part,
-                    user=user,
-                    item_id=item_id,
-                    meta=meta,
-                    session=session,
-                    now=ts,
+                    self._features.named(
+                        user_part=user_part,
+                        item_part=self._features.item_part(
+                            Counters.from_fields(item_hash), meta, ts
+                        ),
+                        context_part=context_part,
+                        user=user,
+                        item_id=item_id,
+                        meta=meta,
+                        session=session,
+                        now=ts,
+                    )
                 )
             )
         values = np.array(rows, dtype=np.float64).reshape(len(item_ids), len(FEATURE_NAMES))

@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo serve lint format test test-fast bench clean
+.PHONY: install system-deps runtime-deps demo serve lint format test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,deep]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -17,7 +17,10 @@ install: $(STAMP)
 system-deps:
 	./scripts/install-system-deps.sh
 
-demo: install
+runtime-deps:
+	./scripts/install-system-deps.sh runtime
+
+demo: install runtime-deps
 	$(BIN)/recloop demo
 
 serve: install

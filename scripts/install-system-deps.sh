@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs Debian's postgresql and redis-server when missing (the test suite starts its own).
+# Installs what recloop needs from Debian's packages when missing:
+#   runtime: libgomp1 (OpenMP, for implicit's matrix factorization)
+#   (no argument): the runtime's, plus postgresql and redis-server (the tests start their own)
 set -euo pipefail
 missing=()
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1 ' || missing+=(libgomp1)
+if [ "${1:-}" != "runtime" ]; then
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
     SUDO=""

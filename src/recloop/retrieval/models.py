@@ -1,0 +1,68 @@
+"""The trained-source role: a model fitted offline that recalls items for a request.
+
+Models follow the scikit-learn habit: construct with hyper-parameters, ``fit(data)``, then
+``save(path)`` / ``load(path)``. Nothing trains at request time. The service wraps each
+loaded model in a ``ModelSource`` (``retrieval.model_source``), which turns a request into a
+``RecallQuery`` and the answers into candidates with reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self
+
+from recloop.retrieval.interactions import TrainingData
+
+
+@dataclass(frozen=True, slots=True)
+class RecallQuery:
+    """What a trained source sees of a request."""
+
+    user_id: str | None = None
+    history: tuple[str, ...] = ()  # items the user engaged with, most recent first
+    session: tuple[str, ...] = ()  # items of the current session, most recent first
+    anchor_item_id: str | None = None  # the item a "similar" surface is anchored on
+    now_ts: float | None = None  # seconds since the epoch
+    device: str | None = None
+    exclude: frozenset[str] = frozenset()  # never return these
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """One recalled item; ``because`` names the history item that explains it, if any."""
+
+    item_id: str
+    score: float
+    because: str | None = None
+
+
+class RetrievalModel(Protocol):
+    """A trained candidate source. ``kind`` names the class in saved artifacts."""
+
+    kind: ClassVar[str]
+
+    def fit(self, data: TrainingData) -> Self:
+        """Learn from the training data; returns self."""
+        ...
+
+    def recall(self, query: RecallQuery, k: int) -> list[Recalled]:
+        """At most ``k`` items, best first, none of them in ``query.exclude``.
+
+        An unknown user or item gets ``[]`` (or what the history alone supports), never an
+        error.
+        """
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write the model into the (existing, empty) directory ``path``."""
+        ...
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """Read a model written by :meth:`save`."""
+        ...
+
+    def params(self) -> dict[str, Any]:
+        """The hyper-parameters, as recorded beside the artifact."""
+        ...

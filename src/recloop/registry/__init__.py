@@ -1,0 +1,1 @@
+"""Model versions: versioned artifact directories, their manifests, and which one serves."""

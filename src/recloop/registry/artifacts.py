@@ -1,0 +1,183 @@
+"""A local artifact store: one directory per model version, and a pointer to the live one.
+
+Layout under the root::
+
+    <app_id>/<version>/manifest.json     what was trained, on what, with which metrics
+    <app_id>/<version>/<source>/...      one directory per trained model
+    <app_id>/CURRENT                     the version the service loads
+
+A version is written in a temporary directory and renamed into place, so a reader never
+sees half of one; ``CURRENT`` is replaced atomically, so promotion and rollback are one
+rename and the previous versions stay on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One trained model inside a version."""
+
+    name: str  # the source name the service serves it under
+    kind: str  # the model class, as recorded by the model
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class VersionManifest:
+    """What a model version holds."""
+
+    version: str
+    app_id: str
+    created_at: datetime
+    snapshot_version: str | None
+    models: tuple[ModelEntry, ...]
+    notes: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "version": self.version,
+            "app_id": self.app_id,
+            "created_at": self.created_at.isoformat(),
+            "snapshot_version": self.snapshot_version,
+            "models": [
+                {
+                    "name": m.name,
+                    "kind": m.kind,
+                    "params": dict(m.params),
+                    "metrics": dict(m.metrics),
+                    "fit_seconds": m.fit_seconds,
+                }
+                for m in self.models
+            ],
+            "notes": list(self.notes),
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VersionManifest:
+        """Read what :meth:`as_dict` wrote."""
+        return cls(
+            version=str(data["version"]),
+            app_id=str(data["app_id"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            snapshot_version=data.get("snapshot_version"),
+            models=tuple(
+                ModelEntry(
+                    name=m["name"],
+                    kind=m["kind"],
+                    params=m.get("params", {}),
+                    metrics=m.get("metrics", {}),
+                    fit_seconds=float(m.get("fit_seconds", 0.0)),
+                )
+                for m in data.get("models", [])
+            ),
+            notes=tuple(data.get("notes", [])),
+            extra=data.get("extra", {}),
+        )
+
+
+class ModelRegistry:
+    """Versioned model directories under ``root``, one sub-tree per app."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _app(self, app_id: str) -> Path:
+        return self.root / app_id
+
+    def path(self, app_id: str, version: str) -> Path:
+        """Where a version lives."""
+        return self._app(app_id) / version
+
+    @contextmanager
+    def writing(self, app_id: str, version: str) -> Iterator[Path]:
+        """A fresh directory to write a version into; moved into place when the block ends.
+
+        Nothing is left behind when the block raises. The manifest must be written with
+        :meth:`write_manifest` inside the block: a version without one is not listed.
+        """
+        app_dir = self._app(app_id)
+        app_dir.mkdir(parents=True, exist_ok=True)
+        if self.path(app_id, version).exists():
+            raise FileExistsError(f"model version {version} of app {app_id} already exists")
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=app_dir))
+        try:
+            yield staging
+            staging.rename(self.path(app_id, version))
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def write_manifest(directory: Path, manifest: VersionManifest) -> None:
+        """Write a version's manifest into the directory being written."""
+        (directory / MANIFEST).write_text(json.dumps(manifest.as_dict(), indent=2))
+
+    def manifest(self, app_id: str, version: str) -> VersionManifest:
+        """A version's manifest.
+
+        Raises:
+            FileNotFoundError: no such version.
+        """
+        text = (self.path(app_id, version) / MANIFEST).read_text()
+        return VersionManifest.from_dict(json.loads(text))
+
+    def versions(self, app_id: str) -> list[str]:
+        """Finished versions of the app, oldest first (versions sort by time)."""
+        app_dir = self._app(app_id)
+        if not app_dir.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in app_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists()
+        )
+
+    def apps(self) -> list[str]:
+        """Apps with at least one version."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+
+    def current(self, app_id: str) -> str | None:
+        """The version the service should serve, or None before the first promotion."""
+        try:
+            version = (self._app(app_id) / CURRENT).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def promote(self, app_id: str, version: str) -> None:
+        """Make ``version`` the one served; running services pick it up on their next check.
+
+        Raises:
+            FileNotFoundError: no such finished version.
+        """
+        if version not in self.versions(app_id):
+            raise FileNotFoundError(f"no finished model version {version} for app {app_id}")
+        app_dir = self._app(app_id)
+        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=app_dir)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(version + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, app_dir / CURRENT)

@@ -1,4 +1,4 @@
-"""The ``recloop`` command: serve, db, keys, import, snapshot, demo."""
+"""The ``recloop`` command: serve, db, keys, import, snapshot, dataset, train, demo."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TimeRemainingColumn,
+)
 from rich.table import Column, Table
 
 from recloop.config import Settings
@@ -448,6 +454,153 @@ def dataset_build(
         f"Written to {built.path}",
         soft_wrap=True,
     )
+
+
+@app.command()
+def train(
+    app_id: Annotated[str, typer.Option("--app", help="The app to train.")] = "default",
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Search hyper-parameters again (Optuna) first.")
+    ] = False,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials per source when tuning (train.tune_trials).")
+    ] = None,
+    promote: Annotated[bool, typer.Option(help="Make the new version the one served.")] = True,
+) -> None:
+    """Snapshot, build training data, fit and validate every retrieval source, publish."""
+    from recloop.serving.runtime import prepare_store
+    from recloop.training.job import train as run_training
+
+    settings = _settings()
+    try:
+        store = prepare_store(settings)
+        try:
+            with _progress() as progress:
+                tasks: dict[str, TaskID] = {}
+
+                def report(stage: str, advance: int, total: int | None) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = progress.add_task(stage, total=total)
+                    progress.update(tasks[stage], advance=advance, total=total)
+
+                result = run_training(
+                    settings,
+                    store,
+                    app_id=app_id,
+                    retune=tune,
+                    trials=trials,
+                    promote=promote,
+                    progress=report,
+                )
+        finally:
+            store.close()
+    except RecloopError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"model version {result.version} from snapshot {result.snapshot_version}: "
+        f"{result.interactions:,} engagements, {result.users:,} users, {result.items:,} items; "
+        f"validated on {result.validation_cases:,} users",
+        soft_wrap=True,
+    )
+    table = Table(
+        "source",
+        "kind",
+        Column("fit s", justify="right"),
+        Column("R@50", justify="right"),
+        Column("R@100", justify="right"),
+        Column("R@500", justify="right"),
+        Column("NDCG@10", justify="right"),
+        "tuned",
+        title="retrieval sources (validation)",
+    )
+    for r in result.sources:
+        if r.skipped:
+            table.add_row(r.name, r.kind, "-", "-", "-", "-", "-", f"skipped: {r.skipped}")
+            continue
+        m = r.metrics
+        table.add_row(
+            r.name,
+            r.kind,
+            f"{r.fit_seconds:.1f}",
+            *(
+                f"{m.get(k, float('nan')):.4f}"
+                for k in ("recall@50", "recall@100", "recall@500", "ndcg@10")
+            ),
+            "yes" if r.tuned else "",
+        )
+    if result.merged:
+        m = result.merged
+        table.add_row(
+            "all, interleaved",
+            "merged",
+            "",
+            *(
+                f"{m.get(k, float('nan')):.4f}"
+                for k in ("recall@50", "recall@100", "recall@500", "ndcg@10")
+            ),
+            "",
+        )
+    console.print(table)
+    segments = [
+        k.removeprefix("recall@100 users ")
+        for k in result.merged
+        if "users" in k and k.startswith("recall")
+    ]
+    if segments:
+        console.print(
+            "merged recall@100 by user segment (engaged items before the cut-off): "
+            + ", ".join(
+                f"{name}: {result.merged[f'recall@100 users {name}']:.4f} "
+                f"({int(result.merged[f'cases users {name}'])} users)"
+                for name in segments
+            ),
+            soft_wrap=True,
+        )
+    state = "promoted: running services load it" if result.promoted else "not promoted"
+    console.print(f"{result.path} ({state})", soft_wrap=True)
+
+
+models_app = typer.Typer(help="Model versions: list them, promote one (or roll back).")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+) -> None:
+    """Model versions of an app, newest last; the served one is marked."""
+    from recloop.registry.artifacts import ModelRegistry
+
+    registry = ModelRegistry(_settings().resolved_model_dir())
+    current = registry.current(app_id)
+    table = Table("version", "served", "snapshot", "sources (validation recall@100)")
+    for version in registry.versions(app_id):
+        manifest = registry.manifest(app_id, version)
+        sources = ", ".join(
+            f"{m.name} {m.metrics['recall@100']:.3f}" if "recall@100" in m.metrics else m.name
+            for m in manifest.models
+        )
+        table.add_row(
+            version, "*" if version == current else "", manifest.snapshot_version or "", sources
+        )
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version to serve.")],
+    app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+) -> None:
+    """Serve ``version`` (a rollback is a promotion of an older one); services pick it up
+    within ``serving.model_refresh_s``."""
+    from recloop.registry.artifacts import ModelRegistry
+
+    registry = ModelRegistry(_settings().resolved_model_dir())
+    try:
+        registry.promote(app_id, version)
+    except FileNotFoundError as exc:
+        raise _fail(exc) from exc
+    console.print(f"app {app_id!r} now serves model version {version}")
 
 
 def main() -> None:

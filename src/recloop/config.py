@@ -65,25 +65,49 @@ class SurfaceConfig(_Section):
 
 
 def default_surfaces() -> dict[str, SurfaceConfig]:
-    """The surfaces a fresh install serves: home, trending and similar."""
+    """The surfaces a fresh install serves: home, trending and similar.
+
+    Trained sources recall nothing until ``recloop train`` has published a model version;
+    until then the popularity sources serve.
+    """
     return {
         "home": SurfaceConfig(
             sources=[
-                SourceSlotConfig(name="trending"),
-                SourceSlotConfig(name="popular"),
-                SourceSlotConfig(name="newest", quota=50),
+                SourceSlotConfig(name="session", quota=50),
+                SourceSlotConfig(name="covisitation", quota=100),
+                SourceSlotConfig(name="ease", quota=100),
+                SourceSlotConfig(name="als", quota=100),
+                SourceSlotConfig(name="two-tower", quota=100),
+                SourceSlotConfig(name="content", quota=50),
+                SourceSlotConfig(name="interests", quota=50),
+                SourceSlotConfig(name="trending", quota=100),
+                SourceSlotConfig(name="popular", quota=100),
+                # New items get a share of attention before they have any engagement.
+                SourceSlotConfig(name="fresh", quota=30),
+                SourceSlotConfig(name="newest", quota=20),
             ],
-            # New items get a share of attention before they have any engagement.
-            ranker=ComponentConfig(name="source-scores", params={"weights": {"newest": 0.3}}),
+            ranker=ComponentConfig(
+                name="source-scores", params={"weights": {"newest": 0.3, "fresh": 0.5}}
+            ),
         ),
         "trending": SurfaceConfig(sources=[SourceSlotConfig(name="trending", quota=300)]),
         "similar": SurfaceConfig(
             sources=[
+                SourceSlotConfig(name="covisitation", quota=200),
+                SourceSlotConfig(name="content", quota=100),
                 SourceSlotConfig(name="same-category", quota=300),
                 SourceSlotConfig(name="popular", quota=100),
             ],
             ranker=ComponentConfig(
-                name="source-scores", params={"weights": {"same-category": 2.0, "popular": 1.0}}
+                name="source-scores",
+                params={
+                    "weights": {
+                        "covisitation": 2.0,
+                        "content": 1.5,
+                        "same-category": 1.0,
+                        "popular": 0.5,
+                    }
+                },
             ),
             requires_item=True,
         ),
@@ -112,6 +136,43 @@ class ServingSettings(_Section):
         default=2, ge=1, le=64, description="Recommendation requests built at once (~cores)."
     )
     budget: BudgetSettings = BudgetSettings()
+    model_refresh_s: float = Field(
+        default=10.0, gt=0, description="How often the service checks for a new model version."
+    )
+    cold_history: int = Field(
+        default=5, ge=0, description="Users with fewer engaged items get cold-start sources."
+    )
+
+
+class TrainSourceConfig(_Section):
+    """One trained source: its model kind and hyper-parameters (over the tuned ones)."""
+
+    name: str
+    kind: str | None = None  # the model class; defaults to the name
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def default_train_sources() -> list[TrainSourceConfig]:
+    """The retrieval models ``recloop train`` fits by default."""
+    return [
+        TrainSourceConfig(name="covisitation"),
+        TrainSourceConfig(name="item-knn"),
+        TrainSourceConfig(name="ease"),
+        TrainSourceConfig(name="als"),
+        TrainSourceConfig(name="content"),
+        TrainSourceConfig(name="two-tower"),
+    ]
+
+
+class TrainSettings(_Section):
+    """What ``recloop train`` fits and how it validates."""
+
+    sources: list[TrainSourceConfig] = Field(default_factory=default_train_sources)
+    validation_fraction: float = Field(
+        default=0.1, gt=0, lt=0.5, description="The latest share of time held out to evaluate."
+    )
+    tune_trials: int = Field(default=20, ge=1, description="Optuna trials per source (--tune).")
+    min_interactions: int = Field(default=20, ge=1)
 
 
 class IngestSettings(_Section):
@@ -135,12 +196,15 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("recloop-data")
     store_url: str | None = None
+    model_dir: Path | None = None
+    """The model artifact store (a folder every replica can read); default DATA_DIR/models."""
     online_url: str = "memory://"
     """The online store: ``memory://`` (in-process, the default) or ``redis://HOST:PORT/DB``."""
     online_timeout_s: float = Field(default=0.05, gt=0)
     """How long a call to the online store may take before the request falls back."""
     serving: ServingSettings = ServingSettings()
     ingest: IngestSettings = IngestSettings()
+    train: TrainSettings = TrainSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
 
     @classmethod
@@ -164,6 +228,10 @@ class Settings(BaseSettings):
         if self.store_url:
             return self.store_url
         return f"sqlite:///{(self.data_dir / 'recloop.db').resolve()}"
+
+    def resolved_model_dir(self) -> Path:
+        """Where model versions are kept: ``model_dir``, else ``DATA_DIR/models``."""
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
 
     def is_embedded(self) -> bool:
         """Whether the store is the embedded SQLite default rather than a server."""

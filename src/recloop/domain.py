@@ -189,6 +189,9 @@ class RequestContext:
     anchor_item_id: str | None = None
     category: str | None = None
     excluded_item_ids: frozenset[str] = frozenset()
+    history: tuple[str, ...] = ()  # items the user engaged with, most recent first
+    session_items: tuple[str, ...] = ()  # the part of the history in this session
+    user_attributes: dict[str, Any] | None = None  # read for users with a short history
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,14 @@ class SnapshotRefused(RecloopError):
     """A training-data snapshot cannot be taken or opened; the message says why."""
 
 
+class SnapshotExists(SnapshotRefused):
+    """A snapshot of the same data at the same second exists already (never overwritten)."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"snapshot {version} exists already; never overwritten")
+        self.version = version
+
+
 @contextmanager
 def map_errors(mapping: Mapping[type[BaseException], type[RecloopError]]) -> Iterator[None]:
     """Translate a backend's exceptions into ours at the boundary, keeping the cause.

@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from recloop.domain import Event, Item, RecommendationRecord, User
-from recloop.errors import SchemaOutOfDate, SnapshotRefused
+from recloop.errors import SchemaOutOfDate, SnapshotExists, SnapshotRefused
 from recloop.store import Store
 from recloop.store.migrate import current_revision, require_current
 
@@ -314,13 +314,11 @@ def take_snapshot(
         _sync_tree(staging)
         target = root / manifest.version
         if target.exists():
-            raise SnapshotRefused(f"snapshot {manifest.version} exists already; never overwritten")
+            raise SnapshotExists(manifest.version)
         try:
             os.rename(staging, target)
         except OSError as exc:  # another writer took the name between the check and now
-            raise SnapshotRefused(
-                f"snapshot {manifest.version} exists already; never overwritten"
-            ) from exc
+            raise SnapshotExists(manifest.version) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -62,6 +62,11 @@ class Metrics:
             "Failed refreshes of in-memory models from the store.",
             registry=self.registry,
         )
+        self.model_load_errors = Counter(
+            "recloop_model_load_errors",
+            "Failed loads of a promoted model version, or of new items into loaded models.",
+            registry=self.registry,
+        )
 
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         """Export counters that another component keeps (read at scrape time)."""

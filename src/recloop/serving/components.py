@@ -5,11 +5,11 @@ A new component is one new file plus one line here; configs never hold import pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recloop.errors import ConfigError
 from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
@@ -17,6 +17,9 @@ from recloop.features.candidates import FeatureReader
 from recloop.ranking.protocols import Ranker
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.rerank.protocols import RerankRule
+from recloop.retrieval.bundle import ModelIndex
+from recloop.retrieval.cold_start import FreshSource, InterestsSource
+from recloop.retrieval.model_source import ModelSource, Seeds
 from recloop.retrieval.popular import (
     NewestSource,
     PopularSource,
@@ -35,6 +38,7 @@ class Resources:
     popularity: PopularityIndex
     catalog: Catalog
     features: FeatureReader | None = None
+    models: ModelIndex = field(default_factory=ModelIndex)
 
 
 def _no_params(key: str, params: Mapping[str, Any]) -> None:
@@ -47,11 +51,39 @@ SOURCES: dict[str, Callable[[Resources], CandidateSource]] = {
     "trending": lambda r: TrendingSource(r.popularity),
     "same-category": lambda r: SameCategorySource(r.popularity),
     "newest": lambda r: NewestSource(r.popularity),
+    "interests": lambda r: InterestsSource(r.popularity),
+    "fresh": lambda r: FreshSource(r.popularity, r.models),
+}
+
+
+class ModelSourceParams(BaseModel):
+    """What a surface may set on a trained source: its reasons, and which model it reads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str | None = None
+    because: str = "Because you watched {title}"
+    similar: str = "Similar to {title}"
+    reason: str = "Picked for you"
+
+
+#: Trained sources: the model of the same name (or ``model``) in the live model version.
+MODEL_SOURCES: dict[str, tuple[Seeds, str]] = {
+    "covisitation": ("history", "covisitation"),
+    "session": ("session", "covisitation"),
+    "item-knn": ("history", "item-knn"),
+    "ease": ("history", "ease"),
+    "als": ("history", "als"),
+    "bpr": ("history", "bpr"),
+    "two-tower": ("history", "two-tower"),
+    "content": ("history", "content"),
 }
 
 #: Sources that are lookups in an in-memory snapshot, answering in microseconds: they run
 #: inline, since handing them to a thread would cost more than they do.
-INLINE_SOURCES: frozenset[str] = frozenset({"popular", "trending", "same-category", "newest"})
+INLINE_SOURCES: frozenset[str] = frozenset(
+    {"popular", "trending", "same-category", "newest", "interests"}
+)
 
 RANKERS: dict[str, Callable[[list[str], Mapping[str, Any]], Ranker]] = {
     "source-scores": lambda sources, params: SourceScoreRanker(
@@ -69,12 +101,13 @@ POLICIES: dict[str, Callable[[Mapping[str, Any]], ExplorationPolicy]] = {
 T = TypeVar("T")
 
 
-def _lookup(table: Mapping[str, T], name: str, key: str) -> T:
+def _lookup(table: Mapping[str, T], name: str, key: str, also: Collection[str] = ()) -> T:
     try:
         return table[name]
     except KeyError:
+        known = sorted({*table, *also})
         raise ConfigError(
-            f"{key}: unknown name {name!r}; known: {', '.join(sorted(table)) or 'none yet'}"
+            f"{key}: unknown name {name!r}; known: {', '.join(known) or 'none yet'}"
         ) from None
 
 
@@ -82,7 +115,22 @@ def build_source(
     name: str, params: Mapping[str, Any], resources: Resources, key: str
 ) -> CandidateSource:
     """The source called ``name``; ``key`` names the config entry in errors."""
-    factory = _lookup(SOURCES, name, f"{key}.name")
+    if name in MODEL_SOURCES:
+        seeds, model = MODEL_SOURCES[name]
+        try:
+            config = ModelSourceParams.model_validate(params)
+        except ValidationError as exc:
+            raise ConfigError(f"{key}.params: {exc.errors(include_url=False)[0]['msg']}") from exc
+        return ModelSource(
+            name,
+            resources.models,
+            seeds=seeds,
+            model=config.model or model,
+            because=config.because,
+            similar=config.similar,
+            reason=config.reason,
+        )
+    factory = _lookup(SOURCES, name, f"{key}.name", also=MODEL_SOURCES)
     _no_params(key, params)
     return factory(resources)
 

@@ -18,10 +18,14 @@ from recloop.errors import InvalidInput
 from recloop.monitoring.metrics import Metrics
 from recloop.serving.budget import StageTrace, Stopwatch
 from recloop.serving.pipeline import Pipeline
-from recloop.store.protocols import EventLog, Suppressions
+from recloop.store.protocols import EventLog, Suppressions, Users
 from recloop.store.writer import StoreWriter
 
 _CONSUMING = sorted(t.value for t in CONSUMING_EVENTS)
+#: How many of a user's most recent distinct items the sources see.
+HISTORY_LEN = 100
+#: How many recent engagements are searched for the current session's items.
+SESSION_SCAN = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class Recommender:
         suppressions: read for the items a user suppressed.
         writer: where the served list is queued for the recommendation log.
         metrics: where requests and stage outcomes are counted.
+        users: read for the attributes of users with fewer than ``cold_history`` items.
     """
 
     def __init__(
@@ -74,6 +79,8 @@ class Recommender:
         suppressions: Suppressions,
         writer: StoreWriter,
         metrics: Metrics,
+        users: Users | None = None,
+        cold_history: int = 5,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pipelines = dict(pipelines)
@@ -83,6 +90,8 @@ class Recommender:
         self._writer = writer
         self._metrics = metrics
         self._clock = clock
+        self._users = users
+        self._cold_history = cold_history
 
     @property
     def surfaces(self) -> list[str]:
@@ -103,8 +112,21 @@ class Recommender:
             )
         if request.surface in self._requires_item and request.item_id is None:
             raise InvalidInput("itemId", f"required for surface {request.surface!r}")
+        engaged = self._events.engagement_history(app_id, request.user_id, _CONSUMING)
+        history = tuple(dict.fromkeys(item_id for item_id, _ in engaged))[:HISTORY_LEN]
+        session_items: tuple[str, ...] = ()
+        if request.session_id is not None:
+            session_items = tuple(
+                dict.fromkeys(i for i, s in engaged[:SESSION_SCAN] if s == request.session_id)
+            )
+        attributes = None
+        if len(history) < self._cold_history and self._users is not None:
+            # Cold-start sources lean on what the user told us; an established user's
+            # history says more, so the lookup is skipped for them.
+            user = self._users.get_user(app_id, request.user_id)
+            attributes = dict(user.attributes) if user is not None else {}
         excluded = set(request.exclude_ids)
-        excluded |= self._events.consumed_item_ids(app_id, request.user_id, _CONSUMING)
+        excluded.update(item_id for item_id, _ in engaged)
         excluded |= self._suppressions.item_ids(app_id, request.user_id)
         if request.item_id is not None:
             excluded.add(request.item_id)
@@ -120,6 +142,9 @@ class Recommender:
             anchor_item_id=request.item_id,
             category=request.category,
             excluded_item_ids=frozenset(excluded),
+            history=history,
+            session_items=session_items,
+            user_attributes=attributes,
         )
         served = pipeline.run(ctx, request.limit)
         latency_ms = watch.ms()

@@ -17,8 +17,11 @@ from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
 from recloop.online import open_online_store
 from recloop.online.protocols import OnlineStore
+from recloop.registry.artifacts import ModelRegistry
+from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
 from recloop.serving.components import Resources
+from recloop.serving.models import ModelLoader
 from recloop.serving.recommender import Recommender
 from recloop.serving.refresh import PeriodicTask, PopularityRefresher
 from recloop.serving.surfaces import build_pipelines
@@ -47,11 +50,14 @@ class Runtime:
     request_executor: ThreadPoolExecutor
     online: OnlineStore
     materializer: PeriodicTask
+    model_loader: ModelLoader
+    model_task: PeriodicTask
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
         self.refresher.stop()
         self.materializer.stop()
+        self.model_task.stop()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
@@ -129,9 +135,16 @@ def start_runtime(
     executor = ThreadPoolExecutor(settings.serving.source_threads, thread_name_prefix="recloop-src")
     online = open_online_store(settings.online_url, timeout_s=settings.online_timeout_s)
     uses_features = any(s.online_features for s in settings.surfaces.values())
+    models = ModelIndex()
+    model_loader = ModelLoader(
+        ModelRegistry(settings.resolved_model_dir()),
+        models,
+        store.catalog,
+        on_error=metrics.model_load_errors.inc,
+    )
     pipelines = build_pipelines(
         settings.surfaces,
-        Resources(index, store.catalog, OnlineFeatures(online) if uses_features else None),
+        Resources(index, store.catalog, OnlineFeatures(online) if uses_features else None, models),
         settings.serving.budget,
         executor,
     )
@@ -149,6 +162,8 @@ def start_runtime(
         suppressions=store.suppressions,
         writer=writer,
         metrics=metrics,
+        users=store.users,
+        cold_history=settings.serving.cold_history,
         clock=clock,
     )
     ingestor = EventIngestor(
@@ -158,6 +173,15 @@ def start_runtime(
     )
     writer.start()
     refresher.start()
+    # Load the promoted models before the first request; afterwards, check in the background.
+    model_loader.step()
+    model_task = PeriodicTask(
+        "models",
+        model_loader.step,
+        settings.serving.model_refresh_s,
+        on_error=metrics.model_load_errors.inc,
+    )
+    model_task.start()
     if uses_features:
         materializer.start()
     request_executor = ThreadPoolExecutor(
@@ -175,6 +199,8 @@ def start_runtime(
         request_executor,
         online,
         materializer,
+        model_loader,
+        model_task,
     )
 
 

@@ -166,6 +166,12 @@ class EventLog(Protocol):
         """Items the user has had an event of one of ``event_types`` with."""
         ...
 
+    def engagement_history(
+        self, app_id: str, user_id: str, event_types: Collection[str]
+    ) -> list[tuple[str, str | None]]:
+        """(item, session) of the user's events of ``event_types``, most recent first."""
+        ...
+
     def count(self, app_id: str) -> int:
         """How many events the app has."""
         ...

@@ -465,14 +465,26 @@ class SqlEventLog(_SqlRole):
         self, app_id: str, user_id: str, event_types: Collection[str]
     ) -> set[str]:
         """Items the user has had an event of one of ``event_types`` with."""
+        return {item_id for item_id, _ in self.engagement_history(app_id, user_id, event_types)}
+
+    def engagement_history(
+        self, app_id: str, user_id: str, event_types: Collection[str]
+    ) -> list[tuple[str, str | None]]:
+        """(item, session) of the user's events of ``event_types``, most recent first."""
         c = t.events.c
         # Neither DISTINCT nor "item_id IS NOT NULL" here: either one steers SQLite's planner
-        # to the (app, item) index and a scan of every event; (app, user) is the right one.
-        stmt = sa.select(c.item_id).where(
-            c.app_id == app_id, c.user_id == user_id, c.event_type.in_(list(event_types))
+        # to the (app, item) index and a scan of every event; (app, user, ts) is the right one.
+        stmt = (
+            sa.select(c.item_id, c.session_id)
+            .where(c.app_id == app_id, c.user_id == user_id, c.event_type.in_(list(event_types)))
+            .order_by(c.event_ts.desc(), c.seq.desc())
         )
         with self._read() as conn:
-            return {row.item_id for row in conn.execute(stmt) if row.item_id is not None}
+            return [
+                (row.item_id, row.session_id)
+                for row in conn.execute(stmt)
+                if row.item_id is not None
+            ]
 
     def count(self, app_id: str) -> int:
         """How many events the app has."""

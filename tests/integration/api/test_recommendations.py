@@ -86,7 +86,10 @@ def test_debug_returns_every_stage(catalog: Api) -> None:
     assert any(stage.split(":", 1)[1].split("+")[0] == "catalog" for stage in stages)
     assert "rank:source-scores-1" in stages
     assert stages[-1] == "explore:none"
-    assert all(s["outcome"] == "ok" for s in body["stages"])
+    # Before any training, trained sources recall nothing: "empty", not a failure.
+    for stage in body["stages"]:
+        allowed = ("ok", "empty") if stage["stage"].startswith("retrieve:") else ("ok",)
+        assert stage["outcome"] in allowed, stage
     assert all(s["elapsedMs"] >= 0 for s in body["stages"])
 
 

@@ -1,0 +1,121 @@
+"""Keeps the served models current: loads a newly promoted version without a restart, and
+makes items created since training retrievable by the models that can take them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from recloop.registry.artifacts import ModelRegistry
+from recloop.retrieval.bundle import ModelBundle, ModelIndex, load_model
+from recloop.retrieval.interactions import item_text
+from recloop.store.protocols import Catalog, CatalogCursor
+
+log = logging.getLogger(__name__)
+
+_PAGE = 5000
+
+
+@runtime_checkable
+class TakesNewItems(Protocol):
+    """A model that can add items without retraining (content embeddings)."""
+
+    def add_items(self, ids: list[str], texts: list[str], titles: list[str | None]) -> int:
+        """Embed and index the items; returns how many were added."""
+        ...
+
+
+class ModelLoader:
+    """Loads each app's promoted model version and follows the catalog for new items.
+
+    Args:
+        registry: where versions and the promotion pointer live.
+        index: where loaded bundles are published for the sources.
+        catalog: followed for items created after training.
+        on_error: called when a load fails (the loaded version keeps serving).
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        index: ModelIndex,
+        catalog: Catalog,
+        on_error: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._registry = registry
+        self._index = index
+        self._catalog = catalog
+        self._on_error = on_error
+        self._lock = threading.Lock()
+        self._cursor: CatalogCursor | None = None
+
+    def step(self) -> None:
+        """Load what was promoted since the last step, then index new catalog items."""
+        with self._lock:
+            loaded = self._index.apps()
+            for app_id in self._registry.apps():
+                version = self._registry.current(app_id)
+                if version is None or loaded.get(app_id) == version:
+                    continue
+                try:
+                    self._index.publish(app_id, self._load(app_id, version))
+                    log.info("serving model version %s for app %s", version, app_id)
+                    # Re-read the catalog: items newer than this version's data need adding.
+                    self._cursor = None
+                except Exception:
+                    log.exception("could not load model version %s of %s", version, app_id)
+                    self._on_error()
+            self._follow_catalog()
+
+    def _load(self, app_id: str, version: str) -> ModelBundle:
+        manifest = self._registry.manifest(app_id, version)
+        root = self._registry.path(app_id, version)
+        models = {m.name: load_model(m.kind, root / m.name) for m in manifest.models}
+        titles_path = root / "titles.json"
+        titles = json.loads(titles_path.read_text()) if titles_path.exists() else {}
+        as_of = manifest.extra.get("data_as_of")
+        return ModelBundle(
+            version, models, titles, datetime.fromisoformat(as_of) if as_of else None
+        )
+
+    def _follow_catalog(self) -> None:
+        while True:
+            changes = self._catalog.changes_since(self._cursor, _PAGE)
+            new: dict[str, list[str]] = {}
+            for change in changes:
+                bundle = self._index.get(change.app_id)
+                if (
+                    change.is_active
+                    and bundle is not None
+                    and (bundle.data_as_of is None or change.updated_at > bundle.data_as_of)
+                ):
+                    new.setdefault(change.app_id, []).append(change.item_id)
+            for app_id, item_ids in new.items():
+                self._add_items(app_id, item_ids)
+            if changes:
+                self._cursor = changes[-1].cursor
+            if len(changes) < _PAGE:
+                return
+
+    def _add_items(self, app_id: str, item_ids: list[str]) -> None:
+        bundle = self._index.get(app_id)
+        if bundle is None:
+            return
+        takers = [m for m in bundle.models.values() if isinstance(m, TakesNewItems)]
+        items = [i for i in (self._catalog.get_item(app_id, t) for t in item_ids) if i]
+        if not items:
+            return
+        titles = bundle.titles
+        if isinstance(titles, dict):
+            titles.update((i.item_id, i.title) for i in items if i.title)
+        for model in takers:
+            model.add_items(
+                [i.item_id for i in items],
+                [item_text(i.title, i.description, i.tags) for i in items],
+                [i.title for i in items],
+            )

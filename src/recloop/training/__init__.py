@@ -1,0 +1,1 @@
+"""Offline jobs: fit, validate, tune and publish the models the service loads."""

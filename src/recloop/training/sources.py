@@ -1,0 +1,237 @@
+"""Fit, validate and tune one trained retrieval source.
+
+Validation is time-based: models fit on everything before a cut-off and are asked to recall
+what each user engaged with after it (full ranking, the user's earlier items excluded).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recloop.evaluation.retrieval_metrics import EvalCase, score_rankings
+from recloop.retrieval.content import ContentModel
+from recloop.retrieval.factors import ALSModel, BPRModel
+from recloop.retrieval.interactions import TrainingData
+from recloop.retrieval.item_item import EASE, CoVisitation, ItemKNN
+from recloop.retrieval.models import RetrievalModel
+from recloop.retrieval.two_tower import TwoTowerModel
+
+log = logging.getLogger(__name__)
+
+#: What each trainable kind is built from.
+FACTORIES: dict[str, Callable[..., RetrievalModel]] = {
+    CoVisitation.kind: CoVisitation,
+    ItemKNN.kind: ItemKNN,
+    EASE.kind: EASE,
+    ALSModel.kind: ALSModel,
+    BPRModel.kind: BPRModel,
+    ContentModel.kind: ContentModel,
+    TwoTowerModel.kind: TwoTowerModel,
+}
+
+#: The metric tuning maximises, and the cut-offs validation reports.
+OBJECTIVE = "recall@100"
+KS = (10, 50, 100, 500)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A time split of training data: fit on ``train``, ask for ``cases``."""
+
+    train: TrainingData
+    cases: tuple[EvalCase, ...]
+    cutoff_ts: float
+
+
+def time_validation(data: TrainingData, fraction: float, max_cases: int = 2000) -> Validation:
+    """Hold out the latest ``fraction`` of the time span; cases are users seen before it.
+
+    At most ``max_cases`` users (a fixed, even sample) are asked, which bounds tuning time.
+    """
+    x = data.interactions
+    if len(x) == 0:
+        return Validation(data, (), 0.0)
+    lo, hi = float(x.timestamps.min()), float(x.timestamps.max())
+    cutoff = hi - (hi - lo) * fraction
+    before = x.timestamps < cutoff
+    train = TrainingData(x.select(before), data.items, data.shown_negatives, data.user_attributes)
+    histories = train.interactions.histories(max_len=100)
+    seen: list[set[int]] = [set(h) for h in histories]
+    later: dict[int, set[int]] = {}
+    for u, it in zip(x.users[~before].tolist(), x.items[~before].tolist(), strict=True):
+        if histories[u] and it not in seen[u]:
+            later.setdefault(u, set()).add(it)
+    users = sorted(later)
+    if len(users) > max_cases:
+        users = [users[i] for i in np.linspace(0, len(users) - 1, max_cases).astype(int)]
+    ids = x.item_ids
+    cases = tuple(
+        EvalCase(
+            user_id=x.user_ids[u],
+            history=tuple(ids[i] for i in histories[u]),
+            relevant=frozenset(ids[i] for i in later[u]),
+            exclude=frozenset(ids[i] for i in seen[u]),
+            now_ts=cutoff,
+        )
+        for u in users
+    )
+    return Validation(train, cases, cutoff)
+
+
+def segment_of(case: EvalCase) -> str:
+    """The user segment of a case, by how many items the user engaged with before."""
+    n = len(case.history)
+    return "<5" if n < 5 else ("5-50" if n <= 50 else ">50")
+
+
+def recall_lists(
+    model: RetrievalModel, cases: tuple[EvalCase, ...]
+) -> tuple[list[list[str]], list[float]]:
+    """Each case's top ``max(KS)`` items from a fitted model, and the milliseconds each took."""
+    rankings: list[list[str]] = []
+    latencies: list[float] = []
+    for case in cases:
+        started = time.perf_counter()
+        rankings.append([r.item_id for r in model.recall(case.query(), max(KS))])
+        latencies.append((time.perf_counter() - started) * 1000.0)
+    return rankings, latencies
+
+
+def metrics_of(
+    rankings: list[list[str]], cases: tuple[EvalCase, ...], latencies: list[float] | None = None
+) -> dict[str, float]:
+    """Recall@k and NDCG@10, overall and Recall@100 per user segment."""
+    if not cases:
+        return {}
+    report = score_rankings(rankings, cases, KS, segments=segment_of, latencies_ms=latencies)
+    metrics = {f"recall@{k}": float(v) for k, v in report.overall.recall.items()}
+    metrics["ndcg@10"] = float(report.overall.ndcg)
+    metrics["cases"] = float(len(cases))
+    for name, segment in sorted(report.segments.items()):
+        metrics[f"recall@100 users {name}"] = float(segment.recall[100])
+        metrics[f"cases users {name}"] = float(segment.n_cases)
+    if latencies:
+        metrics["recall_p50_ms"] = float(np.median(latencies))
+    return metrics
+
+
+def evaluate(model: RetrievalModel, cases: tuple[EvalCase, ...]) -> dict[str, float]:
+    """Recall@k and NDCG@10 of a fitted model on validation cases."""
+    rankings, latencies = recall_lists(model, cases)
+    return metrics_of(rankings, cases, latencies)
+
+
+def fit(kind: str, params: Mapping[str, Any], data: TrainingData) -> tuple[RetrievalModel, float]:
+    """A fitted model of ``kind`` and the seconds fitting took.
+
+    Raises:
+        ValueError: the kind is unknown, or the model refuses the data (EASE on a catalogue
+            too large for it).
+    """
+    factory = FACTORIES.get(kind)
+    if factory is None:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(sorted(FACTORIES))}")
+    started = time.perf_counter()
+    model = factory(**params).fit(data)
+    return model, time.perf_counter() - started
+
+
+def _space(kind: str, trial: Any) -> dict[str, Any]:
+    """The search space of each kind (Optuna's define-by-run)."""
+    if kind == CoVisitation.kind:
+        return {
+            "window": trial.suggest_int("window", 1, 10),
+            "half_life_days": trial.suggest_float("half_life_days", 0.5, 365.0, log=True),
+            "alpha": trial.suggest_float("alpha", 0.0, 1.0),
+            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 50.0, log=True),
+        }
+    if kind == ItemKNN.kind:
+        return {
+            "alpha": trial.suggest_float("alpha", 0.1, 0.9),
+            "shrink": trial.suggest_float("shrink", 0.1, 200.0, log=True),
+            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 100.0, log=True),
+        }
+    if kind == EASE.kind:
+        return {
+            "l2": trial.suggest_float("l2", 1.0, 5000.0, log=True),
+            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 100.0, log=True),
+        }
+    if kind == ALSModel.kind:
+        return {
+            "factors": trial.suggest_categorical("factors", [16, 32, 64, 128]),
+            "regularization": trial.suggest_float("regularization", 1e-3, 10.0, log=True),
+            "alpha": trial.suggest_float("alpha", 0.5, 100.0, log=True),
+            "iterations": trial.suggest_int("iterations", 5, 30),
+        }
+    if kind == BPRModel.kind:
+        return {
+            "factors": trial.suggest_categorical("factors", [16, 32, 64, 128]),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.2, log=True),
+            "regularization": trial.suggest_float("regularization", 1e-4, 0.1, log=True),
+            "iterations": trial.suggest_int("iterations", 20, 200),
+        }
+    if kind == ContentModel.kind:
+        return {
+            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 50.0, log=True),
+            "history_len": trial.suggest_int("history_len", 1, 50),
+        }
+    if kind == TwoTowerModel.kind:
+        return {
+            "temperature": trial.suggest_float("temperature", 0.02, 0.3, log=True),
+            "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "epochs": trial.suggest_int("epochs", 3, 15),
+        }
+    return {}
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """The best parameters found, their validation score, and how many trials ran."""
+
+    params: dict[str, Any]
+    value: float
+    trials: int
+    seconds: float
+
+
+def tune(
+    kind: str,
+    validation: Validation,
+    *,
+    trials: int,
+    fixed: Mapping[str, Any] | None = None,
+    seed: int = 7,
+    on_trial: Callable[[], None] = lambda: None,
+) -> TuningResult:
+    """Search hyper-parameters of ``kind`` with Optuna (TPE), maximising Recall@100.
+
+    ``fixed`` parameters are not searched. A trial whose fit fails scores 0.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+
+    def objective(trial: Any) -> float:
+        params = {**_space(kind, trial), **(fixed or {})}
+        try:
+            model, _ = fit(kind, params, validation.train)
+        except ValueError as exc:
+            log.warning("trial of %s failed: %s", kind, exc)
+            return 0.0
+        finally:
+            on_trial()
+        return evaluate(model, validation.cases).get(OBJECTIVE, 0.0)
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=trials)
+    best = {**study.best_params, **(fixed or {})}
+    return TuningResult(
+        best, float(study.best_value), len(study.trials), time.perf_counter() - started
+    )

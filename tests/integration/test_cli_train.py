@@ -1,0 +1,112 @@
+"""`recloop train` and `recloop models` from the command line, on an embedded store."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner, Result
+
+from recloop import cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SOURCES = json.dumps(
+    [
+        {"name": "covisitation"},
+        {"name": "als", "params": {"factors": 8, "iterations": 3}},
+        {"name": "content", "params": {"embedder": "hashing"}},
+    ]
+)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RECLOOP_CONFIG", raising=False)
+    monkeypatch.delenv("RECLOOP_STORE_URL", raising=False)
+    monkeypatch.setenv("RECLOOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RECLOOP_TRAIN__SOURCES", SOURCES)
+    monkeypatch.setattr(cli, "console", Console(width=240))
+    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=240))
+    return tmp_path / "data"
+
+
+def flat(text: str) -> str:
+    """Text with box-drawing characters and runs of whitespace collapsed to one space."""
+    return " ".join(re.sub(r"[│┃╭╮╰╯─━┌┐└┘├┤┬┴┼╇┡┩┏┓┗┛┳┻╋]", " ", text).split())
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli.app, list(args))
+
+
+def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    return path
+
+
+def _load(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    genres = ["jazz", "rock", "folk", "opera"]
+    items = [
+        {"itemId": f"{g}-{i}", "title": f"{g.title()} record {i}", "category": g, "tags": [g]}
+        for g in genres
+        for i in range(15)
+    ]
+    events = []
+    for u in range(80):
+        genre = genres[u % 4]
+        for step in range(8):
+            events.append(
+                {
+                    "eventId": f"e{u}-{step}",
+                    "userId": f"u{u}",
+                    "itemId": f"{genre}-{rng.randrange(15)}",
+                    "eventType": "click",
+                    "eventTs": f"2026-01-{1 + step:02d}T10:{u % 60:02d}:00Z",
+                }
+            )
+    assert run("import", "--kind", "items", str(_jsonl(tmp_path / "i.jsonl", items))).exit_code == 0
+    result = run("import", "--kind", "events", str(_jsonl(tmp_path / "e.jsonl", events)))
+    assert result.exit_code == 0, result.output
+
+
+def test_train_prints_validation_per_source_and_promotes(data_dir: Path, tmp_path: Path) -> None:
+    _load(tmp_path)
+    result = run("train")
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "promoted" in out
+    for source in ("covisitation", "als", "content"):
+        # name, kind, fit seconds, then four metrics between 0 and 1
+        assert re.search(rf"{source} {source} \d+\.\d( [01]\.\d{{4}}){{4}}", out), out
+    listed = run("models", "list")
+    assert listed.exit_code == 0
+    assert listed.stdout.count("*") == 1
+    assert "covisitation" in listed.stdout
+
+
+def test_an_older_version_can_be_promoted_again(data_dir: Path, tmp_path: Path) -> None:
+    _load(tmp_path)
+    assert run("train").exit_code == 0
+    assert run("train").exit_code == 0
+    versions = sorted(p.name for p in (data_dir / "models" / "default").iterdir() if p.is_dir())
+    assert len(versions) == 2
+    result = run("models", "promote", versions[0])
+    assert result.exit_code == 0
+    assert (data_dir / "models" / "default" / "CURRENT").read_text().strip() == versions[0]
+    unknown = run("models", "promote", "no-such-version")
+    assert unknown.exit_code == 1
+    assert "no finished model version" in unknown.stderr
+
+
+def test_train_on_an_empty_store_fails_with_a_reason(data_dir: Path) -> None:
+    result = run("train")
+    assert result.exit_code == 1
+    assert "error" in result.stderr

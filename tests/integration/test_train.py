@@ -1,0 +1,182 @@
+"""`recloop train` end to end: a simulated store in, a promoted model version out, served
+by a running service without a restart."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from recloop.config import (
+    Settings,
+    SourceSlotConfig,
+    SurfaceConfig,
+    TrainSettings,
+    TrainSourceConfig,
+)
+from recloop.domain import Item
+from recloop.errors import SnapshotRefused
+from recloop.registry.artifacts import ModelRegistry
+from recloop.serving.recommender import RecommendationRequest
+from recloop.serving.runtime import ensure_dev_key, prepare_store, start_runtime
+from recloop.simulate.demo import DemoConfig, run_demo
+from recloop.simulate.world import WorldConfig
+from recloop.training.job import train
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WORLD = WorldConfig(
+    seed=5, initial_items=300, initial_users=120, new_items_per_day=10, new_users_per_day=5
+)
+SOURCES = [
+    TrainSourceConfig(name="covisitation"),
+    TrainSourceConfig(name="als", params={"factors": 16, "iterations": 5}),
+    TrainSourceConfig(name="content", params={"embedder": "hashing"}),
+    TrainSourceConfig(name="ease", params={"max_items": 10}),  # refuses: too many items
+]
+HOME = SurfaceConfig(
+    sources=[
+        SourceSlotConfig(name="covisitation", quota=100),
+        SourceSlotConfig(name="als", quota=100),
+        SourceSlotConfig(name="content", quota=50),
+        SourceSlotConfig(name="popular", quota=50),
+    ]
+)
+SIMILAR = SurfaceConfig(
+    sources=[SourceSlotConfig(name="content", quota=50)], requires_item=True, fallback=["popular"]
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    config = DemoConfig(world=WORLD, days=2, transport="inprocess")
+    run_demo(config, Settings(data_dir=root), Console(file=io.StringIO()))
+    return root / "demo"
+
+
+def _settings(data_dir: Path, sources: list[TrainSourceConfig] = SOURCES) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        train=TrainSettings(sources=sources),
+        surfaces={"home": HOME, "similar": SIMILAR},
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path) -> Settings:
+    settings = _settings(data_dir)
+    store = prepare_store(settings)
+    try:
+        result = train(settings, store)
+    finally:
+        store.close()
+    assert result.promoted
+    return settings
+
+
+def test_train_publishes_a_validated_version_and_says_what_it_skipped(trained: Settings) -> None:
+    registry = ModelRegistry(trained.resolved_model_dir())
+    version = registry.current("default")
+    assert version is not None
+    manifest = registry.manifest("default", version)
+    assert [m.name for m in manifest.models] == ["covisitation", "als", "content"]
+    for entry in manifest.models:
+        assert 0.0 <= entry.metrics["recall@100"] <= 1.0
+        assert entry.metrics["cases"] > 0
+    # The collaborative sources learned something: better than nothing on held-out days.
+    assert max(m.metrics["recall@500"] for m in manifest.models) > 0.05
+    assert any("ease" in note and "item-knn" in note for note in manifest.notes)
+
+
+def test_the_service_serves_trained_sources_with_reasons(trained: Settings) -> None:
+    store = prepare_store(trained)
+    runtime = start_runtime(trained, store)
+    try:
+        user = _user_with_history(runtime)
+        served = runtime.recommender.recommend(
+            "default", RecommendationRequest(user_id=user, surface="home", limit=20)
+        )
+        sources = {s for item in served.items for s in item.sources}
+        assert sources & {"covisitation", "als", "content"}
+        assert any(item.reason.startswith("Because you watched ") for item in served.items)
+        assert not served.fallback
+    finally:
+        runtime.close()
+
+
+def test_an_item_created_after_training_is_retrievable_at_once(trained: Settings) -> None:
+    store = prepare_store(trained)
+    runtime = start_runtime(trained, store)
+    try:
+        anchor = store.catalog.scan_items("default", None, 1)[0]
+        twin = Item(
+            item_id="brand-new-twin",
+            title=anchor.title,
+            description=anchor.description,
+            category=anchor.category,
+            tags=anchor.tags,
+        )
+        store.catalog.upsert_items("default", [twin], datetime.now(UTC))
+        similar = RecommendationRequest(
+            user_id="someone", surface="similar", limit=5, item_id=anchor.item_id
+        )
+        before = runtime.recommender.recommend("default", similar)
+        assert "brand-new-twin" not in [i.item_id for i in before.items]
+        runtime.model_loader.step()
+        after = runtime.recommender.recommend("default", similar)
+        assert after.items[0].item_id == "brand-new-twin"
+        assert after.items[0].source == "content"
+        assert after.items[0].reason == f"Similar to {anchor.title}"
+    finally:
+        runtime.close()
+
+
+def test_a_promoted_version_is_served_without_a_restart(trained: Settings, data_dir: Path) -> None:
+    store = prepare_store(trained)
+    runtime = start_runtime(trained, store)
+    try:
+        user = _user_with_history(runtime)
+        request = RecommendationRequest(user_id=user, surface="home", limit=20)
+        first = runtime.recommender.recommend("default", request)
+        assert "als" in {s for item in first.items for s in item.sources}
+        train(_settings(data_dir, [TrainSourceConfig(name="covisitation")]), store)
+        runtime.model_loader.step()
+        second = runtime.recommender.recommend("default", request)
+        # The new version has no ALS model: the running service no longer serves one.
+        sources = {s for item in second.items for s in item.sources}
+        assert "als" not in sources
+        assert "covisitation" in sources
+    finally:
+        runtime.close()
+
+
+def test_training_an_app_without_events_is_refused_with_a_reason(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    store = prepare_store(settings)
+    try:
+        ensure_dev_key(store, tmp_path)
+        with pytest.raises(SnapshotRefused, match="no events"):
+            train(settings, store)
+    finally:
+        store.close()
+    assert ModelRegistry(settings.resolved_model_dir()).current("default") is None
+
+
+def _user_with_history(runtime: object) -> str:
+    """The user with the most clicks: the one trained sources know best."""
+    from collections import Counter
+
+    from recloop.serving.runtime import Runtime
+
+    assert isinstance(runtime, Runtime)
+    clicks = Counter(
+        event.user_id
+        for _, event in runtime.store.events.scan(0, 100_000, app_id="default")
+        if event.event_type == "click"
+    )
+    assert clicks, "the simulation clicked nothing"
+    return clicks.most_common(1)[0][0]

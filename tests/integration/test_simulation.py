@@ -104,7 +104,8 @@ def test_report_has_the_daily_charts_and_the_three_shapes(outcome: DemoOutcome) 
     titles = ("CTR (clicks per served impression)", "Item popularity", "User activity")
     for title in (*titles, "CTR by position"):
         assert title in html
-    assert "No learned model exists yet" in html
+    assert "What ran: home = " in html
+    assert "the demo does not run `recloop train`" in html
 
 
 @pytest.mark.e2e

@@ -22,6 +22,7 @@ from rich.table import Table
 from recloop.api.app import create_app
 from recloop.api.server import BackgroundServer
 from recloop.config import Settings, SourceSlotConfig, SurfaceConfig, default_surfaces
+from recloop.serving.components import MODEL_SOURCES
 from recloop.serving.runtime import Runtime, ensure_dev_key, prepare_store, start_runtime
 from recloop.simulate.behaviour import Behaviour, BehaviourConfig
 from recloop.simulate.clients import HttpClient, InProcessClient, ServiceClient
@@ -136,6 +137,7 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
         runtime.close()
     wall_s = time.perf_counter() - started
     report_path = data_dir / "report.html"
+    what_ran = describe_variants(settings)
     write_report(
         result,
         report_path,
@@ -143,8 +145,9 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
         transport=config.transport,
         wall_s=wall_s,
         logged_lists=logged,
+        what_ran=what_ran,
     )
-    _print_summary(result, console, report_path, wall_s)
+    _print_summary(result, console, report_path, wall_s, what_ran)
     return DemoOutcome(result, report_path, wall_s)
 
 
@@ -196,8 +199,34 @@ def _simulate(
         return simulation.run()
 
 
+def describe_variants(settings: Settings) -> str:
+    """What each variant's surface runs, in words, from the configuration it ran with."""
+    parts = []
+    for variant, surface in DEMO_VARIANTS.items():
+        config = settings.surfaces[surface]
+        names = [s.name for s in config.sources]
+        parts.append(f"{variant} = {' + '.join(names)} ({config.ranker.name} ranker)")
+    trained = sorted(
+        {s.name for surface in DEMO_VARIANTS.values() for s in settings.surfaces[surface].sources}
+        & set(MODEL_SOURCES)
+    )
+    note = (
+        f" The trained sources ({', '.join(trained)}) recall nothing here: the demo does not "
+        "run `recloop train`, so each simulated night only refreshes popularity, trending and "
+        "newest."
+        if trained
+        else ""
+    )
+    return (
+        "What ran: "
+        + "; ".join(parts)
+        + ". Consumed, suppressed, removed and blocked items are never served."
+        + note
+    )
+
+
 def _print_summary(
-    result: SimulationResult, console: Console, report_path: Path, wall_s: float
+    result: SimulationResult, console: Console, report_path: Path, wall_s: float, what_ran: str
 ) -> None:
     table = Table(title="per day and variant (rates per served impression; p99 in ms)")
     columns = (
@@ -248,10 +277,7 @@ def _print_summary(
     console.print(totals)
     console.print(
         f"{result.events_sent:,} events sent ({result.late_events:,} late, "
-        f"{result.duplicate_events:,} sent twice, {result.bots} bot users). "
-        "What ran: home = trending + popular + newest, popular = popular only, both with the "
-        "source-score ranker; no learned model exists yet, so the nightly job only refreshes "
-        "popularity. "
+        f"{result.duplicate_events:,} sent twice, {result.bots} bot users). {what_ran} "
         f"Report: [bold]{report_path}[/bold]. Wall time {wall_s:.0f} s.",
         soft_wrap=True,
     )

@@ -43,8 +43,9 @@ def write_report(
     transport: str,
     wall_s: float,
     logged_lists: int,
+    what_ran: str,
 ) -> None:
-    """Write the HTML report to ``path``."""
+    """Write the HTML report to ``path``; ``what_ran`` describes the variants."""
     labels = [f"{day:%m-%d}" for day in result.days]
     daily = Section(
         "Per day and variant",
@@ -146,11 +147,7 @@ def write_report(
     ran = Section(
         "What ran",
         paragraphs=[
-            "Variant home: trending (24 h half-life), popular (all time) and newest items "
-            "(weight 0.3); variant popular: popular only. Ranker: a weighted blend of the "
-            "sources' normalised scores. Consumed, suppressed, removed and blocked items are "
-            "never served. No learned model exists yet: each simulated night only refreshes "
-            "popularity, trending and newest.",
+            what_ran,
             f"{result.events_sent:,} events sent over {transport} ({result.late_events:,} late, "
             f"{result.duplicate_events:,} sent twice), {logged_lists:,} served lists logged, "
             f"{result.bots} bot users. Seed {config.seed}; wall time {wall_s:.0f} s.",

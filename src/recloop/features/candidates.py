@@ -66,14 +66,17 @@ def source_score_features(
 ) -> FeatureMatrix:
     """Each source's score scaled to [0, 1] by its best candidate; 0 where it did not recall."""
     values = np.zeros((len(candidates), len(sources)), dtype=np.float32)
-    for col, source in enumerate(sources):
-        for row, candidate in enumerate(candidates):
-            score = candidate.source_scores.get(source)
-            if score is not None:
+    column = {source: col for col, source in enumerate(sources)}
+    # One pass over what was recalled, not candidates x sources: most cells are empty.
+    for row, candidate in enumerate(candidates):
+        for source, score in candidate.source_scores.items():
+            col = column.get(source)
+            if col is not None:
                 values[row, col] = score
-        top = float(values[:, col].max(initial=0.0))
-        if top > 0:
-            values[:, col] /= top
+    if len(candidates):
+        top = values.max(axis=0)
+        positive = top > 0
+        values[:, positive] /= top[positive]
     return FeatureMatrix(
         item_ids=tuple(c.item_id for c in candidates),
         names=tuple(source_score_feature(s) for s in sources),

@@ -30,7 +30,19 @@ def test_example_config_loads_and_builds_every_surface(monkeypatch: pytest.Monke
             executor,
         )
     assert [slot.source.name for slot in pipelines["home"].sources] == [
+        "session",
+        "covisitation",
+        "als",
+        "interests",
         "trending",
         "popular",
+        "fresh",
         "newest",
+    ]
+    assert [s.name for s in settings.train.sources] == [
+        "covisitation",
+        "ease",
+        "als",
+        "content",
+        "two-tower",
     ]

@@ -80,6 +80,7 @@ def default_surfaces() -> dict[str, SurfaceConfig]:
                 SourceSlotConfig(name="two-tower", quota=100),
                 SourceSlotConfig(name="content", quota=50),
                 SourceSlotConfig(name="interests", quota=50),
+                SourceSlotConfig(name="segment-popular", quota=50),
                 SourceSlotConfig(name="trending", quota=100),
                 SourceSlotConfig(name="popular", quota=100),
                 # New items get a share of attention before they have any engagement.
@@ -161,6 +162,7 @@ def default_train_sources() -> list[TrainSourceConfig]:
         TrainSourceConfig(name="als"),
         TrainSourceConfig(name="content"),
         TrainSourceConfig(name="two-tower"),
+        TrainSourceConfig(name="segment-popular"),
     ]
 
 

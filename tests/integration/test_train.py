@@ -17,7 +17,7 @@ from recloop.config import (
     TrainSettings,
     TrainSourceConfig,
 )
-from recloop.domain import Item
+from recloop.domain import Item, User
 from recloop.errors import SnapshotRefused
 from recloop.registry.artifacts import ModelRegistry
 from recloop.serving.recommender import RecommendationRequest
@@ -36,12 +36,15 @@ SOURCES = [
     TrainSourceConfig(name="als", params={"factors": 16, "iterations": 5}),
     TrainSourceConfig(name="content", params={"embedder": "hashing"}),
     TrainSourceConfig(name="ease", params={"max_items": 10}),  # refuses: too many items
+    TrainSourceConfig(name="segment-popular"),
 ]
 HOME = SurfaceConfig(
     sources=[
         SourceSlotConfig(name="covisitation", quota=100),
         SourceSlotConfig(name="als", quota=100),
         SourceSlotConfig(name="content", quota=50),
+        SourceSlotConfig(name="interests", quota=20),
+        SourceSlotConfig(name="segment-popular", quota=20),
         SourceSlotConfig(name="popular", quota=50),
     ]
 )
@@ -83,7 +86,12 @@ def test_train_publishes_a_validated_version_and_says_what_it_skipped(trained: S
     version = registry.current("default")
     assert version is not None
     manifest = registry.manifest("default", version)
-    assert [m.name for m in manifest.models] == ["covisitation", "als", "content"]
+    assert [m.name for m in manifest.models] == [
+        "covisitation",
+        "als",
+        "content",
+        "segment-popular",
+    ]
     for entry in manifest.models:
         assert 0.0 <= entry.metrics["recall@100"] <= 1.0
         assert entry.metrics["cases"] > 0
@@ -104,6 +112,28 @@ def test_the_service_serves_trained_sources_with_reasons(trained: Settings) -> N
         assert sources & {"covisitation", "als", "content"}
         assert any(item.reason.startswith("Because you watched ") for item in served.items)
         assert not served.fallback
+    finally:
+        runtime.close()
+
+
+def test_a_new_user_is_served_from_their_region_and_interests(trained: Settings) -> None:
+    store = prepare_store(trained)
+    runtime = start_runtime(trained, store)
+    try:
+        known = store.users.scan_users("default", None, 1)[0]
+        region = known.attributes["region"]
+        store.users.upsert_users(
+            "default",
+            [User("newcomer", {"region": region, "interests": known.attributes["interests"]})],
+            datetime.now(UTC),
+        )
+        served = runtime.recommender.recommend(
+            "default", RecommendationRequest(user_id="newcomer", surface="home", limit=30)
+        )
+        reasons = {item.reason for item in served.items}
+        assert f"Popular in {region}" in reasons
+        assert any(r.startswith("Trending in ") for r in reasons)
+        assert not any(r.startswith("Because you watched") for r in reasons)
     finally:
         runtime.close()
 

@@ -16,6 +16,7 @@ from recloop.retrieval.content import ContentModel
 from recloop.retrieval.factors import ALSModel, BPRModel
 from recloop.retrieval.item_item import EASE, CoVisitation, ItemKNN
 from recloop.retrieval.models import RetrievalModel
+from recloop.retrieval.segment_popular import SegmentPopularModel
 from recloop.retrieval.two_tower import TwoTowerModel
 
 MODEL_KINDS: dict[str, Callable[[Path], RetrievalModel]] = {
@@ -26,6 +27,7 @@ MODEL_KINDS: dict[str, Callable[[Path], RetrievalModel]] = {
     BPRModel.kind: BPRModel.load,
     ContentModel.kind: ContentModel.load,
     TwoTowerModel.kind: TwoTowerModel.load,
+    SegmentPopularModel.kind: SegmentPopularModel.load,
 }
 
 

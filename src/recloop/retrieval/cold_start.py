@@ -16,6 +16,7 @@ import numpy as np
 from recloop.domain import Candidate
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.content import ContentModel
+from recloop.retrieval.interleave import round_robin
 from recloop.retrieval.models import RecallQuery
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.protocols import RetrievalQuery
@@ -52,23 +53,20 @@ class InterestsSource:
         interests = interests_of(query.user_attributes)
         if snapshot is None or not interests:
             return []
-        lists = []
-        for category in interests:
+        # Interests are matched to catalog categories ignoring case ("comedy" is "Comedy").
+        known = {c.casefold(): c for c in snapshot.popular_by_category}
+        known.update({c.casefold(): c for c in snapshot.trending_by_category})
+        lists: list[tuple[str, Sequence[str]]] = []
+        for interest in interests:
+            category = known.get(interest.casefold(), interest)
             ids, _ = snapshot.ranked("trending", category)
             lists.append((category, ids or snapshot.ranked("popular", category)[0]))
-        out: list[Candidate] = []
-        seen = set(query.excluded_item_ids)
-        for rank in range(max((len(ids) for _, ids in lists), default=0)):
-            for category, ids in lists:
-                if rank < len(ids) and ids[rank] not in seen:
-                    seen.add(ids[rank])
-                    # Earlier ranks score higher; categories interleave at equal rank.
-                    out.append(
-                        Candidate(ids[rank], self.name, 1.0 / (1 + rank), f"Trending in {category}")
-                    )
-                    if len(out) >= k:
-                        return out
-        return out
+        return [
+            Candidate(item_id, self.name, 1.0 / (1 + rank), f"Trending in {category}")
+            for rank, (item_id, category) in enumerate(
+                round_robin(lists, query.excluded_item_ids, k)
+            )
+        ]
 
 
 class FreshSource:

@@ -72,6 +72,7 @@ class ModelSource:
                 now_ts=query.now.timestamp(),
                 device=query.device,
                 exclude=query.excluded_item_ids,
+                attributes=_attributes(query),
             )
         return [
             Candidate(r.item_id, self.name, r.score, self._explain(r, bundle, query))
@@ -80,7 +81,19 @@ class ModelSource:
 
     def _explain(self, recalled: Recalled, bundle: ModelBundle, query: RetrievalQuery) -> str:
         if recalled.because is None:
-            return self._reason
+            return recalled.reason or self._reason
         title = bundle.titles.get(recalled.because) or recalled.because
         template = self._similar if recalled.because == query.anchor_item_id else self._because
         return template.format(title=title)
+
+
+def _attributes(query: RetrievalQuery) -> tuple[tuple[str, str], ...]:
+    """The user's scalar attributes, and the request's locale, as (name, value) pairs."""
+    pairs = [
+        (name, str(value))
+        for name, value in (query.user_attributes or {}).items()
+        if isinstance(value, str | int | float | bool)
+    ]
+    if query.locale is not None and not any(name == "locale" for name, _ in pairs):
+        pairs.append(("locale", query.locale))
+    return tuple(pairs)

@@ -26,6 +26,7 @@ class RecallQuery:
     now_ts: float | None = None  # seconds since the epoch
     device: str | None = None
     exclude: frozenset[str] = frozenset()  # never return these
+    attributes: tuple[tuple[str, str], ...] = ()  # what the user told us (cold users only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Recalled:
     item_id: str
     score: float
     because: str | None = None
+    reason: str | None = None  # a reason of the model's own, when no history item explains it
 
 
 class RetrievalModel(Protocol):

@@ -77,6 +77,7 @@ MODEL_SOURCES: dict[str, tuple[Seeds, str]] = {
     "bpr": ("history", "bpr"),
     "two-tower": ("history", "two-tower"),
     "content": ("history", "content"),
+    "segment-popular": ("history", "segment-popular"),
 }
 
 #: Sources that are lookups in an in-memory snapshot, answering in microseconds: they run

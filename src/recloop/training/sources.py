@@ -20,6 +20,7 @@ from recloop.retrieval.factors import ALSModel, BPRModel
 from recloop.retrieval.interactions import TrainingData
 from recloop.retrieval.item_item import EASE, CoVisitation, ItemKNN
 from recloop.retrieval.models import RetrievalModel
+from recloop.retrieval.segment_popular import SegmentPopularModel
 from recloop.retrieval.two_tower import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ FACTORIES: dict[str, Callable[..., RetrievalModel]] = {
     BPRModel.kind: BPRModel,
     ContentModel.kind: ContentModel,
     TwoTowerModel.kind: TwoTowerModel,
+    SegmentPopularModel.kind: SegmentPopularModel,
 }
 
 #: The metric tuning maximises, and the cut-offs validation reports.
@@ -181,6 +183,8 @@ def _space(kind: str, trial: Any) -> dict[str, Any]:
             "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 50.0, log=True),
             "history_len": trial.suggest_int("history_len", 1, 50),
         }
+    if kind == SegmentPopularModel.kind:
+        return {"half_life_days": trial.suggest_float("half_life_days", 1.0, 180.0, log=True)}
     if kind == TwoTowerModel.kind:
         return {
             "temperature": trial.suggest_float("temperature", 0.02, 0.3, log=True),

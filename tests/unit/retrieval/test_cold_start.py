@@ -69,6 +69,14 @@ def test_a_cold_user_gets_trending_items_of_each_chosen_category_in_turn() -> No
     assert found[2].reason == "Trending in folk"  # popular stands in when nothing trends
 
 
+def test_interests_match_categories_ignoring_case() -> None:
+    found = InterestsSource(_popularity()).retrieve(_ctx(user_attributes={"interests": "JAZZ"}), 2)
+    assert [(c.item_id, c.reason) for c in found] == [
+        ("j1", "Trending in jazz"),
+        ("j2", "Trending in jazz"),
+    ]
+
+
 def test_a_user_with_history_or_without_interests_gets_nothing_from_interests() -> None:
     source = InterestsSource(_popularity(), max_history=2)
     attributes = {"interests": ["jazz"]}

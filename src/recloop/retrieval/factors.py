@@ -62,14 +62,19 @@ class _FactorModel:
         return self
 
     def _set(
-        self, user_ids: tuple[str, ...], item_ids: tuple[str, ...], users: Matrix, items: Matrix
+        self,
+        user_ids: tuple[str, ...],
+        item_ids: tuple[str, ...],
+        users: Matrix,
+        items: Matrix,
+        index: VectorIndex | None = None,
     ) -> None:
         self.user_ids_, self.item_ids_ = user_ids, item_ids
         self.user_factors_ = np.ascontiguousarray(users, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(items, dtype=np.float32)
         self._users = {u: i for i, u in enumerate(user_ids)}
         self._items = {t: i for i, t in enumerate(item_ids)}
-        self.index_ = VectorIndex.build(item_ids, self.item_factors_)
+        self.index_ = index or VectorIndex.build(item_ids, self.item_factors_)
 
     def _fold_in(self, rows: list[int]) -> Matrix | None:
         """A vector for a user known only by the items in ``rows``."""
@@ -120,8 +125,11 @@ class _FactorModel:
         ]
 
     def save(self, path: Path) -> None:
-        """Write the factors, ids and hyper-parameters (the index is rebuilt on load)."""
+        """Write the factors, ids, hyper-parameters and the vector index."""
         np.savez(path / "factors.npz", users=self.user_factors_, items=self.item_factors_)
+        if self.index_ is not None:
+            (path / "index").mkdir()
+            self.index_.save(path / "index")
         (path / "ids.json").write_text(
             json.dumps({"users": list(self.user_ids_), "items": list(self.item_ids_)})
         )
@@ -133,7 +141,12 @@ class _FactorModel:
         model = cls(**json.loads((path / "params.json").read_text()))
         arrays = np.load(path / "factors.npz")
         ids = json.loads((path / "ids.json").read_text())
-        model._set(tuple(ids["users"]), tuple(ids["items"]), arrays["users"], arrays["items"])
+        # The index built offline is read, not rebuilt: HNSW over a large catalogue takes
+        # minutes to build.
+        index = VectorIndex.load(path / "index") if (path / "index").is_dir() else None
+        model._set(
+            tuple(ids["users"]), tuple(ids["items"]), arrays["users"], arrays["items"], index
+        )
         return model
 
 

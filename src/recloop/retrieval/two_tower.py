@@ -422,14 +422,19 @@ class TwoTowerModel:
     def _device_row(self, device: str | None) -> int:
         return 0 if device is None else self._device_index.get(device, -1) + 1
 
-    def _build_index(self) -> None:
-        """Index the item vectors with ``VectorIndex``; without faiss, search them in numpy."""
+    def _build_index(self, saved: Path | None = None) -> None:
+        """Index the item vectors with ``VectorIndex`` (read the one saved at ``saved`` when
+        there is one: an HNSW build of a large catalogue takes minutes); without faiss,
+        search them in numpy."""
         try:
             from recloop.retrieval.vector_index import VectorIndex
         except ImportError:
             self._index = None
             return
-        self._index = VectorIndex.build(self._item_ids, self._items)
+        if saved is not None and saved.is_dir():
+            self._index = VectorIndex.load(saved)
+        else:
+            self._index = VectorIndex.build(self._item_ids, self._items)
 
     def _require_fitted(self) -> None:
         if not self._fitted:
@@ -543,6 +548,10 @@ class TwoTowerModel:
             "categories": list(self._categories),
         }
         (path / _META).write_text(json.dumps(meta), encoding="utf-8")
+        if self._index is not None:
+            index_dir = path / "index"
+            index_dir.mkdir()
+            self._index.save(index_dir)
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -561,6 +570,6 @@ class TwoTowerModel:
             model._weights = {
                 name: np.asarray(arrays[name], dtype=np.float32) for name in _USER_WEIGHTS
             }
-        model._build_index()
+        model._build_index(path / "index")
         model._fitted = True
         return model

@@ -110,6 +110,8 @@ def test_the_service_serves_trained_sources_with_reasons(trained: Settings) -> N
         )
         sources = {s for item in served.items for s in item.sources}
         assert sources & {"covisitation", "als", "content"}
+        version = ModelRegistry(trained.resolved_model_dir()).current("default")
+        assert served.model_version == f"source-scores-1+retrieval:{version}"
         assert any(item.reason.startswith("Because you watched ") for item in served.items)
         assert not served.fallback
     finally:

@@ -125,6 +125,11 @@ class RecommendedItem(CamelModel):
     score: float
     reason: str = Field(description="Why, in words a person can read.")
     source: str = Field(description="The candidate source that recalled it first.")
+    sources: list[str] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Every source that recalled it (only with debug=true).",
+    )
 
 
 class StagePublic(CamelModel):

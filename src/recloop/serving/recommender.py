@@ -16,6 +16,7 @@ from recloop.domain import (
 )
 from recloop.errors import InvalidInput
 from recloop.monitoring.metrics import Metrics
+from recloop.retrieval.bundle import ModelIndex
 from recloop.serving.budget import StageTrace, Stopwatch
 from recloop.serving.pipeline import Pipeline
 from recloop.store.protocols import EventLog, Suppressions, Users
@@ -68,6 +69,7 @@ class Recommender:
         writer: where the served list is queued for the recommendation log.
         metrics: where requests and stage outcomes are counted.
         users: read for the attributes of users with fewer than ``cold_history`` items.
+        models: the loaded retrieval models, whose version each response names.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Recommender:
         metrics: Metrics,
         users: Users | None = None,
         cold_history: int = 5,
+        models: ModelIndex | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pipelines = dict(pipelines)
@@ -92,6 +95,7 @@ class Recommender:
         self._clock = clock
         self._users = users
         self._cold_history = cold_history
+        self._models = models
 
     @property
     def surfaces(self) -> list[str]:
@@ -148,10 +152,15 @@ class Recommender:
         )
         served = pipeline.run(ctx, request.limit)
         latency_ms = watch.ms()
+        model_version = served.model_version
+        bundle = self._models.get(app_id) if self._models is not None else None
+        if bundle is not None:
+            # The ranker and the retrieval models both shaped the list: name both.
+            model_version = f"{model_version}+retrieval:{bundle.version}"
         result = Recommendations(
             request_id=ctx.request_id,
             items=served.items,
-            model_version=served.model_version,
+            model_version=model_version,
             experiment=None,
             variant="default",
             fallback=served.fallback,

@@ -164,6 +164,7 @@ def start_runtime(
         metrics=metrics,
         users=store.users,
         cold_history=settings.serving.cold_history,
+        models=models,
         clock=clock,
     )
     ingestor = EventIngestor(

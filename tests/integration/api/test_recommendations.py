@@ -61,6 +61,17 @@ def test_the_response_names_the_request_model_variant_and_fallback(catalog: Api)
     assert first["reason"]
 
 
+def test_debug_names_every_source_that_recalled_each_item(catalog: Api) -> None:
+    plain = catalog.recommend(userId="stranger")
+    debug = catalog.recommend(userId="stranger", debug="true")
+
+    assert all("sources" not in item for item in plain["items"])
+    for item in debug["items"]:
+        assert item["source"] == item["sources"][0]
+    # Popular items also trend here: some item was recalled by more than one source.
+    assert any(len(item["sources"]) > 1 for item in debug["items"])
+
+
 def test_each_request_gets_its_own_request_id(catalog: Api) -> None:
     ids = {catalog.recommend(userId="stranger")["requestId"] for _ in range(3)}
 

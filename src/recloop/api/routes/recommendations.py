@@ -89,7 +89,13 @@ async def get_recommendations(
     return RecommendationsPublic(
         request_id=result.request_id,
         items=[
-            RecommendedItem(item_id=i.item_id, score=i.score, reason=i.reason, source=i.source)
+            RecommendedItem(
+                item_id=i.item_id,
+                score=i.score,
+                reason=i.reason,
+                source=i.source,
+                sources=list(i.sources) if debug else None,
+            )
             for i in result.items
         ],
         model_version=result.model_version,

@@ -118,11 +118,16 @@ class EvalCase:
     relevant: frozenset[str]
     exclude: frozenset[str]
     now_ts: float | None = None
+    attributes: tuple[tuple[str, str], ...] = ()  # what the user told us (region, locale...)
 
     def query(self) -> RecallQuery:
         """The query a source is asked for this case."""
         return RecallQuery(
-            user_id=self.user_id, history=self.history, exclude=self.exclude, now_ts=self.now_ts
+            user_id=self.user_id,
+            history=self.history,
+            exclude=self.exclude,
+            now_ts=self.now_ts,
+            attributes=self.attributes,
         )
 
 

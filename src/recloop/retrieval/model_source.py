@@ -6,7 +6,7 @@ from typing import Literal
 
 from recloop.domain import Candidate
 from recloop.retrieval.bundle import ModelBundle, ModelIndex
-from recloop.retrieval.models import Recalled, RecallQuery
+from recloop.retrieval.models import Recalled, RecallQuery, scalar_attributes
 from recloop.retrieval.protocols import RetrievalQuery
 
 #: What a source feeds its model: the whole history (with the session first), or only the
@@ -89,11 +89,7 @@ class ModelSource:
 
 def _attributes(query: RetrievalQuery) -> tuple[tuple[str, str], ...]:
     """The user's scalar attributes, and the request's locale, as (name, value) pairs."""
-    pairs = [
-        (name, str(value))
-        for name, value in (query.user_attributes or {}).items()
-        if isinstance(value, str | int | float | bool)
-    ]
+    pairs = list(scalar_attributes(query.user_attributes))
     if query.locale is not None and not any(name == "locale" for name, _ in pairs):
         pairs.append(("locale", query.locale))
     return tuple(pairs)

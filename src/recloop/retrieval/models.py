@@ -8,11 +8,21 @@ loaded model in a ``ModelSource`` (``retrieval.model_source``), which turns a re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
 from recloop.retrieval.interactions import TrainingData
+
+
+def scalar_attributes(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """A user's scalar attributes as (name, value) text pairs: what segment sources match."""
+    return tuple(
+        (name, str(value))
+        for name, value in (attributes or {}).items()
+        if isinstance(value, str | int | float | bool)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from recloop.retrieval.content import ContentModel
 from recloop.retrieval.factors import ALSModel, BPRModel
 from recloop.retrieval.interactions import TrainingData
 from recloop.retrieval.item_item import EASE, CoVisitation, ItemKNN
-from recloop.retrieval.models import RetrievalModel
+from recloop.retrieval.models import RetrievalModel, scalar_attributes
 from recloop.retrieval.segment_popular import SegmentPopularModel
 from recloop.retrieval.two_tower import TwoTowerModel
 
@@ -80,6 +80,7 @@ def time_validation(data: TrainingData, fraction: float, max_cases: int = 2000) 
             relevant=frozenset(ids[i] for i in later[u]),
             exclude=frozenset(ids[i] for i in seen[u]),
             now_ts=cutoff,
+            attributes=scalar_attributes(data.user_attributes.get(x.user_ids[u])),
         )
         for u in users
     )

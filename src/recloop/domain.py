@@ -41,6 +41,18 @@ CONSUMING_EVENTS: frozenset[EventType] = frozenset(
 )
 
 
+#: How much each engagement counts toward popularity and as a training signal: stronger
+#: signals weigh more. Other event types count nothing.
+ENGAGEMENT_WEIGHTS: dict[EventType, float] = {
+    EventType.CLICK: 1.0,
+    EventType.VIEW: 1.0,
+    EventType.LIKE: 2.0,
+    EventType.ADD_TO_CART: 2.0,
+    EventType.SHARE: 3.0,
+    EventType.PURCHASE: 4.0,
+}
+
+
 class Feedback(StrEnum):
     """Explicit negative feedback that suppresses an item for one user."""
 

@@ -11,18 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recloop.domain import CONSUMING_EVENTS, EventType, ItemStatus
+from recloop.domain import CONSUMING_EVENTS, ENGAGEMENT_WEIGHTS, ItemStatus
 from recloop.retrieval.interactions import Interactions, ItemTable, TrainingData, item_text
-
-#: How much each engagement counts: stronger signals weigh more (as for popularity).
-DEFAULT_WEIGHTS: Mapping[str, float] = {
-    EventType.CLICK: 1.0,
-    EventType.VIEW: 1.0,
-    EventType.LIKE: 2.0,
-    EventType.ADD_TO_CART: 2.0,
-    EventType.SHARE: 3.0,
-    EventType.PURCHASE: 4.0,
-}
 
 
 def _epoch_seconds(column: pa.ChunkedArray) -> np.ndarray:
@@ -52,14 +42,14 @@ def retrieval_data(
     users: pa.Table | None = None,
     impressions: pa.Table | None = None,
     *,
-    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+    weights: Mapping[str, float] | None = None,
 ) -> TrainingData:
     """Training data for retrieval models from cleaned events and the snapshot's tables.
 
     Positives are engagements (clicks, views, likes, shares, carts, purchases) weighted by
-    ``weights``; every active item is in the vocabulary, with or without engagement, so that
-    content models index new items. Shown negatives are served items the user never engaged
-    with.
+    ``weights`` (default ``ENGAGEMENT_WEIGHTS``); every active item is in the vocabulary, with
+    or without engagement, so that content models index new items. Shown negatives are served
+    items the user never engaged with.
     """
     consuming = [t.value for t in CONSUMING_EVENTS]
     positive = events.filter(
@@ -70,6 +60,8 @@ def retrieval_data(
     )
     table = item_table(items)
     event_types = positive.column("event_type").to_pylist()
+    if weights is None:
+        weights = {str(t): w for t, w in ENGAGEMENT_WEIGHTS.items()}
     interactions = Interactions.from_records(
         positive.column("user_id").to_pylist(),
         positive.column("item_id").to_pylist(),

@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from recloop.domain import EventRecord, EventType
+from recloop.domain import ENGAGEMENT_WEIGHTS, EventRecord, EventType
 from recloop.store.protocols import CatalogChange
 
 #: A ranked list: item ids best first, and their scores.
@@ -27,16 +27,7 @@ class PopularityConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    weights: dict[EventType, float] = Field(
-        default_factory=lambda: {
-            EventType.CLICK: 1.0,
-            EventType.VIEW: 1.0,
-            EventType.LIKE: 2.0,
-            EventType.ADD_TO_CART: 2.0,
-            EventType.SHARE: 3.0,
-            EventType.PURCHASE: 4.0,
-        }
-    )
+    weights: dict[EventType, float] = Field(default_factory=lambda: dict(ENGAGEMENT_WEIGHTS))
     half_life_hours: float = Field(default=24.0, gt=0)
     top_n: int = Field(default=1000, ge=1)
 

@@ -503,8 +503,7 @@ def train(
         soft_wrap=True,
     )
     table = Table(
-        "source",
-        "kind",
+        Column("source", no_wrap=True),
         Column("fit s", justify="right"),
         Column("R@50", justify="right"),
         Column("R@100", justify="right"),
@@ -513,34 +512,24 @@ def train(
         "tuned",
         title="retrieval sources (validation)",
     )
+    metrics = ("recall@50", "recall@100", "recall@500", "ndcg@10")
     for r in result.sources:
         if r.skipped:
-            table.add_row(r.name, r.kind, "-", "-", "-", "-", "-", f"skipped: {r.skipped}")
             continue
-        m = r.metrics
         table.add_row(
-            r.name,
-            r.kind,
+            r.name if r.kind == r.name else f"{r.name} ({r.kind})",
             f"{r.fit_seconds:.1f}",
-            *(
-                f"{m.get(k, float('nan')):.4f}"
-                for k in ("recall@50", "recall@100", "recall@500", "ndcg@10")
-            ),
+            *(f"{r.metrics.get(k, float('nan')):.4f}" for k in metrics),
             "yes" if r.tuned else "",
         )
     if result.merged:
-        m = result.merged
         table.add_row(
-            "all, interleaved",
-            "merged",
-            "",
-            *(
-                f"{m.get(k, float('nan')):.4f}"
-                for k in ("recall@50", "recall@100", "recall@500", "ndcg@10")
-            ),
-            "",
+            "merged", "", *(f"{result.merged.get(k, float('nan')):.4f}" for k in metrics), ""
         )
     console.print(table)
+    for r in result.sources:
+        if r.skipped:
+            console.print(f"{r.name}: not trained ({r.skipped})", soft_wrap=True)
     segments = [
         k.removeprefix("recall@100 users ")
         for k in result.merged

@@ -84,8 +84,8 @@ def test_train_prints_validation_per_source_and_promotes(data_dir: Path, tmp_pat
     out = flat(result.stdout)
     assert "promoted" in out
     for source in ("covisitation", "als", "content"):
-        # name, kind, fit seconds, then four metrics between 0 and 1
-        assert re.search(rf"{source} {source} \d+\.\d( [01]\.\d{{4}}){{4}}", out), out
+        # name, fit seconds, then four metrics between 0 and 1
+        assert re.search(rf"{source} \d+\.\d( [01]\.\d{{4}}){{4}}", out), out
     listed = run("models", "list")
     assert listed.exit_code == 0
     assert listed.stdout.count("*") == 1

@@ -70,7 +70,12 @@ class ModelLoader:
                 except Exception:
                     log.exception("could not load model version %s of %s", version, app_id)
                     self._on_error()
-            self._follow_catalog()
+            try:
+                self._follow_catalog()
+            except Exception:
+                # New items wait for the next step; the loaded models keep serving.
+                log.exception("could not add new catalog items to the loaded models")
+                self._on_error()
 
     def _load(self, app_id: str, version: str) -> ModelBundle:
         manifest = self._registry.manifest(app_id, version)

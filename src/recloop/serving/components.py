@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from recloop.errors import ConfigError
 from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
@@ -65,6 +65,16 @@ class ModelSourceParams(BaseModel):
     because: str = "Because you watched {title}"
     similar: str = "Similar to {title}"
     reason: str = "Picked for you"
+
+    @field_validator("because", "similar", "reason")
+    @classmethod
+    def _one_placeholder(cls, template: str) -> str:
+        # A template that would fail per request is refused at start-up instead.
+        try:
+            template.format(title="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"the only placeholder is {{title}}; got {template!r}") from exc
+        return template
 
 
 #: Trained sources: the model of the same name (or ``model``) in the live model version.

@@ -216,6 +216,22 @@ def test_bad_params_raise_config_error_naming_the_key(
     assert key_of(raised.value) == key
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{"because": "Because of {item}"}, {"reason": "{0} picks"}, {"weights": 2}],
+    ids=["unknown-placeholder", "positional-placeholder", "unknown-param"],
+)
+def test_bad_trained_source_params_fail_at_build_naming_the_source(
+    params: dict[str, object], resources: Resources, executor: ThreadPoolExecutor
+) -> None:
+    config = SurfaceConfig(sources=[SourceSlotConfig(name="als", params=params)])
+
+    with pytest.raises(ConfigError) as raised:
+        build(config, resources, executor)
+
+    assert key_of(raised.value) == "surfaces.home.sources[0].params"
+
+
 def test_a_config_error_in_one_surface_names_that_surface(
     resources: Resources, executor: ThreadPoolExecutor
 ) -> None:

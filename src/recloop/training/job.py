@@ -228,6 +228,7 @@ def _train_source(
                 validation,
                 trials=trials,
                 fixed=config.params,
+                start=params,
                 on_trial=lambda: progress(stage, 1, trials),
             )
             tuning[config.name] = {

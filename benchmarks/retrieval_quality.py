@@ -9,6 +9,15 @@ baseline, a round-robin merge of all trained sources, and published reference fi
     .venv/bin/python benchmarks/retrieval_quality.py --quick               # small and fast
     .venv/bin/python benchmarks/retrieval_quality.py --datasets ml-100k,lastfm \\
         --sources popular,ease,als --out                                   # writes JSON
+    .venv/bin/python benchmarks/retrieval_quality.py --datasets ml-100k-random \\
+        --tune 20 --tune-sources als,bpr --out                             # also tuned
+
+With ``--tune N`` each trained source (or those of ``--tune-sources``) is also tuned with the
+training job's tuner (N Optuna trials, maximising Recall@100 on the split's validation cases,
+fitted on the training data that excludes them; never on the test cases), then refitted with
+the best parameters on the training part and evaluated on the test cases like the default:
+its row is ``<source> (tuned)``. A split without a validation part (``ml-100k-random``) is
+given one from its training part: a per-user random 75/25 split of each user's training rows.
 
 Data sets are read from ``$RECLOOP_DATASETS`` (default ``../shared/datasets``).
 """
@@ -62,6 +71,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "retrieval_quality.j
 KS = (10, 50, 100, 500)
 DEPTH = max(KS)
 TOP = 10
+TUNED = " (tuned)"  # the suffix of a tuned source's row
+VALID_HOLDOUT = 0.25  # of each user's training rows, where a split has no validation part
+VALID_SEED = 43
 
 out = Console(width=170, highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -299,16 +311,57 @@ class SourceResult:
     eval_s: float = math.nan
     report: RetrievalReport | None = None
     rankings: list[list[str]] = field(default_factory=list, repr=False)
+    tuning: TuningInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {
+        doc = {
             "source": self.name,
             "status": self.status,
             "note": self.note,
             "fit_s": None if math.isnan(self.fit_s) else round(self.fit_s, 3),
             "eval_s": None if math.isnan(self.eval_s) else round(self.eval_s, 3),
             "report": None if self.report is None else self.report.to_dict(),
+        }
+        if self.tuning is not None:
+            doc["tuning"] = self.tuning.to_dict()
+        return doc
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """What ``--tune`` asked for."""
+
+    trials: int
+    sources: frozenset[str]
+    max_cases: int
+    seed: int
+
+
+@dataclass
+class TuningInfo:
+    """How a source's tuned parameters were found, on validation cases only."""
+
+    kind: str
+    params: dict[str, Any]
+    valid_recall: float  # the best trial's validation Recall@100
+    default_valid_recall: float  # the default parameters' on the same cases
+    trials: int
+    seconds: float
+    edges: list[str]  # parameters at (or within 5% of) an edge of the search space
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "kind": self.kind,
+            "params": self.params,
+            "valid_recall@100": round(self.valid_recall, 5),
+            "default_valid_recall@100": None
+            if math.isnan(self.default_valid_recall)
+            else round(self.default_valid_recall, 5),
+            "trials": self.trials,
+            "tune_s": round(self.seconds, 1),
+            "at_search_space_edge": self.edges,
         }
 
 
@@ -367,8 +420,189 @@ def run_source(
     return result
 
 
+# --- tuning ----------------------------------------------------------------------------------
+
+
+def holdout_validation(
+    data: TrainingData, fraction: float, seed: int
+) -> tuple[TrainingData, list[EvalCase]]:
+    """A validation split carved from training data: a per-user random ``fraction`` of each
+    user's rows is held out (as ``random_split`` does to the whole log); cases are users with
+    rows on both sides, relevant = their held-out items not among their kept ones."""
+    x = data.interactions
+    keep = np.ones(len(x), dtype=bool)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(x.users, kind="stable")
+    for rows in np.split(order, np.flatnonzero(np.diff(x.users[order])) + 1):
+        if len(rows):
+            keep[rng.permutation(rows)[round((1.0 - fraction) * len(rows)) :]] = False
+    fit_on = TrainingData(x.select(keep), data.items, data.shown_negatives, data.user_attributes)
+    histories = fit_on.interactions.histories()
+    later: dict[int, set[int]] = {}
+    for u, it in zip(x.users[~keep].tolist(), x.items[~keep].tolist(), strict=True):
+        later.setdefault(u, set()).add(it)
+    ids = x.item_ids
+    cases = []
+    for u in sorted(later):
+        history = histories[u]
+        relevant = later[u] - set(history)
+        if history and relevant:
+            cases.append(
+                EvalCase(
+                    x.user_ids[u],
+                    tuple(ids[i] for i in history),
+                    frozenset(ids[i] for i in relevant),
+                    frozenset(ids[i] for i in history),
+                )
+            )
+    return fit_on, cases
+
+
+def validation_for(split: Split, options: TuneOptions) -> tuple[Any, dict[str, Any]]:
+    """The tuner's ``Validation`` (never the test cases) and a description of it.
+
+    The split's own validation part where it has one; otherwise a random per-user holdout of
+    its training part. At most ``options.max_cases`` cases, a fixed random sample.
+    """
+    from recloop.training.sources import Validation
+
+    if split.valid:
+        train, cases = split.valid_train, list(split.valid)
+        how = "the split's validation part (valid_train / valid)"
+    else:
+        train, cases = holdout_validation(split.train, VALID_HOLDOUT, VALID_SEED)
+        how = (
+            f"no validation part in the split: a per-user random {VALID_HOLDOUT:.0%} of each "
+            f"user's training rows held out (seed {VALID_SEED})"
+        )
+    available = len(cases)
+    if len(cases) > options.max_cases:
+        cases = random.Random(options.seed).sample(cases, options.max_cases)
+    info = {
+        "how": how,
+        "train_interactions": len(train.interactions),
+        "cases": len(cases),
+        "cases_available": available,
+        "trials": options.trials,
+        "objective": "recall@100",
+    }
+    return Validation(train, tuple(cases), 0.0), info
+
+
+class _SpaceProbe:
+    """Stands in for an Optuna trial to record the search space a kind defines."""
+
+    def __init__(self) -> None:
+        self.space: dict[str, tuple[Any, ...]] = {}
+
+    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int:
+        self.space[name] = ("range", low, high, bool(kw.get("log", False)))
+        return low
+
+    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float:
+        self.space[name] = ("range", low, high, bool(kw.get("log", False)))
+        return low
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.space[name] = ("choice", tuple(choices))
+        return choices[0]
+
+
+def search_space_edges(kind: str, params: dict[str, Any], margin: float = 0.05) -> list[str]:
+    """The tuned parameters at, or within ``margin`` of, an edge of the kind's search space
+    (on a log scale where the space is); for ordered numeric choices, the first or last."""
+    try:
+        from recloop.training.sources import _space
+
+        probe = _SpaceProbe()
+        _space(kind, probe)
+    except Exception:  # the tuner's space is its own business: no edges then
+        return []
+    edges: list[str] = []
+    for name, dim in probe.space.items():
+        value = params.get(name)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if dim[0] == "choice":
+            numbers = sorted(c for c in dim[1] if isinstance(c, int | float))
+            if len(numbers) > 2 and value in (numbers[0], numbers[-1]):
+                side = "lowest" if value == numbers[0] else "highest"
+                edges.append(f"{name}={value:g} ({side} of {numbers})")
+            continue
+        _, low, high, log = dim
+        if high <= low or (log and (low <= 0 or value <= 0)):
+            continue
+        if log:
+            where = (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+        else:
+            where = (value - low) / (high - low)
+        if where <= margin:
+            edges.append(f"{name}={value:.4g} at low edge {low:g}")
+        elif where >= 1.0 - margin:
+            edges.append(f"{name}={value:.4g} at high edge {high:g}")
+    return edges
+
+
+def tune_source(
+    name: str,
+    cls: type[Any],
+    validation: Any,
+    trials: int,
+    train: TrainingData,
+    cases: Sequence[EvalCase],
+    segments: Callable[[EvalCase], str],
+    progress: Progress,
+) -> SourceResult:
+    """Tune one source on the validation cases, then fit the best on ``train`` and evaluate
+    it on the test cases exactly as the default; failures are recorded, not raised."""
+    from recloop.training.sources import OBJECTIVE, tune
+    from recloop.training.sources import evaluate as validate
+
+    kind = str(cls.kind)
+    task = progress.add_task(f"{name}: tune", total=trials + 1)
+    try:
+        default = cls().fit(validation.train)
+        default_valid = validate(default, validation.cases).get(OBJECTIVE, math.nan)
+        progress.advance(task)
+        found = tune(kind, validation, trials=trials, on_trial=lambda: progress.advance(task))
+    except Exception as exc:
+        err.print(f"[red]tuning {name} failed[/red]\n{traceback.format_exc(limit=3)}")
+        return SourceResult(name + TUNED, "failed", f"tuning: {type(exc).__name__}: {exc}")
+    finally:
+        progress.remove_task(task)
+    params = dict(found.params)
+    result = run_source(name + TUNED, lambda: cls(**params), train, cases, segments, progress)
+    result.tuning = TuningInfo(
+        kind,
+        params,
+        found.value,
+        float(default_valid),
+        found.trials,
+        found.seconds,
+        search_space_edges(kind, params),
+    )
+    return result
+
+
+def merge_of(
+    results: Sequence[SourceResult],
+    cases: Sequence[EvalCase],
+    name: str,
+    segments: Callable[[EvalCase], str],
+) -> SourceResult:
+    """The round-robin merge of the results' lists."""
+    lists = [round_robin_merge([r.rankings[i] for r in results], DEPTH) for i in range(len(cases))]
+    merged = SourceResult(name, note="round-robin of " + ", ".join(r.name for r in results))
+    merged.report = score_rankings(lists, cases, KS, top=TOP, segments=segments)
+    return merged
+
+
 def run_dataset(
-    spec: DatasetSpec, source_names: Sequence[str], max_cases: int | None, seed: int
+    spec: DatasetSpec,
+    source_names: Sequence[str],
+    max_cases: int | None,
+    seed: int,
+    tuning: TuneOptions | None = None,
 ) -> dict[str, Any]:
     """Load, split, fit and evaluate every source on one data set; print its tables."""
     start = time.perf_counter()
@@ -415,6 +649,8 @@ def run_dataset(
     )
 
     results: list[SourceResult] = []
+    validation: Any = None
+    validation_info: dict[str, Any] | None = None
     with Progress(
         TextColumn(f"{spec.name} " + "{task.description}"),
         BarColumn(),
@@ -444,22 +680,54 @@ def run_dataset(
                 results.append(SourceResult(name, "skipped", "the data set has no item text"))
             else:
                 results.append(run_source(name, cls, train, cases, segments, progress))
+                if tuning is not None and name in tuning.sources:
+                    if validation is None:
+                        validation, validation_info = validation_for(split, tuning)
+                        out.print(
+                            f"tuning ({tuning.trials} trials each, Recall@100) on "
+                            f"{validation_info['cases']:,} validation cases"
+                            + (
+                                f" (sampled from {validation_info['cases_available']:,})"
+                                if validation_info["cases"] < validation_info["cases_available"]
+                                else ""
+                            )
+                            + f", {validation_info['train_interactions']:,} training "
+                            f"interactions: {validation_info['how']}"
+                        )
+                    results.append(
+                        tune_source(
+                            name,
+                            cls,
+                            validation,
+                            tuning.trials,
+                            train,
+                            cases,
+                            segments,
+                            progress,
+                        )
+                    )
 
     ok = [r for r in results if r.status == "ok" and r.report is not None]
-    trained = [r for r in ok if r.name != BASELINE]
-    merged: SourceResult | None = None
+    by_name = {r.name: r for r in ok}
+    trained = [r for r in ok if r.name != BASELINE and not r.name.endswith(TUNED)]
+    merges: list[tuple[SourceResult, list[SourceResult]]] = []
     if len(trained) >= 2:
-        lists = [
-            round_robin_merge([r.rankings[i] for r in trained], DEPTH) for i in range(len(cases))
-        ]
-        merged = SourceResult("MERGED", note="round-robin of " + ", ".join(r.name for r in trained))
-        merged.report = score_rankings(lists, cases, KS, top=TOP, segments=segments)
-    print_tables(spec, results, merged)
-    return {
+        merges.append((merge_of(trained, cases, "MERGED", segments), trained))
+    # each trained source as tuned where it was, else as default
+    after_tuning = [by_name.get(r.name + TUNED, r) for r in trained] + [
+        r for r in ok if r.name.endswith(TUNED) and r.name[: -len(TUNED)] not in by_name
+    ]
+    tuned_any = any(r.name.endswith(TUNED) for r in after_tuning)
+    if tuned_any and len(after_tuning) >= 2:
+        merges.append((merge_of(after_tuning, cases, "MERGED" + TUNED, segments), after_tuning))
+    print_tables(spec, results, merges, after_tuning if tuned_any else None)
+    merged = next((m for m, _ in merges if m.name == "MERGED"), None)
+    merged_tuned = next((m for m, _ in merges if m.name == "MERGED" + TUNED), None)
+    doc: dict[str, Any] = {
         "dataset": spec.name,
         "protocol": spec.protocol,
         "info": info,
-        "sources": [r.to_dict() for r in results],
+        "sources": [r.to_dict() for r in results if not r.name.endswith(TUNED)],
         "merged": None if merged is None else merged.to_dict(),
         "references": [
             {"model": ref.model, "metrics": ref.metrics, "compare_with": ref.compare_with}
@@ -467,6 +735,11 @@ def run_dataset(
         ],
         "reference_note": spec.reference_note,
     }
+    if tuning is not None:
+        doc["tuning_validation"] = validation_info
+        doc["tuned_sources"] = [r.to_dict() for r in results if r.name.endswith(TUNED)]
+        doc["merged_tuned"] = None if merged_tuned is None else merged_tuned.to_dict()
+    return doc
 
 
 # --- printing --------------------------------------------------------------------------------
@@ -477,14 +750,21 @@ def _f(x: float | None, digits: int = 4) -> str:
 
 
 def print_tables(
-    spec: DatasetSpec, results: list[SourceResult], merged: SourceResult | None
+    spec: DatasetSpec,
+    results: list[SourceResult],
+    merges: list[tuple[SourceResult, list[SourceResult]]],
+    after_tuning: list[SourceResult] | None = None,
 ) -> None:
-    """The overall table, the per-segment table, the merge and the references."""
+    """The overall table, the tuning, the per-segment table, the merges and the references.
+
+    ``merges`` are each merge with the sources it merged; ``after_tuning`` (when some source
+    was tuned) is each trained source as tuned where it was, else as default.
+    """
     table = Table(title=f"{spec.name}: test, full ranking (mean over cases)", title_justify="left")
     columns = ("source", "fit s", *(f"R@{k}" for k in KS), f"NDCG@{TOP}", f"HR@{TOP}")
     for col in (*columns, "p50 ms", "p99 ms", "returned", "note"):
         table.add_column(col, justify="left" if col in ("source", "note") else "right")
-    rows = [*results, *([merged] if merged is not None else [])]
+    rows = [*results, *(m for m, _ in merges)]
     for r in rows:
         if r.report is None:
             table.add_row(r.name, *["-"] * (len(KS) + 6), f"{r.status}: {r.note}")
@@ -505,6 +785,7 @@ def print_tables(
             note,
         )
     out.print(table)
+    print_tuning(spec, results)
 
     scored = [r for r in rows if r.report is not None]
     if scored:
@@ -525,40 +806,92 @@ def print_tables(
             seg.add_row(r.name, *cells)
         out.print(seg)
 
-    if merged is not None and merged.report is not None:
-        trained = [r for r in results if r.report is not None and r.name != BASELINE]
-        best = max(trained, key=lambda r: r.report.overall.recall[DEPTH])  # type: ignore[union-attr]
+    for merged, members in merges:
+        if merged.report is None or not members:
+            continue
+        best = max(members, key=lambda r: r.report.overall.recall[DEPTH])  # type: ignore[union-attr]
         assert best.report is not None
         got, single = merged.report.overall.recall[DEPTH], best.report.overall.recall[DEPTH]
         out.print(
-            f"merge ({merged.note}, {DEPTH} slots): Recall@{DEPTH} {_f(got)} vs best single "
-            f"source {best.name} {_f(single)} ({got / max(single, 1e-12) - 1:+.1%})"
+            f"{merged.name} ({merged.note}, {DEPTH} slots): Recall@{DEPTH} {_f(got)} vs best "
+            f"single source {best.name} {_f(single)} ({got / max(single, 1e-12) - 1:+.1%})"
         )
 
     if spec.references:
         ref = Table(title=f"{spec.name}: published figures beside ours", title_justify="left")
-        for col in ("published model", "metric", "published", "ours (source)", "ours"):
+        ref_columns = ["published model", "metric", "published", "ours (source)", "ours"]
+        if after_tuning is not None:
+            ref_columns += ["tuned (source)", "tuned"]
+        for col in ref_columns:
             ref.add_column(col, justify="left" if "model" in col or "source" in col else "right")
         by_name = {r.name: r for r in rows if r.report is not None}
+        defaults = [
+            r for r in by_name.values() if not r.name.startswith("MERGED") and TUNED not in r.name
+        ]
+        tuned_pool = [*(by_name[n] for n in (BASELINE,) if n in by_name), *(after_tuning or [])]
         for reference in spec.references:
             for metric, value in reference.metrics.items():
-                ours = by_name.get(reference.compare_with or "")
-                if ours is None:  # compare with our best on that metric
-                    candidates = [r for r in by_name.values() if r.name != "MERGED"]
-                    ours = max(candidates, key=lambda r: _metric(r, metric), default=None)
-                    label = f"best: {ours.name}" if ours is not None else "-"
-                else:
-                    label = ours.name
-                ref.add_row(
-                    reference.model,
-                    metric,
-                    f"{value:.4f}",
-                    label,
-                    "-" if ours is None else _f(_metric(ours, metric)),
+                cells = [reference.model, metric, f"{value:.4f}"]
+                pools = [(defaults, "")] + (
+                    [(tuned_pool, TUNED)] if after_tuning is not None else []
                 )
+                for pool, suffix in pools:
+                    if reference.compare_with is not None:  # as tuned, else as default
+                        name = reference.compare_with
+                        ours = by_name.get(name + suffix) or by_name.get(name)
+                        label = "-" if ours is None else ours.name
+                    else:  # compare with our best on that metric
+                        ours = max(pool, key=lambda r: _metric(r, metric), default=None)
+                        label = f"best: {ours.name}" if ours is not None else "-"
+                    cells += [label, "-" if ours is None else _f(_metric(ours, metric))]
+                ref.add_row(*cells)
         out.print(ref)
     if spec.reference_note:
         out.print(f"[dim]{spec.reference_note}[/dim]")
+
+
+def print_tuning(spec: DatasetSpec, results: list[SourceResult]) -> None:
+    """Per tuned source: validation Recall@100 default vs tuned, test change, the parameters."""
+    tuned = [r for r in results if r.name.endswith(TUNED)]
+    if not tuned:
+        return
+    by_name = {r.name: r for r in results}
+    table = Table(
+        title=f"{spec.name}: tuning (validation cases only; test R@100 after refitting on train)",
+        title_justify="left",
+    )
+    for col in ("source", "trials", "tune s", "valid R@100", "test R@100", "tuned parameters"):
+        table.add_column(col, justify="left" if col in ("source", "tuned parameters") else "right")
+    for r in tuned:
+        t = r.tuning
+        if t is None:
+            table.add_row(r.name, "-", "-", "-", "-", f"{r.status}: {r.note}")
+            continue
+        default = by_name.get(r.name[: -len(TUNED)])
+        test_default = (
+            default.report.overall.recall[100]
+            if default is not None and default.report is not None
+            else math.nan
+        )
+        test_tuned = r.report.overall.recall[100] if r.report is not None else math.nan
+        params = ", ".join(f"{k}={_p(v)}" for k, v in sorted(t.params.items()))
+        if t.edges:
+            params += " [yellow]EDGE: " + "; ".join(t.edges) + "[/yellow]"
+        if t.default_valid_recall > t.valid_recall:
+            params += " [yellow](defaults score higher on validation)[/yellow]"
+        table.add_row(
+            r.name[: -len(TUNED)],
+            str(t.trials),
+            _f(t.seconds, 0),
+            f"{_f(t.default_valid_recall)} -> {_f(t.valid_recall)}",
+            f"{_f(test_default)} -> {_f(test_tuned)}",
+            params,
+        )
+    out.print(table)
+
+
+def _p(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _metric(r: SourceResult, metric: str) -> float:
@@ -591,6 +924,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="write the figures as JSON (default benchmarks/results/retrieval_quality.json)",
     )
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also tune each trained source with N Optuna trials on the validation cases, "
+        "refit on train, and report it as '<source> (tuned)'",
+    )
+    parser.add_argument(
+        "--tune-sources",
+        default=None,
+        help="comma-separated: tune only these (default: every trained source run; content "
+        "and two-tower refit per trial, so they are slow)",
+    )
+    parser.add_argument(
+        "--tune-cases",
+        type=int,
+        default=1000,
+        help="at most this many validation cases for tuning, a fixed random sample (default 1000)",
+    )
     args = parser.parse_args(argv)
     chosen = (
         args.datasets.split(",") if args.datasets else list(QUICK_DATASETS if args.quick else names)
@@ -601,6 +954,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]:
         parser.error(f"unknown data set or source: {bad}")
     max_cases = args.max_cases if args.max_cases is not None else (1000 if args.quick else None)
+    trained_names = [s.name for s in SOURCES]
+    tune_sources = args.tune_sources.split(",") if args.tune_sources else trained_names
+    for bad in [s for s in tune_sources if s not in trained_names]:
+        parser.error(f"unknown trained source to tune: {bad}")
+    if args.tune < 0 or args.tune_cases < 1:
+        parser.error("--tune must be >= 0 and --tune-cases >= 1")
+    tuning = (
+        TuneOptions(args.tune, frozenset(tune_sources), args.tune_cases, args.seed)
+        if args.tune
+        else None
+    )
+    if tuning is not None:
+        for name in sorted(tuning.sources - set(chosen_sources)):
+            out.print(f"[yellow]note:[/yellow] {name} not tuned: not among --sources")
     if not DATASETS.is_dir():
         parser.error(f"no data sets at {DATASETS}; set RECLOOP_DATASETS")
 
@@ -611,7 +978,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     figures = [
         run_dataset(
-            next(d for d in DATASET_SPECS if d.name == n), chosen_sources, max_cases, args.seed
+            next(d for d in DATASET_SPECS if d.name == n),
+            chosen_sources,
+            max_cases,
+            args.seed,
+            tuning,
         )
         for n in chosen
     ]
@@ -625,6 +996,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "max_cases": max_cases,
             "ks": list(KS),
+            "tune": None
+            if tuning is None
+            else {
+                "trials": tuning.trials,
+                "sources": sorted(tuning.sources & set(chosen_sources)),
+                "max_cases": tuning.max_cases,
+                "objective": "validation recall@100 (Optuna TPE, seed 7)",
+            },
             "total_s": round(total, 1),
             "datasets": figures,
         }

@@ -90,6 +90,12 @@ def default_surfaces() -> dict[str, SurfaceConfig]:
             ranker=ComponentConfig(
                 name="source-scores", params={"weights": {"newest": 0.3, "fresh": 0.5}}
             ),
+            # One creator should not fill the screen.
+            rules=[
+                ComponentConfig(
+                    name="cap", params={"attribute": "creator", "max_items": 2, "window": 10}
+                )
+            ],
         ),
         "trending": SurfaceConfig(sources=[SourceSlotConfig(name="trending", quota=300)]),
         "similar": SurfaceConfig(

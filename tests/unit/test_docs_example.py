@@ -39,6 +39,12 @@ def test_example_config_loads_and_builds_every_surface(monkeypatch: pytest.Monke
         "fresh",
         "newest",
     ]
+    assert [rule.name for rule in pipelines["home"].rules] == [
+        "business",
+        "cap-creator",
+        "freshness",
+        "mmr",
+    ]
     assert [s.name for s in settings.train.sources] == [
         "covisitation",
         "ease",

@@ -43,6 +43,8 @@ class PopularitySnapshot:
     trending_by_category: Mapping[str, Ranked] = field(default_factory=dict)
     newest_by_category: Mapping[str, Ranked] = field(default_factory=dict)
     category_of: Mapping[str, str] = field(default_factory=dict)
+    creator_of: Mapping[str, str] = field(default_factory=dict)
+    created_of: Mapping[str, float] = field(default_factory=dict)  # seconds since the epoch
     events_seen: int = 0
 
     def ranked(self, kind: str, category: str | None) -> Ranked:
@@ -74,6 +76,7 @@ class PopularityModel:
         # so folding in an event never touches the other items.
         self._ref_ts: float | None = None
         self._category: dict[str, str] = {}
+        self._creator: dict[str, str] = {}
         self._created: dict[str, float] = {}
         self._active: set[str] = set()
         self._events_seen = 0
@@ -121,6 +124,10 @@ class PopularityModel:
                 self._category.pop(change.item_id, None)
             else:
                 self._category[change.item_id] = change.category
+            if change.creator_id is None:
+                self._creator.pop(change.item_id, None)
+            else:
+                self._creator[change.item_id] = change.creator_id
             if change.created_at is not None:
                 self._created[change.item_id] = change.created_at.timestamp()
                 self._slot(change.item_id)
@@ -169,6 +176,8 @@ class PopularityModel:
             trending_by_category=trending_by,
             newest_by_category=newest_by,
             category_of=dict(self._category),
+            creator_of=dict(self._creator),
+            created_of=dict(self._created),
             events_seen=self._events_seen,
         )
 

@@ -16,6 +16,8 @@ from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
 from recloop.features.candidates import FeatureReader
 from recloop.ranking.protocols import Ranker
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
+from recloop.rerank.boosts import BusinessConfig, BusinessRules, FreshnessBoost, FreshnessConfig
+from recloop.rerank.diversity import MMR, AttributeCap, CapConfig, MMRConfig
 from recloop.rerank.protocols import RerankRule
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.cold_start import FreshSource, InterestsSource
@@ -28,6 +30,7 @@ from recloop.retrieval.popular import (
 )
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.protocols import CandidateSource
+from recloop.serving.item_views import ContentVectors, SnapshotAttributes
 from recloop.store.protocols import Catalog
 
 
@@ -102,7 +105,16 @@ RANKERS: dict[str, Callable[[list[str], Mapping[str, Any]], Ranker]] = {
     ),
 }
 
-RULES: dict[str, Callable[[Resources, Mapping[str, Any]], RerankRule]] = {}
+RULES: dict[str, Callable[[Resources, Mapping[str, Any]], RerankRule]] = {
+    "cap": lambda r, p: AttributeCap(CapConfig.model_validate(p), SnapshotAttributes(r.popularity)),
+    "mmr": lambda r, p: MMR(MMRConfig.model_validate(p), ContentVectors(r.models)),
+    "freshness": lambda r, p: FreshnessBoost(
+        FreshnessConfig.model_validate(p), SnapshotAttributes(r.popularity)
+    ),
+    "business": lambda r, p: BusinessRules(
+        BusinessConfig.model_validate(p), SnapshotAttributes(r.popularity)
+    ),
+}
 
 POLICIES: dict[str, Callable[[Mapping[str, Any]], ExplorationPolicy]] = {
     "none": lambda params: NoExplorationPolicy(),

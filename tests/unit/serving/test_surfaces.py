@@ -232,6 +232,26 @@ def test_bad_trained_source_params_fail_at_build_naming_the_source(
     assert key_of(raised.value) == "surfaces.home.sources[0].params"
 
 
+@pytest.mark.parametrize(
+    "rule",
+    [
+        ComponentConfig(name="cap", params={"attribute": "colour"}),
+        ComponentConfig(name="mmr", params={"lambda": 2.0}),
+        ComponentConfig(name="business", params={"pin": [{"item_id": "x", "position": -1}]}),
+    ],
+    ids=["cap-attribute", "mmr-lambda", "pin-position"],
+)
+def test_bad_rule_params_fail_at_build_naming_the_rule(
+    rule: ComponentConfig, resources: Resources, executor: ThreadPoolExecutor
+) -> None:
+    config = SurfaceConfig(sources=[SourceSlotConfig(name="popular")], rules=[rule])
+
+    with pytest.raises(ConfigError) as raised:
+        build(config, resources, executor)
+
+    assert key_of(raised.value) == "surfaces.home.rules[0].params"
+
+
 def test_a_config_error_in_one_surface_names_that_surface(
     resources: Resources, executor: ThreadPoolExecutor
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from recloop.config import (
+    ComponentConfig,
     Settings,
     SourceSlotConfig,
     SurfaceConfig,
@@ -61,11 +62,17 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "demo"
 
 
+EXPLORE = SurfaceConfig(
+    sources=[SourceSlotConfig(name="popular", quota=100)],
+    exploration=ComponentConfig(name="epsilon-greedy", params={"epsilon": 0.5}),
+)
+
+
 def _settings(data_dir: Path, sources: list[TrainSourceConfig] = SOURCES) -> Settings:
     return Settings(
         data_dir=data_dir,
         train=TrainSettings(sources=sources),
-        surfaces={"home": HOME, "similar": SIMILAR},
+        surfaces={"home": HOME, "similar": SIMILAR, "explore": EXPLORE},
     )
 
 
@@ -138,6 +145,24 @@ def test_a_new_user_is_served_from_their_region_and_interests(trained: Settings)
         assert not any(r.startswith("Because you watched") for r in reasons)
     finally:
         runtime.close()
+
+
+def test_explored_positions_are_logged_with_their_propensities(trained: Settings) -> None:
+    store = prepare_store(trained)
+    runtime = start_runtime(trained, store)
+    try:
+        served = runtime.recommender.recommend(
+            "default", RecommendationRequest(user_id="explorer", surface="explore", limit=20)
+        )
+        runtime.writer.flush()
+        logged = store.rec_log.get("default", served.request_id)
+    finally:
+        runtime.close()
+    assert logged is not None
+    propensities = [item.propensity for item in logged.items]
+    assert propensities == [item.propensity for item in served.items]
+    assert 0.5 in propensities  # exploited positions: 1 - epsilon
+    assert any(p < 0.5 for p in propensities)  # explored: epsilon / pool left
 
 
 def test_an_item_created_after_training_is_retrievable_at_once(trained: Settings) -> None:

@@ -12,7 +12,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from recloop.errors import ConfigError
-from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
+from recloop.explore.policies import (
+    EpsilonGreedy,
+    EpsilonGreedyConfig,
+    ExplorationPolicy,
+    NoExplorationPolicy,
+)
 from recloop.features.candidates import FeatureReader
 from recloop.ranking.protocols import Ranker
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
@@ -118,6 +123,7 @@ RULES: dict[str, Callable[[Resources, Mapping[str, Any]], RerankRule]] = {
 
 POLICIES: dict[str, Callable[[Mapping[str, Any]], ExplorationPolicy]] = {
     "none": lambda params: NoExplorationPolicy(),
+    "epsilon-greedy": lambda params: EpsilonGreedy(EpsilonGreedyConfig.model_validate(params)),
 }
 
 
@@ -179,8 +185,12 @@ def build_rule(name: str, params: Mapping[str, Any], resources: Resources, key: 
 def build_policy(name: str, params: Mapping[str, Any], key: str) -> ExplorationPolicy:
     """The exploration policy called ``name``."""
     factory = _lookup(POLICIES, name, f"{key}.name")
-    _no_params(key, params)
-    return factory(params)
+    if name == "none":
+        _no_params(key, params)
+    try:
+        return factory(params)
+    except ValidationError as exc:
+        raise ConfigError(f"{key}.params: {exc.errors(include_url=False)[0]['msg']}") from exc
 
 
 def build_fallback(names: Sequence[str], resources: Resources, key: str) -> list[CandidateSource]:

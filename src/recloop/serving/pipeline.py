@@ -111,9 +111,10 @@ class Pipeline:
             candidates = self._fall_back(fallback, ctx, k, trace)
             slate = self._gate(self._rank(candidates, ctx, trace), ctx, want, trace)
         slate = self._rerank(slate, ctx, trace)
-        slate = Slate(slate.items[:k])
         watch = Stopwatch()
-        slate = self.policy.explore(slate, ctx)
+        # The policy sees the whole reranked list: items below the first k are what it may
+        # explore with.
+        slate = self.policy.explore(slate, ctx, k)
         trace.append(StageTrace(f"explore:{self.policy.name}", watch.ms(), "ok"))
         return ServedSlate(
             items=slate.items,

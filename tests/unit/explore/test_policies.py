@@ -1,0 +1,70 @@
+"""Exploration policies: what they serve, and propensities that match how often they do."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from recloop.domain import RequestContext, ScoredItem, Slate
+from recloop.explore.policies import EpsilonGreedy, EpsilonGreedyConfig, NoExplorationPolicy
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+SLATE = Slate(tuple(ScoredItem(f"i{n}", 100.0 - n, "src", "why") for n in range(30)))
+
+
+def _ctx(request_id: str) -> RequestContext:
+    return RequestContext(app_id="a", request_id=request_id, surface="home", user_id="u", now=NOW)
+
+
+def test_no_exploration_serves_the_head_with_propensity_one() -> None:
+    out = NoExplorationPolicy().explore(SLATE, _ctx("r"), 5)
+    assert out.item_ids() == ["i0", "i1", "i2", "i3", "i4"]
+    assert {item.propensity for item in out.items} == {1.0}
+
+
+def test_epsilon_zero_or_no_pool_never_explores() -> None:
+    assert EpsilonGreedy(EpsilonGreedyConfig(epsilon=0.0)).explore(
+        SLATE, _ctx("r"), 5
+    ).item_ids() == ["i0", "i1", "i2", "i3", "i4"]
+    short = Slate(SLATE.items[:5])
+    out = EpsilonGreedy(EpsilonGreedyConfig(epsilon=0.9)).explore(short, _ctx("r"), 5)
+    assert out.item_ids() == ["i0", "i1", "i2", "i3", "i4"]
+    assert {item.propensity for item in out.items} == {1.0}
+
+
+def test_explored_items_come_from_the_pool_with_their_logged_propensity() -> None:
+    policy = EpsilonGreedy(EpsilonGreedyConfig(epsilon=0.3, pool=10))
+    explored = 0
+    for n in range(500):
+        out = policy.explore(SLATE, _ctx(f"r{n}"), 5)
+        assert len(set(out.item_ids())) == 5
+        for item in out.items:
+            rank = int(item.item_id[1:])
+            if rank < 5:
+                assert item.propensity == pytest.approx(0.7)
+            else:
+                explored += 1
+                assert 5 <= rank < 15  # the pool: the 10 items ranked right below
+                assert 0.3 / 10 <= item.propensity <= 0.3 / 6
+    share = explored / (500 * 5)
+    assert 0.25 < share < 0.35
+
+
+def test_the_logged_propensity_is_how_often_the_policy_does_it() -> None:
+    """At the first position, each pool item should be served with probability eps / pool."""
+    policy = EpsilonGreedy(EpsilonGreedyConfig(epsilon=0.2, pool=4))
+    n = 8000
+    first = [policy.explore(SLATE, _ctx(f"q{i}"), 3).items[0] for i in range(n)]
+    for pool_item in ("i3", "i4", "i5", "i6"):
+        served = [item for item in first if item.item_id == pool_item]
+        assert served[0].propensity == pytest.approx(0.05)
+        assert len(served) / n == pytest.approx(0.05, abs=0.012)
+    assert sum(item.item_id == "i0" for item in first) / n == pytest.approx(0.8, abs=0.02)
+
+
+def test_a_request_is_replayable_from_its_id() -> None:
+    policy = EpsilonGreedy(EpsilonGreedyConfig(epsilon=0.5))
+    assert policy.explore(SLATE, _ctx("same"), 8) == policy.explore(SLATE, _ctx("same"), 8)

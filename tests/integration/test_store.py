@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -527,3 +528,14 @@ def test_adding_a_suppression_twice_keeps_one_with_the_first_reason(apps: Store)
         ("i2", "not_interested"),
         ("i3", "hide"),
     ]
+
+
+def test_shown_counts_count_a_users_served_items_within_the_window(apps: Store) -> None:
+    old = dataclasses.replace(make_record("old"), served_at=T0 - timedelta(days=2))
+    apps.rec_log.append([make_record("r1"), make_record("r2"), old, make_record("x", "u2")])
+
+    counts = apps.rec_log.shown_counts(APP, "u1", T0 - timedelta(hours=1))
+
+    assert counts == {"i1": 2, "i2": 2}
+    assert apps.rec_log.shown_counts(APP, "u1", T0 - timedelta(days=3)) == {"i1": 3, "i2": 3}
+    assert apps.rec_log.shown_counts(OTHER_APP, "u1", T0 - timedelta(days=3)) == {}

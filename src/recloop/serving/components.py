@@ -24,6 +24,7 @@ from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.rerank.boosts import BusinessConfig, BusinessRules, FreshnessBoost, FreshnessConfig
 from recloop.rerank.diversity import MMR, AttributeCap, CapConfig, MMRConfig
 from recloop.rerank.protocols import RerankRule
+from recloop.rerank.recently_shown import RecentlyShownConfig, RecentlyShownDemotion
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.cold_start import FreshSource, InterestsSource
 from recloop.retrieval.model_source import ModelSource, Seeds
@@ -36,7 +37,7 @@ from recloop.retrieval.popular import (
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.protocols import CandidateSource
 from recloop.serving.item_views import ContentVectors, SnapshotAttributes
-from recloop.store.protocols import Catalog
+from recloop.store.protocols import Catalog, RecommendationLog
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class Resources:
     catalog: Catalog
     features: FeatureReader | None = None
     models: ModelIndex = field(default_factory=ModelIndex)
+    rec_log: RecommendationLog | None = None
+
+
+def _needs(log: RecommendationLog | None, rule: str) -> RecommendationLog:
+    if log is None:
+        raise ConfigError(f"rule {rule!r} reads served lists; this service has no store for them")
+    return log
 
 
 def _no_params(key: str, params: Mapping[str, Any]) -> None:
@@ -115,6 +123,9 @@ RULES: dict[str, Callable[[Resources, Mapping[str, Any]], RerankRule]] = {
     "mmr": lambda r, p: MMR(MMRConfig.model_validate(p), ContentVectors(r.models)),
     "freshness": lambda r, p: FreshnessBoost(
         FreshnessConfig.model_validate(p), SnapshotAttributes(r.popularity)
+    ),
+    "recently-shown": lambda r, p: RecentlyShownDemotion(
+        RecentlyShownConfig.model_validate(p), _needs(r.rec_log, "recently-shown")
     ),
     "business": lambda r, p: BusinessRules(
         BusinessConfig.model_validate(p), SnapshotAttributes(r.popularity)

@@ -144,7 +144,13 @@ def start_runtime(
     )
     pipelines = build_pipelines(
         settings.surfaces,
-        Resources(index, store.catalog, OnlineFeatures(online) if uses_features else None, models),
+        Resources(
+            index,
+            store.catalog,
+            OnlineFeatures(online) if uses_features else None,
+            models,
+            store.rec_log,
+        ),
         settings.serving.budget,
         executor,
     )

@@ -197,6 +197,12 @@ class RecommendationLog(Protocol):
         """One served list by its request id."""
         ...
 
+    def shown_counts(
+        self, app_id: str, user_id: str, since: datetime, limit: int = 50
+    ) -> dict[str, int]:
+        """How often each item was served to the user since ``since`` (latest ``limit`` lists)."""
+        ...
+
     def scan(
         self, after: str | None, limit: int, *, app_id: str | None = None
     ) -> list[RecommendationRecord]:

@@ -577,6 +577,24 @@ class SqlRecommendationLog(_SqlRole):
             ).first()
         return None if row is None else _record_from_row(row._mapping)
 
+    def shown_counts(
+        self, app_id: str, user_id: str, since: datetime, limit: int = 50
+    ) -> dict[str, int]:
+        """How often each item was served to the user since ``since`` (latest ``limit`` lists)."""
+        c = t.recommendation_log.c
+        stmt = (
+            sa.select(c["items"])  # c.items is the column collection's own method
+            .where(c.app_id == app_id, c.user_id == user_id, c.served_at >= since)
+            .order_by(c.served_at.desc())
+            .limit(limit)
+        )
+        counts: dict[str, int] = {}
+        with self._read() as conn:
+            for (items,) in conn.execute(stmt):
+                for served in items:
+                    counts[served["itemId"]] = counts.get(served["itemId"], 0) + 1
+        return counts
+
     def scan(
         self, after: str | None, limit: int, *, app_id: str | None = None
     ) -> list[RecommendationRecord]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +11,7 @@ import pytest
 from recloop.domain import RequestContext, ScoredItem, Slate
 from recloop.rerank.boosts import BusinessConfig, BusinessRules, FreshnessBoost, FreshnessConfig
 from recloop.rerank.diversity import MMR, AttributeCap, CapConfig, MMRConfig
+from recloop.rerank.recently_shown import RecentlyShownConfig, RecentlyShownDemotion
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +110,22 @@ def test_a_pin_never_brings_back_an_item_that_is_not_in_the_slate() -> None:
     config = BusinessConfig.model_validate({"pin": [{"item_id": "gone", "position": 0}]})
     rule = BusinessRules(config, _Attributes())
     assert rule.apply(_slate("a", "b"), CTX).item_ids() == ["a", "b"]
+
+
+class _Log:
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+        self.asked: list[datetime] = []
+
+    def shown_counts(
+        self, app_id: str, user_id: str, since: datetime, limit: int = 50
+    ) -> dict[str, int]:
+        self.asked.append(since)
+        return self.counts
+
+
+def test_items_shown_again_and_again_go_last_in_their_order() -> None:
+    log = _Log({"a": 3, "c": 5, "b": 1})
+    rule = RecentlyShownDemotion(RecentlyShownConfig(window_h=12, max_shown=3), log)  # type: ignore[arg-type]
+    assert rule.apply(_slate("a", "b", "c", "d"), CTX).item_ids() == ["b", "d", "a", "c"]
+    assert log.asked == [NOW - timedelta(hours=12)]

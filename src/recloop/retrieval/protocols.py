@@ -6,8 +6,8 @@ from typing import Protocol
 
 from recloop.domain import Candidate, RequestContext
 
-#: What a source sees of a request. Today the request context itself; sources that need
-#: more (a user vector, session items) will read it from the feature layer.
+#: What a source sees of a request: the request context, which carries the user's recent
+#: history and session items (and, for users with a short history, their attributes).
 RetrievalQuery = RequestContext
 
 

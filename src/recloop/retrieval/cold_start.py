@@ -8,7 +8,7 @@ an item is recommendable the moment it is created, before anyone has engaged wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -120,7 +120,7 @@ class FreshSource:
         model: ContentModel,
         query: RetrievalQuery,
         fresh: list[tuple[str, float]],
-        titles: Any,
+        titles: Mapping[str, str],
     ) -> list[Candidate]:
         profile = model.profile(RecallQuery(history=query.history, session=query.session_items))
         if profile is None:

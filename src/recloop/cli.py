@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.table import Column, Table
 from recloop.config import Settings
 from recloop.domain import Scope
 from recloop.errors import RecloopError
+
+if TYPE_CHECKING:
+    from recloop.training.ranker import RankerFit
 
 app = typer.Typer(
     help="recloop: a self-hostable recommendation platform.",
@@ -437,23 +440,71 @@ def dataset_build(
             raise _fail(exc) from exc
     console.print(built.cleaning.render())
     table = Table(
-        "part", "rows", "positives", "negatives", title=f"training set from {snapshot.version}"
+        "part",
+        "rows",
+        "clicks",
+        "satisfied",
+        "not satisfied",
+        "click, unknown",
+        title=f"training set from {snapshot.version}",
     )
     for name, part in built.parts.items():
         positives = built.metadata["positives"][name]
+        unknown = built.metadata["unlabelled"][name]
         table.add_row(
-            name, f"{part.num_rows:,}", f"{positives:,}", f"{part.num_rows - positives:,}"
+            name,
+            f"{part.num_rows:,}",
+            f"{built.metadata['clicks'][name]:,}",
+            f"{positives:,}",
+            f"{part.num_rows - positives - unknown:,}",
+            f"{unknown:,}",
         )
     console.print(table)
     labels = built.labels
     console.print(
         f"impressions {labels.impressions:,}: {labels.too_recent:,} too recent to label, "
-        f"{labels.ambiguous:,} ambiguous (dropped); attributed by requestId "
+        f"{labels.ambiguous:,} ambiguous (a click, satisfaction unknown); attributed by requestId "
         f"{labels.attributed_by_request:,}, by window {labels.attributed_by_window:,}. "
         f"{len(built.metadata['features'])} features. Boundaries: {built.boundaries.as_dict()}. "
         f"Written to {built.path}",
         soft_wrap=True,
     )
+
+
+def _print_ranker(fitted: RankerFit) -> None:
+    """The learned ranker's test figures: quality, calibration, what it relies on."""
+    if fitted.model is None:
+        console.print(f"ranker: not trained ({fitted.skipped})", soft_wrap=True)
+        return
+    report = fitted.report
+    nan = float("nan")
+    table = Table(
+        "head",
+        Column("rounds", justify="right"),
+        Column("AUC", justify="right"),
+        Column("log loss", justify="right"),
+        Column("ECE raw → calibrated", justify="right"),
+        "top features (share of gain)",
+        title=f"learned ranker (test part, {report['rows'].get('test', 0):,} impressions)",
+    )
+    for name, head in report["heads"].items():
+        test = head.get("test", {})
+        top = ", ".join(f"{f} {g:.2f}" for f, g in list(head["importance"].items())[:4])
+        table.add_row(
+            name,
+            str(head["rounds"]),
+            f"{test.get('auc', nan):.3f}",
+            f"{test.get('log_loss', nan):.4f}",
+            f"{test.get('ece_uncalibrated', nan):.4f} → {test.get('ece', nan):.4f}",
+            top,
+        )
+    console.print(table)
+    for label, ndcg in report.get("test_in_list_ndcg", {}).items():
+        console.print(
+            f"NDCG@10 within served lists ({label}, {ndcg['lists']} lists): ranker "
+            f"{ndcg['ranker']:.4f}, served order {ndcg['logged']:.4f}",
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -545,6 +596,7 @@ def train(
             ),
             soft_wrap=True,
         )
+    _print_ranker(result.ranker)
     state = "promoted: running services load it" if result.promoted else "not promoted"
     console.print(f"{result.path} ({state})", soft_wrap=True)
 

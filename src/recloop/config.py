@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
@@ -87,9 +87,16 @@ def default_surfaces() -> dict[str, SurfaceConfig]:
                 SourceSlotConfig(name="fresh", quota=30),
                 SourceSlotConfig(name="newest", quota=20),
             ],
+            # The learned ranker scores every candidate on the online features; until
+            # `recloop train` has fitted one, the sources' own scores rank.
             ranker=ComponentConfig(
-                name="source-scores", params={"weights": {"newest": 0.3, "fresh": 0.5}}
+                name="learned",
+                params={
+                    "weights": {"click": 1.0, "satisfaction": 2.0},
+                    "fallback_weights": {"newest": 0.3, "fresh": 0.5},
+                },
             ),
+            online_features=True,
             # One creator should not fill the screen.
             rules=[
                 ComponentConfig(
@@ -172,10 +179,32 @@ def default_train_sources() -> list[TrainSourceConfig]:
     ]
 
 
+class RankerTrainSettings(_Section):
+    """How ``recloop train`` fits the learned ranker on labelled impressions."""
+
+    enabled: bool = True
+    objective: Literal["binary", "lambdarank"] = "binary"
+    heads: tuple[Literal["click", "satisfaction"], ...] = ("click", "satisfaction")
+    negative_rate: float = Field(
+        default=0.3, gt=0, le=1, description="Share of negative impressions kept for training."
+    )
+    calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+    num_leaves: int = Field(default=31, ge=2)
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    max_rounds: int = Field(default=400, ge=1)
+    early_stopping_rounds: int = Field(default=30, ge=1)
+    min_data_in_leaf: int = Field(default=50, ge=1)
+    min_positives: int = Field(
+        default=30, ge=1, description="A head with fewer positive training rows is not trained."
+    )
+    threads: int = Field(default=2, ge=1, le=64)
+
+
 class TrainSettings(_Section):
     """What ``recloop train`` fits and how it validates."""
 
     sources: list[TrainSourceConfig] = Field(default_factory=default_train_sources)
+    ranker: RankerTrainSettings = RankerTrainSettings()
     validation_fraction: float = Field(
         default=0.1, gt=0, lt=0.5, description="The latest share of time held out to evaluate."
     )

@@ -4,6 +4,7 @@ by a running service without a restart."""
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from recloop.config import (
     ComponentConfig,
+    RankerTrainSettings,
     Settings,
     SourceSlotConfig,
     SurfaceConfig,
@@ -68,11 +70,19 @@ EXPLORE = SurfaceConfig(
 )
 
 
+RANKED = SurfaceConfig(
+    sources=HOME.sources,
+    ranker=ComponentConfig(name="learned", params={"weights": {"click": 1, "satisfaction": 2}}),
+    online_features=True,
+)
+
+
 def _settings(data_dir: Path, sources: list[TrainSourceConfig] = SOURCES) -> Settings:
     return Settings(
         data_dir=data_dir,
-        train=TrainSettings(sources=sources),
-        surfaces={"home": HOME, "similar": SIMILAR, "explore": EXPLORE},
+        # A two-day world has few satisfied clicks; the default minimum is for real apps.
+        train=TrainSettings(sources=sources, ranker=RankerTrainSettings(min_positives=5)),
+        surfaces={"home": HOME, "similar": SIMILAR, "explore": EXPLORE, "ranked": RANKED},
     )
 
 
@@ -105,6 +115,44 @@ def test_train_publishes_a_validated_version_and_says_what_it_skipped(trained: S
     # The collaborative sources learned something: better than nothing on held-out days.
     assert max(m.metrics["recall@500"] for m in manifest.models) > 0.05
     assert any("ease" in note and "item-knn" in note for note in manifest.notes)
+
+
+def test_train_fits_a_calibrated_ranker_and_writes_its_report(trained: Settings) -> None:
+    registry = ModelRegistry(trained.resolved_model_dir())
+    version = registry.current("default")
+    assert version is not None
+    root = registry.path("default", version)
+    report = json.loads((root / "ranker_report.json").read_text())
+
+    assert set(report["heads"]) == {"click", "satisfaction"}
+    click = report["heads"]["click"]
+    assert click["test"]["rows"] > 0
+    assert sum(b["count"] for b in click["test"]["reliability"]) == click["test"]["rows"]
+    assert abs(sum(click["importance"].values()) - 1.0) < 1e-3
+    assert (root / "ranker" / "ranker.json").exists()
+    summary = registry.manifest("default", version).extra["ranker"]
+    assert 0.0 <= summary["click_auc"] <= 1.0
+
+
+def test_the_learned_ranker_serves_without_falling_back_once_trained(trained: Settings) -> None:
+    store = prepare_store(trained)
+    runtime = start_runtime(trained, store)
+    try:
+        user = _user_with_history(runtime)
+        served = runtime.recommender.recommend(
+            "default", RecommendationRequest(user_id=user, surface="ranked", limit=20)
+        )
+        version = ModelRegistry(trained.resolved_model_dir()).current("default")
+        assert served.model_version == f"learned+retrieval:{version}"
+        assert not served.fallback
+        rank = next(t for t in served.trace if t.stage == "rank:learned")
+        assert rank.outcome == "ok"
+        scores = [item.score for item in served.items]
+        # Weighted calibrated probabilities: at most the sum of the weights, in order.
+        assert all(0.0 <= s <= 3.0 for s in scores)
+        assert len(set(scores)) > 1
+    finally:
+        runtime.close()
 
 
 def test_the_service_serves_trained_sources_with_reasons(trained: Settings) -> None:

@@ -6,7 +6,8 @@ before it (a DuckDB ASOF join). Each impression then gets:
 - ``label_click``: 1 if it was clicked, else 0;
 - ``label``: 1 if a positive rule fired (purchase, like, share, a long enough view), 0 if a
   negative one did (skip, hide, not interested, report) or nothing happened at all (an
-  exposure negative), and no row when it is ambiguous (a click with a short view).
+  exposure negative), and null when it is ambiguous (a click with a short view): such a
+  row is a click, but says nothing either way about satisfaction.
 Impressions younger than the label delay at the end of the data are left out: their late
 conversions may not have arrived yet, so they cannot be labelled honestly.
 """
@@ -74,7 +75,7 @@ def label_impressions(
         config: attribution window, label delay and rules.
 
     Returns:
-        The labelled impressions (ambiguous ones dropped) with ``label`` and
+        The labelled impressions with ``label`` (null when ambiguous) and
         ``label_click``, and counts of what happened.
     """
     con = duckdb.connect()
@@ -175,7 +176,7 @@ def label_impressions(
         FROM labelled
         """
     ).fetchall()[0]
-    table = con.sql("SELECT * FROM labelled WHERE label IS NOT NULL").to_arrow_table()
+    table = con.sql("SELECT * FROM labelled").to_arrow_table()
     con.close()
     total, kept, by_request, by_window, positives, negatives, ambiguous = counts
     report = LabelReport(

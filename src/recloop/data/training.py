@@ -217,7 +217,12 @@ def build_training_set(
         "boundaries": boundaries.as_dict(),
         "rows": {name: part.num_rows for name, part in parts.items()},
         "positives": {
-            name: int(sum(part.column("label").to_pylist())) for name, part in parts.items()
+            name: int(pc.sum(part.column("label")).as_py() or 0) for name, part in parts.items()
+        },
+        "unlabelled": {name: part.column("label").null_count for name, part in parts.items()},
+        "clicks": {
+            name: int(pc.sum(part.column("label_click")).as_py() or 0)
+            for name, part in parts.items()
         },
         "cleaning": cleaning.as_dict(),
         "labels": dict(labels.as_dict()),

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from recloop.domain import RequestContext
 from recloop.features.candidates import FeatureMatrix
 
 
@@ -17,6 +18,8 @@ class Scores:
 
     combined: np.ndarray
     by_objective: Mapping[str, np.ndarray] = field(default_factory=dict)
+    fallback: str = ""  # why the planned ranker did not rank, when it did not
+    version: str = ""  # the ranker that scored, when it is not the one configured
 
 
 class Ranker(Protocol):
@@ -24,6 +27,6 @@ class Ranker(Protocol):
 
     version: str
 
-    def score(self, features: FeatureMatrix) -> Scores:
+    def score(self, features: FeatureMatrix, ctx: RequestContext) -> Scores:
         """One combined score per row."""
         ...

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from recloop.domain import RequestContext
 from recloop.features.candidates import FeatureMatrix, source_score_feature
 from recloop.ranking.protocols import Scores
 
@@ -28,7 +29,7 @@ class SourceScoreRanker:
         self.config = config or SourceScoreConfig()
         self._weights: Mapping[str, float] = {s: self.config.weights.get(s, 1.0) for s in sources}
 
-    def score(self, features: FeatureMatrix) -> Scores:
+    def score(self, features: FeatureMatrix, ctx: RequestContext) -> Scores:
         """The weighted sum of ``source_score:*`` columns."""
         combined = np.zeros(len(features.item_ids), dtype=np.float64)
         for source, weight in self._weights.items():

@@ -19,6 +19,7 @@ from recloop.explore.policies import (
     NoExplorationPolicy,
 )
 from recloop.features.candidates import FeatureReader
+from recloop.ranking.learned import LearnedRanker, LearnedRankerConfig, RankerModels
 from recloop.ranking.protocols import Ranker
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.rerank.boosts import BusinessConfig, BusinessRules, FreshnessBoost, FreshnessConfig
@@ -49,6 +50,7 @@ class Resources:
     features: FeatureReader | None = None
     models: ModelIndex = field(default_factory=ModelIndex)
     rec_log: RecommendationLog | None = None
+    rankers: RankerModels = field(default_factory=RankerModels)
 
 
 def _needs(log: RecommendationLog | None, rule: str) -> RecommendationLog:
@@ -112,10 +114,18 @@ INLINE_SOURCES: frozenset[str] = frozenset(
     {"popular", "trending", "same-category", "newest", "interests"}
 )
 
-RANKERS: dict[str, Callable[[list[str], Mapping[str, Any]], Ranker]] = {
-    "source-scores": lambda sources, params: SourceScoreRanker(
+
+def _learned(resources: Resources, sources: list[str], params: Mapping[str, Any]) -> Ranker:
+    config = LearnedRankerConfig.model_validate(params)
+    fallback = SourceScoreRanker(sources, SourceScoreConfig(weights=config.fallback_weights))
+    return LearnedRanker(resources.rankers, fallback, config)
+
+
+RANKERS: dict[str, Callable[[Resources, list[str], Mapping[str, Any]], Ranker]] = {
+    "source-scores": lambda resources, sources, params: SourceScoreRanker(
         sources, SourceScoreConfig.model_validate(params)
     ),
+    "learned": _learned,
 }
 
 RULES: dict[str, Callable[[Resources, Mapping[str, Any]], RerankRule]] = {
@@ -175,11 +185,13 @@ def build_source(
     return factory(resources)
 
 
-def build_ranker(name: str, params: Mapping[str, Any], sources: list[str], key: str) -> Ranker:
+def build_ranker(
+    name: str, params: Mapping[str, Any], resources: Resources, sources: list[str], key: str
+) -> Ranker:
     """The ranker called ``name``."""
     factory = _lookup(RANKERS, name, f"{key}.name")
     try:
-        return factory(sources, params)
+        return factory(resources, sources, params)
     except ValidationError as exc:
         raise ConfigError(f"{key}.params: {exc.errors(include_url=False)[0]['msg']}") from exc
 

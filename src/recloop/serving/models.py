@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from recloop.ranking.learned import MANIFEST, RANKER_DIR, RankerModel, RankerModels
 from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import ModelBundle, ModelIndex, load_model
 from recloop.retrieval.interactions import item_text
@@ -38,6 +39,7 @@ class ModelLoader:
         index: where loaded bundles are published for the sources.
         catalog: followed for items created after training.
         on_error: called when a load fails (the loaded version keeps serving).
+        rankers: where each version's learned ranker is published, if it has one.
     """
 
     def __init__(
@@ -46,8 +48,10 @@ class ModelLoader:
         index: ModelIndex,
         catalog: Catalog,
         on_error: Callable[[], None] = lambda: None,
+        rankers: RankerModels | None = None,
     ) -> None:
         self._registry = registry
+        self._rankers = rankers
         self._index = index
         self._catalog = catalog
         self._on_error = on_error
@@ -63,7 +67,11 @@ class ModelLoader:
                 if version is None or loaded.get(app_id) == version:
                     continue
                 try:
-                    self._index.publish(app_id, self._load(app_id, version))
+                    bundle = self._load(app_id, version)
+                    ranker = self._load_ranker(app_id, version)
+                    self._index.publish(app_id, bundle)
+                    if self._rankers is not None:
+                        self._rankers.publish(app_id, ranker)
                     log.info("serving model version %s for app %s", version, app_id)
                     # Re-read the catalog: items newer than this version's data need adding.
                     self._cursor = None
@@ -87,6 +95,13 @@ class ModelLoader:
         return ModelBundle(
             version, models, titles, datetime.fromisoformat(as_of) if as_of else None
         )
+
+    def _load_ranker(self, app_id: str, version: str) -> RankerModel | None:
+        if self._rankers is None:
+            return None
+        path = self._registry.path(app_id, version) / RANKER_DIR
+        # A version trained before any list was served has no ranker: sources rank alone.
+        return RankerModel.load(path) if (path / MANIFEST).exists() else None
 
     def _follow_catalog(self) -> None:
         while True:

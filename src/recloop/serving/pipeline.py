@@ -104,12 +104,14 @@ class Pipeline:
         # Rerank rules choose among more than k items (diversity needs alternatives).
         want = k * OVERFETCH
         candidates = self._filter(self._retrieve(ctx, trace), ctx, trace)
-        slate = self._gate(self._rank(candidates, ctx, trace), ctx, want, trace)
+        ranked, version = self._rank(candidates, ctx, trace)
+        slate = self._gate(ranked, ctx, want, trace)
         for fallback in self.fallbacks:
             if slate.items:
                 break
             candidates = self._fall_back(fallback, ctx, k, trace)
-            slate = self._gate(self._rank(candidates, ctx, trace), ctx, want, trace)
+            ranked, version = self._rank(candidates, ctx, trace)
+            slate = self._gate(ranked, ctx, want, trace)
         slate = self._rerank(slate, ctx, trace)
         watch = Stopwatch()
         # The policy sees the whole reranked list: items below the first k are what it may
@@ -118,7 +120,7 @@ class Pipeline:
         trace.append(StageTrace(f"explore:{self.policy.name}", watch.ms(), "ok"))
         return ServedSlate(
             items=slate.items,
-            model_version=self.model_version,
+            model_version=version,
             fallback=any(t.degraded for t in trace),
             trace=tuple(trace),
         )
@@ -250,29 +252,37 @@ class Pipeline:
 
     def _rank(
         self, candidates: list[MergedCandidate], ctx: RequestContext, trace: list[StageTrace]
-    ) -> Slate:
+    ) -> tuple[Slate, str]:
+        """The candidates in ranked order, and the name of the ranker that ordered them."""
         features = self._features(candidates, ctx, trace)
         watch = Stopwatch()
         order: Sequence[int]
         try:
-            scores = self.ranker.score(features).combined
+            ranked = self.ranker.score(features, ctx)
+            scores = ranked.combined
             if len(scores) != len(candidates) or not np.all(np.isfinite(scores)):
                 raise ValueError("ranker returned a wrong-sized or non-finite score vector")
             # Stable sort: equal scores keep the order the sources gave.
             order = np.argsort(-scores, kind="stable").tolist()
-            outcome: Outcome = "ok"
-            detail = ""
+            outcome: Outcome = "fallback" if ranked.fallback else "ok"
+            detail = ranked.fallback
+            version = ranked.version or self.ranker.version
         except Exception as exc:
             log.exception("ranker %s failed", self.ranker.version)
             scores = np.linspace(1.0, 0.0, num=len(candidates), endpoint=False)
             order = range(len(candidates))
             outcome, detail = "error", f"{type(exc).__name__}: {exc}; served in source order"
+            version = "source-order"
         elapsed = watch.ms()
-        if outcome == "ok" and elapsed > self.budget.rank_ms:
+        if outcome != "error" and elapsed > self.budget.rank_ms:
             # Ranking cannot be interrupted; a slow ranker still serves, and the trace says so.
-            detail = f"over budget ({elapsed:.1f} > {self.budget.rank_ms:g} ms)"
+            detail = "; ".join(
+                d
+                for d in (detail, f"over budget ({elapsed:.1f} > {self.budget.rank_ms:g} ms)")
+                if d
+            )
         trace.append(StageTrace(f"rank:{self.ranker.version}", elapsed, outcome, detail))
-        return Slate(
+        slate = Slate(
             tuple(
                 ScoredItem(
                     item_id=candidates[i].item_id,
@@ -284,6 +294,7 @@ class Pipeline:
                 for i in order
             )
         )
+        return slate, version
 
     def _rerank(self, slate: Slate, ctx: RequestContext, trace: list[StageTrace]) -> Slate:
         for rule in self.rules:

@@ -17,6 +17,7 @@ from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
 from recloop.online import open_online_store
 from recloop.online.protocols import OnlineStore
+from recloop.ranking.learned import RankerModels
 from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
@@ -136,11 +137,13 @@ def start_runtime(
     online = open_online_store(settings.online_url, timeout_s=settings.online_timeout_s)
     uses_features = any(s.online_features for s in settings.surfaces.values())
     models = ModelIndex()
+    rankers = RankerModels()
     model_loader = ModelLoader(
         ModelRegistry(settings.resolved_model_dir()),
         models,
         store.catalog,
         on_error=metrics.model_load_errors.inc,
+        rankers=rankers,
     )
     pipelines = build_pipelines(
         settings.surfaces,
@@ -150,14 +153,16 @@ def start_runtime(
             OnlineFeatures(online) if uses_features else None,
             models,
             store.rec_log,
+            rankers,
         ),
         settings.serving.budget,
         executor,
     )
     # Feature state is kept only when a surface reads it: folding every event in costs CPU.
+    folder = FeatureMaterializer(store.events, store.catalog, online)
     materializer = PeriodicTask(
         "materialize",
-        FeatureMaterializer(store.events, store.catalog, online).step,
+        folder.step,
         settings.serving.popularity_refresh_s,
         on_error=metrics.materialize_errors.inc,
     )
@@ -190,6 +195,8 @@ def start_runtime(
     )
     model_task.start()
     if uses_features:
+        # Features read before the log is folded in would all be zero: fold it first.
+        folder.step()
         materializer.start()
     request_executor = ThreadPoolExecutor(
         settings.serving.request_threads, thread_name_prefix="recloop-request"

@@ -54,7 +54,7 @@ def build_pipeline(
         filters=[ExcludedItemsFilter()],
         gates=[ActiveCatalogGate(resources.catalog)],
         ranker=build_ranker(
-            config.ranker.name, config.ranker.params, source_names, f"{key}.ranker"
+            config.ranker.name, config.ranker.params, resources, source_names, f"{key}.ranker"
         ),
         rules=[
             build_rule(r.name, r.params, resources, f"{key}.rules[{i}]")

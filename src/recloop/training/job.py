@@ -1,5 +1,6 @@
-"""``recloop train``: snapshot → training data → fit and validate each source → a new
-model version, promoted so that running services load it without a restart.
+"""``recloop train``: snapshot → training data → fit and validate each source → training
+set of labelled impressions → learned ranker → a new model version, promoted so that
+running services load it without a restart.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from recloop.config import Settings, TrainSourceConfig
 from recloop.data.cleaning import clean_events
 from recloop.data.interactions import retrieval_data
 from recloop.data.snapshots import Snapshot, open_snapshot, take_snapshot
+from recloop.data.training import build_training_set
 from recloop.errors import RecloopError, SnapshotExists
 from recloop.evaluation.retrieval_metrics import round_robin_merge
+from recloop.ranking.learned import RANKER_DIR
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.retrieval.interactions import TrainingData
 from recloop.store import Store
+from recloop.training.ranker import RankerFit, fit_ranker
 from recloop.training.sources import (
     KS,
     OBJECTIVE,
@@ -74,6 +78,7 @@ class TrainResult:
     sources: list[SourceResult]
     merged: dict[str, float]  # validation of every trained source's lists interleaved
     promoted: bool
+    ranker: RankerFit = field(default_factory=lambda: RankerFit(None, skipped="not trained"))
 
 
 def _tuning_path(registry: ModelRegistry, app_id: str) -> Path:
@@ -145,6 +150,7 @@ def train(
             results.append(result)
         trained = [r for r in results if r.skipped is None]
         merged = _merged_metrics(validation_lists, validation)
+        ranker = _train_ranker(settings, snapshot, directory, version, progress)
         if retune:
             _tuning_path(registry, app_id).write_text(json.dumps(tuning, indent=2))
         titles = {
@@ -163,13 +169,15 @@ def train(
                 models=tuple(
                     ModelEntry(r.name, r.kind, r.params, r.metrics, r.fit_seconds) for r in trained
                 ),
-                notes=tuple(f"{r.name}: {r.skipped}" for r in results if r.skipped),
+                notes=tuple(f"{r.name}: {r.skipped}" for r in results if r.skipped)
+                + ((f"ranker: {ranker.skipped}",) if ranker.skipped else ()),
                 extra={
                     "data_as_of": snapshot.manifest.created_at.isoformat(),
                     "interactions": len(x),
                     "validation_cases": len(validation.cases),
                     "validation_cutoff_ts": validation.cutoff_ts,
                     "merged_validation": merged,
+                    "ranker": ranker.report.get("summary", {}),
                 },
             ),
         )
@@ -186,7 +194,37 @@ def train(
         sources=results,
         merged=merged,
         promoted=promote and any(r.skipped is None for r in results),
+        ranker=ranker,
     )
+
+
+def _train_ranker(
+    settings: Settings, snapshot: Snapshot, directory: Path, version: str, progress: Progress
+) -> RankerFit:
+    """The learned ranker on the snapshot's labelled impressions, saved beside the sources."""
+    config = settings.train.ranker
+    if not config.enabled:
+        return RankerFit(None, skipped="disabled (train.ranker.enabled)")
+    progress("training set", 0, None)
+    try:
+        built = build_training_set(
+            snapshot,
+            settings.data_dir / "datasets",
+            on_progress=lambda n: progress("training set", n, None),
+        )
+    except ValueError as exc:
+        # No served lists yet (a new app): the sources still ship, ranked by their scores.
+        return RankerFit(None, skipped=f"no training set: {exc}")
+    progress("training set", 1, 1)
+    progress("ranker", 0, len(config.heads))
+    fitted = fit_ranker(
+        built.parts, config, version=version, on_head=lambda name: progress("ranker", 1, None)
+    )
+    fitted.report["training_set"] = str(built.path)
+    if fitted.model is not None:
+        fitted.model.save(directory / RANKER_DIR)
+    (directory / "ranker_report.json").write_text(json.dumps(fitted.report, indent=2, default=str))
+    return fitted
 
 
 def _training_data(snapshot: Snapshot) -> TrainingData:

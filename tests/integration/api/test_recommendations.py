@@ -50,10 +50,12 @@ def test_the_response_names_the_request_model_variant_and_fallback(catalog: Api)
     body = catalog.recommend(userId="stranger")
 
     assert re.fullmatch(r"[0-9a-f]{32}", body["requestId"])
+    # Home is configured with the learned ranker; none is trained yet, so the sources'
+    # scores rank, and the response says it fell back and which ranker served.
     assert body["modelVersion"] == "source-scores-1"
     assert body["variant"] == "default"
     assert body["experiment"] is None
-    assert body["fallback"] is False
+    assert body["fallback"] is True
     assert body.get("stages") is None
     first = body["items"][0]
     assert set(first) == {"itemId", "score", "reason", "source"}
@@ -94,11 +96,17 @@ def test_debug_returns_every_stage(catalog: Api) -> None:
     assert stages[: len(retrieved)] == retrieved
     assert "filter:excluded" in stages
     # The catalog check (active status, category) is traced, whichever stage runs it.
-    assert any(stage.split(":", 1)[1].split("+")[0] == "catalog" for stage in stages)
-    assert "rank:source-scores-1" in stages
+    assert any(stage.partition(":")[2].split("+")[0] == "catalog" for stage in stages)
+    assert "features" in stages
+    assert "rank:learned" in stages
     assert stages[-1] == "explore:none"
-    # Before any training, trained sources recall nothing: "empty", not a failure.
+    # Before any training, trained sources recall nothing: "empty", not a failure; and
+    # the learned ranker is not there yet, so the sources' scores rank instead.
     for stage in body["stages"]:
+        if stage["stage"] == "rank:learned":
+            assert stage["outcome"] == "fallback"
+            assert "no trained ranker" in stage["detail"]
+            continue
         allowed = ("ok", "empty") if stage["stage"].startswith("retrieve:") else ("ok",)
         assert stage["outcome"] in allowed, stage
     assert all(s["elapsedMs"] >= 0 for s in body["stages"])

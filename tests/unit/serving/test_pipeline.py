@@ -92,7 +92,7 @@ class FailingFilter:
 class RaisingRanker:
     version = "raising-1"
 
-    def score(self, features: FeatureMatrix) -> Scores:
+    def score(self, features: FeatureMatrix, ctx: RequestContext) -> Scores:
         raise RuntimeError("model exploded")
 
 
@@ -105,7 +105,7 @@ class ConstantRanker:
         self._fill = fill
         self._extra_rows = extra_rows
 
-    def score(self, features: FeatureMatrix) -> Scores:
+    def score(self, features: FeatureMatrix, ctx: RequestContext) -> Scores:
         return Scores(np.full(len(features.item_ids) + self._extra_rows, self._fill))
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -21,6 +23,8 @@ from recloop.config import (
 from recloop.domain import CatalogEntry
 from recloop.errors import ConfigError
 from recloop.explore.policies import NoExplorationPolicy
+from recloop.features.candidates import FeatureMatrix
+from recloop.ranking.learned import LearnedRanker
 from recloop.ranking.source_scores import SourceScoreRanker
 from recloop.rerank.eligibility import ActiveCatalogGate, ExcludedItemsFilter
 from recloop.retrieval.popularity import PopularityIndex
@@ -39,9 +43,26 @@ class EmptyCatalog:
         return {}
 
 
+class ZeroFeatures:
+    """An online feature reader whose every feature is zero; building never reads it."""
+
+    def matrix(
+        self,
+        app_id: str,
+        user_id: str,
+        item_ids: Sequence[str],
+        *,
+        session_id: str | None,
+        device: str | None,
+        surface: str | None,
+        now: datetime,
+    ) -> FeatureMatrix:
+        return FeatureMatrix(tuple(item_ids), (), np.zeros((len(item_ids), 0)))
+
+
 @pytest.fixture
 def resources() -> Resources:
-    return Resources(PopularityIndex(), cast(Catalog, EmptyCatalog()))
+    return Resources(PopularityIndex(), cast(Catalog, EmptyCatalog()), features=ZeroFeatures())
 
 
 @pytest.fixture
@@ -73,7 +94,8 @@ def test_every_default_surface_builds(resources: Resources, executor: ThreadPool
         assert pipeline.name == name
         assert [s.source.name for s in pipeline.sources] == [s.name for s in config.sources]
         assert [s.quota for s in pipeline.sources] == [s.quota for s in config.sources]
-        assert isinstance(pipeline.ranker, SourceScoreRanker)
+        expected = LearnedRanker if config.ranker.name == "learned" else SourceScoreRanker
+        assert isinstance(pipeline.ranker, expected)
         assert isinstance(pipeline.policy, NoExplorationPolicy)
         # The fallback chain holds its sources, in order.
         assert [f.name for f in pipeline.fallbacks] == config.fallback

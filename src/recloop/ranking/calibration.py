@@ -1,0 +1,136 @@
+"""Calibration: maps a ranker's score to a probability that matches observed rates.
+
+Both maps are fitted offline on held-out rows and applied at serving with numpy alone:
+- isotonic: the pool-adjacent-violators fit, stored as knots and interpolated linearly;
+- Platt: a logistic regression on the score's logit, two numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Method = Literal["isotonic", "platt", "none"]
+
+_EPS = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """The log-odds of probabilities, clipped away from 0 and 1."""
+    q = np.clip(p, _EPS, 1.0 - _EPS)
+    out: np.ndarray = np.log(q / (1.0 - q))
+    return out
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function."""
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+    return out
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """A fitted monotone map from score to probability."""
+
+    method: Method
+    knots_x: tuple[float, ...] = ()
+    knots_y: tuple[float, ...] = ()
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for ``scores``."""
+        if self.method == "isotonic":
+            out: np.ndarray = np.interp(scores, self.knots_x, self.knots_y)
+            return out
+        if self.method == "platt":
+            return sigmoid(self.slope * logit(scores) + self.intercept)
+        return np.asarray(scores, dtype=np.float64)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters."""
+        return {
+            "method": self.method,
+            "knots_x": list(self.knots_x),
+            "knots_y": list(self.knots_y),
+            "slope": self.slope,
+            "intercept": self.intercept,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibrator:
+        """The calibrator ``as_dict`` wrote."""
+        return cls(
+            method=data["method"],
+            knots_x=tuple(float(x) for x in data.get("knots_x", ())),
+            knots_y=tuple(float(y) for y in data.get("knots_y", ())),
+            slope=float(data.get("slope", 1.0)),
+            intercept=float(data.get("intercept", 0.0)),
+        )
+
+
+def fit_isotonic(scores: np.ndarray, labels: np.ndarray, max_knots: int = 200) -> Calibrator:
+    """Pool-adjacent-violators: the non-decreasing step function closest to the labels.
+
+    The steps become knots (block centres) for linear interpolation; ``max_knots`` bounds
+    what is stored by merging neighbouring blocks, weighted by their sizes.
+    """
+    order = np.argsort(scores, kind="stable")
+    x = np.asarray(scores, dtype=np.float64)[order]
+    y = np.asarray(labels, dtype=np.float64)[order]
+    # Blocks as (sum of y, count, sum of x); merged while a block's mean is below the previous.
+    sums: list[float] = []
+    counts: list[float] = []
+    xs: list[float] = []
+    for xi, yi in zip(x.tolist(), y.tolist(), strict=True):
+        sums.append(yi)
+        counts.append(1.0)
+        xs.append(xi)
+        while len(sums) > 1 and sums[-2] / counts[-2] >= sums[-1] / counts[-1]:
+            s, c, sx = sums.pop(), counts.pop(), xs.pop()
+            sums[-1] += s
+            counts[-1] += c
+            xs[-1] += sx
+    means = np.array(sums) / np.array(counts)
+    centres = np.array(xs) / np.array(counts)
+    weights = np.array(counts)
+    if len(means) > max_knots:
+        groups = np.array_split(np.arange(len(means)), max_knots)
+        means = np.array([np.average(means[g], weights=weights[g]) for g in groups])
+        centres = np.array([np.average(centres[g], weights=weights[g]) for g in groups])
+    return Calibrator("isotonic", tuple(centres.tolist()), tuple(means.tolist()))
+
+
+def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 50) -> Calibrator:
+    """Logistic regression of the labels on the scores' logit (Newton's method).
+
+    Labels are smoothed as Platt proposed, so that a separable set does not diverge.
+    """
+    x = logit(np.asarray(scores, dtype=np.float64))
+    y = np.asarray(labels, dtype=np.float64)
+    positives = float(y.sum())
+    negatives = float(len(y) - positives)
+    target = np.where(y > 0.5, (positives + 1) / (positives + 2), 1.0 / (negatives + 2))
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        p = sigmoid(a * x + b)
+        w = p * (1.0 - p) + 1e-12
+        g = np.array([np.sum((p - target) * x), np.sum(p - target)])
+        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        h += 1e-9 * np.eye(2)
+        step = np.linalg.solve(h, g)
+        a, b = a - float(step[0]), b - float(step[1])
+        if float(np.abs(step).max()) < 1e-9:
+            break
+    return Calibrator("platt", slope=a, intercept=b)
+
+
+def fit_calibrator(scores: np.ndarray, labels: np.ndarray, method: Method) -> Calibrator:
+    """The calibrator of ``method`` fitted on held-out ``scores`` and 0/1 ``labels``."""
+    if method == "isotonic":
+        return fit_isotonic(scores, labels)
+    if method == "platt":
+        return fit_platt(scores, labels)
+    return Calibrator("none")

@@ -1,0 +1,242 @@
+"""The learned ranker: gradient-boosted trees per objective, calibrated, combined by weights.
+
+A trained ranker is a folder: ``ranker.json`` (features, heads, calibration, the position
+served) and one LightGBM model file per head. Each head predicts a calibrated probability:
+- ``click``: the item is clicked when shown;
+- ``satisfaction``: showing it ends in a long view, like, share or purchase.
+The serving score is a weighted sum of the heads, so CTR is never the only goal: a
+click-only ranker learns that clickbait works.
+
+Position is a training feature. At serving every candidate is scored as if shown at the
+same position (``serving_position``), so the learned position bias cancels out instead of
+ranking items by where an earlier ranker happened to put them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from recloop.domain import RequestContext
+from recloop.features.candidates import FeatureMatrix
+from recloop.ranking.calibration import Calibrator, sigmoid
+from recloop.ranking.protocols import Ranker, Scores
+
+log = logging.getLogger(__name__)
+
+#: The training feature that holds the shown position (0 = top).
+POSITION_FEATURE = "position"
+#: The heads a ranker may have.
+HEADS = ("click", "satisfaction")
+MANIFEST = "ranker.json"
+#: The ranker's folder inside a model version.
+RANKER_DIR = "ranker"
+
+Objective = Literal["binary", "lambdarank"]
+
+
+def correct_downsampling(q: np.ndarray, negative_rate: float) -> np.ndarray:
+    """Undo negative downsampling: a model that saw a share ``negative_rate`` of negatives
+    overstates the odds by ``1 / negative_rate``."""
+    if negative_rate >= 1.0:
+        return q
+    out: np.ndarray = q * negative_rate / (q * negative_rate + 1.0 - q)
+    return out
+
+
+@dataclass(frozen=True)
+class Head:
+    """One objective's booster and how its output becomes a probability."""
+
+    name: str
+    booster: lgb.Booster
+    objective: Objective
+    negative_rate: float
+    calibrator: Calibrator
+
+    def uncalibrated(self, x: np.ndarray) -> np.ndarray:
+        """The booster's probability with the downsampling undone (a raw score for
+        lambdarank, which has no probability scale)."""
+        raw = np.asarray(self.booster.predict(x, raw_score=True), dtype=np.float64)
+        if self.objective == "lambdarank":
+            # Squashed so that both calibrators take it; monotone, so rank order is kept.
+            return sigmoid(raw)
+        return correct_downsampling(sigmoid(raw), self.negative_rate)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities."""
+        return self.calibrator.apply(self.uncalibrated(x))
+
+
+@dataclass(frozen=True)
+class RankerModel:
+    """A trained ranker: the features it reads, in order, and its heads."""
+
+    version: str
+    features: tuple[str, ...]
+    heads: Mapping[str, Head]
+    serving_position: float = 0.0
+
+    def design(self, matrix: FeatureMatrix) -> np.ndarray:
+        """The model's input: its features in its order, from the request's columns.
+
+        A feature the request lacks is zero; position is fixed to ``serving_position``.
+        """
+        x = np.zeros((len(matrix.item_ids), len(self.features)), dtype=np.float64)
+        index = {name: i for i, name in enumerate(matrix.names)}
+        for col, name in enumerate(self.features):
+            if name == POSITION_FEATURE:
+                x[:, col] = self.serving_position
+            elif name in index:
+                x[:, col] = matrix.values[:, index[name]]
+        return x
+
+    def at_serving_position(self, x: np.ndarray) -> np.ndarray:
+        """A copy of design rows ``x`` with the position set to the served one."""
+        out = np.array(x, dtype=np.float64, copy=True)
+        if POSITION_FEATURE in self.features:
+            out[:, self.features.index(POSITION_FEATURE)] = self.serving_position
+        return out
+
+    def predict(self, matrix: FeatureMatrix) -> dict[str, np.ndarray]:
+        """Each head's calibrated probability for every row."""
+        x = self.design(matrix)
+        return {name: head.predict(x) for name, head in self.heads.items()}
+
+    def save(self, path: Path, extra: Mapping[str, Any] | None = None) -> None:
+        """Write the folder ``load`` reads."""
+        path.mkdir(parents=True, exist_ok=True)
+        heads = {}
+        for name, head in self.heads.items():
+            head.booster.save_model(str(path / f"{name}.lgb"))
+            heads[name] = {
+                "objective": head.objective,
+                "negative_rate": head.negative_rate,
+                "calibration": head.calibrator.as_dict(),
+            }
+        manifest = {
+            "kind": "lightgbm",
+            "version": self.version,
+            "features": list(self.features),
+            "serving_position": self.serving_position,
+            "heads": heads,
+            **(extra or {}),
+        }
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> RankerModel:
+        """The ranker saved in ``path``."""
+        manifest = json.loads((path / MANIFEST).read_text())
+        heads = {
+            name: Head(
+                name=name,
+                booster=lgb.Booster(model_file=str(path / f"{name}.lgb")),
+                objective=spec["objective"],
+                negative_rate=float(spec["negative_rate"]),
+                calibrator=Calibrator.from_dict(spec["calibration"]),
+            )
+            for name, spec in manifest["heads"].items()
+        }
+        return cls(
+            version=str(manifest["version"]),
+            features=tuple(manifest["features"]),
+            heads=heads,
+            serving_position=float(manifest.get("serving_position", 0.0)),
+        )
+
+
+class RankerModels:
+    """The trained ranker each app serves; a loader publishes, request threads read."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, RankerModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, app_id: str) -> RankerModel | None:
+        """The app's ranker, or None before one is trained."""
+        return self._models.get(app_id)
+
+    def publish(self, app_id: str, model: RankerModel | None) -> None:
+        """Swap the app's ranker (None removes it: the version has none)."""
+        with self._lock:
+            models = dict(self._models)
+            if model is None:
+                models.pop(app_id, None)
+            else:
+                models[app_id] = model
+            self._models = models
+
+
+class LearnedRankerConfig(BaseModel):
+    """How a surface combines the heads, and what it ranks by before a ranker is trained."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"click": 1.0, "satisfaction": 2.0},
+        description="Weight of each head's calibrated probability in the serving score.",
+    )
+
+    fallback_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Source-score weights that rank until a ranker is trained (or if it fails).",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _known_heads(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(HEADS))
+        if unknown:
+            raise ValueError(f"unknown heads {unknown}; known: {', '.join(HEADS)}")
+        if not any(w > 0 for w in weights.values()):
+            raise ValueError("at least one head needs a positive weight")
+        return weights
+
+
+class LearnedRanker:
+    """Ranks by the app's trained ranker; without one, by ``fallback`` and says so."""
+
+    version = "learned"
+
+    def __init__(
+        self, models: RankerModels, fallback: Ranker, config: LearnedRankerConfig | None = None
+    ) -> None:
+        self._models = models
+        self._fallback = fallback
+        self.config = config or LearnedRankerConfig()
+
+    def score(self, features: FeatureMatrix, ctx: RequestContext) -> Scores:
+        """The weighted sum of the heads' probabilities."""
+        model = self._models.get(ctx.app_id)
+        if model is None:
+            return self._fall_back(features, ctx, "no trained ranker yet")
+        try:
+            heads = model.predict(features)
+        except Exception as exc:
+            # A broken model file must not take the surface down: rank by the sources.
+            log.exception("ranker %s failed", model.version)
+            return self._fall_back(features, ctx, f"ranker failed ({type(exc).__name__})")
+        combined = np.zeros(len(features.item_ids), dtype=np.float64)
+        for name, weight in self.config.weights.items():
+            if name in heads:
+                combined += weight * heads[name]
+        return Scores(combined, heads)
+
+    def _fall_back(self, features: FeatureMatrix, ctx: RequestContext, why: str) -> Scores:
+        scores = self._fallback.score(features, ctx)
+        return Scores(
+            scores.combined,
+            scores.by_objective,
+            fallback=f"{why}; ranked by {self._fallback.version}",
+            version=self._fallback.version,
+        )

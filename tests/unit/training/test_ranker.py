@@ -1,0 +1,214 @@
+"""The learned ranker's training: it learns a known signal, undoes downsampling and
+position bias, calibrates, and reports; heads without enough positives are left out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from recloop.config import RankerTrainSettings
+from recloop.domain import RequestContext
+from recloop.features.candidates import FeatureMatrix
+from recloop.features.definitions import FEATURE_NAMES
+from recloop.ranking.calibration import sigmoid
+from recloop.ranking.learned import (
+    LearnedRanker,
+    LearnedRankerConfig,
+    RankerModel,
+    RankerModels,
+    correct_downsampling,
+)
+from recloop.ranking.protocols import Scores
+from recloop.training.ranker import fit_ranker, in_list_ndcg
+
+pytestmark = pytest.mark.unit
+
+LIST = 10
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def impressions(lists: int, seed: int, start: datetime = START) -> pa.Table:
+    """Served lists in which clicks follow ``item_ctr_30d`` and position, and satisfaction
+    follows ``item_mean_dwell_s_30d`` among clicks; every other feature is noise."""
+    rng = np.random.default_rng(seed)
+    n = lists * LIST
+    columns: dict[str, object] = {name: rng.normal(size=n) for name in FEATURE_NAMES}
+    appeal = rng.normal(size=n)
+    quality = rng.normal(size=n)
+    columns["item_ctr_30d"] = appeal
+    columns["item_mean_dwell_s_30d"] = quality
+    position = np.tile(np.arange(LIST), lists)
+    # Position bias: lower positions are seen less, whatever the item.
+    click_p = sigmoid(-3.0 + 1.5 * appeal) * (1.0 + position) ** -0.8
+    clicked = rng.random(n) < click_p
+    satisfied = clicked & (rng.random(n) < sigmoid(2.0 * quality))
+    label = np.where(satisfied, 1.0, np.where(clicked & (rng.random(n) < 0.5), np.nan, 0.0))
+    columns["position"] = position
+    columns["label_click"] = clicked.astype(np.int32)
+    columns["label"] = pa.array(label, mask=np.isnan(label), type=pa.int32())
+    columns["request_id"] = np.repeat([f"r{seed}-{i}" for i in range(lists)], LIST)
+    columns["served_at"] = pa.array(
+        np.repeat([start + timedelta(minutes=i) for i in range(lists)], LIST),
+        pa.timestamp("us", tz="UTC"),
+    )
+    return pa.table(columns)
+
+
+def parts(lists: int = 6000) -> dict[str, pa.Table]:
+    return {
+        "train": impressions(lists, seed=1),
+        "validation": impressions(lists // 3, seed=2),
+        "test": impressions(lists // 3, seed=3),
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[RankerModel, dict[str, object]]:
+    result = fit_ranker(parts(), RankerTrainSettings(max_rounds=150), version="v1")
+    assert result.model is not None
+    return result.model, result.report
+
+
+def test_each_head_learns_its_own_signal(fitted: tuple[RankerModel, dict]) -> None:  # type: ignore[type-arg]
+    _, report = fitted
+    heads = report["heads"]
+
+    assert heads["click"]["test"]["auc"] > 0.75
+    assert next(iter(heads["click"]["importance"])) in {"item_ctr_30d", "position"}
+    assert next(iter(heads["satisfaction"]["importance"])) in {
+        "item_ctr_30d",
+        "item_mean_dwell_s_30d",
+    }
+    # Short clicks have no satisfaction label: the satisfaction head never trained on them.
+    assert heads["satisfaction"]["test"]["rows"] < report["rows"]["test"]
+
+
+def test_calibrated_probabilities_match_observed_rates_on_held_out_lists(
+    fitted: tuple[RankerModel, dict],  # type: ignore[type-arg]
+) -> None:
+    _, report = fitted
+    click = report["heads"]["click"]["test"]
+
+    assert click["ece"] < 0.01
+    mean_predicted = sum(b["count"] * b["mean_predicted"] for b in click["reliability"])
+    assert mean_predicted / click["rows"] == pytest.approx(click["base_rate"], rel=0.15)
+
+
+def test_the_ranker_orders_served_lists_better_than_their_random_served_order(
+    fitted: tuple[RankerModel, dict],  # type: ignore[type-arg]
+) -> None:
+    _, report = fitted
+    ndcg = report["test_in_list_ndcg"]["click"]
+
+    assert ndcg["lists"] > 100
+    assert ndcg["ranker"] > ndcg["logged"] + 0.05
+
+
+def test_serving_ignores_position_and_matches_the_saved_model(
+    fitted: tuple[RankerModel, dict],
+    tmp_path: Path,  # type: ignore[type-arg]
+) -> None:
+    model, _ = fitted
+    rows = impressions(30, seed=9)
+    names = (*FEATURE_NAMES, "position")
+    values = np.column_stack([np.asarray(rows.column(n).to_numpy(), float) for n in names])
+    matrix = FeatureMatrix(tuple(str(i) for i in range(len(values))), names, values)
+    shifted = FeatureMatrix(matrix.item_ids, names, values.copy())
+    shifted.values[:, -1] += 5
+
+    model.save(tmp_path / "ranker")
+    loaded = RankerModel.load(tmp_path / "ranker")
+
+    for head, p in model.predict(matrix).items():
+        assert np.array_equal(p, model.predict(shifted)[head])
+        assert np.allclose(p, loaded.predict(matrix)[head])
+        assert np.all((p >= 0) & (p <= 1))
+
+
+def test_a_head_with_too_few_positives_is_left_out_and_said_so() -> None:
+    few = parts(300)
+
+    result = fit_ranker(few, RankerTrainSettings(min_positives=10_000), version="v")
+
+    assert result.model is None
+    assert result.skipped is not None
+    assert "min_positives" in result.skipped
+
+
+def test_downsampling_correction_restores_the_base_rate() -> None:
+    rng = np.random.default_rng(0)
+    q = rng.uniform(0.001, 0.05, 100_000)
+    # A model trained on 10% of negatives sees odds inflated tenfold.
+    inflated = q * 10 / (q * 10 + 1 - q)
+
+    assert np.allclose(correct_downsampling(inflated, 0.1), q)
+    assert np.array_equal(correct_downsampling(q, 1.0), q)
+
+
+def test_in_list_ndcg_is_one_for_a_perfect_order_and_counts_only_lists_with_a_positive() -> None:
+    table = pa.table(
+        {
+            "request_id": ["a", "a", "a", "b", "b"],
+            "position": [0, 1, 2, 0, 1],
+            "label_click": [0, 0, 1, 0, 0],
+        }
+    )
+    perfect = np.array([0.0, 0.1, 0.9, 0.5, 0.4])
+
+    result = in_list_ndcg(table, perfect, "label_click")
+
+    assert result["lists"] == 1
+    assert result["ranker"] == pytest.approx(1.0)
+    assert result["logged"] == pytest.approx(0.5)
+
+
+class Constant:
+    version = "constant-1"
+
+    def score(self, features: FeatureMatrix, ctx: RequestContext) -> Scores:
+        return Scores(np.ones(len(features.item_ids)))
+
+
+def ctx() -> RequestContext:
+    return RequestContext("app", "r", "home", "u", START)
+
+
+def test_without_a_trained_ranker_the_fallback_ranks_and_says_so() -> None:
+    ranker = LearnedRanker(RankerModels(), Constant())
+    matrix = FeatureMatrix(("a", "b"), (), np.zeros((2, 0)))
+
+    scores = ranker.score(matrix, ctx())
+
+    assert scores.combined.tolist() == [1.0, 1.0]
+    assert "no trained ranker" in scores.fallback
+    assert scores.version == "constant-1"
+
+
+def test_a_failing_model_falls_back_instead_of_failing_the_request(
+    fitted: tuple[RankerModel, dict],  # type: ignore[type-arg]
+) -> None:
+    model, _ = fitted
+    models = RankerModels()
+    models.publish("app", model)
+    ranker = LearnedRanker(models, Constant())
+    # The wrong number of columns reaches LightGBM through a broken design matrix.
+    broken = RankerModel("bad", ("a",), model.heads)
+
+    ok = ranker.score(FeatureMatrix(("x",), ("item_ctr_30d",), np.ones((1, 1))), ctx())
+    models.publish("app", broken)
+    failed = ranker.score(FeatureMatrix(("x",), (), np.zeros((1, 0))), ctx())
+
+    assert not ok.fallback
+    assert set(ok.by_objective) == {"click", "satisfaction"}
+    assert "ranker failed" in failed.fallback
+
+
+def test_head_weights_must_name_known_heads_and_one_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="unknown heads"):
+        LearnedRankerConfig(weights={"dwell": 1.0})
+    with pytest.raises(ValueError, match="positive weight"):
+        LearnedRankerConfig(weights={"click": 0.0})

@@ -385,6 +385,9 @@ def demo(
     users: Annotated[int, typer.Option(help="Users at the start.")] = 400,
     items: Annotated[int, typer.Option(help="Items at the start.")] = 1500,
     transport: Annotated[str, typer.Option(help="http (a real server) or inprocess.")] = "http",
+    train: Annotated[
+        bool, typer.Option("--train/--no-train", help="Run `recloop train` each simulated night.")
+    ] = True,
 ) -> None:
     """Run a simulated world against the service on the embedded store, with a report."""
     from recloop.simulate.demo import DemoConfig, run_demo
@@ -397,6 +400,7 @@ def demo(
         world=WorldConfig(seed=seed, initial_users=users, initial_items=items),
         days=days,
         transport="http" if transport == "http" else "inprocess",
+        train_nightly=train,
     )
     try:
         run_demo(config, settings, console)

@@ -156,6 +156,11 @@ class ServingSettings(_Section):
     cold_history: int = Field(
         default=5, ge=0, description="Users with fewer engaged items get cold-start sources."
     )
+    item_features_ttl_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a process reuses an item's online features (0: read each time).",
+    )
 
 
 class TrainSourceConfig(_Section):

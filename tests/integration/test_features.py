@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -195,6 +196,44 @@ def test_features_are_not_all_zero_so_parity_means_something(sqlite_store: Store
         "session_length",
         "user_preferred_device",
     }
+
+
+def test_item_features_are_reused_within_their_ttl_and_user_features_never_are(
+    sqlite_store: Store,
+) -> None:
+    online = open_online_store("memory://")
+    events = _events(seed=4)
+    half = len(events) // 2
+    materializer = FeatureMaterializer(sqlite_store.events, sqlite_store.catalog, online)
+    sqlite_store.events.append(events[:half])
+    materializer.step()
+    cached = OnlineFeatures(online, item_ttl_s=60.0)
+    fresh = OnlineFeatures(online)
+    item_cols = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("item_")]
+    user_cols = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("user_")]
+
+    def read(reader: OnlineFeatures, seconds: float) -> np.ndarray:
+        return reader.matrix(
+            "default",
+            USERS[0],
+            ITEMS,
+            session_id=None,
+            device="web",
+            surface="home",
+            now=END + timedelta(seconds=seconds),
+        ).values
+
+    first = read(cached, 0)
+    sqlite_store.events.append(events[half:])
+    materializer.step()
+    within, now_fresh = read(cached, 30), read(fresh, 30)
+    after = read(cached, 61)
+
+    # The second half of the log changed the items' counts; the cache hides it for a TTL.
+    assert not np.array_equal(now_fresh[:, item_cols], first[:, item_cols])
+    assert np.array_equal(within[:, item_cols], first[:, item_cols])
+    assert np.array_equal(within[:, user_cols], now_fresh[:, user_cols])
+    assert np.allclose(after[:, item_cols], read(fresh, 61)[:, item_cols])
 
 
 def test_deleting_everything_after_a_cutoff_leaves_earlier_rows_unchanged() -> None:

@@ -43,10 +43,16 @@ def _without_latency(
     }
 
 
-def test_one_seed_makes_one_run(outcome: DemoOutcome, tmp_path: Path) -> None:
-    again = _run(tmp_path)
-    assert again.result.events_sent == outcome.result.events_sent
-    assert _without_latency(again.result.per_day) == _without_latency(outcome.result.per_day)
+def test_one_seed_makes_one_run_without_nightly_training(tmp_path: Path) -> None:
+    # With nightly training, runs agree until the two-tower model retrains: its multithreaded
+    # fit is not bit-reproducible, and a near-tie in the ranking can then swap two items.
+    config = DemoConfig(world=WORLD, days=2, transport="inprocess", train_nightly=False)
+    runs = [
+        run_demo(config, Settings(data_dir=tmp_path / str(i)), Console(file=io.StringIO()))
+        for i in range(2)
+    ]
+    assert runs[0].result.events_sent == runs[1].result.events_sent
+    assert _without_latency(runs[0].result.per_day) == _without_latency(runs[1].result.per_day)
 
 
 def test_item_popularity_is_long_tailed(outcome: DemoOutcome) -> None:
@@ -57,7 +63,8 @@ def test_item_popularity_is_long_tailed(outcome: DemoOutcome) -> None:
     clicks = sum(outcome.result.clicks_per_item.values())
     chance = np.random.default_rng(0).multinomial(clicks, [1 / catalog] * catalog)
     assert shapes["item_top10_share"] > 1.5 * top_share(chance.tolist(), 0.1)
-    assert shapes["item_gini"] > 1.3 * gini(chance.tolist())
+    # Personalised lists (trained nightly) spread clicks wider than popularity alone does.
+    assert shapes["item_gini"] > 1.2 * gini(chance.tolist())
 
 
 def test_user_activity_is_heavy_tailed(outcome: DemoOutcome) -> None:
@@ -105,7 +112,8 @@ def test_report_has_the_daily_charts_and_the_three_shapes(outcome: DemoOutcome) 
     for title in (*titles, "CTR by position"):
         assert title in html
     assert "What ran: home = " in html
-    assert "the demo does not run `recloop train`" in html
+    assert "each simulated night runs `recloop train`" in html
+    assert "night 1: model version" in html
 
 
 @pytest.mark.e2e

@@ -59,7 +59,7 @@ SIMILAR = SurfaceConfig(
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train")
-    config = DemoConfig(world=WORLD, days=2, transport="inprocess")
+    config = DemoConfig(world=WORLD, days=2, transport="inprocess", train_nightly=False)
     run_demo(config, Settings(data_dir=root), Console(file=io.StringIO()))
     return root / "demo"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -146,12 +147,69 @@ class FeatureMaterializer:
                 return
 
 
-class OnlineFeatures:
-    """Reads features for a request from the online store."""
+@dataclass(frozen=True, slots=True)
+class _ItemEntry:
+    computed_at: float
+    meta: ItemMeta | None
+    part: dict[str, float]
 
-    def __init__(self, online: OnlineStore) -> None:
+
+class OnlineFeatures:
+    """Reads features for a request from the online store.
+
+    Args:
+        online: the online store the materializer writes.
+        item_ttl_s: how long an item's own features (its counts, CTR, dwell) are reused in
+            this process before they are read again. Items recur across requests, and their
+            aggregates move slowly; user, session and context features are always read
+            fresh. 0 reads everything on every request.
+        max_items: the most item entries kept; the oldest half is dropped beyond it.
+    """
+
+    def __init__(
+        self, online: OnlineStore, *, item_ttl_s: float = 0.0, max_items: int = 200_000
+    ) -> None:
         self._online = online
         self._features = FeatureSet()
+        self._item_ttl_s = item_ttl_s
+        self._max_items = max_items
+        self._items: dict[tuple[str, str], _ItemEntry] = {}
+
+    def _item_parts(
+        self, app_id: str, item_ids: Sequence[str], ts: float
+    ) -> tuple[list[ItemMeta | None], list[dict[str, float]]]:
+        """Each item's meta and own features, from the cache where fresh enough."""
+        entries: list[_ItemEntry | None] = []
+        missing: list[int] = []
+        for i, item_id in enumerate(item_ids):
+            entry = self._items.get((app_id, item_id)) if self._item_ttl_s > 0 else None
+            # Fresh means computed within the TTL of this request's time, either side: a
+            # simulated clock may move back between overlapping sessions.
+            if entry is None or abs(ts - entry.computed_at) > self._item_ttl_s:
+                entry = None
+                missing.append(i)
+            entries.append(entry)
+        if missing:
+            wanted = [item_ids[i] for i in missing]
+            hashes = self._online.hgetall_many([counters_key(app_id, "i", i) for i in wanted])
+            metas = self._online.get_many([meta_key(app_id, i) for i in wanted])
+            if self._item_ttl_s > 0 and len(self._items) + len(missing) > self._max_items:
+                keep = sorted(self._items.items(), key=lambda kv: kv[1].computed_at)
+                self._items = dict(keep[len(keep) // 2 :])
+            for i, item_hash, raw_meta in zip(missing, hashes, metas, strict=True):
+                meta = _decode_meta(raw_meta)
+                part = self._features.item_part(Counters.from_fields(item_hash), meta, ts)
+                entry = _ItemEntry(ts, meta, part)
+                entries[i] = entry
+                if self._item_ttl_s > 0:
+                    self._items[(app_id, item_ids[i])] = entry
+        metas_out: list[ItemMeta | None] = []
+        parts: list[dict[str, float]] = []
+        for e in entries:
+            assert e is not None
+            metas_out.append(e.meta)
+            parts.append(e.part)
+        return metas_out, parts
 
     def matrix(
         self,
@@ -170,28 +228,22 @@ class OnlineFeatures:
             OnlineStoreUnavailable: the online store failed; the caller falls back.
         """
         ts = now.timestamp()
-        hashes = self._online.hgetall_many(
-            [counters_key(app_id, "u", user_id)]
-            + [counters_key(app_id, "i", item_id) for item_id in item_ids]
-        )
-        metas = self._online.get_many([meta_key(app_id, item_id) for item_id in item_ids])
+        user_hash = self._online.hgetall_many([counters_key(app_id, "u", user_id)])[0]
+        metas, item_parts = self._item_parts(app_id, item_ids, ts)
         session: list[SessionEntry] = []
         if session_id:
             raw = self._online.get_lists([session_key(app_id, session_id)])[0]
             session = [_decode_session(entry) for entry in raw]
-        user = Counters.from_fields(hashes[0])
+        user = Counters.from_fields(user_hash)
         user_part = self._features.user_part(user, ts)
         context_part = FeatureSet.context_part(ts, device, surface)
         rows = []
-        for item_id, item_hash, raw_meta in zip(item_ids, hashes[1:], metas, strict=True):
-            meta = _decode_meta(raw_meta)
+        for item_id, item_part, meta in zip(item_ids, item_parts, metas, strict=True):
             rows.append(
                 self._features.row(
                     self._features.named(
                         user_part=user_part,
-                        item_part=self._features.item_part(
-                            Counters.from_fields(item_hash), meta, ts
-                        ),
+                        item_part=item_part,
                         context_part=context_part,
                         user=user,
                         item_id=item_id,

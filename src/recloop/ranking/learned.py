@@ -66,7 +66,8 @@ class Head:
     def uncalibrated(self, x: np.ndarray) -> np.ndarray:
         """The booster's probability with the downsampling undone (a raw score for
         lambdarank, which has no probability scale)."""
-        raw = np.asarray(self.booster.predict(x, raw_score=True), dtype=np.float64)
+        # One thread: a request is already one of several running at once.
+        raw = np.asarray(self.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
         if self.objective == "lambdarank":
             # Squashed so that both calibrators take it; monotone, so rank order is kept.
             return sigmoid(raw)

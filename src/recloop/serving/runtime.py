@@ -53,6 +53,7 @@ class Runtime:
     materializer: PeriodicTask
     model_loader: ModelLoader
     model_task: PeriodicTask
+    features: FeatureMaterializer  # what ``materializer`` steps; a driver may step it itself
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
@@ -150,7 +151,9 @@ def start_runtime(
         Resources(
             index,
             store.catalog,
-            OnlineFeatures(online) if uses_features else None,
+            OnlineFeatures(online, item_ttl_s=settings.serving.item_features_ttl_s)
+            if uses_features
+            else None,
             models,
             store.rec_log,
             rankers,
@@ -215,6 +218,7 @@ def start_runtime(
         materializer,
         model_loader,
         model_task,
+        folder,
     )
 
 

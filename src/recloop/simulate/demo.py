@@ -2,7 +2,8 @@
 
 The service runs on the embedded store behind a real HTTP server on 127.0.0.1 (or is called
 in-process for speed). Users are split between two surfaces of the service; each simulated
-night runs the offline jobs that exist; the run ends with a terminal table and an HTML
+night refreshes popularity and features and runs ``recloop train`` (retrieval models and
+the learned ranker), which the running service loads; the run ends with a terminal table and an HTML
 report with charts in the data directory.
 """
 
@@ -22,6 +23,7 @@ from rich.table import Table
 from recloop.api.app import create_app
 from recloop.api.server import BackgroundServer
 from recloop.config import Settings, SourceSlotConfig, SurfaceConfig, default_surfaces
+from recloop.errors import RecloopError
 from recloop.serving.components import MODEL_SOURCES
 from recloop.serving.runtime import Runtime, ensure_dev_key, prepare_store, start_runtime
 from recloop.simulate.behaviour import Behaviour, BehaviourConfig
@@ -29,10 +31,13 @@ from recloop.simulate.clients import HttpClient, InProcessClient, ServiceClient
 from recloop.simulate.driver import DriverConfig, Simulation, SimulationResult
 from recloop.simulate.report import write_report
 from recloop.simulate.world import World, WorldConfig
+from recloop.training.job import TrainResult, train
 
 #: The demo's A/B split: variant name -> the surface that serves it.
 DEMO_VARIANTS = {"home": "home", "popular": "popular-only"}
 
+#: The demo's deadline for each source: long enough that none is ever dropped for time.
+DEMO_SOURCE_TIMEOUT_MS = 2000.0
 #: How many sessions pass between refreshes of the popularity model. The demo refreshes
 #: on this schedule instead of a wall-clock timer, so that one seed gives one run.
 REFRESH_EVERY_SESSIONS = 25
@@ -66,6 +71,7 @@ class DemoConfig:
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     days: int = 7
     transport: Literal["http", "inprocess"] = "http"
+    train_nightly: bool = True  # run `recloop train` after each simulated day
 
 
 @dataclass(frozen=True)
@@ -83,14 +89,37 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
     surfaces["popular-only"] = SurfaceConfig(
         sources=[SourceSlotConfig(name="popular", quota=300)], fallback=["newest"]
     )
+    # One seed must give one run: a source that misses its deadline on a busy machine would
+    # change the list, so the demo waits for every source (latencies are still measured).
+    surfaces = {
+        name: surface.model_copy(
+            update={
+                "sources": [
+                    slot.model_copy(update={"timeout_ms": DEMO_SOURCE_TIMEOUT_MS})
+                    for slot in surface.sources
+                ]
+            }
+        )
+        for name, surface in surfaces.items()
+    }
+    serving = settings.serving
     return settings.model_copy(
         update={
             "data_dir": data_dir,
             "store_url": None,
             "surfaces": surfaces,
-            # The demo refreshes popularity itself (see REFRESH_EVERY_SESSIONS).
-            "serving": settings.serving.model_copy(
-                update={"popularity_refresh_s": 86_400.0, "popularity_rebuild_s": 10**9}
+            # The demo refreshes popularity, features and models itself, every
+            # REFRESH_EVERY_SESSIONS sessions rather than on a wall-clock timer.
+            "serving": serving.model_copy(
+                update={
+                    "popularity_refresh_s": 86_400.0,
+                    "popularity_rebuild_s": 10**9,
+                    # New versions and new catalog items are loaded on the same schedule.
+                    "model_refresh_s": 86_400.0,
+                    "budget": serving.budget.model_copy(
+                        update={"retrieve_ms": DEMO_SOURCE_TIMEOUT_MS}
+                    ),
+                }
             ),
         }
     )
@@ -125,19 +154,21 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
             with BackgroundServer(create_app(settings, runtime)) as server:
                 client = HttpClient(server.url, key)
                 try:
-                    result = _simulate(world, behaviour, client, runtime, clock, config, console)
+                    result, nights = _simulate(
+                        world, behaviour, client, runtime, clock, config, console
+                    )
                 finally:
                     client.close()
         else:
             client_ = InProcessClient(runtime)
-            result = _simulate(world, behaviour, client_, runtime, clock, config, console)
+            result, nights = _simulate(world, behaviour, client_, runtime, clock, config, console)
         runtime.writer.flush()
         logged = runtime.writer.stats.logs_written
     finally:
         runtime.close()
     wall_s = time.perf_counter() - started
     report_path = data_dir / "report.html"
-    what_ran = describe_variants(settings)
+    what_ran = describe_variants(settings, trains_nightly=config.train_nightly)
     write_report(
         result,
         report_path,
@@ -146,6 +177,7 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
         wall_s=wall_s,
         logged_lists=logged,
         what_ran=what_ran,
+        nights=nights,
     )
     _print_summary(result, console, report_path, wall_s, what_ran)
     return DemoOutcome(result, report_path, wall_s)
@@ -159,7 +191,7 @@ def _simulate(
     clock: SimClock,
     config: DemoConfig,
     console: Console,
-) -> SimulationResult:
+) -> tuple[SimulationResult, list[str]]:
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -169,6 +201,7 @@ def _simulate(
     )
     tasks: dict[int, TaskID] = {}
     sessions_done = 0
+    nights: list[str] = []
 
     def on_day(day: int, sessions: int) -> None:
         tasks[day] = progress.add_task(f"day {day + 1}/{config.days}: sessions", total=sessions)
@@ -179,11 +212,29 @@ def _simulate(
         progress.advance(tasks[max(tasks)], 1)
         if sessions_done % REFRESH_EVERY_SESSIONS == 0:
             runtime.refresher.refresh()
+            runtime.features.step()
+            runtime.model_loader.step()
 
     def on_night(day: int) -> None:
-        # The nightly jobs that exist today: bring popularity and trending up to date.
-        # Learned models (retrieval, ranking) will train here once they exist.
+        # The nightly jobs: popularity and features up to date, then `recloop train` on
+        # everything logged so far, loaded by the running service without a restart.
         runtime.refresher.refresh()
+        runtime.features.step()
+        if day < 0 or not config.train_nightly:
+            return
+        runtime.writer.flush()
+        task = progress.add_task(f"night {day + 1}: recloop train", total=None)
+        started = time.perf_counter()
+        try:
+            trained = train(runtime.settings, runtime.store, now=clock())
+        except RecloopError as exc:
+            progress.remove_task(task)
+            console.print(f"night {day + 1}: not trained ({exc})", soft_wrap=True)
+            return
+        runtime.model_loader.step()
+        progress.update(task, total=1, completed=1)
+        nights.append(_night_line(day, trained, time.perf_counter() - started))
+        console.print(nights[-1], soft_wrap=True)
 
     simulation = Simulation(
         world,
@@ -196,10 +247,29 @@ def _simulate(
         on_clock=clock.set,
     )
     with progress:
-        return simulation.run()
+        return simulation.run(), nights
 
 
-def describe_variants(settings: Settings) -> str:
+def _night_line(day: int, trained: TrainResult, seconds: float) -> str:
+    """One line on what a night's training produced."""
+    ranker = trained.ranker.report.get("summary", {})
+    if trained.ranker.model is None:
+        ranked = f"no ranker ({trained.ranker.skipped})"
+    else:
+        ranked = "ranker AUC " + ", ".join(
+            f"{head} {ranker[f'{head}_auc']:.3f}"
+            for head in ("click", "satisfaction")
+            if f"{head}_auc" in ranker
+        )
+    recall = trained.merged.get("recall@500")
+    merged = f"merged recall@500 {recall:.3f}" if recall is not None else "no validation users"
+    return (
+        f"night {day + 1}: model version {trained.version} in {seconds:.0f} s: "
+        f"{trained.interactions:,} engagements; {merged}; {ranked}"
+    )
+
+
+def describe_variants(settings: Settings, *, trains_nightly: bool = True) -> str:
     """What each variant's surface runs, in words, from the configuration it ran with."""
     parts = []
     for variant, surface in DEMO_VARIANTS.items():
@@ -210,13 +280,19 @@ def describe_variants(settings: Settings) -> str:
         {s.name for surface in DEMO_VARIANTS.values() for s in settings.surfaces[surface].sources}
         & set(MODEL_SOURCES)
     )
-    note = (
-        f" The trained sources ({', '.join(trained)}) recall nothing here: the demo does not "
-        "run `recloop train`, so each simulated night only refreshes popularity, trending and "
-        "newest."
-        if trained
-        else ""
-    )
+    if not trained:
+        note = ""
+    elif trains_nightly:
+        note = (
+            f" The trained sources ({', '.join(trained)}) and the learned ranker recall and "
+            "rank nothing on the first day: each simulated night runs `recloop train` on "
+            "everything logged so far, and the service loads the new version."
+        )
+    else:
+        note = (
+            f" The trained sources ({', '.join(trained)}) recall nothing here: nightly "
+            "training was off, so each night only refreshed popularity, trending and newest."
+        )
     return (
         "What ran: "
         + "; ".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from recloop.evaluation.charts import bar_chart, line_chart, rank_chart
@@ -44,6 +45,7 @@ def write_report(
     wall_s: float,
     logged_lists: int,
     what_ran: str,
+    nights: Sequence[str] = (),
 ) -> None:
     """Write the HTML report to ``path``; ``what_ran`` describes the variants."""
     labels = [f"{day:%m-%d}" for day in result.days]
@@ -151,6 +153,7 @@ def write_report(
             f"{result.events_sent:,} events sent over {transport} ({result.late_events:,} late, "
             f"{result.duplicate_events:,} sent twice), {logged_lists:,} served lists logged, "
             f"{result.bots} bot users. Seed {config.seed}; wall time {wall_s:.0f} s.",
+            *nights,
         ],
     )
     path.write_text(render_report("recloop demo: simulated loop", [ran, daily, shape_section]))

@@ -156,6 +156,13 @@ class ServingSettings(_Section):
     cold_history: int = Field(
         default=5, ge=0, description="Users with fewer engaged items get cold-start sources."
     )
+    response_cache_ttl_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="Serve a repeat request (same user, surface and context) its list again "
+        "for this long; any event from the user drops it. 0 turns the cache off.",
+    )
     item_features_ttl_s: float = Field(
         default=60.0,
         ge=0,

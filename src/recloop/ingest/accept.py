@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,14 +33,21 @@ class EventIngestor:
         writer: the process's store writer (group commit).
         max_future_skew: how far ahead of the server a client's ``eventTs`` may be.
         ack_timeout_s: how long to wait for the commit before answering 503.
+        on_stored: told the app and users of each durably stored batch.
     """
 
     def __init__(
-        self, writer: StoreWriter, *, max_future_skew: timedelta, ack_timeout_s: float
+        self,
+        writer: StoreWriter,
+        *,
+        max_future_skew: timedelta,
+        ack_timeout_s: float,
+        on_stored: Callable[[str, set[str]], None] = lambda app_id, users: None,
     ) -> None:
         self._writer = writer
         self._max_future_skew = max_future_skew
         self._ack_timeout_s = ack_timeout_s
+        self._on_stored = on_stored
 
     def validate(
         self, app_id: str, raw_events: Sequence[Any], now: datetime
@@ -70,6 +77,8 @@ class EventIngestor:
             if good
             else EventAck(0, 0)
         )
+        if good:
+            self._on_stored(app_id, {e.user_id for e in good})
         return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))
 
     async def ingest_async(
@@ -93,4 +102,5 @@ class EventIngestor:
             raise StoreUnavailable(
                 f"events not confirmed within {self._ack_timeout_s:g} s"
             ) from exc
+        self._on_stored(app_id, {e.user_id for e in good})
         return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from recloop.monitoring.metrics import Metrics
 from recloop.retrieval.bundle import ModelIndex
 from recloop.serving.budget import StageTrace, Stopwatch
 from recloop.serving.pipeline import Pipeline
+from recloop.serving.response_cache import CachedList, ResponseCache
 from recloop.store.protocols import EventLog, Suppressions, Users
 from recloop.store.writer import StoreWriter
 
@@ -70,6 +72,7 @@ class Recommender:
         metrics: where requests and stage outcomes are counted.
         users: read for the attributes of users with fewer than ``cold_history`` items.
         models: the loaded retrieval models, whose version each response names.
+        cache: recent lists served again to a repeat request (off unless it has a TTL).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class Recommender:
         cold_history: int = 5,
         models: ModelIndex | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        cache: ResponseCache | None = None,
     ) -> None:
         self._pipelines = dict(pipelines)
         self._requires_item = requires_item
@@ -96,6 +100,7 @@ class Recommender:
         self._users = users
         self._cold_history = cold_history
         self._models = models
+        self.cache = cache if cache is not None else ResponseCache(ttl_s=0.0)
 
     @property
     def surfaces(self) -> list[str]:
@@ -116,6 +121,10 @@ class Recommender:
             )
         if request.surface in self._requires_item and request.item_id is None:
             raise InvalidInput("itemId", f"required for surface {request.surface!r}")
+        key = (app_id, request)
+        cached = self.cache.get(key, time.monotonic())
+        if cached is not None:
+            return self._serve_cached(app_id, request, cached, watch)
         engaged = self._events.engagement_history(app_id, request.user_id, _CONSUMING)
         history = tuple(dict.fromkeys(item_id for item_id, _ in engaged))[:HISTORY_LEN]
         session_items: tuple[str, ...] = ()
@@ -167,6 +176,43 @@ class Recommender:
             trace=served.trace,
             latency_ms=latency_ms,
         )
+        self._log(ctx, result)
+        self.cache.put(
+            key,
+            (app_id, request.user_id),
+            CachedList(result.items, model_version, served.fallback, time.monotonic()),
+        )
+        return result
+
+    def forget_users(self, app_id: str, user_ids: Iterable[str]) -> None:
+        """Drop cached lists of users who just sent events: what they did may change them."""
+        self.cache.forget_users(app_id, user_ids)
+
+    def _serve_cached(
+        self, app_id: str, request: RecommendationRequest, cached: CachedList, watch: Stopwatch
+    ) -> Recommendations:
+        ctx = RequestContext(
+            app_id=app_id,
+            request_id=uuid.uuid4().hex,
+            surface=request.surface,
+            user_id=request.user_id,
+            now=self._clock(),
+            session_id=request.session_id,
+            device=request.device,
+            locale=request.locale,
+        )
+        trace = (StageTrace("cache", watch.ms(), "ok", "a repeat request within the TTL"),)
+        result = Recommendations(
+            request_id=ctx.request_id,
+            items=cached.items,
+            model_version=cached.model_version,
+            experiment=None,
+            variant="default",
+            fallback=cached.fallback,
+            trace=trace,
+            latency_ms=watch.ms(),
+        )
+        # Served again is shown again: the log holds every list a user saw.
         self._log(ctx, result)
         return result
 

@@ -25,6 +25,7 @@ from recloop.serving.components import Resources
 from recloop.serving.models import ModelLoader
 from recloop.serving.recommender import Recommender
 from recloop.serving.refresh import PeriodicTask, PopularityRefresher
+from recloop.serving.response_cache import ResponseCache
 from recloop.serving.surfaces import build_pipelines
 from recloop.store import Store, open_store
 from recloop.store.keys import issue_key
@@ -180,11 +181,13 @@ def start_runtime(
         cold_history=settings.serving.cold_history,
         models=models,
         clock=clock,
+        cache=ResponseCache(settings.serving.response_cache_ttl_s),
     )
     ingestor = EventIngestor(
         writer,
         max_future_skew=timedelta(seconds=settings.ingest.max_future_skew_s),
         ack_timeout_s=settings.ingest.ack_timeout_s,
+        on_stored=recommender.forget_users,
     )
     writer.start()
     refresher.start()

@@ -1,0 +1,72 @@
+"""The response cache: a repeat request gets its list again, logged as served again, until
+the user does something."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recloop.config import Settings
+from tests.integration.api.conftest import Api
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        serving={"popularity_refresh_s": 0.05, "response_cache_ttl_s": 60.0},
+    )
+
+
+@pytest.fixture
+def api_with_items(api: Api) -> Api:
+    api.put_items({f"i{n}": "Drama" for n in range(30)})
+    api.engage({f"i{n}": n % 5 + 1 for n in range(30)})
+    api.refresh()
+    return api
+
+
+def stage_names(body: dict) -> list[str]:  # type: ignore[type-arg]
+    return [s["stage"] for s in body["stages"]]
+
+
+def test_a_repeat_request_is_served_from_the_cache_and_logged_again(api_with_items: Api) -> None:
+    first = api_with_items.recommend(userId="ann", surface="home", debug="true")
+    again = api_with_items.recommend(userId="ann", surface="home", debug="true")
+
+    assert stage_names(again) == ["cache"]
+    assert "cache" not in stage_names(first)
+    assert [i["itemId"] for i in again["items"]] == [i["itemId"] for i in first["items"]]
+    assert again["requestId"] != first["requestId"]
+    runtime = api_with_items.runtime
+    runtime.writer.flush()
+    for body in (first, again):
+        logged = runtime.store.rec_log.get("default", body["requestId"])
+        assert logged is not None
+        assert [i.item_id for i in logged.items] == [i["itemId"] for i in body["items"]]
+
+
+def test_an_event_from_the_user_drops_their_cached_lists(api_with_items: Api) -> None:
+    first = api_with_items.recommend(userId="ann", surface="home", debug="true")
+    clicked = first["items"][0]["itemId"]
+
+    api_with_items.post_events([{"userId": "ann", "itemId": clicked, "eventType": "click"}])
+    after = api_with_items.recommend(userId="ann", surface="home", debug="true")
+
+    assert "cache" not in stage_names(after)
+    assert clicked not in [i["itemId"] for i in after["items"]]
+
+
+def test_another_user_surface_or_limit_is_not_served_from_the_cache(api_with_items: Api) -> None:
+    api_with_items.recommend(userId="ann", surface="home")
+
+    for params in (
+        {"userId": "bob", "surface": "home"},
+        {"userId": "ann", "surface": "trending"},
+        {"userId": "ann", "surface": "home", "limit": 7},
+    ):
+        body = api_with_items.recommend(debug="true", **params)
+        assert "cache" not in stage_names(body), params

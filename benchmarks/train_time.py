@@ -2,7 +2,8 @@
 
 The log is the one `training_data.py` writes (20k items in 30 categories, 20k users with a
 heavy tail, served lists of 10 with impressions, clicks, views, likes and skips over 30 days).
-Then the training job runs with the default sources; each stage's wall time is printed.
+Then the training job runs with the default sources and the learned ranker (whose training
+set is built from the log's served lists); each stage's wall time is printed.
 
     .venv/bin/python benchmarks/train_time.py [--events 1000000] [--sources covisitation,als]
 """
@@ -69,9 +70,33 @@ def main() -> None:
             )
         )
         print(f"  {source.name:14s} {state}")
+    ranker = result.ranker
+    nan = float("nan")
+    if ranker.model is None:
+        print(f"  ranker         skipped: {ranker.skipped}")
+    else:
+        rows = ranker.report["rows"]
+        for head, report in ranker.report["heads"].items():
+            test = report.get("test", {})
+            print(
+                f"  ranker {head:7s} fit {report['fit_seconds']:.1f} s on {report['train_rows']:,} "
+                f"rows ({rows['train']:,} before downsampling), {report['rounds']} rounds, "
+                f"test AUC {test.get('auc', nan):.4f}, ECE {test.get('ece', nan):.4f}"
+            )
     out = Path(__file__).parent / "results" / "train_time.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"total_s": total, "stages_s": stages}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "total_s": total,
+                "stages_s": stages,
+                "engagements": result.interactions,
+                "ranker": ranker.report.get("summary", {}),
+                "ranker_rows": ranker.report.get("rows", {}),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

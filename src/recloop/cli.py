@@ -618,15 +618,27 @@ def models_list(
 
     registry = ModelRegistry(_settings().resolved_model_dir())
     current = registry.current(app_id)
-    table = Table("version", "served", "snapshot", "sources (validation recall@100)")
+    table = Table(
+        "version", "served", "snapshot", "sources (validation recall@100)", "ranker (test AUC)"
+    )
     for version in registry.versions(app_id):
         manifest = registry.manifest(app_id, version)
         sources = ", ".join(
             f"{m.name} {m.metrics['recall@100']:.3f}" if "recall@100" in m.metrics else m.name
             for m in manifest.models
         )
+        summary = manifest.extra.get("ranker") or {}
+        ranker = ", ".join(
+            f"{head} {summary[f'{head}_auc']:.3f}"
+            for head in ("click", "satisfaction")
+            if f"{head}_auc" in summary
+        )
         table.add_row(
-            version, "*" if version == current else "", manifest.snapshot_version or "", sources
+            version,
+            "*" if version == current else "",
+            manifest.snapshot_version or "",
+            sources,
+            ranker or "none",
         )
     console.print(table)
 

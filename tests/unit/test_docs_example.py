@@ -25,7 +25,12 @@ def test_example_config_loads_and_builds_every_surface(monkeypatch: pytest.Monke
     with ThreadPoolExecutor(1) as executor:
         pipelines = build_pipelines(
             settings.surfaces,
-            Resources(PopularityIndex(), catalog=None, rec_log=object()),  # type: ignore[arg-type]
+            Resources(
+                PopularityIndex(),
+                catalog=None,  # type: ignore[arg-type]
+                features=object(),  # type: ignore[arg-type]
+                rec_log=object(),  # type: ignore[arg-type]
+            ),
             settings.serving.budget,
             executor,
         )

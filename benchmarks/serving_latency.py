@@ -54,14 +54,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import bench_service as bs
 import orjson
+
+import bench_service as bs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "serving_latency.json"
@@ -263,7 +264,9 @@ def check_pipeline(target: bs.Target, user: str, version: str) -> dict[str, Any]
         "items": len(body["items"]),
     }
     check["ok"] = (
-        rank["stage"] == "rank:learned" and rank["outcome"] == "ok" and body["modelVersion"] == expected
+        rank["stage"] == "rank:learned"
+        and rank["outcome"] == "ok"
+        and body["modelVersion"] == expected
     )
     if not check["ok"]:
         raise SetupError(f"not the full pipeline with the trained ranker: {check}")
@@ -398,8 +401,10 @@ async def _sample_stages(
                 conn = None
         out.latency_ms.append((time.monotonic() - scheduled) * 1000)
         out.statuses[status] = out.statuses.get(status, 0) + 1
-        if conn is not None:
-            (idle.append if conn.reusable else lambda c: c.close())(conn)
+        if conn is not None and conn.reusable:
+            idle.append(conn)
+        elif conn is not None:
+            conn.close()
         if status == 200:
             answer = orjson.loads(body)
             out.answers.append((known, answer["stages"], len(answer["items"])))
@@ -502,7 +507,9 @@ class Recorder:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.add(name, (time.perf_counter() - wall) * 1000, (time.thread_time() - cpu) * 1000)
+                self.add(
+                    name, (time.perf_counter() - wall) * 1000, (time.thread_time() - cpu) * 1000
+                )
 
         return call
 
@@ -523,27 +530,49 @@ class Timed:
         return value
 
 
-def instrument(runtime: Any, recorder: Recorder) -> None:
+class CapturingReader:
+    """An online-feature reader that keeps the arguments of each call (to replay them)."""
+
+    def __init__(self, reader: Any, recorder: Recorder) -> None:
+        self._reader = reader
+        self._recorder = recorder
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def matrix(self, *args: Any, **kwargs: Any) -> Any:
+        if self._recorder.on:
+            self.calls.append((args, kwargs))
+        return self._reader.matrix(*args, **kwargs)
+
+
+def instrument(runtime: Any, recorder: Recorder) -> CapturingReader | None:
     """Record each component of the home pipeline and of the recommender around it.
 
     Benchmark-only surgery on private attributes of this process's runtime: the
-    components are wrapped, never changed.
+    components are wrapped, never changed. Returns the wrapped online-feature reader.
     """
     rec = runtime.recommender
     pipeline = rec._pipelines[SURFACE]
     pipeline.sources = tuple(
-        replace(slot, source=Timed(slot.source, f"source:{slot.source.name}", ["retrieve"], recorder))
+        replace(
+            slot, source=Timed(slot.source, f"source:{slot.source.name}", ["retrieve"], recorder)
+        )
         for slot in pipeline.sources
     )
+    capturing = None
     if pipeline.feature_reader is not None:
+        capturing = CapturingReader(pipeline.feature_reader, recorder)
         pipeline.feature_reader = Timed(
-            pipeline.feature_reader, "features: online read (OnlineFeatures.matrix)", ["matrix"], recorder
+            capturing, "features: online read (OnlineFeatures.matrix)", ["matrix"], recorder
         )
-    pipeline.ranker = Timed(pipeline.ranker, "rank: ranker.score (LightGBM heads)", ["score"], recorder)
+    pipeline.ranker = Timed(
+        pipeline.ranker, "rank: ranker.score (LightGBM heads)", ["score"], recorder
+    )
     pipeline.gates = tuple(
         Timed(g, f"gate:{g.name} (catalog read)", ["admit"], recorder) for g in pipeline.gates
     )
-    pipeline.rules = tuple(Timed(r, f"rerank:{r.name}", ["apply"], recorder) for r in pipeline.rules)
+    pipeline.rules = tuple(
+        Timed(r, f"rerank:{r.name}", ["apply"], recorder) for r in pipeline.rules
+    )
     for attr, name in (
         ("_retrieve", "stage: retrieve (all sources, wall)"),
         ("_filter", "stage: filter"),
@@ -554,92 +583,73 @@ def instrument(runtime: Any, recorder: Recorder) -> None:
         ("run", "pipeline.run"),
     ):
         setattr(pipeline, attr, recorder.timed(name, getattr(pipeline, attr)))
-    rec._events = Timed(rec._events, "pre: engagement_history (store)", ["engagement_history"], recorder)
-    rec._suppressions = Timed(rec._suppressions, "pre: suppressions (store)", ["item_ids"], recorder)
+    rec._events = Timed(
+        rec._events, "pre: engagement_history (store)", ["engagement_history"], recorder
+    )
+    rec._suppressions = Timed(
+        rec._suppressions, "pre: suppressions (store)", ["item_ids"], recorder
+    )
     if rec._users is not None:
         rec._users = Timed(rec._users, "pre: get_user (store, cold users)", ["get_user"], recorder)
     rec._log = recorder.timed("post: log list + metrics", rec._log)
+    rec.recommend = recorder.timed("recommend (all)", rec.recommend)
+    return capturing
 
 
-def profile_in_process(work: Path, users: Sequence[str], requests: int, seed: int) -> dict[str, Any]:
+def profile_in_process(
+    work: Path, users: Sequence[str], requests: int, seed: int
+) -> dict[str, Any]:
     """Each component's own time, one request at a time, and a cProfile of the request thread."""
     from recloop.config import Settings
-    from recloop.features.online import OnlineFeatures
     from recloop.serving.recommender import RecommendationRequest
     from recloop.serving.runtime import freeze_heap, start_runtime
 
     rng = random.Random(seed)
-    settings = Settings(data_dir=work)
     started = time.perf_counter()
-    runtime = start_runtime(settings)
+    runtime = start_runtime(Settings(data_dir=work))
     startup_s = time.perf_counter() - started
     freeze_heap()
     try:
         recorder = Recorder()
-        instrument(runtime, recorder)
-        reader_calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-        pipeline = runtime.recommender._pipelines[SURFACE]
-        reader = pipeline.feature_reader
-
-        def draw(n: int) -> RecommendationRequest:
-            known = rng.random() >= UNKNOWN_SHARE
-            user = rng.choice(users) if known else f"unknown-p{seed}-{n}"
-            return RecommendationRequest(user_id=user, surface=SURFACE, limit=LIMIT)
+        capturing = instrument(runtime, recorder)
 
         def serve(n: int) -> float:
+            known = rng.random() >= UNKNOWN_SHARE
+            user = rng.choice(users) if known else f"unknown-p{seed}-{n}"
             t0 = time.perf_counter()
-            runtime.recommender.recommend(APP, draw(n))
+            runtime.recommender.recommend(
+                APP, RecommendationRequest(user_id=user, surface=SURFACE, limit=LIMIT)
+            )
             return (time.perf_counter() - t0) * 1000
 
         for n in range(min(200, requests)):  # warm: item features cached, code paths hot
             serve(n)
         recorder.on = True
-        original_matrix = reader._target.matrix if reader is not None else None
-
-        def keep_args(*args: Any, **kwargs: Any) -> Any:
-            reader_calls.append((args, kwargs))
-            assert original_matrix is not None
-            return original_matrix(*args, **kwargs)
-
-        if reader is not None:
-            reader._target = Timed(_Calls(reader._target, keep_args), "", [], recorder)
         totals = [serve(10_000 + n) for n in range(requests)]
         recorder.on = False
         components = {
             name: {"wall_ms": summary(recorder.wall[name]), "cpu_ms": summary(recorder.cpu[name])}
             for name in sorted(recorder.wall)
         }
-        cold = feature_cache_effect(runtime, reader_calls[:100])
+        calls = capturing.calls[:100] if capturing is not None else []
         profiler = cProfile.Profile()
         profiled = min(requests, 200)
         profiler.enable()
         for n in range(profiled):
             serve(20_000 + n)
         profiler.disable()
-        del OnlineFeatures
         return {
             "startup_s": startup_s,
             "requests": requests,
             "recommend_ms": summary(totals),
             "components": components,
-            "feature_cache": cold,
+            "feature_cache": feature_cache_effect(runtime, calls),
             "cprofile_requests": profiled,
             "cprofile_top_tottime": top_functions(profiler, "tottime", profiled),
             "cprofile_top_cumtime": top_functions(profiler, "cumulative", profiled),
         }
     finally:
         runtime.close()
-
-
-class _Calls:
-    """``target`` with ``matrix`` replaced by ``matrix`` (to keep each call's arguments)."""
-
-    def __init__(self, target: Any, matrix: Callable[..., Any]) -> None:
-        self._target = target
-        self.matrix = matrix
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._target, attr)
 
 
 def feature_cache_effect(
@@ -678,7 +688,7 @@ def top_functions(profiler: cProfile.Profile, key: str, requests: int, n: int = 
     stats.sort_stats(key)
     rows = []
     for func in stats.fcn_list[:n]:  # type: ignore[attr-defined]
-        cc, nc, tt, ct, _callers = stats.stats[func]  # type: ignore[attr-defined]
+        _cc, nc, tt, ct, _callers = stats.stats[func]  # type: ignore[attr-defined]
         filename, line, name = func
         where = filename
         for marker in ("/src/recloop/", "/site-packages/"):
@@ -725,7 +735,11 @@ def run(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
         root = Path(args.prepare_dir or tempfile.mkdtemp(prefix="recloop-serving-demo-"))
         print(f"preparing: recloop demo in-process into {root / 'demo'} (about 5 minutes) ...")
         data_dir, demo_s = prepare_demo(root, args.prepare_days, args.seed)
-        result["prepare"] = {"data_dir": str(data_dir), "seconds": demo_s, "days": args.prepare_days}
+        result["prepare"] = {
+            "data_dir": str(data_dir),
+            "seconds": demo_s,
+            "days": args.prepare_days,
+        }
         print(f"demo finished in {demo_s:.0f} s")
     else:
         data_dir = Path(args.data_dir)
@@ -823,7 +837,9 @@ def serve_phases(
     result["open_loop"] = sorted(runs, key=lambda r: r["offered_per_s"])
     result["closed_loop"] = []
     for conns in plan.closed_conns:
-        print(f"closed loop: {conns} connection(s), {plan.closed_requests} requests ...", flush=True)
+        print(
+            f"closed loop: {conns} connection(s), {plan.closed_requests} requests ...", flush=True
+        )
         result["closed_loop"].append(
             closed_loop(target, watched, pool, conns, plan.closed_requests, seed)
         )
@@ -939,11 +955,12 @@ def print_report(result: Mapping[str, Any]) -> None:
             f"cached {fc['warm_ms']['p50']:.2f} ms, none cached {fc['cold_ms']['p50']:.2f} ms "
             f"(p50; entries live {fc['item_features_ttl_s']:g} s)"
         )
-        print(f"  cProfile of the request thread, top by own time, ms per request:")
+        print("  cProfile of the request thread, top by own time, ms per request:")
         for row in p["cprofile_top_tottime"][:15]:
             print(
-                f"    {row['tottime_ms_per_request']:7.3f} own {row['cumtime_ms_per_request']:7.3f} "
-                f"cum {row['calls_per_request']:8.1f} calls  {row['function']}"
+                f"    {row['tottime_ms_per_request']:7.3f} own "
+                f"{row['cumtime_ms_per_request']:7.3f} cum "
+                f"{row['calls_per_request']:8.1f} calls  {row['function']}"
             )
     print()
     t = result["targets"]
@@ -965,8 +982,12 @@ def targets(result: Mapping[str, Any]) -> dict[str, Any]:
         "p99_ms_by_rate": {str(r["offered_per_s"]): r["latency_ms"]["p99"] for r in runs},
         "highest_rate_meeting_target": max(meeting, default=None),
         "highest_sustained_rate": max(held, default=None),
-        "max_closed_loop_ok_per_s": max((r["ok_per_s"] for r in result["closed_loop"]), default=0.0),
-        "requests_per_core_s_median": pct([r["requests_per_core_s"] for r in runs if r["sustained"]], 0.5),
+        "max_closed_loop_ok_per_s": max(
+            (r["ok_per_s"] for r in result["closed_loop"]), default=0.0
+        ),
+        "requests_per_core_s_median": pct(
+            [r["requests_per_core_s"] for r in runs if r["sustained"]], 0.5
+        ),
     }
 
 
@@ -994,9 +1015,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--prepare-dir", help="where --prepare writes (default: a temp dir)")
     parser.add_argument("--prepare-days", type=int, default=7, help="simulated days (default 7)")
-    parser.add_argument("--rates", help="open-loop rates, req/s, comma-separated (default 20,50,100)")
+    parser.add_argument(
+        "--rates", help="open-loop rates, req/s, comma-separated (default 20,50,100)"
+    )
     parser.add_argument("--duration", type=float, help="seconds measured per rate (default 40)")
-    parser.add_argument("--search-steps", type=int, help="bisection runs after the rates (default 4)")
+    parser.add_argument(
+        "--search-steps", type=int, help="bisection runs after the rates (default 4)"
+    )
     parser.add_argument("--quick", action="store_true", help="short runs: about 2 minutes")
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="the JSON written")
@@ -1053,7 +1078,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["wall_s"] = time.monotonic() - started
     result["targets"] = targets(result)
     result["environment"] = meta
-    result["plan"] = {k: v for k, v in vars(plan).items()}
+    result["plan"] = asdict(plan)
     result["argv"] = sys.argv[1:] if argv is None else list(argv)
     result["quick"] = args.quick
     print_report(result)

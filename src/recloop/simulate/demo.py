@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,6 +73,10 @@ class DemoConfig:
     days: int = 7
     transport: Literal["http", "inprocess"] = "http"
     train_nightly: bool = True  # run `recloop train` after each simulated day
+    # Variant name -> the surface serving it; surfaces not among the defaults go in
+    # ``surfaces`` (a benchmark's extra arms, say).
+    variants: Mapping[str, str] = field(default_factory=lambda: dict(DEMO_VARIANTS))
+    surfaces: Mapping[str, SurfaceConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,16 @@ class DemoOutcome:
     wall_s: float
 
 
-def demo_settings(settings: Settings, data_dir: Path) -> Settings:
-    """The demo's settings: the embedded store in ``data_dir`` and a popular-only surface."""
+def demo_settings(
+    settings: Settings, data_dir: Path, extra: Mapping[str, SurfaceConfig] | None = None
+) -> Settings:
+    """The demo's settings: the embedded store in ``data_dir``, a popular-only surface, and
+    any ``extra`` surfaces."""
     surfaces = default_surfaces()
     surfaces["popular-only"] = SurfaceConfig(
         sources=[SourceSlotConfig(name="popular", quota=300)], fallback=["newest"]
     )
+    surfaces.update(extra or {})
     # One seed must give one run: a source that misses its deadline on a busy machine would
     # change the list, so the demo waits for every source (latencies are still measured).
     surfaces = {
@@ -130,7 +139,7 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
     started = time.perf_counter()
     data_dir = settings.data_dir / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = demo_settings(settings, data_dir)
+    settings = demo_settings(settings, data_dir, config.surfaces)
     console.rule("recloop demo: a simulated world against the service")
     store = prepare_store(settings)
     key = ensure_dev_key(store, data_dir)
@@ -145,7 +154,7 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
     console.print(
         f"embedded store in [bold]{data_dir}[/bold]; {len(world.items):,} items and "
         f"{len(world.users):,} users to start; {config.days} simulated days; "
-        f"variants: {', '.join(f'{v} (surface {s})' for v, s in DEMO_VARIANTS.items())}; "
+        f"variants: {', '.join(f'{v} (surface {s})' for v, s in config.variants.items())}; "
         f"transport: {config.transport}",
         soft_wrap=True,
     )
@@ -168,7 +177,9 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
         runtime.close()
     wall_s = time.perf_counter() - started
     report_path = data_dir / "report.html"
-    what_ran = describe_variants(settings, trains_nightly=config.train_nightly)
+    what_ran = describe_variants(
+        settings, trains_nightly=config.train_nightly, variants=config.variants
+    )
     write_report(
         result,
         report_path,
@@ -240,7 +251,7 @@ def _simulate(
         world,
         behaviour,
         client,
-        DriverConfig(days=config.days, variants=DEMO_VARIANTS),
+        DriverConfig(days=config.days, variants=dict(config.variants)),
         on_night=on_night,
         on_day=on_day,
         on_session=on_session,
@@ -269,15 +280,20 @@ def _night_line(day: int, trained: TrainResult, seconds: float) -> str:
     )
 
 
-def describe_variants(settings: Settings, *, trains_nightly: bool = True) -> str:
+def describe_variants(
+    settings: Settings,
+    *,
+    trains_nightly: bool = True,
+    variants: Mapping[str, str] = DEMO_VARIANTS,
+) -> str:
     """What each variant's surface runs, in words, from the configuration it ran with."""
     parts = []
-    for variant, surface in DEMO_VARIANTS.items():
+    for variant, surface in variants.items():
         config = settings.surfaces[surface]
         names = [s.name for s in config.sources]
         parts.append(f"{variant} = {' + '.join(names)} ({config.ranker.name} ranker)")
     trained = sorted(
-        {s.name for surface in DEMO_VARIANTS.values() for s in settings.surfaces[surface].sources}
+        {s.name for surface in variants.values() for s in settings.surfaces[surface].sources}
         & set(MODEL_SOURCES)
     )
     if not trained:

@@ -164,6 +164,9 @@ class ScoredItem:
     reason: str
     sources: tuple[str, ...] = ()
     propensity: float = 1.0
+    # Each recalling source's normalised score, as the ranker saw it: logged with the list,
+    # so that the next ranker can learn from them.
+    source_scores: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,7 @@ class ServedItem:
     score: float
     source: str
     propensity: float
+    source_scores: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

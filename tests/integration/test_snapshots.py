@@ -95,7 +95,7 @@ def make_records() -> list[RecommendationRecord]:
             items=(
                 ServedItem("i1", 0, 0.9, "trending", 0.75),
                 ServedItem("i2", 1, 0.5, "popular", 1.0),
-                ServedItem("i3", 2, 0.25, "newest", 0.1),
+                ServedItem("i3", 2, 0.25, "newest", 0.1, (("newest", 0.5), ("fresh", 1.0))),
             ),
             model_version="pop-3",
             experiment="exp-a",
@@ -176,6 +176,8 @@ def test_snapshot_round_trips_every_table_with_utc_aware_timestamps(
 
     log = snap.table("recommendation_log").to_pylist()
     assert [row["request_id"] for row in log] == ["r1", "r2"]
+    # JSON text; PostgreSQL's jsonb may reorder the keys.
+    assert json.loads(log[0]["items"][2].pop("sourceScores")) == {"newest": 0.5, "fresh": 1.0}
     assert log[0]["items"][2] == {
         "itemId": "i3",
         "position": 2,
@@ -183,6 +185,7 @@ def test_snapshot_round_trips_every_table_with_utc_aware_timestamps(
         "source": "newest",
         "propensity": 0.1,
     }
+    assert log[0]["items"][0]["sourceScores"] is None
     assert log[0]["served_at"] == LATE_EVENING - timedelta(seconds=1)
     assert (log[1]["experiment"], log[1]["fallback"], log[1]["device"]) == (None, True, None)
 
@@ -270,6 +273,7 @@ def test_impressions_explode_each_served_list_to_positions_0_to_n_minus_1(
         ("r1", 2, "i3"),
         ("r2", 0, "i2"),
     ]
+    assert json.loads(rows[2].pop("source_scores")) == {"newest": 0.5, "fresh": 1.0}
     assert rows[2] == {
         "request_id": "r1",
         "user_id": "u1",

@@ -195,6 +195,34 @@ def test_a_new_user_is_served_from_their_region_and_interests(trained: Settings)
         runtime.close()
 
 
+def test_served_items_log_their_source_scores_and_the_next_ranker_learns_from_them(
+    trained: Settings,
+) -> None:
+    store = prepare_store(trained)
+    runtime = start_runtime(trained, store)
+    try:
+        user = _user_with_history(runtime)
+        served = runtime.recommender.recommend(
+            "default", RecommendationRequest(user_id=user, surface="ranked", limit=20)
+        )
+        runtime.writer.flush()
+        logged = store.rec_log.get("default", served.request_id)
+    finally:
+        runtime.close()
+    assert logged is not None
+    for item in logged.items:
+        scores = dict(item.source_scores)
+        # The first finder scored it, and the scores are normalised to (0, 1].
+        assert item.source in scores
+        assert all(0.0 < v <= 1.0 for v in scores.values())
+    # The version trained from the demo's log ranked with the sources it had logged.
+    registry = ModelRegistry(trained.resolved_model_dir())
+    version = registry.current("default")
+    assert version is not None
+    report = json.loads((registry.path("default", version) / "ranker_report.json").read_text())
+    assert "source_score:popular" in report["features"]
+
+
 def test_explored_positions_are_logged_with_their_propensities(trained: Settings) -> None:
     store = prepare_store(trained)
     runtime = start_runtime(trained, store)

@@ -64,6 +64,7 @@ SERVED_ITEM_TYPE = pa.struct(
         ("score", pa.float64()),
         ("source", pa.string()),
         ("propensity", pa.float64()),
+        ("sourceScores", pa.string()),  # JSON {source: normalised score}, or null
     ]
 )
 
@@ -124,6 +125,7 @@ IMPRESSIONS_SCHEMA = pa.schema(
         ("score", pa.float64()),
         ("source", pa.string()),
         ("propensity", pa.float64()),
+        ("source_scores", pa.string()),
         ("model_version", pa.string()),
         ("variant", pa.string()),
     ]
@@ -231,6 +233,7 @@ class Snapshot:
         columns["item_id"] = flat.field("itemId")
         for name in ("position", "score", "source", "propensity"):
             columns[name] = flat.field(name)
+        columns["source_scores"] = flat.field("sourceScores")
         columns["model_version"] = rows.column("model_version")
         columns["variant"] = rows.column("variant")
         return pa.table(columns, schema=IMPRESSIONS_SCHEMA)
@@ -526,6 +529,9 @@ def _log_batch(page: list[RecommendationRecord]) -> pa.RecordBatch:
                         "score": s.score,
                         "source": s.source,
                         "propensity": s.propensity,
+                        "sourceScores": json.dumps(dict(s.source_scores))
+                        if s.source_scores
+                        else None,
                     }
                     for s in r.items
                 ]

@@ -61,11 +61,20 @@ def source_score_feature(source: str) -> str:
     return f"source_score:{source}"
 
 
+#: The normalised score of a source's worst candidate: above 0, which means "not recalled".
+SCORE_FLOOR = 0.01
+
+
 def source_score_features(
     candidates: Sequence[MergedCandidate], sources: Sequence[str]
 ) -> FeatureMatrix:
-    """Each source's score scaled to [0, 1] by its best candidate; 0 where it did not recall."""
+    """Each source's scores scaled within the request to (0, 1]; 0 where it did not recall.
+
+    Positive scores are divided by the source's best. A source that scored any candidate at
+    or below zero (matrix factorisation's inner products) is scaled min-max instead, its
+    worst candidate at SCORE_FLOOR, so that a recalled item never looks unrecalled."""
     values = np.zeros((len(candidates), len(sources)), dtype=np.float32)
+    recalled = np.zeros((len(candidates), len(sources)), dtype=bool)
     column = {source: col for col, source in enumerate(sources)}
     # One pass over what was recalled, not candidates x sources: most cells are empty.
     for row, candidate in enumerate(candidates):
@@ -73,10 +82,19 @@ def source_score_features(
             col = column.get(source)
             if col is not None:
                 values[row, col] = score
-    if len(candidates):
-        top = values.max(axis=0)
-        positive = top > 0
-        values[:, positive] /= top[positive]
+                recalled[row, col] = True
+    for col in range(len(sources)):
+        mask = recalled[:, col]
+        if not mask.any():
+            continue
+        scored = values[mask, col]
+        low, high = float(scored.min()), float(scored.max())
+        if low > 0:
+            values[mask, col] = scored / high
+        elif high > low:
+            values[mask, col] = SCORE_FLOOR + (1.0 - SCORE_FLOOR) * (scored - low) / (high - low)
+        else:
+            values[mask, col] = 1.0
     return FeatureMatrix(
         item_ids=tuple(c.item_id for c in candidates),
         names=tuple(source_score_feature(s) for s in sources),

@@ -15,6 +15,8 @@ import numpy as np
 Method = Literal["isotonic", "platt", "none"]
 
 _EPS = 1e-6
+#: How much of the uncalibrated score isotonic calibration adds back, to break its ties.
+TIE_BREAK = 1e-6
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -43,8 +45,11 @@ class Calibrator:
     def apply(self, scores: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for ``scores``."""
         if self.method == "isotonic":
-            out: np.ndarray = np.interp(scores, self.knots_x, self.knots_y)
-            return out
+            # The step function is flat between knots and past the last one; a millionth of
+            # the input keeps its order there, so the best candidates do not tie.
+            out: np.ndarray = np.interp(scores, self.knots_x, self.knots_y) + TIE_BREAK * scores
+            clipped: np.ndarray = np.clip(out, 0.0, 1.0)
+            return clipped
         if self.method == "platt":
             return sigmoid(self.slope * logit(scores) + self.intercept)
         return np.asarray(scores, dtype=np.float64)

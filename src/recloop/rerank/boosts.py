@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,19 +16,7 @@ _DAY_S = 86_400.0
 def _rescored(items: list[tuple[float, int, ScoredItem]]) -> Slate:
     """Items by their new score (stable for ties), carrying the new score."""
     items.sort(key=lambda t: (-t[0], t[1]))
-    return Slate(
-        tuple(
-            ScoredItem(
-                item_id=item.item_id,
-                score=score,
-                source=item.source,
-                reason=item.reason,
-                sources=item.sources,
-                propensity=item.propensity,
-            )
-            for score, _, item in items
-        )
-    )
+    return Slate(tuple(dataclasses.replace(item, score=score) for score, _, item in items))
 
 
 class FreshnessConfig(BaseModel):

@@ -23,6 +23,7 @@ from recloop.features.candidates import (
     MergedCandidate,
     join_columns,
     merge_candidates,
+    source_score_feature,
     source_score_features,
 )
 from recloop.ranking.protocols import Ranker
@@ -282,6 +283,7 @@ class Pipeline:
                 if d
             )
         trace.append(StageTrace(f"rank:{self.ranker.version}", elapsed, outcome, detail))
+        logged = _source_scores(features)
         slate = Slate(
             tuple(
                 ScoredItem(
@@ -290,6 +292,7 @@ class Pipeline:
                     source=candidates[i].source,
                     reason=candidates[i].reason,
                     sources=candidates[i].sources,
+                    source_scores=logged.get(i, ()),
                 )
                 for i in order
             )
@@ -310,3 +313,17 @@ class Pipeline:
                 log.exception("rerank rule %s failed; skipped", rule.name)
                 trace.append(StageTrace(f"rerank:{rule.name}", watch.ms(), "error", str(exc)))
         return slate
+
+
+def _source_scores(features: FeatureMatrix) -> dict[int, tuple[tuple[str, float], ...]]:
+    """Each row's non-zero normalised source scores, by source name, rounded for the log."""
+    prefix = source_score_feature("")
+    columns = [(c, n[len(prefix) :]) for c, n in enumerate(features.names) if n.startswith(prefix)]
+    if not columns:
+        return {}
+    block = features.values[:, [c for c, _ in columns]]
+    rows, cols = np.nonzero(block)
+    out: dict[int, list[tuple[str, float]]] = {}
+    for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+        out.setdefault(row, []).append((columns[col][1], round(float(block[row, col]), 4)))
+    return {row: tuple(pairs) for row, pairs in out.items()}

@@ -225,7 +225,14 @@ class Recommender:
                 surface=ctx.surface,
                 served_at=ctx.now,
                 items=tuple(
-                    ServedItem(item.item_id, position, item.score, item.source, item.propensity)
+                    ServedItem(
+                        item.item_id,
+                        position,
+                        item.score,
+                        item.source,
+                        item.propensity,
+                        item.source_scores,
+                    )
                     for position, item in enumerate(result.items)
                 ),
                 model_version=result.model_version,

@@ -550,6 +550,7 @@ class SqlRecommendationLog(_SqlRole):
                         "score": s.score,
                         "source": s.source,
                         "propensity": s.propensity,
+                        **({"sourceScores": dict(s.source_scores)} if s.source_scores else {}),
                     }
                     for s in r.items
                 ],
@@ -621,7 +622,14 @@ def _record_from_row(m: Any) -> RecommendationRecord:
         surface=m["surface"],
         served_at=m["served_at"],
         items=tuple(
-            ServedItem(s["itemId"], s["position"], s["score"], s["source"], s["propensity"])
+            ServedItem(
+                s["itemId"],
+                s["position"],
+                s["score"],
+                s["source"],
+                s["propensity"],
+                tuple(s.get("sourceScores", {}).items()),
+            )
             for s in m["items"]
         ),
         model_version=m["model_version"],

@@ -25,7 +25,12 @@ from recloop.ranking.learned import RANKER_DIR
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.retrieval.interactions import TrainingData
 from recloop.store import Store
-from recloop.training.ranker import RankerFit, fit_ranker
+from recloop.training.ranker import (
+    DEFAULT_FEATURES,
+    RankerFit,
+    fit_ranker,
+    with_source_scores,
+)
 from recloop.training.sources import (
     KS,
     OBJECTIVE,
@@ -217,8 +222,13 @@ def _train_ranker(
         return RankerFit(None, skipped=f"no training set: {exc}")
     progress("training set", 1, 1)
     progress("ranker", 0, len(config.heads))
+    parts, scored_by = with_source_scores(built.parts)
     fitted = fit_ranker(
-        built.parts, config, version=version, on_head=lambda name: progress("ranker", 1, None)
+        parts,
+        config,
+        version=version,
+        features=(*DEFAULT_FEATURES, *scored_by),
+        on_head=lambda name: progress("ranker", 1, None),
     )
     fitted.report["training_set"] = str(built.path)
     if fitted.model is not None:

@@ -1,5 +1,8 @@
 """Fits the learned ranker on a training set of labelled impressions.
 
+Its features are the training-data features, the shown position, and the normalised
+score each retrieval source gave the item when it was served (logged with the list).
+
 Each head is a LightGBM model on the train part, its negatives downsampled, stopped early
 on the validation part; the validation part then fits its calibrator, and the test part,
 which neither saw, reports how good and how calibrated it is: AUC, log loss, a reliability
@@ -9,6 +12,7 @@ and each feature's share of the gain.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +31,7 @@ from recloop.evaluation.calibration import (
     log_loss,
     reliability_table,
 )
+from recloop.features.candidates import source_score_feature
 from recloop.features.definitions import CATEGORICAL, FEATURE_NAMES
 from recloop.ranking.calibration import Calibrator, fit_calibrator
 from recloop.ranking.learned import POSITION_FEATURE, Head, LearnedRankerConfig, RankerModel
@@ -36,6 +41,8 @@ LABELS: Mapping[str, str] = {"click": "label_click", "satisfaction": "label"}
 #: Default features: the training-data features and the shown position.
 DEFAULT_FEATURES: tuple[str, ...] = (*FEATURE_NAMES, POSITION_FEATURE)
 NDCG_K = 10
+#: The share of training rows a source must have scored to become a ranker feature.
+SOURCE_MIN_SHARE = 0.01
 
 
 @dataclass
@@ -97,11 +104,11 @@ def _params(settings: RankerTrainSettings, objective: str, seed: int) -> dict[st
         "force_row_wise": True,
         "verbosity": -1,
     }
-    if objective == "lambdarank":
-        params["metric"] = "ndcg"
-        params["eval_at"] = [NDCG_K]
-    else:
-        params["metric"] = "auc"
+    # Both objectives stop early on NDCG within the validation lists: what serving needs is
+    # the order within a request. AUC over all rows would reward telling users apart (a
+    # user's activity, constant within a list), and stopped binary heads after a few rounds.
+    params["metric"] = "ndcg"
+    params["eval_at"] = [NDCG_K]
     return params
 
 
@@ -122,35 +129,23 @@ def _fit_head(
     started = time.perf_counter()
     keep = _downsample(y, settings.negative_rate, rng)
     xv, yv = _matrix(valid, features), _labels(valid, label)
-    if settings.objective == "lambdarank":
-        rid = np.asarray(train.column("request_id").to_pylist(), dtype=object)[keep]
-        order, sizes = _groups(rid)
-        rows = keep[order]
-        train_set = lgb.Dataset(
-            x[rows],
-            y[rows],
-            group=sizes,
-            categorical_feature=categorical,
-            feature_name=names,
-            free_raw_data=True,
-        )
-        vorder, vsizes = _groups(np.asarray(valid.column("request_id").to_pylist(), dtype=object))
-        valid_set = lgb.Dataset(
-            xv[vorder],
-            yv[vorder],
-            group=vsizes,
-            reference=train_set,
-            categorical_feature=categorical,
-        )
-    else:
-        train_set = lgb.Dataset(
-            x[keep],
-            y[keep],
-            categorical_feature=categorical,
-            feature_name=names,
-            free_raw_data=True,
-        )
-        valid_set = lgb.Dataset(xv, yv, reference=train_set, categorical_feature=categorical)
+    # Rows grouped by served list: lambdarank learns within them, and both objectives are
+    # evaluated within them (LightGBM's NDCG needs the groups on every dataset).
+    rid = np.asarray(train.column("request_id").to_pylist(), dtype=object)[keep]
+    order, sizes = _groups(rid)
+    rows = keep[order]
+    train_set = lgb.Dataset(
+        x[rows],
+        y[rows],
+        group=sizes,
+        categorical_feature=categorical,
+        feature_name=names,
+        free_raw_data=True,
+    )
+    vorder, vsizes = _groups(np.asarray(valid.column("request_id").to_pylist(), dtype=object))
+    valid_set = lgb.Dataset(
+        xv[vorder], yv[vorder], group=vsizes, reference=train_set, categorical_feature=categorical
+    )
     callbacks: list[Callable[..., Any]] = []
     has_valid = len(yv) > 0 and 0 < yv.sum() < len(yv)
     if has_valid:
@@ -225,7 +220,12 @@ def in_list_ndcg(
     """NDCG@k within each served list that had a positive: the ranker's order against the
     order it was served in. Both see the same items, so this measures ordering alone."""
     requests = np.asarray(table.column("request_id").to_pylist(), dtype=object)
-    positions = _labels(table, "position")
+    # Without a shown position (candidates that were never served), the given order stands in.
+    positions = (
+        _labels(table, "position")
+        if "position" in table.column_names
+        else np.arange(table.num_rows, dtype=np.float64)
+    )
     labels = np.nan_to_num(_labels(table, label))
     order, sizes = _groups(requests)
     ranker, logged = [], []
@@ -243,6 +243,38 @@ def in_list_ndcg(
         "ranker": float(np.mean(ranker)) if ranker else float("nan"),
         "logged": float(np.mean(logged)) if logged else float("nan"),
     }
+
+
+def with_source_scores(
+    parts: Mapping[str, pa.Table], min_share: float = SOURCE_MIN_SHARE
+) -> tuple[dict[str, pa.Table], list[str]]:
+    """Each served item's logged source scores as feature columns ``source_score:<name>``.
+
+    A source becomes a feature when it scored at least ``min_share`` of the training rows;
+    rows it did not score (or logged before scores were) hold 0, as at serving.
+    """
+    parsed = {
+        name: [json.loads(raw) if raw else {} for raw in part.column("source_scores").to_pylist()]
+        if "source_scores" in part.column_names
+        else [{} for _ in range(part.num_rows)]
+        for name, part in parts.items()
+    }
+    train = parsed.get("train", [])
+    counts: dict[str, int] = {}
+    for row in train:
+        for source in row:
+            counts[source] = counts.get(source, 0) + 1
+    sources = sorted(s for s, n in counts.items() if n >= min_share * max(1, len(train)))
+    out: dict[str, pa.Table] = {}
+    for name, part in parts.items():
+        table = part
+        for source in sources:
+            values = [float(row.get(source, 0.0)) for row in parsed[name]]
+            table = table.append_column(
+                source_score_feature(source), pa.array(values, pa.float64())
+            )
+        out[name] = table
+    return out, [source_score_feature(s) for s in sources]
 
 
 def fit_ranker(

@@ -23,7 +23,7 @@ from recloop.ranking.learned import (
     correct_downsampling,
 )
 from recloop.ranking.protocols import Scores
-from recloop.training.ranker import fit_ranker, in_list_ndcg
+from recloop.training.ranker import fit_ranker, in_list_ndcg, with_source_scores
 
 pytestmark = pytest.mark.unit
 
@@ -212,3 +212,16 @@ def test_head_weights_must_name_known_heads_and_one_must_be_positive() -> None:
         LearnedRankerConfig(weights={"dwell": 1.0})
     with pytest.raises(ValueError, match="positive weight"):
         LearnedRankerConfig(weights={"click": 0.0})
+
+
+def test_logged_source_scores_become_features_when_common_enough() -> None:
+    train = pa.table(
+        {"source_scores": ['{"als": 0.5, "rare": 1.0}', '{"als": 1.0}', None] + ["{}"] * 97}
+    )
+    old = pa.table({"request_id": ["r"]})  # logged before scores were: no column at all
+
+    parts, features = with_source_scores({"train": train, "test": old}, min_share=0.02)
+
+    assert features == ["source_score:als"]
+    assert parts["train"].column("source_score:als").to_pylist()[:3] == [0.5, 1.0, 0.0]
+    assert parts["test"].column("source_score:als").to_pylist() == [0.0]

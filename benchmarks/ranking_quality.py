@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recloop.config import RankerTrainSettings
@@ -85,7 +86,6 @@ BOOTSTRAP = 2000
 RR_NAME = "retrieval only (round-robin)"
 
 out = Console(width=160, highlight=False)
-err = Console(stderr=True, highlight=False)
 
 
 # --- data sets -------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ class DatasetSpec:
     """How to load one data set and what to compare it with."""
 
     name: str
-    load: Callable[[int], Loaded]  # seed -> data
+    load: Callable[[Options], Loaded]
     protocol: str
     references: tuple[Reference, ...] = ()
     reference_note: str = ""
@@ -190,7 +190,7 @@ def time_stage_a(train: TrainingData, window: float) -> Callable[[int], list[Sta
     return stages
 
 
-def _ml100k_random(seed: int) -> Loaded:
+def _ml100k_random(opts: Options) -> Loaded:
     base = DATASETS / "ml-100k"
     log = load_movielens_inter(base / "ml-100k.inter", min_rating=None)
     items = load_movielens_items(base / "ml-100k.item")
@@ -198,7 +198,7 @@ def _ml100k_random(seed: int) -> Loaded:
     return Loaded(split, random_stage_a(split.train), {"user_genre_affinity": movielens_genres()})
 
 
-def _ml100k_time(seed: int) -> Loaded:
+def _ml100k_time(opts: Options) -> Loaded:
     base = DATASETS / "ml-100k"
     log = load_movielens_inter(base / "ml-100k.inter", min_rating=4.0)
     split = time_split(log, items=load_movielens_items(base / "ml-100k.item"))
@@ -207,11 +207,11 @@ def _ml100k_time(seed: int) -> Loaded:
     )
 
 
-SIM_DAYS = 7
+SIM_DAYS = 7  # the demo's default
 SIM_TEST = 0.15
 
 
-def _simulated(seed: int) -> Loaded:
+def _simulated(opts: Options) -> Loaded:
     """A ``recloop demo`` run (in-process, no nightly training), its engagements as the log."""
     from recloop.config import Settings
     from recloop.data.snapshots import take_snapshot
@@ -225,8 +225,8 @@ def _simulated(seed: int) -> Loaded:
         settings = Settings(data_dir=Path(tmp))
         run_demo(
             DemoConfig(
-                world=WorldConfig(seed=seed + 7),
-                days=SIM_DAYS,
+                world=WorldConfig(seed=opts.seed + 7),
+                days=opts.sim_days,
                 transport="inprocess",
                 train_nightly=False,
             ),
@@ -236,7 +236,9 @@ def _simulated(seed: int) -> Loaded:
         simulate_s = time.perf_counter() - started
         store = prepare_store(demo_settings(settings, Path(tmp) / "demo"))
         try:
-            snapshot = take_snapshot(store, Path(tmp) / "snapshots", app_id="default", now=_now())
+            snapshot = take_snapshot(
+                store, Path(tmp) / "snapshots", app_id="default", now=datetime.now(UTC)
+            )
             data = _training_data(snapshot)
             item_rows = snapshot.table("items").select(["item_id", "creator_id"]).to_pylist()
         finally:
@@ -249,7 +251,7 @@ def _simulated(seed: int) -> Loaded:
     )
     split = time_split(log, test_fraction=SIM_TEST, valid_fraction=0.0, items=data.items)
     table = data.items
-    tokens = {
+    tokens: dict[str, dict[str, tuple[str, ...]]] = {
         "user_category_affinity": {
             i: (c,) for i, c in zip(table.item_ids, table.categories, strict=True) if c
         },
@@ -258,16 +260,12 @@ def _simulated(seed: int) -> Loaded:
         },
     }
     info = {
-        "simulated_days": SIM_DAYS,
-        "world_seed": seed + 7,
+        "simulated_days": opts.sim_days,
+        "world_seed": opts.seed + 7,
         "engagements": len(x),
         "simulate_s": round(simulate_s, 1),
     }
     return Loaded(split, time_stage_a(split.train, SIM_TEST / (1.0 - SIM_TEST)), tokens, info)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 ML100K_RANDOM_NOTE = (
@@ -306,7 +304,7 @@ DATASET_SPECS = (
     DatasetSpec(
         "simulated",
         _simulated,
-        f"recloop demo, {SIM_DAYS} simulated days in-process (default world), engagements as "
+        "recloop demo, 7 simulated days (--sim-days) in-process, default world, engagements as "
         f"positives; time split (test: the last {SIM_TEST:.0%} of engagements); stage A: 4 "
         "earlier windows of the same size",
         reference_note="No published figures: a simulated world.",
@@ -368,6 +366,12 @@ def _affinity(data: TrainingData, tokens: Mapping[str, tuple[str, ...]]) -> np.n
     return a
 
 
+def per_mille(items: np.ndarray, n_items: int) -> np.ndarray:
+    """Each item's share of the rows ``items``, per mille."""
+    counts = np.bincount(items, minlength=n_items).astype(np.float64)
+    return counts * 1000.0 / max(1, len(items))
+
+
 def fit_sources(
     train: TrainingData, names: Sequence[str], params: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, float]]:
@@ -394,8 +398,8 @@ def build_pool(
 
     Features are what the serving path has: each source's score over its best candidate for
     the user and its reciprocal rank (0 where it did not recall the item), how many sources
-    recalled it, the item's engagement count (all and recent) and the user's, the user's
-    affinity to the item's genres / category / creator, and the item's age when known.
+    recalled it, the item's share of engagement (all and recent), the user's engagement count,
+    the user's affinity to the item's genres / category / creator, the item's age if known.
     """
     data = stage.train
     x = data.interactions
@@ -407,11 +411,14 @@ def build_pool(
     ages = bool(np.isfinite(created).any())
     names = feature_names(sources, token_names, ages)
     col = {n: j for j, n in enumerate(names)}
-    pop = np.log1p(np.bincount(x.items, minlength=x.n_items).astype(np.float64))
+    # Popularity as a share (per mille) of the interactions, not a count: stage A fits on
+    # less data than stage B, and a count's scale would shift between them.
+    pop = per_mille(x.items, x.n_items)
     t_end = float(x.timestamps.max()) if len(x) else 0.0
     t_start = float(x.timestamps.min()) if len(x) else 0.0
-    recent_mask = x.timestamps >= t_end - RECENT_FRACTION * (t_end - t_start)
-    recent = np.log1p(np.bincount(x.items[recent_mask], minlength=x.n_items).astype(np.float64))
+    recent = per_mille(
+        x.items[x.timestamps >= t_end - RECENT_FRACTION * (t_end - t_start)], x.n_items
+    )
     activity = np.bincount(x.users, minlength=x.n_users).astype(np.float64)
     lists: dict[str, list[list[str]]] = {s: [] for s in sources}
     blocks: list[np.ndarray] = []
@@ -634,6 +641,8 @@ def score_row(
     per_case = np.asarray(
         [ndcg_at_k(r, c.relevant, TOP) for r, c in zip(rankings, cases, strict=True)]
     )
+    if report.excluded_returned:  # a source broke its contract: say so, do not hide it
+        note = f"{note}; training items returned in {report.excluded_returned} cases"
     return Row(
         method, m.ndcg, m.recall[10], m.recall[100], m.hit_rate, m.mean_returned, per_case, note
     )
@@ -708,6 +717,7 @@ class Options:
     max_rounds: int
     learning_rate: float
     tuned: Path | None
+    sim_days: int = SIM_DAYS
 
 
 def run_dataset(spec: DatasetSpec, opts: Options) -> dict[str, Any]:
@@ -720,7 +730,7 @@ def run_dataset(spec: DatasetSpec, opts: Options) -> dict[str, Any]:
     out.rule(f"[bold]{spec.name}")
     out.print(f"protocol: {spec.protocol}", soft_wrap=True)
     started = time.perf_counter()
-    loaded = spec.load(opts.seed)
+    loaded = spec.load(opts)
     timed("load", started)
     split = loaded.split
     params = tuned_params(opts.tuned, spec.tuned_key)
@@ -738,8 +748,8 @@ def run_dataset(spec: DatasetSpec, opts: Options) -> dict[str, Any]:
     fit_a: dict[str, float] = {}
     for stage in stages:
         models, seconds = fit_sources(stage.train, opts.sources, params)
-        for k, v in seconds.items():
-            fit_a[k] = round(fit_a.get(k, 0.0) + v, 2)
+        for k, secs in seconds.items():
+            fit_a[k] = round(fit_a.get(k, 0.0) + secs, 2)
         cases = sample(stage.cases, opts.max_cases, opts.seed)
         pools_a.append(
             build_pool(Stage(stage.name, stage.train, cases), models, loaded.tokens, opts.depth)
@@ -755,7 +765,7 @@ def run_dataset(spec: DatasetSpec, opts: Options) -> dict[str, Any]:
     variants: list[Variant] = []
     for objective in opts.objectives:
         settings = RankerTrainSettings(
-            objective=objective,  # type: ignore[arg-type]
+            objective=objective,
             heads=("click",),
             max_rounds=opts.max_rounds,
             learning_rate=opts.learning_rate,
@@ -812,13 +822,13 @@ def run_dataset(spec: DatasetSpec, opts: Options) -> dict[str, Any]:
     for v in fitted:
         assert v.model is not None
         served, raw = serving_scores(v.model, pool_b)
-        chosen = " [selected on validation]" if v is best else ""
+        chosen = " [selected]" if v is best else ""
         rows.append(
             score_row(
                 f"full pipeline ({v.name} ranker){chosen}",
                 ordered(pool_b, served),
                 test_cases,
-                "served score: calibrated probability, stable sort",
+                "served score (calibrated)",
             )
         )
         rows.append(
@@ -826,7 +836,7 @@ def run_dataset(spec: DatasetSpec, opts: Options) -> dict[str, Any]:
                 f"  ({v.name} ranker, raw booster score)",
                 ordered(pool_b, raw),
                 test_cases,
-                "diagnostic: before calibration",
+                "diagnostic: uncalibrated",
             )
         )
         diagnostics[v.name] = {
@@ -836,6 +846,11 @@ def run_dataset(spec: DatasetSpec, opts: Options) -> dict[str, Any]:
     timed("B: rank and score", started)
 
     print_tables(spec, rows, loaded, split, pool_b, validation, best, variants, timings, opts)
+    for name, d in diagnostics.items():
+        out.print(
+            f"{name} ranker: test users whose top 10 hold tied scores: served (calibrated) "
+            f"{d['cases_with_tied_top10_served']:.1%}, raw {d['cases_with_tied_top10_raw']:.1%}"
+        )
     by = {r.method: r for r in rows}
     comparisons: dict[str, Any] = {}
     if best is not None:
@@ -876,7 +891,7 @@ def run_dataset(spec: DatasetSpec, opts: Options) -> dict[str, Any]:
         "source_fit_s": {"stage_a": fit_a, "stage_b": fit_b},
         "features": list(pool_a.features),
         "rows": [r.to_dict() for r in rows],
-        "validation_ndcg@10": {k: round(v, 5) for k, v in validation.items()},
+        "validation_ndcg@10": {k: round(n, 5) for k, n in validation.items()},
         "selected": None if best is None else best.name,
         "comparisons": comparisons,
         "ranker": {
@@ -943,14 +958,14 @@ def print_tables(
         key = _source_of(r.method)
         if r.method.startswith("full pipeline ("):
             key = "ranker (" + r.method.split("(")[1].split(" ranker")[0] + ")"
-        v = validation.get(key)
+        score = validation.get(key)
         table.add_row(
-            r.method,
+            escape(r.method),
             f"{r.ndcg:.4f}",
             f"{r.recall10:.4f}",
             f"{r.recall100:.4f}",
             f"{r.hit10:.4f}",
-            "" if v is None else f"{v:.4f}",
+            "" if score is None else f"{score:.4f}",
             r.note,
         )
     out.print(table)
@@ -967,7 +982,7 @@ def print_tables(
             )
         for r in rows:
             if r.method.startswith("full pipeline") or r.method == RR_NAME:
-                ref.add_row(f"{r.method}, this run", f"{r.ndcg:.4f}", f"{r.recall10:.4f}")
+                ref.add_row(escape(f"{r.method}, this run"), f"{r.ndcg:.4f}", f"{r.recall10:.4f}")
         out.print(ref)
     if spec.reference_note:
         out.print(f"[dim]{spec.reference_note}[/dim]")
@@ -1026,6 +1041,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-rounds", type=int, default=RankerTrainSettings().max_rounds)
     parser.add_argument("--learning-rate", type=float, default=RankerTrainSettings().learning_rate)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sim-days", type=int, default=SIM_DAYS, help="days of the simulated run")
     parser.add_argument("--tuned", type=Path, default=None, help="a retrieval_quality --tune JSON")
     parser.add_argument(
         "--out",
@@ -1063,6 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.max_rounds,
         args.learning_rate,
         args.tuned,
+        args.sim_days,
     )
     started = time.perf_counter()
     figures = [run_dataset(next(d for d in DATASET_SPECS if d.name == n), opts) for n in chosen]
@@ -1082,6 +1099,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_rounds": args.max_rounds,
             "learning_rate": args.learning_rate,
             "seed": args.seed,
+            "sim_days": args.sim_days,
             "tuned": None if args.tuned is None else str(args.tuned),
             "heads": ["click"],
         },

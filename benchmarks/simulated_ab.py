@@ -106,8 +106,9 @@ def main() -> None:
         print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
         _table(f"seed {seed}", runs[seed])
     if len(runs) > 1:
+        keys = ["requests", *(key for key, _ in METRICS)]
         mean = {
-            v: {key: statistics.fmean(run[v][key] for run in runs.values()) for key, _ in METRICS}
+            v: {key: statistics.fmean(run[v][key] for run in runs.values()) for key in keys}
             for v in variants
         }
         _table(f"mean of {len(runs)} seeds", mean)

@@ -201,6 +201,11 @@ class RankerTrainSettings(_Section):
         default=0.3, gt=0, le=1, description="Share of negative impressions kept for training."
     )
     calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+    stopping_metric: Literal["auto", "auc", "ndcg"] = Field(
+        default="auto",
+        description="What early stopping watches on the validation part: AUC over all rows, "
+        "or NDCG@10 within each list; auto: AUC for binary, NDCG for lambdarank.",
+    )
     num_leaves: int = Field(default=31, ge=2)
     learning_rate: float = Field(default=0.05, gt=0, le=1)
     max_rounds: int = Field(default=400, ge=1)

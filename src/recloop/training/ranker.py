@@ -104,11 +104,16 @@ def _params(settings: RankerTrainSettings, objective: str, seed: int) -> dict[st
         "force_row_wise": True,
         "verbosity": -1,
     }
-    # Both objectives stop early on NDCG within the validation lists: what serving needs is
-    # the order within a request. AUC over all rows would reward telling users apart (a
-    # user's activity, constant within a list), and stopped binary heads after a few rounds.
-    params["metric"] = "ndcg"
-    params["eval_at"] = [NDCG_K]
+    metric = settings.stopping_metric
+    if metric == "auto":
+        metric = "ndcg" if objective == "lambdarank" else "auc"
+    # NDCG within lists is what serving needs, but on served lists of 10-20 items with a
+    # click or two it is noisy enough to stop a binary head after its first tree; AUC over
+    # all rows is steadier there. Candidate lists (hundreds per user, some users far more
+    # active than others) are the opposite case: AUC rewards telling users apart.
+    params["metric"] = metric
+    if metric == "ndcg":
+        params["eval_at"] = [NDCG_K]
     return params
 
 

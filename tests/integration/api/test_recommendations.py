@@ -107,7 +107,8 @@ def test_debug_returns_every_stage(catalog: Api) -> None:
             assert stage["outcome"] == "fallback"
             assert "no trained ranker" in stage["detail"]
             continue
-        allowed = ("ok", "empty") if stage["stage"].startswith("retrieve:") else ("ok",)
+        # A loaded machine may miss a source's 15 ms deadline; that is traced, not failed.
+        allowed = ("ok", "empty", "timeout") if stage["stage"].startswith("retrieve:") else ("ok",)
         assert stage["outcome"] in allowed, stage
     assert all(s["elapsedMs"] >= 0 for s in body["stages"])
 

@@ -163,6 +163,12 @@ class ServingSettings(_Section):
         description="Serve a repeat request (same user, surface and context) its list again "
         "for this long; any event from the user drops it. 0 turns the cache off.",
     )
+    blas_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="BLAS threads in a serving process; requests are already parallel.",
+    )
     item_features_ttl_s: float = Field(
         default=60.0,
         ge=0,

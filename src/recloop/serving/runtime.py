@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from recloop.config import Settings
 from recloop.domain import Scope
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
@@ -114,6 +116,10 @@ def start_runtime(
         store: an opened store; opened (and migrated when embedded) from settings if None.
         clock: what the models and requests take as "now" (a simulation passes its own).
     """
+    # Requests do many small matrix products on several threads at once: a multithreaded
+    # BLAS adds worker threads that spin after each one, costing about 10 ms of CPU a
+    # request on 2 cores and doubling p99 (benchmarks/serving_latency.py).
+    threadpool_limits(settings.serving.blas_threads, "blas")
     store = store or prepare_store(settings)
     metrics = Metrics()
     writer = StoreWriter(store.events, store.rec_log, max_rows=settings.ingest.writer_max_rows)

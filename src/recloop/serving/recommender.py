@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from recloop.domain import (
     CONSUMING_EVENTS,
@@ -143,15 +144,9 @@ class Recommender:
         excluded |= self._suppressions.item_ids(app_id, request.user_id)
         if request.item_id is not None:
             excluded.add(request.item_id)
-        ctx = RequestContext(
-            app_id=app_id,
-            request_id=uuid.uuid4().hex,
-            surface=request.surface,
-            user_id=request.user_id,
-            now=self._clock(),
-            session_id=request.session_id,
-            device=request.device,
-            locale=request.locale,
+        ctx = self._context(
+            app_id,
+            request,
             anchor_item_id=request.item_id,
             category=request.category,
             excluded_item_ids=frozenset(excluded),
@@ -188,10 +183,9 @@ class Recommender:
         """Drop cached lists of users who just sent events: what they did may change them."""
         self.cache.forget_users(app_id, user_ids)
 
-    def _serve_cached(
-        self, app_id: str, request: RecommendationRequest, cached: CachedList, watch: Stopwatch
-    ) -> Recommendations:
-        ctx = RequestContext(
+    def _context(self, app_id: str, request: RecommendationRequest, **read: Any) -> RequestContext:
+        """A new request id and the request's own context; ``read`` adds what was looked up."""
+        return RequestContext(
             app_id=app_id,
             request_id=uuid.uuid4().hex,
             surface=request.surface,
@@ -200,7 +194,13 @@ class Recommender:
             session_id=request.session_id,
             device=request.device,
             locale=request.locale,
+            **read,
         )
+
+    def _serve_cached(
+        self, app_id: str, request: RecommendationRequest, cached: CachedList, watch: Stopwatch
+    ) -> Recommendations:
+        ctx = self._context(app_id, request)
         trace = (StageTrace("cache", watch.ms(), "ok", "a repeat request within the TTL"),)
         result = Recommendations(
             request_id=ctx.request_id,

@@ -117,8 +117,8 @@ def start_runtime(
         clock: what the models and requests take as "now" (a simulation passes its own).
     """
     # Requests do many small matrix products on several threads at once: a multithreaded
-    # BLAS adds worker threads that spin after each one, costing about 10 ms of CPU a
-    # request on 2 cores and doubling p99 (benchmarks/serving_latency.py).
+    # BLAS adds worker threads that spin after each one, about 12 ms of CPU a request on
+    # 2 cores (benchmarks/serving_latency.py).
     threadpool_limits(settings.serving.blas_threads, "blas")
     store = store or prepare_store(settings)
     metrics = Metrics()

@@ -64,6 +64,7 @@ class Session:
     requests: int = 0
     clicked_categories: dict[str, int] = field(default_factory=dict)
     shown_categories: dict[str, int] = field(default_factory=dict)
+    rng: np.random.Generator | None = None  # None: the world's generator
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +100,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class Behaviour:
-    """The response model; all randomness comes from the world's generator."""
+    """The response model; its randomness comes from the session's generator."""
 
     def __init__(self, world: World, config: BehaviourConfig | None = None) -> None:
         self.world = world
         self.config = config or BehaviourConfig()
+
+    def _rng(self, session: Session) -> np.random.Generator:
+        return session.rng if session.rng is not None else self.world.rng
 
     def truth(self, session: Session, item_ids: list[str]) -> ListTruth:
         """Expected click and satisfaction probability of every position of a list."""
@@ -144,7 +148,7 @@ class Behaviour:
         Real logs are not only the recommender's echo: people reach items by other paths,
         mostly ones that match their taste. Each found item yields a click and a view.
         """
-        rng = self.world.rng
+        rng = self._rng(session)
         c = self.config
         user = session.user
         found = int(rng.poisson(c.organic_per_session))
@@ -194,7 +198,7 @@ class Behaviour:
         now: datetime,
     ) -> ListResponse:
         """Sample what the user does with a served list, as API events on the sim clock."""
-        rng = self.world.rng
+        rng = self._rng(session)
         c = self.config
         user = session.user
         truth = self.truth(session, item_ids)

@@ -102,6 +102,8 @@ class SimulationResult:
     late_events: int
     duplicate_events: int
     bots: int
+    per_user: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """variant -> user -> summed figures (``USER_FIGURES``), people only."""
 
     def totals(self, variant: str) -> dict[str, float]:
         """Impression-weighted figures over the whole run for one variant."""
@@ -122,6 +124,17 @@ class SimulationResult:
         for k in ("coverage", "diversity", "latency_p50_ms", "latency_p99_ms", "fallback_share"):
             out[k] = statistics.fmean(d[k] for d in days)
         return out
+
+
+USER_FIGURES = (
+    "requests",
+    "impressions",
+    "clicks",
+    "satisfied",
+    "hides",
+    "expected_clicks",
+    "expected_satisfied",
+)
 
 
 def assign_variant(user_id: str, variants: list[str], salt: str) -> str:
@@ -180,6 +193,7 @@ class Simulation:
         self._impressions_by_position = [0] * config.list_size
         self._clicks_by_position = [0] * config.list_size
         self._session_count = 0
+        self._per_user: dict[str, dict[str, dict[str, float]]] = {}
 
     def run(self) -> SimulationResult:
         """Simulate every day and return the measurements."""
@@ -190,6 +204,7 @@ class Simulation:
             self.client.put_user(user.user_id, user.attributes())
         self._on_night(-1)
         per_day: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+        self._per_user = {v: {} for v in variants}
         days: list[datetime] = []
         for day in range(config.days):
             day_start = world.start + timedelta(days=day)
@@ -227,6 +242,7 @@ class Simulation:
             late_events=self._late_count,
             duplicate_events=self._duplicate_count,
             bots=sum(1 for u in world.users if u.is_bot),
+            per_user=self._per_user,
         )
 
     def _schedule(self, day_start: datetime) -> list[tuple[datetime, SimUser]]:
@@ -246,9 +262,9 @@ class Simulation:
         self, user: SimUser, started_at: datetime, variant: str, stats: DayStats
     ) -> None:
         config = self.config
-        rng = self.world.rng
         self._session_count += 1
-        session = Session(f"s{self._session_count:08d}", user, started_at)
+        rng = self.world.session_rng(self._session_count)
+        session = Session(f"s{self._session_count:08d}", user, started_at, rng=rng)
         now = started_at
         surface = config.variants[variant]
         organic = self.behaviour.organic(session, now)
@@ -269,6 +285,7 @@ class Simulation:
                 self._record(
                     stats, served.item_ids, served.latency_ms, served.fallback, truth, response, now
                 )
+                self._record_user(variant, user.user_id, len(served.item_ids), truth, response)
             self._send(response.events)
             self._count(user, response.events)
             if response.leaves or not served.item_ids:
@@ -316,8 +333,20 @@ class Simulation:
         for position in response.clicks:
             self._clicks_by_position[position] += 1
 
+    def _record_user(
+        self, variant: str, user_id: str, shown: int, truth: Any, response: Any
+    ) -> None:
+        figures = self._per_user[variant].setdefault(user_id, dict.fromkeys(USER_FIGURES, 0.0))
+        figures["requests"] += 1
+        figures["impressions"] += shown
+        figures["clicks"] += len(response.clicks)
+        figures["satisfied"] += response.satisfied
+        figures["hides"] += response.hides
+        figures["expected_clicks"] += truth.expected_clicks
+        figures["expected_satisfied"] += float(truth.satisfaction.sum())
+
     def _send(self, events: list[dict[str, Any]]) -> None:
-        rng = self.world.rng
+        rng = self.world.delivery_rng
         now_batch: list[dict[str, Any]] = []
         for event in events:
             if rng.random() < self.config.late_share:

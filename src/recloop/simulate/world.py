@@ -153,11 +153,18 @@ class SimUser:
 
 
 class World:
-    """Items, users, their arrival and drift; one seeded generator behind everything."""
+    """Items, users, their arrival and drift, from one seeded generator.
+
+    ``rng`` draws only the world's structure: items, users, drift and the session schedule.
+    What users do with the lists they are served draws from separate streams
+    (``session_rng``, ``delivery_rng``), so two runs with the same seed and different
+    recommenders face the same users, items and sessions: a paired comparison.
+    """
 
     def __init__(self, config: WorldConfig, start: datetime) -> None:
         self.config = config
         self.rng = np.random.default_rng(config.seed)
+        self.delivery_rng = np.random.default_rng([config.seed, 2])
         self.start = start
         rng = self.rng
         centroids = rng.normal(size=(len(CATEGORIES), config.dim))
@@ -174,6 +181,10 @@ class World:
             self._new_item(start - timedelta(days=float(rng.uniform(0, 60))))
         for _ in range(config.initial_users):
             self._new_user(start - timedelta(days=float(rng.uniform(0, 365))))
+
+    def session_rng(self, session_number: int) -> np.random.Generator:
+        """The responses of one session: the same draws whatever is served to it."""
+        return np.random.default_rng([self.config.seed, 1, session_number])
 
     def _new_item(self, published_at: datetime) -> SimItem:
         rng = self.rng

@@ -7,7 +7,9 @@ Precedence, highest first: constructor arguments, environment variables
 
 from __future__ import annotations
 
+import math
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -244,6 +246,76 @@ class IngestSettings(_Section):
     ack_timeout_s: float = Field(default=10.0, gt=0)
 
 
+#: Pipeline fields a variant may override (the rest of the surface is the experiment's).
+VARIANT_OVERRIDES = frozenset(
+    {"sources", "ranker", "rules", "exploration", "online_features", "fallback"}
+)
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+class VariantConfig(_Section):
+    """One arm of an experiment: its share of the experiment's users and what it changes.
+
+    A variant serves from another configured ``surface``, or from the experiment's surface
+    with some pipeline fields replaced (``overrides``), or, with neither, unchanged (the
+    control).
+    """
+
+    name: str = Field(pattern=_NAME)
+    share: float = Field(gt=0, le=1)
+    surface: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_overrides(self) -> VariantConfig:
+        unknown = sorted(set(self.overrides) - VARIANT_OVERRIDES)
+        if unknown:
+            raise ValueError(
+                f"overrides: {', '.join(unknown)} cannot be overridden "
+                f"(allowed: {', '.join(sorted(VARIANT_OVERRIDES))})"
+            )
+        return self
+
+
+class ExperimentConfig(_Section):
+    """An experiment on one surface: variants, traffic, layer and schedule.
+
+    Users are assigned by a hash of (``salt``, user id), never a random draw, so a user keeps
+    their variant across requests and replicas. Experiments in one ``layer`` split its
+    users between them (each takes ``traffic`` of the layer, in configuration order), so a
+    user is in at most one of them; experiments in different layers are independent.
+    """
+
+    name: str = Field(pattern=_NAME)
+    surface: str
+    variants: list[VariantConfig]
+    layer: str = Field(default="default", pattern=_NAME)
+    traffic: float = Field(default=1.0, gt=0, le=1, description="Share of the layer's users.")
+    salt: str | None = Field(default=None, description="Defaults to the experiment's name.")
+    start: datetime | None = None
+    stop: datetime | None = None
+    primary_metric: str = "ctr"
+
+    @model_validator(mode="after")
+    def _valid_variants(self) -> ExperimentConfig:
+        if len(self.variants) < 2:
+            raise ValueError("variants: an experiment needs at least two")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variants: names must be unique")
+        total = math.fsum(v.share for v in self.variants)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"variants: shares must add up to 1 (they add up to {total:g})")
+        if self.start and self.stop and self.stop <= self.start:
+            raise ValueError("stop: must be after start")
+        return self
+
+    @property
+    def control(self) -> str:
+        """The first variant is the one the others are compared with."""
+        return self.variants[0].name
+
+
 class Settings(BaseSettings):
     """The whole configuration of a recloop deployment."""
 
@@ -266,6 +338,37 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     train: TrainSettings = TrainSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
+    experiments: list[ExperimentConfig] = Field(default_factory=list)
+    experiment_holdout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of users kept out of every experiment (a long-term holdout).",
+    )
+
+    @model_validator(mode="after")
+    def _experiments_fit(self) -> Settings:
+        names = [e.name for e in self.experiments]
+        if len(set(names)) != len(names):
+            raise ValueError("experiments: names must be unique")
+        per_layer: dict[str, float] = {}
+        for i, experiment in enumerate(self.experiments):
+            key = f"experiments[{i}] ({experiment.name})"
+            if experiment.surface not in self.surfaces:
+                raise ValueError(f"{key}.surface: no surface named {experiment.surface!r}")
+            for variant in experiment.variants:
+                if variant.surface is not None and variant.surface not in self.surfaces:
+                    raise ValueError(
+                        f"{key}.variants.{variant.name}.surface: "
+                        f"no surface named {variant.surface!r}"
+                    )
+            per_layer[experiment.layer] = per_layer.get(experiment.layer, 0.0) + experiment.traffic
+            if per_layer[experiment.layer] > 1.0 + 1e-6:
+                raise ValueError(
+                    f"{key}.traffic: experiments in layer {experiment.layer!r} "
+                    "take more than all of its users"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -17,6 +17,7 @@ from recloop.domain import (
     ServedItem,
 )
 from recloop.errors import InvalidInput
+from recloop.experiments.assignment import Assigner, Assignment
 from recloop.monitoring.metrics import Metrics
 from recloop.retrieval.bundle import ModelIndex
 from recloop.serving.budget import StageTrace, Stopwatch
@@ -74,6 +75,8 @@ class Recommender:
         users: read for the attributes of users with fewer than ``cold_history`` items.
         models: the loaded retrieval models, whose version each response names.
         cache: recent lists served again to a repeat request (off unless it has a TTL).
+        variants: the pipelines of experiment variants, by ``Assignment.pipeline`` name.
+        assigner: assigns users to the experiments running on a surface.
     """
 
     def __init__(
@@ -90,8 +93,12 @@ class Recommender:
         models: ModelIndex | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         cache: ResponseCache | None = None,
+        variants: Mapping[str, Pipeline] | None = None,
+        assigner: Assigner | None = None,
     ) -> None:
         self._pipelines = dict(pipelines)
+        self._variants = dict(variants or {})
+        self._assigner = assigner or Assigner([])
         self._requires_item = requires_item
         self._events = events
         self._suppressions = suppressions
@@ -122,10 +129,12 @@ class Recommender:
             )
         if request.surface in self._requires_item and request.item_id is None:
             raise InvalidInput("itemId", f"required for surface {request.surface!r}")
-        key = (app_id, request)
+        assignment = self._assigner.assign(request.user_id, request.surface, self._clock())
+        pipeline = self._variants.get(assignment.pipeline, pipeline)
+        key = (app_id, request, assignment.pipeline)
         cached = self.cache.get(key, time.monotonic())
         if cached is not None:
-            return self._serve_cached(app_id, request, cached, watch)
+            return self._serve_cached(app_id, request, cached, watch, assignment)
         engaged = self._events.engagement_history(app_id, request.user_id, _CONSUMING)
         history = tuple(dict.fromkeys(item_id for item_id, _ in engaged))[:HISTORY_LEN]
         session_items: tuple[str, ...] = ()
@@ -165,8 +174,8 @@ class Recommender:
             request_id=ctx.request_id,
             items=served.items,
             model_version=model_version,
-            experiment=None,
-            variant="default",
+            experiment=assignment.experiment,
+            variant=assignment.variant,
             fallback=served.fallback,
             trace=served.trace,
             latency_ms=latency_ms,
@@ -198,7 +207,12 @@ class Recommender:
         )
 
     def _serve_cached(
-        self, app_id: str, request: RecommendationRequest, cached: CachedList, watch: Stopwatch
+        self,
+        app_id: str,
+        request: RecommendationRequest,
+        cached: CachedList,
+        watch: Stopwatch,
+        assignment: Assignment,
     ) -> Recommendations:
         ctx = self._context(app_id, request)
         trace = (StageTrace("cache", watch.ms(), "ok", "a repeat request within the TTL"),)
@@ -206,8 +220,8 @@ class Recommender:
             request_id=ctx.request_id,
             items=cached.items,
             model_version=cached.model_version,
-            experiment=None,
-            variant="default",
+            experiment=assignment.experiment,
+            variant=assignment.variant,
             fallback=cached.fallback,
             trace=trace,
             latency_ms=watch.ms(),

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from recloop.config import Settings
 from recloop.domain import Scope
+from recloop.experiments.assignment import Assigner, variant_surfaces
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
@@ -143,7 +144,11 @@ def start_runtime(
     )
     executor = ThreadPoolExecutor(settings.serving.source_threads, thread_name_prefix="recloop-src")
     online = open_online_store(settings.online_url, timeout_s=settings.online_timeout_s)
-    uses_features = any(s.online_features for s in settings.surfaces.values())
+    # Experiment variants are surfaces too, built at start-up like the configured ones.
+    variants = variant_surfaces(settings.surfaces, settings.experiments)
+    uses_features = any(
+        s.online_features for s in (*settings.surfaces.values(), *variants.values())
+    )
     models = ModelIndex()
     rankers = RankerModels()
     model_loader = ModelLoader(
@@ -153,21 +158,18 @@ def start_runtime(
         on_error=metrics.model_load_errors.inc,
         rankers=rankers,
     )
-    pipelines = build_pipelines(
-        settings.surfaces,
-        Resources(
-            index,
-            store.catalog,
-            OnlineFeatures(online, item_ttl_s=settings.serving.item_features_ttl_s)
-            if uses_features
-            else None,
-            models,
-            store.rec_log,
-            rankers,
-        ),
-        settings.serving.budget,
-        executor,
+    resources = Resources(
+        index,
+        store.catalog,
+        OnlineFeatures(online, item_ttl_s=settings.serving.item_features_ttl_s)
+        if uses_features
+        else None,
+        models,
+        store.rec_log,
+        rankers,
     )
+    pipelines = build_pipelines(settings.surfaces, resources, settings.serving.budget, executor)
+    variant_pipelines = build_pipelines(variants, resources, settings.serving.budget, executor)
     # Feature state is kept only when a surface reads it: folding every event in costs CPU.
     folder = FeatureMaterializer(store.events, store.catalog, online)
     materializer = PeriodicTask(
@@ -188,6 +190,8 @@ def start_runtime(
         models=models,
         clock=clock,
         cache=ResponseCache(settings.serving.response_cache_ttl_s),
+        variants=variant_pipelines,
+        assigner=Assigner(settings.experiments, settings.experiment_holdout),
     )
     ingestor = EventIngestor(
         writer,

@@ -1,0 +1,1 @@
+"""Experiments: assignment, interleaving, analysis, rollout and rollback."""

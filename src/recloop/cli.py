@@ -1,4 +1,5 @@
-"""The ``recloop`` command: serve, db, keys, import, snapshot, dataset, train, demo."""
+"""The ``recloop`` command: serve, db, keys, import, snapshot, dataset, train, models,
+experiment, demo."""
 
 from __future__ import annotations
 
@@ -658,6 +659,74 @@ def models_promote(
     except FileNotFoundError as exc:
         raise _fail(exc) from exc
     console.print(f"app {app_id!r} now serves model version {version}")
+
+
+experiment_app = typer.Typer(
+    help="A/B experiments ([[experiments]] in recloop.toml): list them, report one.",
+    no_args_is_help=True,
+)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("list")
+def experiment_list() -> None:
+    """The configured experiments: surface, layer, traffic, variants and whether they run."""
+    settings = _settings()
+    now = datetime.now(UTC)
+    table = Table("experiment", "surface", "layer", "traffic", "variants", "window", "state")
+    for e in settings.experiments:
+        window = f"{e.start:%Y-%m-%d} .. " if e.start else "from start .. "
+        window += f"{e.stop:%Y-%m-%d}" if e.stop else "open"
+        table.add_row(
+            e.name,
+            e.surface,
+            e.layer,
+            f"{e.traffic:.0%}",
+            ", ".join(f"{v.name} {v.share:.0%}" for v in e.variants),
+            window,
+            e.state_at(now),
+        )
+    console.print(table)
+    if settings.experiment_holdout:
+        console.print(f"holdout: {settings.experiment_holdout:.1%} of users in no experiment")
+
+
+@experiment_app.command("report")
+def experiment_report_command(
+    name: Annotated[str, typer.Argument(help="The experiment.")],
+    app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Significance level.")] = 0.05,
+) -> None:
+    """Each variant against the control from the served lists and events: CTR, satisfaction,
+    hides, p99 latency, sample ratio, power, guardrails and a ship decision."""
+    import orjson
+
+    from recloop.experiments.outcomes import read_outcomes
+    from recloop.experiments.render import render_report
+    from recloop.experiments.report import experiment_report
+    from recloop.serving.runtime import prepare_store
+
+    settings = _settings()
+    config = next((e for e in settings.experiments if e.name == name), None)
+    if config is None:
+        known = ", ".join(e.name for e in settings.experiments) or "none configured"
+        raise _fail(ValueError(f"no experiment {name!r} in the configuration ({known})"))
+    try:
+        store = prepare_store(settings)
+        try:
+            outcomes = read_outcomes(
+                store.rec_log, store.events, app_id, name, since=config.start, until=config.stop
+            )
+        finally:
+            store.close()
+    except RecloopError as exc:
+        raise _fail(exc) from exc
+    report = experiment_report(config, outcomes, alpha=alpha)
+    if as_json:
+        typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        console.print(render_report(report), soft_wrap=True)
 
 
 def main() -> None:

@@ -277,6 +277,28 @@ class VariantConfig(_Section):
         return self
 
 
+class GuardrailConfig(_Section):
+    """A metric an experiment must not move the bad way.
+
+    Relative to the control: not significantly, and not past ``tolerance`` (0: not at all).
+    With a ``limit``, instead an absolute bound on the treatment's value (a p99 latency
+    budget in ms, say) that it must stay on the good side of.
+    """
+
+    metric: Literal["ctr", "satisfaction", "hide_rate", "latency_p99"]
+    bad_direction: Literal["up", "down"]
+    tolerance: float = Field(default=0.0, ge=0)
+    limit: float | None = None
+
+
+def default_guardrails() -> list[GuardrailConfig]:
+    """Hides must not rise significantly; p99 latency must not rise more than 10%."""
+    return [
+        GuardrailConfig(metric="hide_rate", bad_direction="up"),
+        GuardrailConfig(metric="latency_p99", bad_direction="up", tolerance=0.10),
+    ]
+
+
 class ExperimentConfig(_Section):
     """An experiment on one surface: variants, traffic, layer and schedule.
 
@@ -294,7 +316,14 @@ class ExperimentConfig(_Section):
     salt: str | None = Field(default=None, description="Defaults to the experiment's name.")
     start: datetime | None = None
     stop: datetime | None = None
-    primary_metric: str = "ctr"
+    primary_metric: Literal["ctr", "satisfaction"] = "ctr"
+    guardrails: list[GuardrailConfig] = Field(default_factory=default_guardrails)
+    min_relative_effect: float | None = Field(
+        default=None,
+        gt=0,
+        description="The smallest relative gain worth shipping; a flat result whose interval "
+        "rules it out is 'don't ship' rather than 'keep running'.",
+    )
 
     @model_validator(mode="after")
     def _valid_variants(self) -> ExperimentConfig:
@@ -314,6 +343,14 @@ class ExperimentConfig(_Section):
     def control(self) -> str:
         """The first variant is the one the others are compared with."""
         return self.variants[0].name
+
+    def state_at(self, now: datetime) -> Literal["scheduled", "running", "stopped"]:
+        """Whether the experiment serves at ``now``, has yet to start, or has stopped."""
+        if self.start is not None and now < self.start:
+            return "scheduled"
+        if self.stop is not None and now >= self.stop:
+            return "stopped"
+        return "running"
 
 
 class Settings(BaseSettings):

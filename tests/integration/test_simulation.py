@@ -25,7 +25,11 @@ DAYS = 3
 
 
 def _run(
-    data_dir: Path, transport: str = "inprocess", days: int = DAYS, train: bool = False
+    data_dir: Path,
+    transport: str = "inprocess",
+    days: int = DAYS,
+    train: bool = False,
+    settings: Settings | None = None,
 ) -> DemoOutcome:
     # The shapes below are the world's; nightly training is tested on its own.
     config = DemoConfig(
@@ -34,7 +38,8 @@ def _run(
         transport=transport,  # type: ignore[arg-type]
         train_nightly=train,
     )
-    return run_demo(config, Settings(data_dir=data_dir), Console(file=io.StringIO()))
+    settings = (settings or Settings()).model_copy(update={"data_dir": data_dir})
+    return run_demo(config, settings, Console(file=io.StringIO()))
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +62,31 @@ def test_one_seed_makes_one_run(outcome: DemoOutcome, tmp_path: Path) -> None:
     assert _without_latency(again.result.per_day) == _without_latency(outcome.result.per_day)
 
 
+def test_the_services_experiment_report_agrees_with_what_the_world_saw(
+    outcome: DemoOutcome,
+) -> None:
+    # The service assigned the variants and logged the lists; the driver watched the users.
+    report = outcome.experiment
+    assert report is not None
+    assert report.experiment == "demo-home"
+    assert [v.variant for v in report.variants] == list(outcome.result.variants)
+    for summary in report.variants:
+        seen = outcome.result.totals(summary.variant)
+        # Bots are left out of both: by the world's flag, and by the report's click rule.
+        assert summary.requests == seen["requests"]
+        assert summary.impressions == seen["impressions"]
+        assert summary.ctr == pytest.approx(seen["ctr"])
+    assert report.srm is not None
+    assert not report.srm.mismatch
+    assert "Experiment demo-home, from the service" in outcome.report_path.read_text()
+
+
 def test_each_night_trains_a_version_that_the_next_day_is_served_from(tmp_path: Path) -> None:
     # With nightly training, runs agree until the two-tower model retrains: its multithreaded
     # fit is not bit-reproducible, and a near-tie in the ranking can then swap two items.
-    trained = _run(tmp_path, days=2, train=True)
+    # A first day of this small world has a few dozen clicks: let the ranker train on them.
+    few = Settings(train={"ranker": {"min_positives": 10}})
+    trained = _run(tmp_path, days=2, train=True, settings=few)
 
     html = trained.report_path.read_text()
     assert "each simulated night runs `recloop train`" in html
@@ -127,7 +153,7 @@ def test_report_has_the_daily_charts_and_the_three_shapes(outcome: DemoOutcome) 
     titles = ("CTR (clicks per served impression)", "Item popularity", "User activity")
     for title in (*titles, "CTR by position"):
         assert title in html
-    assert "What ran: home = " in html
+    assert "What ran: popular = popular (source-scores ranker); home = " in html
     assert "nightly training was off" in html
 
 

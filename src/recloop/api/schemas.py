@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from recloop.config import ExperimentConfig
 from recloop.domain import Feedback, Item, ItemStatus, User
 from recloop.ingest.wire import CamelModel, EventIn, Id, ItemIn, ItemPut, Label, UserIn, UserPut
 
@@ -188,3 +189,46 @@ __all__ += [
     "StagePublic",
     "UserPublic",
 ]
+
+
+class VariantPublic(CamelModel):
+    """One variant of an experiment."""
+
+    name: str
+    share: float
+    surface: str | None
+    overrides: dict[str, Any]
+
+
+class ExperimentPublic(CamelModel):
+    """A configured experiment and whether it serves now."""
+
+    name: str
+    surface: str
+    layer: str
+    traffic: float
+    variants: list[VariantPublic]
+    control: str
+    primary_metric: str
+    start: datetime | None
+    stop: datetime | None
+    state: str = Field(description="scheduled, running or stopped")
+
+    @classmethod
+    def of(cls, experiment: ExperimentConfig, now: datetime) -> ExperimentPublic:
+        """The public view of a configured experiment at ``now``."""
+        return cls(
+            name=experiment.name,
+            surface=experiment.surface,
+            layer=experiment.layer,
+            traffic=experiment.traffic,
+            variants=[
+                VariantPublic(name=v.name, share=v.share, surface=v.surface, overrides=v.overrides)
+                for v in experiment.variants
+            ],
+            control=experiment.control,
+            primary_metric=experiment.primary_metric,
+            start=experiment.start,
+            stop=experiment.stop,
+            state=experiment.state_at(now),
+        )

@@ -132,16 +132,10 @@ class Assigner:
             point = unit_interval(f"layer:{layer}", user_id)
             for slot in slots:
                 if slot.low <= point < slot.high:
-                    if _running(slot.experiment, now):
+                    if slot.experiment.state_at(now) == "running":
                         arms.append(Arm(slot.experiment.name, _variant(slot, user_id)))
                     break
         return Assignment(surface, tuple(arms))
-
-
-def _running(experiment: ExperimentConfig, now: datetime) -> bool:
-    if experiment.start is not None and now < experiment.start:
-        return False
-    return experiment.stop is None or now < experiment.stop
 
 
 def _variant(slot: _Slot, user_id: str) -> str:

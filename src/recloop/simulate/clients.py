@@ -24,6 +24,7 @@ class Served:
     item_ids: list[str]
     fallback: bool
     latency_ms: float
+    variant: str = "default"
 
 
 class ServiceClient(Protocol):
@@ -90,7 +91,11 @@ class HttpClient:
         response.raise_for_status()
         body = response.json()
         return Served(
-            body["requestId"], [i["itemId"] for i in body["items"]], body["fallback"], latency_ms
+            body["requestId"],
+            [i["itemId"] for i in body["items"]],
+            body["fallback"],
+            latency_ms,
+            body["variant"],
         )
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
@@ -143,7 +148,11 @@ class InProcessClient:
         )
         latency_ms = (time.perf_counter() - started) * 1000
         return Served(
-            result.request_id, [i.item_id for i in result.items], result.fallback, latency_ms
+            result.request_id,
+            [i.item_id for i in result.items],
+            result.fallback,
+            latency_ms,
+            result.variant,
         )
 
     def post_events(self, events: list[dict[str, Any]]) -> None:

@@ -1,7 +1,8 @@
 """``recloop demo``: the simulated world against the real service, day by day, with a report.
 
 The service runs on the embedded store behind a real HTTP server on 127.0.0.1 (or is called
-in-process for speed). Users are split between two surfaces of the service; each simulated
+in-process for speed). The service runs an experiment that splits users between two
+variants of the home surface (``demo-home``: popular-only and the full pipeline); each simulated
 night refreshes popularity and features and runs ``recloop train`` (retrieval models and
 the learned ranker), which the running service loads; the run ends with a terminal table and an HTML
 report with charts in the data directory.
@@ -23,8 +24,19 @@ from rich.table import Table
 
 from recloop.api.app import create_app
 from recloop.api.server import BackgroundServer
-from recloop.config import Settings, SourceSlotConfig, SurfaceConfig, default_surfaces
+from recloop.config import (
+    ExperimentConfig,
+    GuardrailConfig,
+    Settings,
+    SourceSlotConfig,
+    SurfaceConfig,
+    VariantConfig,
+    default_surfaces,
+)
 from recloop.errors import RecloopError
+from recloop.experiments.outcomes import read_outcomes
+from recloop.experiments.render import render_report
+from recloop.experiments.report import ExperimentReport, experiment_report
 from recloop.serving.components import MODEL_SOURCES
 from recloop.serving.runtime import Runtime, ensure_dev_key, prepare_store, start_runtime
 from recloop.simulate.behaviour import Behaviour, BehaviourConfig
@@ -34,8 +46,13 @@ from recloop.simulate.report import write_report
 from recloop.simulate.world import World, WorldConfig
 from recloop.training.job import TrainResult, train
 
-#: The demo's A/B split: variant name -> the surface that serves it.
-DEMO_VARIANTS = {"home": "home", "popular": "popular-only"}
+#: The demo's A/B split: variant name -> the surface that serves it. The first is the control.
+DEMO_VARIANTS = {"popular": "popular-only", "home": "home"}
+#: The experiment the service runs for the demo, on the surface every simulated user asks for.
+DEMO_EXPERIMENT = "demo-home"
+DEMO_SURFACE = "home"
+#: The demo experiment's latency guardrail: p99 under this many milliseconds.
+DEMO_P99_LIMIT_MS = 100.0
 
 #: The demo's deadline for each source: long enough that none is ever dropped for time.
 DEMO_SOURCE_TIMEOUT_MS = 2000.0
@@ -86,13 +103,18 @@ class DemoOutcome:
     result: SimulationResult
     report_path: Path
     wall_s: float
+    experiment: ExperimentReport | None = None
 
 
 def demo_settings(
-    settings: Settings, data_dir: Path, extra: Mapping[str, SurfaceConfig] | None = None
+    settings: Settings,
+    data_dir: Path,
+    extra: Mapping[str, SurfaceConfig] | None = None,
+    variants: Mapping[str, str] | None = None,
 ) -> Settings:
-    """The demo's settings: the embedded store in ``data_dir``, a popular-only surface, and
-    any ``extra`` surfaces."""
+    """The demo's settings: the embedded store in ``data_dir``, a popular-only surface, any
+    ``extra`` surfaces, and with two or more ``variants``, the experiment that splits users
+    between them (``demo_experiment``)."""
     surfaces = default_surfaces()
     surfaces["popular-only"] = SurfaceConfig(
         sources=[SourceSlotConfig(name="popular", quota=300)], fallback=["newest"]
@@ -112,11 +134,13 @@ def demo_settings(
         for name, surface in surfaces.items()
     }
     serving = settings.serving
+    experiments = [demo_experiment(variants)] if variants and len(variants) > 1 else []
     return settings.model_copy(
         update={
             "data_dir": data_dir,
             "store_url": None,
             "surfaces": surfaces,
+            "experiments": experiments,
             # The demo refreshes popularity, features and models itself, every
             # REFRESH_EVERY_SESSIONS sessions rather than on a wall-clock timer.
             "serving": serving.model_copy(
@@ -134,12 +158,38 @@ def demo_settings(
     )
 
 
+def demo_experiment(variants: Mapping[str, str]) -> ExperimentConfig:
+    """The experiment the service runs on ``home``: equal shares, one variant per surface.
+
+    The simulated users all ask for ``home``; the service assigns each a variant (the
+    first is the control) and serves it from the variant's surface, as it would for a
+    real experiment, and ``recloop experiment report`` reads the outcome from the logs.
+    """
+    share = 1.0 / len(variants)
+    return ExperimentConfig(
+        name=DEMO_EXPERIMENT,
+        surface=DEMO_SURFACE,
+        # A 12-source pipeline is slower than popularity alone by design: the guardrail is
+        # the latency budget, not "no slower than the control".
+        guardrails=[
+            GuardrailConfig(metric="hide_rate", bad_direction="up"),
+            GuardrailConfig(metric="latency_p99", bad_direction="up", limit=DEMO_P99_LIMIT_MS),
+        ],
+        variants=[
+            VariantConfig(
+                name=name, share=share, surface=None if surface == DEMO_SURFACE else surface
+            )
+            for name, surface in variants.items()
+        ],
+    )
+
+
 def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOutcome:
     """Run the simulated loop and print and write its report."""
     started = time.perf_counter()
     data_dir = settings.data_dir / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = demo_settings(settings, data_dir, config.surfaces)
+    settings = demo_settings(settings, data_dir, config.surfaces, config.variants)
     console.rule("recloop demo: a simulated world against the service")
     store = prepare_store(settings)
     key = ensure_dev_key(store, data_dir)
@@ -173,6 +223,7 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
             result, nights = _simulate(world, behaviour, client_, runtime, clock, config, console)
         runtime.writer.flush()
         logged = runtime.writer.stats.logs_written
+        experiment = _experiment_report(runtime)
     finally:
         runtime.close()
     wall_s = time.perf_counter() - started
@@ -189,9 +240,22 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
         logged_lists=logged,
         what_ran=what_ran,
         nights=nights,
+        experiment=experiment,
     )
     _print_summary(result, console, report_path, wall_s, what_ran)
-    return DemoOutcome(result, report_path, wall_s)
+    if experiment is not None:
+        console.print(render_report(experiment), soft_wrap=True)
+    return DemoOutcome(result, report_path, wall_s, experiment)
+
+
+def _experiment_report(runtime: Runtime) -> ExperimentReport | None:
+    """The service's own analysis of the demo's experiment, read from its logs."""
+    config = next((e for e in runtime.settings.experiments if e.name == DEMO_EXPERIMENT), None)
+    if config is None:
+        return None
+    store = runtime.store
+    outcomes = read_outcomes(store.rec_log, store.events, "default", DEMO_EXPERIMENT)
+    return experiment_report(config, outcomes)
 
 
 def _simulate(
@@ -251,7 +315,11 @@ def _simulate(
         world,
         behaviour,
         client,
-        DriverConfig(days=config.days, variants=dict(config.variants)),
+        DriverConfig(
+            days=config.days,
+            variants=dict(config.variants),
+            experiment_surface=DEMO_SURFACE if len(config.variants) > 1 else None,
+        ),
         on_night=on_night,
         on_day=on_day,
         on_session=on_session,

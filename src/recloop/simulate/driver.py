@@ -40,6 +40,12 @@ class DriverConfig(BaseModel):
     duplicate_share: float = Field(default=0.02, ge=0, le=1)
     new_item_hours: float = Field(default=48.0, gt=0)
     salt: str = "recloop-sim"
+    experiment_surface: str | None = Field(
+        default=None,
+        description="Ask this surface for every user and file each list under the variant "
+        "the service assigned (an experiment runs there); otherwise the driver splits users "
+        "between the variants' surfaces itself.",
+    )
 
 
 @dataclass
@@ -220,7 +226,7 @@ class Simulation:
             self._on_day(day, len(sessions))
             for started_at, user in sessions:
                 variant = assign_variant(user.user_id, variants, config.salt)
-                self._run_session(user, started_at, variant, stats[variant])
+                self._run_session(user, started_at, variant, stats)
                 self._on_session()
             self._flush_late()
             catalog = sum(
@@ -259,14 +265,14 @@ class Simulation:
         return sessions
 
     def _run_session(
-        self, user: SimUser, started_at: datetime, variant: str, stats: DayStats
+        self, user: SimUser, started_at: datetime, variant: str, stats: dict[str, DayStats]
     ) -> None:
         config = self.config
         self._session_count += 1
         rng = self.world.session_rng(self._session_count)
         session = Session(f"s{self._session_count:08d}", user, started_at, rng=rng)
         now = started_at
-        surface = config.variants[variant]
+        surface = config.experiment_surface or config.variants[variant]
         organic = self.behaviour.organic(session, now)
         if organic:
             self._send(organic)
@@ -276,6 +282,12 @@ class Simulation:
             served = self.client.recommend(
                 user.user_id, surface, config.list_size, session.session_id, user.device
             )
+            if config.experiment_surface is not None:
+                variant = served.variant
+                if variant not in stats:
+                    raise RuntimeError(
+                        f"the service assigned variant {variant!r}, not one of {sorted(stats)}"
+                    )
             truth = self.behaviour.truth(session, served.item_ids)
             response = self.behaviour.respond(
                 session, served.item_ids, request_id=served.request_id, surface=surface, now=now
@@ -283,7 +295,13 @@ class Simulation:
             # Bots' events go to the service like anyone's, but the figures are about people.
             if not user.is_bot:
                 self._record(
-                    stats, served.item_ids, served.latency_ms, served.fallback, truth, response, now
+                    stats[variant],
+                    served.item_ids,
+                    served.latency_ms,
+                    served.fallback,
+                    truth,
+                    response,
+                    now,
                 )
                 self._record_user(variant, user.user_id, len(served.item_ids), truth, response)
             self._send(response.events)

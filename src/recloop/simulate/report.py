@@ -8,6 +8,7 @@ from pathlib import Path
 from recloop.evaluation.charts import bar_chart, line_chart, rank_chart
 from recloop.evaluation.report import Section, render_report
 from recloop.evaluation.shapes import gini, rate_by_position, top_share
+from recloop.experiments.report import ExperimentReport
 from recloop.simulate.driver import SimulationResult
 from recloop.simulate.world import WorldConfig
 
@@ -46,15 +47,17 @@ def write_report(
     logged_lists: int,
     what_ran: str,
     nights: Sequence[str] = (),
+    experiment: ExperimentReport | None = None,
 ) -> None:
-    """Write the HTML report to ``path``; ``what_ran`` describes the variants."""
+    """Write the HTML report to ``path``; ``what_ran`` describes the variants, and
+    ``experiment`` is the service's own analysis of the split (from its logs)."""
     labels = [f"{day:%m-%d}" for day in result.days]
     daily = Section(
         "Per day and variant",
         paragraphs=[
-            "Variants split users by a hash of their id. 'True' figures are the world's "
-            "expected values for the lists actually served (its ground truth), beside what "
-            "the sampled users did.",
+            "The service assigns each user a variant by a hash of their id. 'True' figures "
+            "are the world's expected values for the lists actually served (its ground "
+            "truth), beside what the sampled users did.",
         ],
         charts=[
             line_chart(
@@ -156,4 +159,47 @@ def write_report(
             *nights,
         ],
     )
-    path.write_text(render_report("recloop demo: simulated loop", [ran, daily, shape_section]))
+    sections = [ran, daily]
+    if experiment is not None:
+        sections.append(experiment_section(experiment))
+    sections.append(shape_section)
+    path.write_text(render_report("recloop demo: simulated loop", sections))
+
+
+def experiment_section(report: ExperimentReport) -> Section:
+    """The experiment as ``recloop experiment report`` analyses it: tests over users."""
+    section = Section(
+        f"Experiment {report.experiment}, from the service's logs",
+        paragraphs=[
+            f"What `recloop experiment report {report.experiment}` computes from the served "
+            "lists and the events that came back (bots included, unlike the figures above): "
+            f"every variant against the control ({report.control}), ratio metrics over users "
+            "with delta-method z-tests, p99 latency by bootstrap, the sample-ratio check, "
+            "guardrails and a decision.",
+        ],
+    )
+    for treatment in report.treatments:
+        rows = [
+            [
+                name,
+                f"{r.control_value:.4g}",
+                f"{r.treatment_value:.4g}",
+                f"{r.relative_diff:+.1%} [{r.relative_ci[0]:+.1%}, {r.relative_ci[1]:+.1%}]",
+                f"{r.p_value:.3g}",
+            ]
+            for name, r in treatment.metrics.items()
+        ]
+        section.tables.append(
+            (["metric", report.control, treatment.variant, "change (95% CI)", "p"], rows)
+        )
+        section.paragraphs.append(
+            f"{treatment.variant}: {treatment.decision.decision.value} "
+            f"({'; '.join(treatment.decision.reasons)})"
+        )
+    if report.srm is not None:
+        section.paragraphs.append(
+            f"Users per variant {dict(report.srm.observed)}: "
+            f"sample-ratio p={report.srm.p_value:.3g}"
+            + (" (mismatch)" if report.srm.mismatch else "")
+        )
+    return section

@@ -25,6 +25,8 @@ def settings(tmp_path: Path) -> Settings:
             {
                 "name": "newest-first",
                 "surface": "trending",
+                # Latency is not what this test is about: 20 requests per arm are noise.
+                "guardrails": [{"metric": "hide_rate", "bad_direction": "up"}],
                 "variants": [
                     {"name": "control", "share": 0.5},
                     # Only the newest items: a list the control would not serve.
@@ -77,3 +79,85 @@ def test_each_user_is_served_and_logged_under_their_variant(
 def test_a_surface_without_an_experiment_says_default(api_with_items: Api) -> None:
     body = api_with_items.recommend(userId="user-1", surface="home")
     assert (body["experiment"], body["variant"]) == (None, "default")
+
+
+def _serve_and_click(api: Api) -> dict[str, dict[str, float]]:
+    """Every user gets a list of 5; users of 'newest' click twice, control users once.
+
+    Returns the expected per-variant totals."""
+    totals: dict[str, dict[str, float]] = {}
+    events = []
+    for user in USERS:
+        body = api.recommend(userId=user, surface="trending", limit=5)
+        clicks = 2 if body["variant"] == "newest" else 1
+        figures = totals.setdefault(body["variant"], {"users": 0, "impressions": 0, "clicks": 0})
+        figures["users"] += 1
+        figures["impressions"] += len(body["items"])
+        figures["clicks"] += clicks
+        for item in body["items"][:clicks]:
+            events.append(
+                {
+                    "userId": user,
+                    "itemId": item["itemId"],
+                    "eventType": "click",
+                    "requestId": body["requestId"],
+                }
+            )
+        # A long view of the first item: a satisfied click.
+        events.append(
+            {
+                "userId": user,
+                "itemId": body["items"][0]["itemId"],
+                "eventType": "view",
+                "value": 60_000,
+                "requestId": body["requestId"],
+            }
+        )
+    api.post_events(events)
+    api.runtime.writer.flush()
+    return totals
+
+
+def test_the_admin_report_reads_each_variants_outcomes_from_the_logs(api_with_items: Api) -> None:
+    expected = _serve_and_click(api_with_items)
+
+    response = api_with_items.client.get("/api/admin/experiments/newest-first/report")
+
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["control"] == "control"
+    by_name = {v["variant"]: v for v in report["variants"]}
+    for name, figures in expected.items():
+        assert by_name[name]["users"] == figures["users"]
+        assert by_name[name]["impressions"] == figures["impressions"]
+        assert by_name[name]["ctr"] == pytest.approx(figures["clicks"] / figures["impressions"])
+        assert by_name[name]["satisfaction"] == pytest.approx(
+            figures["users"] / figures["impressions"]
+        )
+    (treatment,) = report["treatments"]
+    ctr = treatment["metrics"]["ctr"]
+    assert ctr["relative_diff"] == pytest.approx(
+        by_name["newest"]["ctr"] / by_name["control"]["ctr"] - 1
+    )
+    assert ctr["p_value"] < 0.05  # two clicks a list against one, for every user
+    assert treatment["decision"]["decision"] == "ship"
+    assert treatment["decision"]["guardrails"][0]["status"] == "pass"  # no hides in either
+    assert report["srm"]["mismatch"] is False
+
+
+def test_the_admin_experiments_list_says_what_runs(api_with_items: Api) -> None:
+    response = api_with_items.client.get("/api/admin/experiments")
+    assert response.status_code == 200
+    (experiment,) = response.json()
+    assert (experiment["name"], experiment["state"], experiment["control"]) == (
+        "newest-first",
+        "running",
+        "control",
+    )
+    assert [v["name"] for v in experiment["variants"]] == ["control", "newest"]
+
+
+def test_a_report_on_an_unknown_experiment_is_a_404_naming_it(api_with_items: Api) -> None:
+    response = api_with_items.client.get("/api/admin/experiments/nope/report")
+    assert response.status_code == 404
+    assert "nope" in response.text

@@ -21,6 +21,8 @@ ROUTES = {
     "/api/items": {"post"},
     "/api/items/{itemId}": {"put", "get", "delete"},
     "/api/users/{userId}": {"put", "get", "delete"},
+    "/api/admin/experiments": {"get"},
+    "/api/admin/experiments/{name}/report": {"get"},
 }
 
 

@@ -1,0 +1,60 @@
+"""Admin: ``GET /api/admin/experiments`` and ``GET /api/admin/experiments/{name}/report``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from starlette.concurrency import run_in_threadpool
+
+from recloop.api.deps import AdminCaller, RuntimeDep
+from recloop.api.errors import problem_responses
+from recloop.api.schemas import ExperimentPublic
+from recloop.errors import NotFound
+from recloop.experiments.outcomes import read_outcomes
+from recloop.experiments.report import experiment_report
+
+router = APIRouter(tags=["experiments"])
+
+_ERRORS = problem_responses(401, 403)
+NamePath = Annotated[str, Path(min_length=1, max_length=63)]
+
+
+@router.get("/api/admin/experiments", response_model=list[ExperimentPublic], responses=_ERRORS)
+def list_experiments(caller: AdminCaller, runtime: RuntimeDep) -> list[ExperimentPublic]:
+    """The configured experiments and whether each is running now."""
+    now = datetime.now(UTC)
+    return [ExperimentPublic.of(e, now) for e in runtime.settings.experiments]
+
+
+@router.get(
+    "/api/admin/experiments/{name}/report",
+    responses=_ERRORS | problem_responses(404),
+)
+async def report_experiment(
+    name: NamePath, caller: AdminCaller, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Each variant against the control, read from the served lists and their events.
+
+    Per variant: users, lists, impressions, CTR, satisfied clicks and hides per impression,
+    latency. Per treatment: every metric's relative change with its 95% interval and p-value
+    (delta-method z-tests over users; a bootstrap for p99 latency), the minimum detectable
+    effect, the sample-ratio check, the guardrails and a decision (ship, don't ship, keep
+    running, invalid) with its reasons. Reads the whole log: seconds on millions of events.
+    """
+    config = next((e for e in runtime.settings.experiments if e.name == name), None)
+    if config is None:
+        raise NotFound("name", f"no experiment {name!r}")
+    store = runtime.store
+    outcomes = await run_in_threadpool(
+        read_outcomes,
+        store.rec_log,
+        store.events,
+        caller.app_id,
+        name,
+        since=config.start,
+        until=config.stop,
+    )
+    report = await run_in_threadpool(experiment_report, config, outcomes)
+    return report.to_dict()

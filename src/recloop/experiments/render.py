@@ -1,0 +1,110 @@
+"""An experiment report as terminal tables (the CLI and the demo print the same ones)."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Column, Table
+from rich.text import Text
+
+from recloop.experiments.analysis import ComparisonResult
+from recloop.experiments.report import ExperimentReport
+
+_COLOURS = {"ship": "green", "don't ship": "red", "keep running": "yellow", "invalid": "red"}
+
+
+def render_report(report: ExperimentReport) -> RenderableType:
+    """The variants' totals, each treatment against the control, and the decisions."""
+    window = (
+        f"{report.first_served:%Y-%m-%d %H:%M} to {report.last_served:%Y-%m-%d %H:%M}"
+        if report.first_served and report.last_served
+        else "nothing served yet"
+    )
+    parts: list[RenderableType] = [
+        Text(
+            f"experiment {report.experiment} on surface {report.surface}: {window}; "
+            f"control {report.control}; primary metric {report.primary_metric}"
+        )
+    ]
+    totals = Table(
+        "variant",
+        *(
+            Column(name, justify="right")
+            for name in (
+                "users",
+                "lists",
+                "impressions",
+                "CTR",
+                "satisfied/imp",
+                "hides/imp",
+                "p99 ms",
+                "items served",
+                "fallback",
+            )
+        ),
+        title="variants",
+    )
+    for v in report.variants:
+        totals.add_row(
+            v.variant,
+            f"{v.users:,}",
+            f"{v.requests:,}",
+            f"{v.impressions:,}",
+            f"{v.ctr:.4f}",
+            f"{v.satisfaction:.4f}",
+            f"{v.hide_rate:.4f}",
+            f"{v.latency_p99_ms:.1f}",
+            f"{v.distinct_items:,}",
+            f"{v.fallback_share:.0%}",
+        )
+    parts.append(totals)
+    if report.srm is not None:
+        verdict = "MISMATCH" if report.srm.mismatch else "ok"
+        parts.append(
+            Text(
+                f"sample ratio: users {dict(report.srm.observed)}, "
+                f"chi2 {report.srm.chi2:.2f}, p={report.srm.p_value:.3g} ({verdict})"
+            )
+        )
+    for treatment in report.treatments:
+        table = Table(
+            "metric",
+            Column("control", justify="right"),
+            Column(treatment.variant, justify="right"),
+            Column("change (95% CI)", justify="right"),
+            Column("p", justify="right"),
+            title=f"{treatment.variant} against {report.control}",
+        )
+        for name, result in treatment.metrics.items():
+            table.add_row(name, *_cells(result))
+        parts.append(table)
+        if treatment.power is not None:
+            parts.append(
+                Text(
+                    f"{report.primary_metric}: with {treatment.power.units_per_variant:,} users "
+                    f"per variant, the smallest change detected with "
+                    f"{treatment.power.power:.0%} power is {treatment.power.mde_relative:.1%}"
+                )
+            )
+        for check in treatment.decision.guardrails:
+            parts.append(Text(f"guardrail {check.status.value}: {check.reason}"))
+        decision = treatment.decision.decision.value
+        parts.append(
+            Text.assemble(
+                (f"decision for {treatment.variant}: ", "bold"),
+                (decision, f"bold {_COLOURS.get(decision, '')}"),
+                f" ({'; '.join(treatment.decision.reasons)})",
+            )
+        )
+    parts.extend(Text(f"note: {note}") for note in report.notes)
+    return Group(*parts)
+
+
+def _cells(result: ComparisonResult) -> tuple[str, str, str, str]:
+    digits = 1 if result.metric.startswith("latency") else 4
+    low, high = result.relative_ci
+    return (
+        f"{result.control_value:.{digits}f}",
+        f"{result.treatment_value:.{digits}f}",
+        f"{result.relative_diff:+.1%} [{low:+.1%}, {high:+.1%}]",
+        f"{result.p_value:.3g}",
+    )

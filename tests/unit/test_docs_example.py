@@ -58,3 +58,20 @@ def test_example_config_loads_and_builds_every_surface(monkeypatch: pytest.Monke
         "content",
         "two-tower",
     ]
+
+
+def test_the_experiment_example_in_the_docs_is_valid_configuration() -> None:
+    import re
+    import tomllib
+
+    from recloop.experiments.assignment import variant_surfaces
+
+    text = (EXAMPLE.parent / "experiments.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert block is not None
+    settings = Settings(**tomllib.loads(block.group(1)))
+    (experiment,) = settings.experiments
+    assert experiment.control == "control"
+    assert [g.metric for g in experiment.guardrails] == ["hide_rate", "latency_p99"]
+    built = variant_surfaces(settings.surfaces, settings.experiments)
+    assert built["home[click-only-ranker=click-only]"].ranker.params == {"weights": {"click": 1.0}}

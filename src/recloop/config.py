@@ -258,13 +258,19 @@ class VariantConfig(_Section):
 
     A variant serves from another configured ``surface``, or from the experiment's surface
     with some pipeline fields replaced (``overrides``), or, with neither, unchanged (the
-    control).
+    control); with a ``model_version``, from that model version rather than the promoted
+    one (a canary of a new version, or the previous one kept for comparison).
     """
 
     name: str = Field(pattern=_NAME)
     share: float = Field(gt=0, le=1)
     surface: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
+    model_version: str | None = Field(
+        default=None,
+        description="Serve this model version (retrieval models and ranker) to the variant "
+        "instead of the promoted one; the service keeps it loaded beside the promoted one.",
+    )
 
     @model_validator(mode="after")
     def _known_overrides(self) -> VariantConfig:

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from recloop.config import (
     ComponentConfig,
+    ExperimentConfig,
     RankerTrainSettings,
     Settings,
     SourceSlotConfig,
@@ -287,6 +288,58 @@ def test_a_promoted_version_is_served_without_a_restart(trained: Settings, data_
         runtime.close()
 
 
+def test_a_variant_pinned_to_the_previous_version_keeps_being_served_from_it(
+    trained: Settings, data_dir: Path
+) -> None:
+    registry = ModelRegistry(trained.resolved_model_dir())
+    # The first version trained here (other tests may have promoted newer ones).
+    previous = registry.versions("default")[0]
+    assert "als" in [m.name for m in registry.manifest("default", previous).models]
+    store = prepare_store(trained)
+    try:
+        # A newer version, without ALS, is promoted; half of the users keep the previous one.
+        train(_settings(data_dir, [TrainSourceConfig(name="covisitation")]), store)
+        latest = registry.current("default")
+        assert latest not in (None, previous)
+        settings = trained.model_copy(
+            update={
+                "experiments": [
+                    ExperimentConfig.model_validate(
+                        {
+                            "name": "keep-previous",
+                            "surface": "home",
+                            "variants": [
+                                {"name": "latest", "share": 0.5},
+                                {"name": "previous", "share": 0.5, "model_version": previous},
+                            ],
+                        }
+                    )
+                ]
+            }
+        )
+        runtime = start_runtime(settings, store)
+        try:
+            seen: dict[str, set[str]] = {}
+            sources: dict[str, set[str]] = {}
+            for user in _users_by_clicks(runtime)[:40]:
+                request = RecommendationRequest(user_id=user, surface="home", limit=20)
+                served = runtime.recommender.recommend("default", request)
+                seen.setdefault(served.variant, set()).add(
+                    served.model_version.rsplit("retrieval:", 1)[-1]
+                )
+                sources.setdefault(served.variant, set()).update(
+                    s for item in served.items for s in item.sources
+                )
+            # The previous version's ALS serves only the users pinned to it.
+            assert "als" in sources["previous"]
+            assert "als" not in sources["latest"]
+            assert seen == {"latest": {latest}, "previous": {previous}}
+        finally:
+            runtime.close()
+    finally:
+        store.close()
+
+
 def test_training_an_app_without_events_is_refused_with_a_reason(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     store = prepare_store(settings)
@@ -301,15 +354,24 @@ def test_training_an_app_without_events_is_refused_with_a_reason(tmp_path: Path)
 
 def _user_with_history(runtime: object) -> str:
     """The user with the most clicks: the one trained sources know best."""
+    return _users_by_clicks(runtime)[0]
+
+
+def _users_by_clicks(runtime: object) -> list[str]:
+    """Users with clicks, the most first; bots (who click nearly all they see) left out."""
     from collections import Counter
 
     from recloop.serving.runtime import Runtime
 
     assert isinstance(runtime, Runtime)
-    clicks = Counter(
-        event.user_id
+    counts = Counter(
+        (event.user_id, event.event_type)
         for _, event in runtime.store.events.scan(0, 100_000, app_id="default")
-        if event.event_type == "click"
     )
+    clicks = Counter({user: n for (user, kind), n in counts.items() if kind == "click"})
     assert clicks, "the simulation clicked nothing"
-    return clicks.most_common(1)[0][0]
+    return [
+        user
+        for user, n in clicks.most_common()
+        if n < 0.5 * counts[(user, "impression")]  # a bot clicks every item it is shown
+    ]

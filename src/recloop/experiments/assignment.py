@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -156,7 +156,39 @@ def variant_surfaces(
             surface (their effects could not be told apart), or a surface would need more
             than ``MAX_COMBINATIONS`` pipelines.
     """
-    out: dict[str, SurfaceConfig] = {}
+    return {
+        pipeline_name(surface, [Arm(e.name, v.name) for e, v in chosen]): _compose(
+            surfaces, surface, chosen
+        )
+        for surface, chosen in _combinations(experiments)
+    }
+
+
+def pinned_versions(experiments: Sequence[ExperimentConfig]) -> dict[str, str]:
+    """The model version of every variant pipeline that pins one (pipeline name -> version).
+
+    Raises:
+        ConfigError: two experiments a user can be in at once pin model versions.
+    """
+    out: dict[str, str] = {}
+    for surface, chosen in _combinations(experiments):
+        pinned = [(e, v) for e, v in chosen if v.model_version is not None]
+        if len(pinned) > 1:
+            raise ConfigError(
+                f"experiments: {pinned[0][0].name} and {pinned[1][0].name} both pin a model "
+                f"version on surface {surface!r} for the same users; put them in one layer"
+            )
+        if pinned:
+            version = pinned[0][1].model_version
+            assert version is not None
+            out[pipeline_name(surface, [Arm(e.name, v.name) for e, v in chosen])] = version
+    return out
+
+
+def _combinations(
+    experiments: Sequence[ExperimentConfig],
+) -> Iterator[tuple[str, list[tuple[ExperimentConfig, VariantConfig]]]]:
+    """Every (surface, variants a user can be in there at once), at least one variant."""
     by_surface: dict[str, dict[str, list[ExperimentConfig]]] = {}
     for experiment in experiments:
         layers = by_surface.setdefault(experiment.surface, {})
@@ -176,11 +208,8 @@ def variant_surfaces(
             )
         for combination in itertools.product(*options):
             chosen = [c for c in combination if c is not None]
-            if not chosen:
-                continue
-            arms = [Arm(e.name, v.name) for e, v in chosen]
-            out[pipeline_name(surface, arms)] = _compose(surfaces, surface, chosen)
-    return out
+            if chosen:
+                yield surface, chosen
 
 
 def _compose(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +40,8 @@ class ModelLoader:
         catalog: followed for items created after training.
         on_error: called when a load fails (the loaded version keeps serving).
         rankers: where each version's learned ranker is published, if it has one.
+        pinned: versions kept loaded beside the promoted one (experiment variants that pin
+            a version), each with the index and rankers its pipelines read.
     """
 
     def __init__(
@@ -49,8 +51,10 @@ class ModelLoader:
         catalog: Catalog,
         on_error: Callable[[], None] = lambda: None,
         rankers: RankerModels | None = None,
+        pinned: Mapping[str, tuple[ModelIndex, RankerModels]] | None = None,
     ) -> None:
         self._registry = registry
+        self._pinned = dict(pinned or {})
         self._rankers = rankers
         self._index = index
         self._catalog = catalog
@@ -78,12 +82,27 @@ class ModelLoader:
                 except Exception:
                     log.exception("could not load model version %s of %s", version, app_id)
                     self._on_error()
+            self._load_pinned()
             try:
                 self._follow_catalog()
             except Exception:
                 # New items wait for the next step; the loaded models keep serving.
                 log.exception("could not add new catalog items to the loaded models")
                 self._on_error()
+
+    def _load_pinned(self) -> None:
+        for version, (index, rankers) in self._pinned.items():
+            loaded = index.apps()
+            for app_id in self._registry.apps():
+                if loaded.get(app_id) == version or version not in self._registry.versions(app_id):
+                    continue
+                try:
+                    index.publish(app_id, self._load(app_id, version))
+                    rankers.publish(app_id, self._load_ranker(app_id, version))
+                    log.info("keeping model version %s of app %s loaded", version, app_id)
+                except Exception:
+                    log.exception("could not load pinned model version %s of %s", version, app_id)
+                    self._on_error()
 
     def _load(self, app_id: str, version: str) -> ModelBundle:
         manifest = self._registry.manifest(app_id, version)
@@ -97,7 +116,7 @@ class ModelLoader:
         )
 
     def _load_ranker(self, app_id: str, version: str) -> RankerModel | None:
-        if self._rankers is None:
+        if self._rankers is None and not self._pinned:
             return None
         path = self._registry.path(app_id, version) / RANKER_DIR
         # A version trained before any list was served has no ranker: sources rank alone.
@@ -107,23 +126,26 @@ class ModelLoader:
         while True:
             changes = self._catalog.changes_since(self._cursor, _PAGE)
             new: dict[str, list[str]] = {}
-            for change in changes:
-                bundle = self._index.get(change.app_id)
-                if (
-                    change.is_active
-                    and bundle is not None
-                    and (bundle.data_as_of is None or change.updated_at > bundle.data_as_of)
-                ):
-                    new.setdefault(change.app_id, []).append(change.item_id)
-            for app_id, item_ids in new.items():
-                self._add_items(app_id, item_ids)
+            indexes = [self._index, *(index for index, _ in self._pinned.values())]
+            for index in indexes:
+                new.clear()
+                for change in changes:
+                    bundle = index.get(change.app_id)
+                    if (
+                        change.is_active
+                        and bundle is not None
+                        and (bundle.data_as_of is None or change.updated_at > bundle.data_as_of)
+                    ):
+                        new.setdefault(change.app_id, []).append(change.item_id)
+                for app_id, item_ids in new.items():
+                    self._add_items(index, app_id, item_ids)
             if changes:
                 self._cursor = changes[-1].cursor
             if len(changes) < _PAGE:
                 return
 
-    def _add_items(self, app_id: str, item_ids: list[str]) -> None:
-        bundle = self._index.get(app_id)
+    def _add_items(self, index: ModelIndex, app_id: str, item_ids: list[str]) -> None:
+        bundle = index.get(app_id)
         if bundle is None:
             return
         takers = [m for m in bundle.models.values() if isinstance(m, TakesNewItems)]

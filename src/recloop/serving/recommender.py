@@ -77,6 +77,7 @@ class Recommender:
         cache: recent lists served again to a repeat request (off unless it has a TTL).
         variants: the pipelines of experiment variants, by ``Assignment.pipeline`` name.
         assigner: assigns users to the experiments running on a surface.
+        variant_models: the models of variant pipelines that pin a model version.
     """
 
     def __init__(
@@ -95,10 +96,12 @@ class Recommender:
         cache: ResponseCache | None = None,
         variants: Mapping[str, Pipeline] | None = None,
         assigner: Assigner | None = None,
+        variant_models: Mapping[str, ModelIndex] | None = None,
     ) -> None:
         self._pipelines = dict(pipelines)
         self._variants = dict(variants or {})
         self._assigner = assigner or Assigner([])
+        self._variant_models = dict(variant_models or {})
         self._requires_item = requires_item
         self._events = events
         self._suppressions = suppressions
@@ -166,7 +169,8 @@ class Recommender:
         served = pipeline.run(ctx, request.limit)
         latency_ms = watch.ms()
         model_version = served.model_version
-        bundle = self._models.get(app_id) if self._models is not None else None
+        models = self._variant_models.get(assignment.pipeline, self._models)
+        bundle = models.get(app_id) if models is not None else None
         if bundle is not None:
             # The ranker and the retrieval models both shaped the list: name both.
             model_version = f"{model_version}+retrieval:{bundle.version}"

@@ -6,7 +6,7 @@ import gc
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from recloop.config import Settings
 from recloop.domain import Scope
-from recloop.experiments.assignment import Assigner, variant_surfaces
+from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
@@ -29,7 +29,7 @@ from recloop.serving.models import ModelLoader
 from recloop.serving.recommender import Recommender
 from recloop.serving.refresh import PeriodicTask, PopularityRefresher
 from recloop.serving.response_cache import ResponseCache
-from recloop.serving.surfaces import build_pipelines
+from recloop.serving.surfaces import build_pipeline, build_pipelines
 from recloop.store import Store, open_store
 from recloop.store.keys import issue_key
 from recloop.store.migrate import require_current, upgrade
@@ -151,12 +151,17 @@ def start_runtime(
     )
     models = ModelIndex()
     rankers = RankerModels()
+    # Variants that pin a model version read it from their own index, kept loaded beside
+    # the promoted version.
+    pinned_by_pipeline = pinned_versions(settings.experiments)
+    pinned = {v: (ModelIndex(), RankerModels()) for v in sorted(set(pinned_by_pipeline.values()))}
     model_loader = ModelLoader(
         ModelRegistry(settings.resolved_model_dir()),
         models,
         store.catalog,
         on_error=metrics.model_load_errors.inc,
         rankers=rankers,
+        pinned=pinned,
     )
     resources = Resources(
         index,
@@ -169,7 +174,22 @@ def start_runtime(
         rankers,
     )
     pipelines = build_pipelines(settings.surfaces, resources, settings.serving.budget, executor)
-    variant_pipelines = build_pipelines(variants, resources, settings.serving.budget, executor)
+    variant_pipelines = {
+        name: build_pipeline(
+            name,
+            config,
+            replace(
+                resources,
+                models=pinned[pinned_by_pipeline[name]][0],
+                rankers=pinned[pinned_by_pipeline[name]][1],
+            )
+            if name in pinned_by_pipeline
+            else resources,
+            settings.serving.budget,
+            executor,
+        )
+        for name, config in variants.items()
+    }
     # Feature state is kept only when a surface reads it: folding every event in costs CPU.
     folder = FeatureMaterializer(store.events, store.catalog, online)
     materializer = PeriodicTask(
@@ -191,6 +211,7 @@ def start_runtime(
         clock=clock,
         cache=ResponseCache(settings.serving.response_cache_ttl_s),
         variants=variant_pipelines,
+        variant_models={name: pinned[v][0] for name, v in pinned_by_pipeline.items()},
         assigner=Assigner(settings.experiments, settings.experiment_holdout),
     )
     ingestor = EventIngestor(

@@ -671,8 +671,12 @@ app.add_typer(experiment_app, name="experiment")
 @experiment_app.command("list")
 def experiment_list() -> None:
     """The configured experiments: surface, layer, traffic, variants and whether they run."""
+    from recloop.experiments.guard import StoppedExperiments
+    from recloop.serving.runtime import stopped_experiments_path
+
     settings = _settings()
     now = datetime.now(UTC)
+    stops = StoppedExperiments(stopped_experiments_path(settings)).read()
     table = Table("experiment", "surface", "layer", "traffic", "variants", "window", "state")
     for e in settings.experiments:
         window = f"{e.start:%Y-%m-%d} .. " if e.start else "from start .. "
@@ -684,11 +688,33 @@ def experiment_list() -> None:
             f"{e.traffic:.0%}",
             ", ".join(f"{v.name} {v.share:.0%}" for v in e.variants),
             window,
-            e.state_at(now),
+            f"stopped {stops[e.name].at:%Y-%m-%d %H:%M}: {stops[e.name].reason}"
+            if e.name in stops
+            else e.state_at(now),
         )
     console.print(table)
     if settings.experiment_holdout:
         console.print(f"holdout: {settings.experiment_holdout:.1%} of users in no experiment")
+
+
+@experiment_app.command("stop")
+def experiment_stop(
+    name: Annotated[str, typer.Argument(help="The experiment.")],
+    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "stopped by hand",
+) -> None:
+    """Stop an experiment now: its users get the surface as configured (services pick it up
+    within ``experiment_check_s``). Remove it from the configuration to make it final."""
+    from recloop.experiments.guard import StoppedExperiments
+    from recloop.serving.runtime import stopped_experiments_path
+
+    settings = _settings()
+    if name not in {e.name for e in settings.experiments}:
+        raise _fail(ValueError(f"no experiment {name!r} in the configuration"))
+    record = StoppedExperiments(stopped_experiments_path(settings))
+    if record.stop(name, reason, datetime.now(UTC)):
+        console.print(f"experiment {name!r} stopped: {reason}")
+    else:
+        console.print(f"experiment {name!r} was already stopped")
 
 
 @experiment_app.command("report")

@@ -324,6 +324,11 @@ class ExperimentConfig(_Section):
     stop: datetime | None = None
     primary_metric: Literal["ctr", "satisfaction"] = "ctr"
     guardrails: list[GuardrailConfig] = Field(default_factory=default_guardrails)
+    auto_stop: bool = Field(
+        default=False,
+        description="Stop the experiment (everyone gets the surface as configured) as soon "
+        "as a guardrail trips for a variant with enough users: automatic rollback.",
+    )
     min_relative_effect: float | None = Field(
         default=None,
         gt=0,
@@ -382,6 +387,11 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
     experiments: list[ExperimentConfig] = Field(default_factory=list)
+    experiment_check_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often a service checks guarded experiments (auto_stop) and stops.",
+    )
     experiment_holdout: float = Field(
         default=0.0,
         ge=0,

@@ -213,9 +213,14 @@ class ExperimentPublic(CamelModel):
     start: datetime | None
     stop: datetime | None
     state: str = Field(description="scheduled, running or stopped")
+    stopped_reason: str | None = Field(
+        default=None, description="Why it was stopped while running (a guardrail, by hand)."
+    )
 
     @classmethod
-    def of(cls, experiment: ExperimentConfig, now: datetime) -> ExperimentPublic:
+    def of(
+        cls, experiment: ExperimentConfig, now: datetime, stopped_reason: str | None = None
+    ) -> ExperimentPublic:
         """The public view of a configured experiment at ``now``."""
         return cls(
             name=experiment.name,
@@ -230,5 +235,6 @@ class ExperimentPublic(CamelModel):
             primary_metric=experiment.primary_metric,
             start=experiment.start,
             stop=experiment.stop,
-            state=experiment.state_at(now),
+            state="stopped" if stopped_reason else experiment.state_at(now),
+            stopped_reason=stopped_reason,
         )

@@ -97,6 +97,7 @@ class Assigner:
 
     def __init__(self, experiments: Sequence[ExperimentConfig], holdout: float = 0.0) -> None:
         self._holdout = holdout
+        self._stopped: frozenset[str] = frozenset()
         self._layers: dict[str, list[tuple[str, list[_Slot]]]] = {}
         offsets: dict[str, float] = {}
         by_layer: dict[str, dict[str, list[_Slot]]] = {}
@@ -116,6 +117,15 @@ class Assigner:
         for surface, layers in by_layer.items():
             self._layers[surface] = list(layers.items())
 
+    def stop(self, experiment: str) -> None:
+        """Serve the experiment's users the default from now on (a rollback)."""
+        self._stopped = self._stopped | {experiment}
+
+    @property
+    def stopped(self) -> frozenset[str]:
+        """The experiments stopped while running."""
+        return self._stopped
+
     def surfaces(self) -> list[str]:
         """The surfaces some experiment runs on."""
         return sorted(self._layers)
@@ -132,7 +142,10 @@ class Assigner:
             point = unit_interval(f"layer:{layer}", user_id)
             for slot in slots:
                 if slot.low <= point < slot.high:
-                    if slot.experiment.state_at(now) == "running":
+                    if (
+                        slot.experiment.state_at(now) == "running"
+                        and slot.experiment.name not in self._stopped
+                    ):
                         arms.append(Arm(slot.experiment.name, _variant(slot, user_id)))
                     break
         return Assignment(surface, tuple(arms))

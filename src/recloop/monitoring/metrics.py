@@ -68,6 +68,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.experiments_stopped = Counter(
+            "recloop_experiments_stopped",
+            "Experiments stopped because a guardrail tripped (automatic rollbacks).",
+            registry=self.registry,
+        )
+        self.experiment_check_errors = Counter(
+            "recloop_experiment_check_errors",
+            "Failed checks of guarded experiments (the log could not be read).",
+            registry=self.registry,
+        )
+
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         """Export counters that another component keeps (read at scrape time)."""
         self.registry.register(_CallbackCounters(read))

@@ -114,6 +114,11 @@ class Recommender:
         self.cache = cache if cache is not None else ResponseCache(ttl_s=0.0)
 
     @property
+    def assigner(self) -> Assigner:
+        """Who assigns users to experiments (a guard stops experiments through it)."""
+        return self._assigner
+
+    @property
     def surfaces(self) -> list[str]:
         """The surfaces this service serves."""
         return sorted(self._pipelines)

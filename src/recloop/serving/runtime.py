@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 from recloop.config import Settings
 from recloop.domain import Scope
 from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
+from recloop.experiments.guard import ExperimentGuard, StoppedExperiments
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
@@ -58,12 +59,16 @@ class Runtime:
     model_loader: ModelLoader
     model_task: PeriodicTask
     features: FeatureMaterializer  # what ``materializer`` steps; a driver may step it itself
+    experiment_guard: ExperimentGuard | None = None  # stops experiments whose guardrail trips
+    guard_task: PeriodicTask | None = None
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
         self.refresher.stop()
         self.materializer.stop()
         self.model_task.stop()
+        if self.guard_task is not None:
+            self.guard_task.stop()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
@@ -198,6 +203,7 @@ def start_runtime(
         settings.serving.popularity_refresh_s,
         on_error=metrics.materialize_errors.inc,
     )
+    assigner = Assigner(settings.experiments, settings.experiment_holdout)
     recommender = Recommender(
         pipelines,
         frozenset(name for name, s in settings.surfaces.items() if s.requires_item),
@@ -212,7 +218,7 @@ def start_runtime(
         cache=ResponseCache(settings.serving.response_cache_ttl_s),
         variants=variant_pipelines,
         variant_models={name: pinned[v][0] for name, v in pinned_by_pipeline.items()},
-        assigner=Assigner(settings.experiments, settings.experiment_holdout),
+        assigner=assigner,
     )
     ingestor = EventIngestor(
         writer,
@@ -238,6 +244,7 @@ def start_runtime(
     request_executor = ThreadPoolExecutor(
         settings.serving.request_threads, thread_name_prefix="recloop-request"
     )
+    guard, guard_task = _guard(settings, store, assigner, metrics, clock)
     return Runtime(
         settings,
         store,
@@ -253,7 +260,49 @@ def start_runtime(
         model_loader,
         model_task,
         folder,
+        guard,
+        guard_task,
     )
+
+
+def _guard(
+    settings: Settings,
+    store: Store,
+    assigner: Assigner,
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+) -> tuple[ExperimentGuard | None, PeriodicTask | None]:
+    """Stops recorded before start-up apply at once; guarded experiments are then checked."""
+    if not settings.experiments:
+        return None, None
+
+    def stopped(name: str) -> None:
+        if name not in assigner.stopped:
+            assigner.stop(name)
+            metrics.experiments_stopped.inc()
+
+    guard = ExperimentGuard(
+        settings.experiments,
+        store.rec_log,
+        store.events,
+        StoppedExperiments(stopped_experiments_path(settings)),
+        stopped,
+        clock=clock,
+    )
+    guard.step()
+    task = PeriodicTask(
+        "experiments",
+        guard.step,
+        settings.experiment_check_s,
+        on_error=metrics.experiment_check_errors.inc,
+    )
+    task.start()
+    return guard, task
+
+
+def stopped_experiments_path(settings: Settings) -> Path:
+    """Where stopped experiments are recorded: beside the model versions every replica reads."""
+    return settings.resolved_model_dir() / "experiments" / "stopped.json"
 
 
 def freeze_heap() -> None:

@@ -9,6 +9,9 @@ import pytest
 
 from recloop.config import Settings
 from recloop.experiments.assignment import Assigner
+from recloop.experiments.guard import ExperimentGuard, StoppedExperiments
+from recloop.serving.recommender import RecommendationRequest
+from recloop.serving.runtime import start_runtime, stopped_experiments_path
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -161,3 +164,61 @@ def test_a_report_on_an_unknown_experiment_is_a_404_naming_it(api_with_items: Ap
     response = api_with_items.client.get("/api/admin/experiments/nope/report")
     assert response.status_code == 404
     assert "nope" in response.text
+
+
+def test_a_tripped_guardrail_stops_the_experiment_and_everyone_gets_the_default(
+    api_with_items: Api, settings: Settings
+) -> None:
+    runtime = api_with_items.runtime
+    events = []
+    for user in USERS:
+        body = api_with_items.recommend(userId=user, surface="trending", limit=5)
+        # The treatment's users hide everything they are shown; the control's hide one item.
+        hidden = body["items"] if body["variant"] == "newest" else body["items"][:1]
+        events += [
+            {
+                "userId": user,
+                "itemId": item["itemId"],
+                "eventType": "hide",
+                "requestId": body["requestId"],
+            }
+            for item in hidden
+        ]
+    api_with_items.post_events(events)
+    runtime.writer.flush()
+    guarded = [e.model_copy(update={"auto_stop": True}) for e in settings.experiments]
+    guard = ExperimentGuard(
+        guarded,
+        runtime.store.rec_log,
+        runtime.store.events,
+        StoppedExperiments(stopped_experiments_path(settings)),
+        runtime.recommender.assigner.stop,
+        min_users=5,
+    )
+
+    assert guard.step() == ["newest-first"]
+
+    after = [api_with_items.recommend(userId=u, surface="trending", limit=5) for u in USERS[:10]]
+    assert {(b["experiment"], b["variant"]) for b in after} == {(None, "default")}
+    listed = api_with_items.client.get("/api/admin/experiments").json()
+    assert listed[0]["state"] == "stopped"
+    assert "hide_rate" in listed[0]["stoppedReason"]
+    # Stopped is stopped: a second check finds nothing more to do.
+    assert guard.step() == []
+
+
+def test_a_stop_recorded_before_start_up_applies_from_the_first_request(
+    settings: Settings, dev_key: str
+) -> None:
+    StoppedExperiments(stopped_experiments_path(settings)).stop(
+        "newest-first", "stopped by hand", datetime.now(UTC)
+    )
+    runtime = start_runtime(settings)
+    try:
+        served = runtime.recommender.recommend(
+            "default", RecommendationRequest(user_id="user-1", surface="trending", limit=5)
+        )
+        assert (served.experiment, served.variant) == (None, "default")
+        assert b"recloop_experiments_stopped_total 1.0" in runtime.metrics.render()
+    finally:
+        runtime.close()

@@ -12,8 +12,10 @@ from recloop.api.deps import AdminCaller, RuntimeDep
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import ExperimentPublic
 from recloop.errors import NotFound
+from recloop.experiments.guard import StoppedExperiments
 from recloop.experiments.outcomes import read_outcomes
 from recloop.experiments.report import experiment_report
+from recloop.serving.runtime import stopped_experiments_path
 
 router = APIRouter(tags=["experiments"])
 
@@ -23,9 +25,13 @@ NamePath = Annotated[str, Path(min_length=1, max_length=63)]
 
 @router.get("/api/admin/experiments", response_model=list[ExperimentPublic], responses=_ERRORS)
 def list_experiments(caller: AdminCaller, runtime: RuntimeDep) -> list[ExperimentPublic]:
-    """The configured experiments and whether each is running now."""
+    """The configured experiments and whether each is running now (or was stopped, and why)."""
     now = datetime.now(UTC)
-    return [ExperimentPublic.of(e, now) for e in runtime.settings.experiments]
+    stops = StoppedExperiments(stopped_experiments_path(runtime.settings)).read()
+    return [
+        ExperimentPublic.of(e, now, stops[e.name].reason if e.name in stops else None)
+        for e in runtime.settings.experiments
+    ]
 
 
 @router.get(

@@ -1,0 +1,152 @@
+"""Automatic rollback: an experiment whose guardrail trips is stopped while it runs.
+
+Stopped experiments are kept in a small JSON file beside the model versions (the folder
+every replica reads), with when and why; every replica's guard re-reads it on each check,
+so a stop by one replica, or by ``recloop experiment stop``, reaches them all within
+``serving.experiment_check_s``. A stopped experiment's users get the surface as
+configured: for a canary (a variant that pins a new model version) that is the promoted
+version, which never stopped being loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recloop.config import ExperimentConfig
+from recloop.experiments.decision import GuardrailStatus
+from recloop.experiments.outcomes import read_outcomes
+from recloop.experiments.report import experiment_report
+from recloop.store.protocols import EventLog, RecommendationLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Why and when an experiment was stopped."""
+
+    experiment: str
+    at: datetime
+    reason: str
+
+
+class StoppedExperiments:
+    """The stopped experiments, in a JSON file written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def read(self) -> dict[str, Stop]:
+        """Every stop recorded so far (none when the file does not exist)."""
+        try:
+            raw = json.loads(self._path.read_text())
+        except FileNotFoundError:
+            return {}
+        return {
+            name: Stop(name, datetime.fromisoformat(entry["at"]), entry["reason"])
+            for name, entry in raw.items()
+        }
+
+    def stop(self, experiment: str, reason: str, at: datetime) -> bool:
+        """Record a stop; False if the experiment was already stopped."""
+        with self._lock:
+            stops = self.read()
+            if experiment in stops:
+                return False
+            stops[experiment] = Stop(experiment, at, reason)
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_suffix(".tmp")
+            tmp.write_text(
+                json.dumps(
+                    {
+                        s.experiment: {"at": s.at.isoformat(), "reason": s.reason}
+                        for s in stops.values()
+                    },
+                    indent=2,
+                )
+            )
+            os.replace(tmp, self._path)
+            return True
+
+
+class ExperimentGuard:
+    """Checks running experiments with ``auto_stop`` and stops those whose guardrail trips.
+
+    Args:
+        experiments: the configured experiments.
+        rec_log, events: where outcomes are read from.
+        stopped: the shared record of stops.
+        on_stopped: called with every experiment found stopped (here or elsewhere).
+        min_users: a variant needs this many users before its guardrails are judged.
+        clock: the time experiments are judged at.
+    """
+
+    def __init__(
+        self,
+        experiments: Sequence[ExperimentConfig],
+        rec_log: RecommendationLog,
+        events: EventLog,
+        stopped: StoppedExperiments,
+        on_stopped: Callable[[str], None],
+        *,
+        app_ids: Callable[[], Sequence[str]] = lambda: ["default"],
+        min_users: int = 100,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._experiments = list(experiments)
+        self._rec_log = rec_log
+        self._events = events
+        self._stopped = stopped
+        self._on_stopped = on_stopped
+        self._app_ids = app_ids
+        self._min_users = min_users
+        self._clock = clock
+
+    def step(self) -> list[str]:
+        """Apply recorded stops, judge the guarded experiments; returns those stopped now."""
+        known = self._stopped.read()
+        for name in known:
+            self._on_stopped(name)
+        stopped_now: list[str] = []
+        now = self._clock()
+        for experiment in self._experiments:
+            if (
+                not experiment.auto_stop
+                or experiment.name in known
+                or experiment.state_at(now) != "running"
+            ):
+                continue
+            reason = self._tripped(experiment)
+            if reason is not None and self._stopped.stop(experiment.name, reason, now):
+                log.warning("experiment %s stopped: %s", experiment.name, reason)
+                self._on_stopped(experiment.name)
+                stopped_now.append(experiment.name)
+        return stopped_now
+
+    def _tripped(self, experiment: ExperimentConfig) -> str | None:
+        for app_id in self._app_ids():
+            outcomes = read_outcomes(
+                self._rec_log,
+                self._events,
+                app_id,
+                experiment.name,
+                since=experiment.start,
+                until=experiment.stop,
+            )
+            report = experiment_report(experiment, outcomes)
+            users = {v.variant: v.users for v in report.variants}
+            for treatment in report.treatments:
+                if min(users[treatment.variant], users[report.control]) < self._min_users:
+                    continue
+                for check in treatment.decision.guardrails:
+                    if check.status is GuardrailStatus.TRIPPED:
+                        return f"app {app_id}, variant {treatment.variant}: {check.reason}"
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from typing import Protocol
 
 import numpy as np
@@ -53,9 +54,14 @@ class EpsilonGreedy:
     served ones. Per position, with probability ``epsilon`` an item drawn uniformly from the
     remaining pool is served instead of the next ranked one.
 
-    Propensities: an exploited position's item was chosen with probability ``1 - epsilon``;
-    an explored one with ``epsilon / (items left in the pool)``. The draw is seeded by the
-    request id, so a logged request can be replayed exactly.
+    Propensities are per-position marginals, what position-based off-policy estimators
+    need: the probability that this item is at this position, given the ranked list. The
+    ``j``-th ranked item is at position ``j`` when position ``j`` does not explore:
+    ``1 - epsilon`` (more once a small pool has run out). A pool item is at position ``j``
+    with ``P(position j explores) / pool size``: by symmetry every pool item is equally
+    likely to be the one drawn there. (The probability of the draw itself, ``epsilon /
+    items left``, depends on earlier positions' draws and is not a marginal.) The draw is
+    seeded by the request id, so a logged request can be replayed exactly.
     """
 
     name = "epsilon-greedy"
@@ -72,16 +78,30 @@ class EpsilonGreedy:
             return Slate(tuple(dataclasses.replace(item, propensity=1.0) for item in ranked))
         seed = int.from_bytes(hashlib.blake2b(ctx.request_id.encode(), digest_size=8).digest())
         rng = np.random.default_rng(seed)
+        size = len(pool)
         served: list[ScoredItem] = []
-        for item in ranked:
+        for position, item in enumerate(ranked):
+            explores = eps * _pool_left(position, size, eps)
             if pool and rng.random() < eps:
                 pick = int(rng.integers(len(pool)))
-                propensity = eps / len(pool)
                 served.append(
                     dataclasses.replace(
-                        pool.pop(pick), propensity=propensity, reason="Something new to try"
+                        pool.pop(pick), propensity=explores / size, reason="Something new to try"
                     )
                 )
             else:
-                served.append(dataclasses.replace(item, propensity=1.0 - eps if pool else 1.0))
+                served.append(dataclasses.replace(item, propensity=1.0 - explores))
         return Slate(tuple(served))
+
+
+def _pool_left(position: int, size: int, eps: float) -> float:
+    """The probability that the pool is not used up before ``position`` (each earlier
+    position took one pool item with probability ``eps`` while any was left)."""
+    if position < size:
+        return 1.0
+    # Used up: at least ``size`` of the ``position`` earlier positions explored.
+    used_up = sum(
+        math.comb(position, n) * eps**n * (1 - eps) ** (position - n)
+        for n in range(size, position + 1)
+    )
+    return 1.0 - used_up

@@ -48,7 +48,7 @@ def test_explored_items_come_from_the_pool_with_their_logged_propensity() -> Non
             else:
                 explored += 1
                 assert 5 <= rank < 15  # the pool: the 10 items ranked right below
-                assert 0.3 / 10 <= item.propensity <= 0.3 / 6
+                assert item.propensity == pytest.approx(0.3 / 10)
     share = explored / (500 * 5)
     assert 0.25 < share < 0.35
 
@@ -68,3 +68,22 @@ def test_the_logged_propensity_is_how_often_the_policy_does_it() -> None:
 def test_a_request_is_replayable_from_its_id() -> None:
     policy = EpsilonGreedy(EpsilonGreedyConfig(epsilon=0.5))
     assert policy.explore(SLATE, _ctx("same"), 8) == policy.explore(SLATE, _ctx("same"), 8)
+
+
+@pytest.mark.parametrize(("epsilon", "pool", "k"), [(0.3, 10, 5), (0.5, 2, 6)])
+def test_every_logged_propensity_is_the_items_frequency_at_that_position(
+    epsilon: float, pool: int, k: int
+) -> None:
+    """Marginals, at every position: what position-based off-policy estimators need, also
+    when a small pool runs out."""
+    policy = EpsilonGreedy(EpsilonGreedyConfig(epsilon=epsilon, pool=pool))
+    n = 6000
+    counts: dict[tuple[str, int], int] = {}
+    logged: dict[tuple[str, int], float] = {}
+    for i in range(n):
+        for position, item in enumerate(policy.explore(SLATE, _ctx(f"m{i}"), k).items):
+            key = (item.item_id, position)
+            counts[key] = counts.get(key, 0) + 1
+            assert logged.setdefault(key, item.propensity) == pytest.approx(item.propensity)
+    for key, count in counts.items():
+        assert count / n == pytest.approx(logged[key], abs=0.02), key

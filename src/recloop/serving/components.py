@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from recloop.errors import ConfigError
+from recloop.explore.bandits import ItemStats, ThompsonConfig, ThompsonSampling
 from recloop.explore.policies import (
     EpsilonGreedy,
     EpsilonGreedyConfig,
@@ -51,6 +52,7 @@ class Resources:
     models: ModelIndex = field(default_factory=ModelIndex)
     rec_log: RecommendationLog | None = None
     rankers: RankerModels = field(default_factory=RankerModels)
+    item_stats: ItemStats | None = None  # per-item impressions and clicks, for bandits
 
 
 def _needs(log: RecommendationLog | None, rule: str) -> RecommendationLog:
@@ -142,10 +144,21 @@ RULES: dict[str, Callable[[Resources, Mapping[str, Any]], RerankRule]] = {
     ),
 }
 
-POLICIES: dict[str, Callable[[Mapping[str, Any]], ExplorationPolicy]] = {
-    "none": lambda params: NoExplorationPolicy(),
-    "epsilon-greedy": lambda params: EpsilonGreedy(EpsilonGreedyConfig.model_validate(params)),
+POLICIES: dict[str, Callable[[Mapping[str, Any], Resources], ExplorationPolicy]] = {
+    "none": lambda params, resources: NoExplorationPolicy(),
+    "epsilon-greedy": lambda params, resources: EpsilonGreedy(
+        EpsilonGreedyConfig.model_validate(params)
+    ),
+    "thompson": lambda params, resources: ThompsonSampling(
+        ThompsonConfig.model_validate(params), _needs_stats(resources.item_stats)
+    ),
 }
+
+
+def _needs_stats(stats: ItemStats | None) -> ItemStats:
+    if stats is None:
+        raise ConfigError("exploration 'thompson' reads item statistics; none are configured")
+    return stats
 
 
 T = TypeVar("T")
@@ -205,13 +218,15 @@ def build_rule(name: str, params: Mapping[str, Any], resources: Resources, key: 
         raise ConfigError(f"{key}.params: {exc.errors(include_url=False)[0]['msg']}") from exc
 
 
-def build_policy(name: str, params: Mapping[str, Any], key: str) -> ExplorationPolicy:
+def build_policy(
+    name: str, params: Mapping[str, Any], resources: Resources, key: str
+) -> ExplorationPolicy:
     """The exploration policy called ``name``."""
     factory = _lookup(POLICIES, name, f"{key}.name")
     if name == "none":
         _no_params(key, params)
     try:
-        return factory(params)
+        return factory(params, resources)
     except ValidationError as exc:
         raise ConfigError(f"{key}.params: {exc.errors(include_url=False)[0]['msg']}") from exc
 

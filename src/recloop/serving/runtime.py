@@ -16,6 +16,7 @@ from recloop.config import Settings
 from recloop.domain import Scope
 from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
 from recloop.experiments.guard import ExperimentGuard, StoppedExperiments
+from recloop.features.item_stats import OnlineItemStats
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
@@ -151,8 +152,10 @@ def start_runtime(
     online = open_online_store(settings.online_url, timeout_s=settings.online_timeout_s)
     # Experiment variants are surfaces too, built at start-up like the configured ones.
     variants = variant_surfaces(settings.surfaces, settings.experiments)
+    # Bandits read the same per-item counters the online features do.
     uses_features = any(
-        s.online_features for s in (*settings.surfaces.values(), *variants.values())
+        s.online_features or s.exploration.name == "thompson"
+        for s in (*settings.surfaces.values(), *variants.values())
     )
     models = ModelIndex()
     rankers = RankerModels()
@@ -177,6 +180,7 @@ def start_runtime(
         models,
         store.rec_log,
         rankers,
+        OnlineItemStats(online, clock=clock),
     )
     pipelines = build_pipelines(settings.surfaces, resources, settings.serving.budget, executor)
     variant_pipelines = {

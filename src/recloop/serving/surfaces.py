@@ -61,7 +61,7 @@ def build_pipeline(
             for i, r in enumerate(config.rules)
         ],
         policy=build_policy(
-            config.exploration.name, config.exploration.params, f"{key}.exploration"
+            config.exploration.name, config.exploration.params, resources, f"{key}.exploration"
         ),
         fallback=build_fallback(config.fallback, resources, f"{key}.fallback"),
         budget=Budget(budget.retrieve_ms, budget.rank_ms, budget.rerank_ms),

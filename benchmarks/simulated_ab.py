@@ -13,10 +13,12 @@ service, with `recloop train` every simulated night. Two designs:
 Each arm is a surface:
 
 - ``learned``: the default home surface (every source, the learned ranker with
-  P(click) + 2 P(satisfied), the creator cap);
+  P(click) + 0.5 P(satisfied), the creator cap);
 - ``click-only``: the same, ranked by P(click) alone;
 - ``source-scores``: the same sources, ranked by their normalised scores (retrieval only);
-- ``popular``: popularity alone.
+- ``popular``: popularity alone;
+- ``satisfaction-W``: the default home with P(click) + W P(satisfied), W in
+  ``SATISFACTION_WEIGHTS`` (for tuning the weight; not in the default ``--arms``).
 
 Printed per arm: CTR (observed, and the world's expected CTR of the lists served), satisfied
 clicks per impression, hides per impression, coverage, diversity and latency. Several seeds
@@ -46,6 +48,8 @@ from recloop.simulate.driver import SimulationResult
 from recloop.simulate.world import WorldConfig
 
 BOOTSTRAP = 2000
+#: Other weights of the satisfaction head (with click 1) that arms can try.
+SATISFACTION_WEIGHTS = (0.25, 0.5, 1.0)
 # Per-user sums behind the paired gains: (metric, numerator, denominator).
 PAIRED = (
     ("true_ctr", "expected_clicks", "impressions"),
@@ -71,7 +75,22 @@ def arms() -> tuple[dict[str, str], dict[str, object]]:
     """Variant -> surface, and the surfaces the defaults lack."""
     home = default_surfaces()["home"]
     fallback = home.ranker.params.get("fallback_weights", {})
+    tuned = {
+        f"home-satisfaction-{w:g}": home.model_copy(
+            update={
+                "ranker": ComponentConfig(
+                    name="learned",
+                    params={
+                        "weights": {"click": 1.0, "satisfaction": w},
+                        "fallback_weights": fallback,
+                    },
+                )
+            }
+        )
+        for w in SATISFACTION_WEIGHTS
+    }
     surfaces = {
+        **tuned,
         "home-click-only": home.model_copy(
             update={
                 "ranker": ComponentConfig(
@@ -88,6 +107,7 @@ def arms() -> tuple[dict[str, str], dict[str, object]]:
         ),
     }
     variants = {
+        **{f"satisfaction-{w:g}": f"home-satisfaction-{w:g}" for w in SATISFACTION_WEIGHTS},
         "learned": "home",
         "click-only": "home-click-only",
         "source-scores": "home-source-scores",

@@ -94,7 +94,7 @@ def default_surfaces() -> dict[str, SurfaceConfig]:
             ranker=ComponentConfig(
                 name="learned",
                 params={
-                    "weights": {"click": 1.0, "satisfaction": 2.0},
+                    "weights": {"click": 1.0, "satisfaction": 0.5},
                     "fallback_weights": {"newest": 0.3, "fresh": 0.5},
                 },
             ),

@@ -184,7 +184,7 @@ class LearnedRankerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"click": 1.0, "satisfaction": 2.0},
+        default_factory=lambda: {"click": 1.0, "satisfaction": 0.5},
         description="Weight of each head's calibrated probability in the serving score.",
     )
 

@@ -30,13 +30,19 @@ class MergedCandidate:
 def merge_candidates(per_source: Sequence[Sequence[Candidate]]) -> list[MergedCandidate]:
     """Merge source lists in order; an item keeps the reason of the first source that found it."""
     merged: dict[str, MergedCandidate] = {}
+    find = merged.get
     for candidates in per_source:
         for candidate in candidates:
-            entry = merged.get(candidate.item_id)
+            entry = find(candidate.item_id)
             if entry is None:
-                entry = MergedCandidate(candidate.item_id, candidate.source, candidate.reason)
-                merged[candidate.item_id] = entry
-            entry.source_scores.setdefault(candidate.source, candidate.score)
+                merged[candidate.item_id] = MergedCandidate(
+                    candidate.item_id,
+                    candidate.source,
+                    candidate.reason,
+                    {candidate.source: candidate.score},
+                )
+            else:
+                entry.source_scores.setdefault(candidate.source, candidate.score)
     return list(merged.values())
 
 
@@ -77,12 +83,20 @@ def source_score_features(
     recalled = np.zeros((len(candidates), len(sources)), dtype=bool)
     column = {source: col for col, source in enumerate(sources)}
     # One pass over what was recalled, not candidates x sources: most cells are empty.
+    # The cells are gathered first and written in one assignment.
+    rows: list[int] = []
+    cols: list[int] = []
+    scores: list[float] = []
     for row, candidate in enumerate(candidates):
         for source, score in candidate.source_scores.items():
             col = column.get(source)
             if col is not None:
-                values[row, col] = score
-                recalled[row, col] = True
+                rows.append(row)
+                cols.append(col)
+                scores.append(score)
+    if rows:
+        values[rows, cols] = scores
+        recalled[rows, cols] = True
     for col in range(len(sources)):
         mask = recalled[:, col]
         if not mask.any():

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
 
 from recloop.domain import CONSUMING_EVENTS, EventType
 from recloop.features.state import RETENTION_DAYS, Counters, day_bucket
@@ -54,6 +58,19 @@ FEATURE_NAMES: tuple[str, ...] = (
     "user_category_affinity",
     "user_creator_affinity",
 )
+#: The item's own features (``FeatureSet.item_part``), in the order ``item_values`` gives.
+ITEM_FEATURES: tuple[str, ...] = (
+    "item_engagement_1d",
+    "item_engagement_7d",
+    "item_engagement_30d",
+    "item_ctr_30d",
+    "item_age_hours",
+    "item_category",
+    "item_creator",
+    "item_mean_dwell_s_30d",
+)
+_COLUMN = {name: col for col, name in enumerate(FEATURE_NAMES)}
+_ITEM_COLUMNS = np.array([_COLUMN[name] for name in ITEM_FEATURES], dtype=np.intp)
 #: Features whose values are codes of categories rather than quantities.
 CATEGORICAL = frozenset(
     {"user_preferred_device", "item_category", "item_creator", "context_device", "context_surface"}
@@ -220,6 +237,11 @@ class FeatureSet:
         }
 
     @staticmethod
+    def item_values(item_part: Mapping[str, float]) -> tuple[float, ...]:
+        """An item part's values in ``ITEM_FEATURES`` order (what ``rows`` takes)."""
+        return tuple(item_part[name] for name in ITEM_FEATURES)
+
+    @staticmethod
     def row(named: Mapping[str, float]) -> list[float]:
         """Named features (from ``named``) in ``FEATURE_NAMES`` order."""
         return [named[name] for name in FEATURE_NAMES]
@@ -255,6 +277,60 @@ class FeatureSet:
             ),
         }
         return values
+
+    def rows(
+        self,
+        *,
+        user_part: Mapping[str, float],
+        item_values: npt.ArrayLike,
+        context_part: Mapping[str, float],
+        user: Counters,
+        item_ids: Sequence[str],
+        metas: Sequence[ItemMeta | None],
+        session: Sequence[SessionEntry],
+        now: float,
+    ) -> npt.NDArray[np.float64]:
+        """Many candidates' rows for one user and context, in ``FEATURE_NAMES`` order.
+
+        Equal, value for value, to ``row(named(...))`` for each candidate in turn: the user
+        and context parts fill whole columns, ``item_values`` (one ``item_values`` tuple per
+        candidate) fills the item columns, and what pairs a candidate with the user or
+        session is computed once per distinct category, creator or item.
+        """
+        n = len(item_ids)
+        # NaN until filled: a feature of FEATURE_NAMES that no part fills stays NaN, not 0.
+        out = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float64)
+        for name, value in user_part.items():
+            if not name.startswith("_"):
+                out[:, _COLUMN[name]] = value
+        for name, value in context_part.items():
+            out[:, _COLUMN[name]] = value
+        if n == 0:
+            return out
+        out[:, _ITEM_COLUMNS] = np.asarray(item_values, dtype=np.float64).reshape(
+            n, len(ITEM_FEATURES)
+        )
+        length = len(session)
+        out[:, _COLUMN["session_length"]] = float(length)
+        categories = [meta.category if meta else None for meta in metas]
+        creators = [meta.creator_id if meta else None for meta in metas]
+        if length:
+            same = Counter(e.category for e in session if e.category is not None)
+            shares = {c: same[c] / length if c is not None else 0.0 for c in set(categories)}
+            out[:, _COLUMN["session_same_category_share"]] = [shares[c] for c in categories]
+            in_session = {e.item_id for e in session}
+            out[:, _COLUMN["session_has_item"]] = [float(i in in_session) for i in item_ids]
+        else:
+            out[:, _COLUMN["session_same_category_share"]] = 0.0
+            out[:, _COLUMN["session_has_item"]] = 0.0
+        # Affinities depend on the candidate only through its category and creator.
+        total = user_part["_category_total"]
+        by_category = {c: _affinity(user, f"cat:{c}", total, now, c) for c in set(categories)}
+        out[:, _COLUMN["user_category_affinity"]] = [by_category[c] for c in categories]
+        total = user_part["_creator_total"]
+        by_creator = {c: _affinity(user, f"cre:{c}", total, now, c) for c in set(creators)}
+        out[:, _COLUMN["user_creator_affinity"]] = [by_creator[c] for c in creators]
+        return out
 
 
 def _affinity(user: Counters, counter: str, total: float, now: float, value: str | None) -> float:

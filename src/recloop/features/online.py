@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import numpy as np
 import orjson
 
 from recloop.features.candidates import FeatureMatrix
@@ -151,7 +150,7 @@ class FeatureMaterializer:
 class _ItemEntry:
     computed_at: float
     meta: ItemMeta | None
-    part: dict[str, float]
+    values: tuple[float, ...]  # the item part, in ``ITEM_FEATURES`` order
 
 
 class OnlineFeatures:
@@ -177,39 +176,31 @@ class OnlineFeatures:
 
     def _item_parts(
         self, app_id: str, item_ids: Sequence[str], ts: float
-    ) -> tuple[list[ItemMeta | None], list[dict[str, float]]]:
-        """Each item's meta and own features, from the cache where fresh enough."""
-        entries: list[_ItemEntry | None] = []
-        missing: list[int] = []
-        for i, item_id in enumerate(item_ids):
-            entry = self._items.get((app_id, item_id)) if self._item_ttl_s > 0 else None
-            # Fresh means computed within the TTL of this request's time, either side: a
-            # simulated clock may move back between overlapping sessions.
-            if entry is None or abs(ts - entry.computed_at) > self._item_ttl_s:
-                entry = None
-                missing.append(i)
-            entries.append(entry)
+    ) -> tuple[list[ItemMeta | None], list[tuple[float, ...]]]:
+        """Each item's meta and own feature values, from the cache where fresh enough."""
+        ttl = self._item_ttl_s
+        cache: dict[tuple[str, str], _ItemEntry] = self._items if ttl > 0 else {}
+        entries = [cache.get((app_id, item_id)) for item_id in item_ids]
+        # Fresh means computed within the TTL of this request's time, either side: a
+        # simulated clock may move back between overlapping sessions.
+        missing = [i for i, e in enumerate(entries) if e is None or abs(ts - e.computed_at) > ttl]
         if missing:
             wanted = [item_ids[i] for i in missing]
             hashes = self._online.hgetall_many([counters_key(app_id, "i", i) for i in wanted])
             metas = self._online.get_many([meta_key(app_id, i) for i in wanted])
-            if self._item_ttl_s > 0 and len(self._items) + len(missing) > self._max_items:
+            if ttl > 0 and len(self._items) + len(missing) > self._max_items:
                 keep = sorted(self._items.items(), key=lambda kv: kv[1].computed_at)
                 self._items = dict(keep[len(keep) // 2 :])
             for i, item_hash, raw_meta in zip(missing, hashes, metas, strict=True):
                 meta = _decode_meta(raw_meta)
                 part = self._features.item_part(Counters.from_fields(item_hash), meta, ts)
-                entry = _ItemEntry(ts, meta, part)
+                entry = _ItemEntry(ts, meta, FeatureSet.item_values(part))
                 entries[i] = entry
-                if self._item_ttl_s > 0:
+                if ttl > 0:
                     self._items[(app_id, item_ids[i])] = entry
-        metas_out: list[ItemMeta | None] = []
-        parts: list[dict[str, float]] = []
-        for e in entries:
-            assert e is not None
-            metas_out.append(e.meta)
-            parts.append(e.part)
-        return metas_out, parts
+        present = [e for e in entries if e is not None]
+        assert len(present) == len(entries)
+        return [e.meta for e in present], [e.values for e in present]
 
     def matrix(
         self,
@@ -229,29 +220,22 @@ class OnlineFeatures:
         """
         ts = now.timestamp()
         user_hash = self._online.hgetall_many([counters_key(app_id, "u", user_id)])[0]
-        metas, item_parts = self._item_parts(app_id, item_ids, ts)
+        metas, item_values = self._item_parts(app_id, item_ids, ts)
         session: list[SessionEntry] = []
         if session_id:
             raw = self._online.get_lists([session_key(app_id, session_id)])[0]
             session = [_decode_session(entry) for entry in raw]
         user = Counters.from_fields(user_hash)
-        user_part = self._features.user_part(user, ts)
-        context_part = FeatureSet.context_part(ts, device, surface)
-        rows = []
-        for item_id, item_part, meta in zip(item_ids, item_parts, metas, strict=True):
-            rows.append(
-                self._features.row(
-                    self._features.named(
-                        user_part=user_part,
-                        item_part=item_part,
-                        context_part=context_part,
-                        user=user,
-                        item_id=item_id,
-                        meta=meta,
-                        session=session,
-                        now=ts,
-                    )
-                )
-            )
-        values = np.array(rows, dtype=np.float64).reshape(len(item_ids), len(FEATURE_NAMES))
+        # The user and context parts once per request; per candidate only what pairs the
+        # candidate with them (``FeatureSet.rows`` equals ``row(named(...))`` per candidate).
+        values = self._features.rows(
+            user_part=self._features.user_part(user, ts),
+            item_values=item_values,
+            context_part=FeatureSet.context_part(ts, device, surface),
+            user=user,
+            item_ids=item_ids,
+            metas=metas,
+            session=session,
+            now=ts,
+        )
         return FeatureMatrix(tuple(item_ids), FEATURE_NAMES, values)

@@ -8,6 +8,8 @@ an item is recommendable the moment it is created, before anyone has engaged wit
 
 from __future__ import annotations
 
+import bisect
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,6 +79,9 @@ class FreshSource:
     """
 
     name = "fresh"
+    #: It computes in this process's memory and never waits on I/O: the pipeline may run it
+    #: in the request's thread while it stays cheap.
+    in_memory = True
 
     def __init__(
         self,
@@ -97,10 +102,13 @@ class FreshSource:
         if snapshot is None:
             return []
         ids, recency = snapshot.ranked("newest", query.category)
+        # The list is newest first: the items recent enough are a prefix of it.
+        recent = bisect.bisect_right(recency, -self._min_recency, key=operator.neg)
+        excluded = query.excluded_item_ids
         fresh = [
             (item_id, r)
-            for item_id, r in zip(ids, recency, strict=True)
-            if r >= self._min_recency and item_id not in query.excluded_item_ids
+            for item_id, r in zip(ids[:recent], recency[:recent], strict=True)
+            if item_id not in excluded
         ]
         if not fresh:
             return []
@@ -126,11 +134,10 @@ class FreshSource:
         if profile is None:
             return []
         vector, sources, history = profile
-        rows = [(item_id, model.vector(item_id)) for item_id, _ in fresh]
-        known = [(item_id, v) for item_id, v in rows if v is not None]
-        if not known:
+        at, matrix = model.vectors([item_id for item_id, _ in fresh])
+        if not at:
             return []
-        matrix = np.stack([v for _, v in known])
+        known = [fresh[i] for i in at]
         similarity = matrix @ vector
         closest = np.argmax(matrix @ history.T, axis=1)
         order = np.argsort(-similarity, kind="stable")

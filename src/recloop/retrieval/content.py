@@ -140,19 +140,14 @@ class ContentModel:
         None when no item of the history is indexed.
         """
         index = self._fitted()
-        sources: list[str] = []
-        vectors: list[Float32Array] = []
-        for item_id in dict.fromkeys((*query.session, *query.history)):
-            v = index.vector(item_id)
-            if v is not None:
-                sources.append(item_id)
-                vectors.append(v)
-                if len(sources) == self.history_len:
-                    break
-        if not vectors:
+        seeds = list(dict.fromkeys((*query.session, *query.history)))
+        at, found = index.vectors(seeds)
+        if not at:
             return None
-        history = np.stack(vectors)
-        weights = 0.5 ** (np.arange(len(vectors)) / self.recency_half_life)
+        # The most recent ``history_len`` of the indexed ones.
+        at, history = at[: self.history_len], found[: self.history_len]
+        sources = [seeds[i] for i in at]
+        weights = 0.5 ** (np.arange(len(sources)) / self.recency_half_life)
         profile = (weights @ history).astype(np.float32)
         norm = float(np.linalg.norm(profile))
         if norm < 1e-12:  # opposite texts cancelled out: no direction to search in
@@ -163,6 +158,11 @@ class ContentModel:
         """The item's unit text vector, or None when it is not indexed."""
         return self._fitted().vector(item_id)
 
+    def vectors(self, item_ids: Sequence[str]) -> tuple[list[int], Float32Array]:
+        """Many items' unit text vectors: the positions in ``item_ids`` of the indexed ones,
+        and their vectors (one row each)."""
+        return self._fitted().vectors(item_ids)
+
     @staticmethod
     def _explain(
         index: VectorIndex,
@@ -171,12 +171,17 @@ class ContentModel:
         history: Float32Array,
     ) -> list[Recalled]:
         """Name, for each result, the history item whose text is closest to it."""
-        out: list[Recalled] = []
-        for item_id, score in found:
-            v = index.vector(item_id)  # None only if removed since the search
-            because = None if v is None else sources[int(np.argmax(history @ v))]
-            out.append(Recalled(item_id, score, because))
-        return out
+        # Vectors are missing only for items removed since the search.
+        at, vectors = index.vectors([item_id for item_id, _ in found])
+        because: list[str | None] = [None] * len(found)
+        if at:
+            closest = np.argmax(vectors @ history.T, axis=1).tolist()
+            for position, row in zip(at, closest, strict=True):
+                because[position] = sources[row]
+        return [
+            Recalled(item_id, score, reason)
+            for (item_id, score), reason in zip(found, because, strict=True)
+        ]
 
     def title(self, item_id: str) -> str | None:
         """The item's title, if known: for reasons such as "Because you watched ..."."""

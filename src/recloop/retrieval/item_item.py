@@ -157,15 +157,16 @@ class _ItemItemModel:
         first[1:] = inverse[order][1:] != inverse[order][:-1]
         best_seed = np.empty(len(unique), dtype=np.int64)
         best_seed[inverse[order][first]] = seed_of[order][first]
-        skip = set(query.exclude) | set(seeds)
+        exclude, seen = query.exclude, set(seeds)
         ranked = np.argsort(-totals, kind="stable")
         out: list[Recalled] = []
         ids = table.item_ids
+        columns, scores, best = unique.tolist(), totals.tolist(), best_seed.tolist()
         for j in ranked.tolist():
-            item_id = ids[int(unique[j])]
-            if item_id in skip:
+            item_id = ids[columns[j]]
+            if item_id in exclude or item_id in seen:
                 continue
-            out.append(Recalled(item_id, float(totals[j]), ids[rows[int(best_seed[j])]]))
+            out.append(Recalled(item_id, scores[j], ids[rows[best[j]]]))
             if len(out) >= k:
                 break
         return out

@@ -28,6 +28,10 @@ class ModelSource:
         reason: the reason otherwise.
     """
 
+    #: It computes in this process's memory and never waits on I/O: the pipeline may run it
+    #: in the request's thread while it stays cheap.
+    in_memory = True
+
     def __init__(
         self,
         name: str,
@@ -74,10 +78,17 @@ class ModelSource:
                 exclude=query.excluded_item_ids,
                 attributes=_attributes(query),
             )
-        return [
-            Candidate(r.item_id, self.name, r.score, self._explain(r, bundle, query))
-            for r in model.recall(recall, k)
-        ]
+        # Many candidates share a reason (the same history item explains them): format each
+        # reason once.
+        reasons: dict[tuple[str | None, str | None], str] = {}
+        out: list[Candidate] = []
+        for r in model.recall(recall, k):
+            reason = reasons.get((r.because, r.reason))
+            if reason is None:
+                reason = self._explain(r, bundle, query)
+                reasons[(r.because, r.reason)] = reason
+            out.append(Candidate(r.item_id, self.name, r.score, reason))
+        return out
 
     def _explain(self, recalled: Recalled, bundle: ModelBundle, query: RetrievalQuery) -> str:
         if recalled.because is None:

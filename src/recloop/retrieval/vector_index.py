@@ -200,6 +200,26 @@ class VectorIndex:
                 return None
             return np.asarray(self._index.reconstruct(row), dtype=np.float32)
 
+    def vectors(self, item_ids: Sequence[str]) -> tuple[list[int], Float32Array]:
+        """Copies of many items' current vectors, read at once.
+
+        Returns the positions in ``item_ids`` of the indexed ones, and their vectors (one
+        row each, in that order); ids that are not indexed are left out.
+        """
+        with self._lock.read():
+            row_of = self._row_of
+            at: list[int] = []
+            rows: list[int] = []
+            for position, item_id in enumerate(item_ids):
+                row = row_of.get(item_id)
+                if row is not None:
+                    at.append(position)
+                    rows.append(row)
+            if not rows:
+                return at, np.empty((0, self._dim), dtype=np.float32)
+            matrix = self._index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        return at, np.asarray(matrix, dtype=np.float32).reshape(len(rows), self._dim)
+
     def _params(self, fetch: int) -> Any:
         """Search parameters per call: HNSW's beam is at least as wide as the results asked
         for, or recall of a long candidate list collapses (efSearch 64 for 200 results found

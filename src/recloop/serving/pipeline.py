@@ -8,6 +8,7 @@ rather than serve an item that must not be shown.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 OVERFETCH = 3
 #: The smallest chunk a gate checks at once.
 MIN_GATE_CHUNK = 20
+#: A source that computes in this process's memory (``in_memory = True`` on the source, so
+#: it never waits on I/O) runs in the request's thread while its recent cost, in CPU time,
+#: stays under this many milliseconds: handing sub-millisecond work to a thread costs more
+#: in hand-offs of the GIL than the work itself. A costlier one runs in the pool, under its
+#: timeout.
+INLINE_BELOW_MS = 1.0
+#: A source's recorded cost is the highest it has taken, decayed by this factor per call:
+#: one slow call sends it to the pool for a few dozen calls, not for good.
+COST_DECAY = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +56,7 @@ class SourceSlot:
     source: CandidateSource
     quota: int
     timeout_ms: float
-    inline: bool = False  # run in the request's thread: for in-memory lookups only
+    inline: bool = False  # always run in the request's thread: for in-memory lookups only
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,13 @@ class Pipeline:
         self._executor = executor
         self.feature_reader = feature_reader
         self._default_features = tuple(default_features)
+        # Slots whose place (the request's thread or the pool) follows their recent cost.
+        self._adaptive = tuple(
+            not slot.inline and bool(getattr(slot.source, "in_memory", False))
+            for slot in self.sources
+        )
+        # Their recorded cost (ms of CPU): a first call runs in the pool, under its timeout.
+        self._cost_ms = [INLINE_BELOW_MS] * len(self.sources)
 
     @property
     def model_version(self) -> str:
@@ -105,14 +122,16 @@ class Pipeline:
         # Rerank rules choose among more than k items (diversity needs alternatives).
         want = k * OVERFETCH
         candidates = self._filter(self._retrieve(ctx, trace), ctx, trace)
-        ranked, version = self._rank(candidates, ctx, trace)
+        ranked = self._rank(candidates, ctx, trace)
         slate = self._gate(ranked, ctx, want, trace)
+        version = ranked.version
         for fallback in self.fallbacks:
             if slate.items:
                 break
             candidates = self._fall_back(fallback, ctx, k, trace)
-            ranked, version = self._rank(candidates, ctx, trace)
+            ranked = self._rank(candidates, ctx, trace)
             slate = self._gate(ranked, ctx, want, trace)
+            version = ranked.version
         slate = self._rerank(slate, ctx, trace)
         watch = Stopwatch()
         # The policy sees the whole reranked list: items below the first k are what it may
@@ -126,13 +145,24 @@ class Pipeline:
             trace=tuple(trace),
         )
 
+    def _inline(self, i: int) -> bool:
+        """Whether slot ``i`` runs in the request's thread on this request."""
+        if self.sources[i].inline:
+            return True
+        return self._adaptive[i] and self._cost_ms[i] < INLINE_BELOW_MS
+
+    def _observe(self, i: int, cost_ms: float) -> None:
+        # Unlocked: a lost update between concurrent requests only delays a move.
+        self._cost_ms[i] = max(cost_ms, self._cost_ms[i] * COST_DECAY)
+
     def _retrieve(self, ctx: RequestContext, trace: list[StageTrace]) -> list[MergedCandidate]:
         watch = Stopwatch()
+        inline = [self._inline(i) for i in range(len(self.sources))]
         # Threaded sources start first so they run while the inline ones answer.
-        futures: dict[int, Future[list[Candidate]]] = {
-            i: self._executor.submit(slot.source.retrieve, ctx, slot.quota)
+        futures: dict[int, Future[tuple[list[Candidate], float]]] = {
+            i: self._executor.submit(_timed_retrieve, slot.source, ctx, slot.quota)
             for i, slot in enumerate(self.sources)
-            if not slot.inline
+            if not inline[i]
         }
         results: list[list[Candidate]] = []
         for i, slot in enumerate(self.sources):
@@ -142,21 +172,24 @@ class Pipeline:
             detail = ""
             started = watch.ms()
             try:
-                if slot.inline:
-                    found = slot.source.retrieve(ctx, slot.quota)
+                if inline[i]:
+                    found, cost_ms = _timed_retrieve(slot.source, ctx, slot.quota)
                 else:
                     timeout_s = max(0.0, deadline_ms - watch.ms()) / 1000.0
-                    found = futures[i].result(timeout=timeout_s)
+                    found, cost_ms = futures[i].result(timeout=timeout_s)
+                self._observe(i, cost_ms)
                 results.append(found)
                 if not found:
                     outcome = "empty"
             except FutureTimeout:
                 futures[i].cancel()
+                # Its cost is unknown but high: it stays in the pool, under its timeout.
+                self._observe(i, deadline_ms)
                 outcome, detail = "timeout", f"no answer within {deadline_ms:g} ms"
             except Exception as exc:
                 log.exception("candidate source %s failed", slot.source.name)
                 outcome, detail = "error", f"{type(exc).__name__}: {exc}"
-            elapsed = watch.ms() if not slot.inline else watch.ms() - started
+            elapsed = watch.ms() if not inline[i] else watch.ms() - started
             trace.append(StageTrace(stage, elapsed, outcome, detail))
         return merge_candidates(results)
 
@@ -178,16 +211,19 @@ class Pipeline:
             )
         return candidates
 
-    def _gate(self, slate: Slate, ctx: RequestContext, want: int, trace: list[StageTrace]) -> Slate:
+    def _gate(
+        self, ranked: _Ranked, ctx: RequestContext, want: int, trace: list[StageTrace]
+    ) -> Slate:
         if not self.gates:
-            return slate
+            return Slate(ranked.items(0, len(ranked)))
         watch = Stopwatch()
         admitted: list[ScoredItem] = []
         chunk = max(want, MIN_GATE_CHUNK)
         checked = 0
         # No try/except: a gate that fails must fail the request.
-        while checked < len(slate.items) and len(admitted) < want:
-            items: Sequence[ScoredItem] = slate.items[checked : checked + chunk]
+        # Items are built chunk by chunk: the ones below the last chunk checked never are.
+        while checked < len(ranked) and len(admitted) < want:
+            items: Sequence[ScoredItem] = ranked.items(checked, checked + chunk)
             checked += len(items)
             for gate in self.gates:
                 items = gate.admit(items, ctx)
@@ -222,7 +258,8 @@ class Pipeline:
         self, candidates: list[MergedCandidate], ctx: RequestContext, trace: list[StageTrace]
     ) -> FeatureMatrix:
         names = [slot.source.name for slot in self.sources]
-        names += sorted({s for c in candidates for s in c.sources} - set(names))
+        recalled_by: set[str] = set().union(*(c.source_scores for c in candidates))
+        names += sorted(recalled_by - set(names))
         matrix = source_score_features(candidates, names)
         if self.feature_reader is None or not candidates:
             return matrix
@@ -253,8 +290,8 @@ class Pipeline:
 
     def _rank(
         self, candidates: list[MergedCandidate], ctx: RequestContext, trace: list[StageTrace]
-    ) -> tuple[Slate, str]:
-        """The candidates in ranked order, and the name of the ranker that ordered them."""
+    ) -> _Ranked:
+        """The candidates in ranked order, with the name of the ranker that ordered them."""
         features = self._features(candidates, ctx, trace)
         watch = Stopwatch()
         order: Sequence[int]
@@ -283,21 +320,7 @@ class Pipeline:
                 if d
             )
         trace.append(StageTrace(f"rank:{self.ranker.version}", elapsed, outcome, detail))
-        logged = _source_scores(features)
-        slate = Slate(
-            tuple(
-                ScoredItem(
-                    item_id=candidates[i].item_id,
-                    score=float(scores[i]),
-                    source=candidates[i].source,
-                    reason=candidates[i].reason,
-                    sources=candidates[i].sources,
-                    source_scores=logged.get(i, ()),
-                )
-                for i in order
-            )
-        )
-        return slate, version
+        return _Ranked(candidates, list(order), scores, features, version)
 
     def _rerank(self, slate: Slate, ctx: RequestContext, trace: list[StageTrace]) -> Slate:
         for rule in self.rules:
@@ -315,15 +338,73 @@ class Pipeline:
         return slate
 
 
-def _source_scores(features: FeatureMatrix) -> dict[int, tuple[tuple[str, float], ...]]:
-    """Each row's non-zero normalised source scores, by source name, rounded for the log."""
+def _timed_retrieve(
+    source: CandidateSource, ctx: RequestContext, quota: int
+) -> tuple[list[Candidate], float]:
+    """The source's candidates, and the CPU time (ms) its thread spent finding them."""
+    started = time.thread_time()
+    found = source.retrieve(ctx, quota)
+    return found, (time.thread_time() - started) * 1000.0
+
+
+class _Ranked:
+    """The candidates in ranked order; each ``ScoredItem`` is built only when asked for.
+
+    The gate reads the ranked list a chunk at a time and stops once it has enough items,
+    so the items (and their logged source scores) below that are never built.
+    """
+
+    __slots__ = ("_candidates", "_features", "_order", "_scores", "version")
+
+    def __init__(
+        self,
+        candidates: Sequence[MergedCandidate],
+        order: list[int],
+        scores: np.ndarray,
+        features: FeatureMatrix,
+        version: str,
+    ) -> None:
+        self._candidates = candidates
+        self._order = order
+        self._scores = scores
+        self._features = features
+        self.version = version
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def items(self, start: int, stop: int) -> tuple[ScoredItem, ...]:
+        """The items at ranks ``start`` to ``stop`` (exclusive), best first."""
+        rows = self._order[start:stop]
+        logged = _source_scores(self._features, rows)
+        candidates = self._candidates
+        scores = self._scores[rows].tolist() if rows else []
+        return tuple(
+            ScoredItem(
+                item_id=candidates[row].item_id,
+                score=float(score),
+                source=candidates[row].source,
+                reason=candidates[row].reason,
+                sources=candidates[row].sources,
+                source_scores=pairs,
+            )
+            for row, score, pairs in zip(rows, scores, logged, strict=True)
+        )
+
+
+def _source_scores(
+    features: FeatureMatrix, rows: Sequence[int]
+) -> list[tuple[tuple[str, float], ...]]:
+    """Each of ``rows``' non-zero normalised source scores, by source name, rounded for the
+    log (one tuple per row, in the order of ``rows``)."""
     prefix = source_score_feature("")
     columns = [(c, n[len(prefix) :]) for c, n in enumerate(features.names) if n.startswith(prefix)]
-    if not columns:
-        return {}
-    block = features.values[:, [c for c, _ in columns]]
-    rows, cols = np.nonzero(block)
-    out: dict[int, list[tuple[str, float]]] = {}
-    for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-        out.setdefault(row, []).append((columns[col][1], round(float(block[row, col]), 4)))
-    return {row: tuple(pairs) for row, pairs in out.items()}
+    if not columns or not rows:
+        return [() for _ in rows]
+    block = features.values[np.asarray(rows, dtype=np.intp)][:, [c for c, _ in columns]]
+    out: list[list[tuple[str, float]]] = [[] for _ in rows]
+    at, cols = np.nonzero(block)
+    values = block[at, cols].tolist()
+    for i, col, value in zip(at.tolist(), cols.tolist(), values, strict=True):
+        out[i].append((columns[col][1], round(float(value), 4)))
+    return [tuple(pairs) for pairs in out]

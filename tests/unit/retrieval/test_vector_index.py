@@ -293,3 +293,22 @@ def test_searches_during_adds_never_see_stale_vectors(kind: Kind) -> None:
             t.join()
     assert not errors
     assert len(index) == 700
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_vectors_reads_many_like_vector_reads_one(kind: Kind) -> None:
+    _, vectors, index = make(50, 8, kind)
+    index.add(["i3"], vectors[4:5])  # replaced: its new vector, never the old one
+    index.remove(["i7"])
+    wanted = ["i7", "i3", "nope", "i0", "i49", "i3"]
+    at, found = index.vectors(wanted)
+    assert at == [1, 3, 4, 5]
+    assert found.dtype == np.float32
+    assert found.shape == (4, 8)
+    for row, position in enumerate(at):
+        one = index.vector(wanted[position])
+        assert one is not None
+        assert np.array_equal(found[row], one)
+    none_at, none = index.vectors(["nope"])
+    assert none_at == []
+    assert none.shape == (0, 8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recloop.domain import Candidate, RequestContext, Slate
+from recloop.domain import Candidate, RequestContext, ScoredItem, Slate
 from recloop.explore.policies import NoExplorationPolicy
 from recloop.features.candidates import FeatureMatrix, MergedCandidate
 from recloop.ranking.protocols import Ranker, Scores
@@ -505,3 +506,101 @@ def test_no_excluded_item_is_ever_served_and_at_most_k_are(
     assert set(ids) <= expected_pool
     assert len(ids) == min(k, len(expected_pool))
     assert all(item.propensity == 1.0 for item in served.items)
+
+
+class InMemorySource(ListSource):
+    """A source that says it computes in memory; records the thread it ran on."""
+
+    in_memory = True
+
+    def __init__(self, name: str, found: Sequence[tuple[str, float]], busy_ms: float = 0.0) -> None:
+        super().__init__(name, found)
+        self.busy_ms = busy_ms
+        self.threads: list[str] = []
+
+    def retrieve(self, query: RetrievalQuery, k: int) -> list[Candidate]:
+        self.threads.append(threading.current_thread().name)
+        started = time.thread_time()
+        while (time.thread_time() - started) * 1000.0 < self.busy_ms:
+            pass
+        return super().retrieve(query, k)
+
+
+def test_a_cheap_in_memory_source_moves_into_the_request_thread(
+    executor: ThreadPoolExecutor,
+) -> None:
+    cheap = InMemorySource("cheap", [("a", 1.0)])
+    costly = InMemorySource("costly", [("b", 1.0)], busy_ms=3.0)
+    plain = ListSource("plain", [("c", 1.0)])
+    pipeline = make_pipeline(executor, [slot(cheap), slot(costly), slot(plain)])
+    here = threading.current_thread().name
+
+    runs = [pipeline.run(context(), 10) for _ in range(3)]
+
+    # The first call runs in the pool, under its timeout; once it is known to be cheap, in
+    # the request's thread. A costly one stays in the pool.
+    assert cheap.threads[0] != here
+    assert cheap.threads[1:] == [here, here]
+    assert here not in costly.threads
+    assert all(served_ids(served) == ["a", "b", "c"] for served in runs)
+
+
+def test_an_in_memory_source_that_timed_out_stays_in_the_pool_under_its_timeout(
+    executor: ThreadPoolExecutor,
+) -> None:
+    slow = SlowSource("slow", [("s", 1.0)])
+    slow.in_memory = True  # type: ignore[attr-defined]
+    fast = ListSource("fast", [("f", 1.0)])
+    pipeline = make_pipeline(executor, [slot(slow, timeout_ms=20.0), slot(fast)])
+    try:
+        first = pipeline.run(context(), 10)
+        second = pipeline.run(context(), 10)
+    finally:
+        slow.release.set()
+    assert stage(first, "retrieve:slow").outcome == "timeout"
+    assert stage(second, "retrieve:slow").outcome == "timeout"
+    assert served_ids(second) == ["f"]
+
+
+class RecordingGate:
+    """Admits every other item of what it is shown, and records what it was shown."""
+
+    name = "every-other"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def admit(self, items: Sequence[ScoredItem], ctx: RequestContext) -> list[ScoredItem]:
+        self.seen.extend(i.item_id for i in items)
+        return list(items)[::2]
+
+
+def test_the_gate_reads_ranked_items_a_chunk_at_a_time_with_their_source_scores(
+    executor: ThreadPoolExecutor,
+) -> None:
+    a = ListSource("a", [(f"i{n:03d}", 100.0 - n) for n in range(100)])
+    b = ListSource("b", [("i001", 4.0), ("i050", 2.0)])
+    gate = RecordingGate()
+    pipeline = Pipeline(
+        name="test",
+        sources=[slot(a), slot(b)],
+        filters=[],
+        gates=[gate],
+        ranker=SourceScoreRanker(["a", "b"], SourceScoreConfig(weights={"b": 0.0})),
+        rules=[],
+        policy=NoExplorationPolicy(),
+        fallback=ListSource("popular", []),
+        budget=Budget(retrieve_ms=2000.0),
+        executor=executor,
+    )
+
+    served = pipeline.run(context(), 5)
+
+    # 15 wanted (5 x overfetch 3), every other admitted: two chunks of 20 checked.
+    assert gate.seen == [f"i{n:03d}" for n in range(40)]
+    assert served_ids(served) == [f"i{n:03d}" for n in range(0, 30, 2)][:5]
+    by_id = {item.item_id: item for item in served.items}
+    assert by_id["i000"].source_scores == (("a", 1.0),)
+    assert by_id["i000"].sources == ("a",)
+    assert by_id["i002"].source_scores == (("a", round(98.0 / 100.0, 4)),)
+    assert by_id["i002"].score == pytest.approx(98.0 / 100.0, rel=1e-6)

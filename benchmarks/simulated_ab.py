@@ -13,10 +13,11 @@ service, with `recloop train` every simulated night. Two designs:
 Each arm is a surface:
 
 - ``learned``: the default home surface (every source, the learned ranker with
-  P(click) + 0.5 P(satisfied), the creator cap);
+  P(click) + 0.5 P(satisfied), the creator cap, epsilon-greedy exploration 0.1);
 - ``click-only``: the same, ranked by P(click) alone;
 - ``source-scores``: the same sources, ranked by their normalised scores (retrieval only);
 - ``popular``: popularity alone;
+- ``no-explore``: the default home without its epsilon-greedy exploration;
 - ``satisfaction-W``: the default home with P(click) + W P(satisfied), W in
   ``SATISFACTION_WEIGHTS`` (for tuning the weight; not in the default ``--arms``).
 
@@ -91,6 +92,7 @@ def arms() -> tuple[dict[str, str], dict[str, object]]:
     }
     surfaces = {
         **tuned,
+        "home-no-explore": home.model_copy(update={"exploration": ComponentConfig(name="none")}),
         "home-click-only": home.model_copy(
             update={
                 "ranker": ComponentConfig(
@@ -109,6 +111,7 @@ def arms() -> tuple[dict[str, str], dict[str, object]]:
     variants = {
         **{f"satisfaction-{w:g}": f"home-satisfaction-{w:g}" for w in SATISFACTION_WEIGHTS},
         "learned": "home",
+        "no-explore": "home-no-explore",
         "click-only": "home-click-only",
         "source-scores": "home-source-scores",
         "popular": "popular-only",

@@ -78,6 +78,8 @@ class Recommender:
         variants: the pipelines of experiment variants, by ``Assignment.pipeline`` name.
         assigner: assigns users to the experiments running on a surface.
         variant_models: the models of variant pipelines that pin a model version.
+        request_ids: makes each request's id (random; a simulation passes a seeded one, since
+            exploration draws are seeded by it).
     """
 
     def __init__(
@@ -97,11 +99,13 @@ class Recommender:
         variants: Mapping[str, Pipeline] | None = None,
         assigner: Assigner | None = None,
         variant_models: Mapping[str, ModelIndex] | None = None,
+        request_ids: Callable[[], str] | None = None,
     ) -> None:
         self._pipelines = dict(pipelines)
         self._variants = dict(variants or {})
         self._assigner = assigner or Assigner([])
         self._variant_models = dict(variant_models or {})
+        self._request_ids = request_ids or _random_id
         self._requires_item = requires_item
         self._events = events
         self._suppressions = suppressions
@@ -205,7 +209,7 @@ class Recommender:
         """A new request id and the request's own context; ``read`` adds what was looked up."""
         return RequestContext(
             app_id=app_id,
-            request_id=uuid.uuid4().hex,
+            request_id=self._request_ids(),
             surface=request.surface,
             user_id=request.user_id,
             now=self._clock(),
@@ -272,3 +276,7 @@ class Recommender:
         for stage in result.trace:
             name = stage.stage.split(":", 1)[0] if stage.stage.startswith("filter") else stage.stage
             self._metrics.stage_outcomes.labels(name, stage.outcome).inc()
+
+
+def _random_id() -> str:
+    return uuid.uuid4().hex

@@ -114,7 +114,10 @@ def _wall_clock() -> datetime:
 
 
 def start_runtime(
-    settings: Settings, store: Store | None = None, clock: Callable[[], datetime] = _wall_clock
+    settings: Settings,
+    store: Store | None = None,
+    clock: Callable[[], datetime] = _wall_clock,
+    request_ids: Callable[[], str] | None = None,
 ) -> Runtime:
     """Wire and start every part; configuration errors are raised here, not per request.
 
@@ -122,6 +125,7 @@ def start_runtime(
         settings: the configuration.
         store: an opened store; opened (and migrated when embedded) from settings if None.
         clock: what the models and requests take as "now" (a simulation passes its own).
+        request_ids: makes request ids (random by default; a simulation passes a seeded one).
     """
     # Requests do many small matrix products on several threads at once: a multithreaded
     # BLAS adds worker threads that spin after each one, about 12 ms of CPU a request on
@@ -222,6 +226,7 @@ def start_runtime(
         cache=ResponseCache(settings.serving.response_cache_ttl_s),
         variants=variant_pipelines,
         variant_models={name: pinned[v][0] for name, v in pinned_by_pipeline.items()},
+        request_ids=request_ids,
         assigner=assigner,
     )
     ingestor = EventIngestor(

@@ -10,9 +10,10 @@ report with charts in the data directory.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -199,7 +200,9 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
     world = World(config.world, start=today - timedelta(days=config.days + 1))
     # The service's models and requests see the simulated time, so one seed gives one run.
     clock = SimClock(world.start)
-    runtime = start_runtime(settings, store, clock=clock)
+    # Exploration draws are seeded by the request id: ids from a seeded sequence keep one
+    # seed one run.
+    runtime = start_runtime(settings, store, clock=clock, request_ids=_request_ids(config))
     behaviour = Behaviour(world, config.behaviour)
     console.print(
         f"embedded store in [bold]{data_dir}[/bold]; {len(world.items):,} items and "
@@ -246,6 +249,12 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
     if experiment is not None:
         console.print(render_report(experiment), soft_wrap=True)
     return DemoOutcome(result, report_path, wall_s, experiment)
+
+
+def _request_ids(config: DemoConfig) -> Callable[[], str]:
+    """Request ids that follow from the world's seed: ``{seed:08x}{n:024x}``."""
+    counter = itertools.count(1)
+    return lambda: f"{config.world.seed:08x}{next(counter):024x}"
 
 
 def _experiment_report(runtime: Runtime) -> ExperimentReport | None:

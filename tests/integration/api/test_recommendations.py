@@ -99,7 +99,8 @@ def test_debug_returns_every_stage(catalog: Api) -> None:
     assert any(stage.partition(":")[2].split("+")[0] == "catalog" for stage in stages)
     assert "features" in stages
     assert "rank:learned" in stages
-    assert stages[-1] == "explore:none"
+    exploration = catalog.runtime.settings.surfaces["home"].exploration.name
+    assert stages[-1] == f"explore:{exploration}"
     # Before any training, trained sources recall nothing: "empty", not a failure; and
     # the learned ranker is not there yet, so the sources' scores rank instead.
     for stage in body["stages"]:
@@ -315,7 +316,7 @@ def test_every_served_list_is_logged_under_its_request_id(catalog: Api) -> None:
         assert [s.position for s in record.items] == list(range(len(body["items"])))
         assert [s.score for s in record.items] == pytest.approx([i["score"] for i in body["items"]])
         assert [s.source for s in record.items] == [i["source"] for i in body["items"]]
-        assert all(s.propensity == 1.0 for s in record.items)
+        assert all(0 < s.propensity <= 1.0 for s in record.items)
         assert record.model_version == body["modelVersion"]
         assert record.variant == body["variant"]
         assert record.fallback == body["fallback"]

@@ -22,7 +22,6 @@ from recloop.config import (
 )
 from recloop.domain import CatalogEntry
 from recloop.errors import ConfigError
-from recloop.explore.policies import NoExplorationPolicy
 from recloop.features.candidates import FeatureMatrix
 from recloop.ranking.learned import LearnedRanker
 from recloop.ranking.source_scores import SourceScoreRanker
@@ -96,7 +95,7 @@ def test_every_default_surface_builds(resources: Resources, executor: ThreadPool
         assert [s.quota for s in pipeline.sources] == [s.quota for s in config.sources]
         expected = LearnedRanker if config.ranker.name == "learned" else SourceScoreRanker
         assert isinstance(pipeline.ranker, expected)
-        assert isinstance(pipeline.policy, NoExplorationPolicy)
+        assert pipeline.policy.name == config.exploration.name
         # The fallback chain holds its sources, in order.
         assert [f.name for f in pipeline.fallbacks] == config.fallback
         # Eligibility is on every surface, whatever the config says.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
 from recloop.experiments.analysis import ComparisonResult
-from recloop.experiments.report import ExperimentReport
+from recloop.experiments.report import ExperimentReport, VariantSummary
 
 _COLOURS = {"ship": "green", "don't ship": "red", "keep running": "yellow", "invalid": "red"}
 
@@ -25,37 +27,23 @@ def render_report(report: ExperimentReport) -> RenderableType:
             f"control {report.control}; primary metric {report.primary_metric}"
         )
     ]
+    # Metrics as rows and variants as columns: it fits a terminal with any few variants.
     totals = Table(
-        "variant",
-        *(
-            Column(name, justify="right")
-            for name in (
-                "users",
-                "lists",
-                "impressions",
-                "CTR",
-                "satisfied/imp",
-                "hides/imp",
-                "p99 ms",
-                "items served",
-                "fallback",
-            )
-        ),
-        title="variants",
+        "", *(Column(v.variant, justify="right") for v in report.variants), title="variants"
     )
-    for v in report.variants:
-        totals.add_row(
-            v.variant,
-            f"{v.users:,}",
-            f"{v.requests:,}",
-            f"{v.impressions:,}",
-            f"{v.ctr:.4f}",
-            f"{v.satisfaction:.4f}",
-            f"{v.hide_rate:.4f}",
-            f"{v.latency_p99_ms:.1f}",
-            f"{v.distinct_items:,}",
-            f"{v.fallback_share:.0%}",
-        )
+    rows: list[tuple[str, Callable[[VariantSummary], str]]] = [
+        ("users", lambda v: f"{v.users:,}"),
+        ("lists", lambda v: f"{v.requests:,}"),
+        ("impressions", lambda v: f"{v.impressions:,}"),
+        ("CTR", lambda v: f"{v.ctr:.4f}"),
+        ("satisfied / impression", lambda v: f"{v.satisfaction:.4f}"),
+        ("hides / impression", lambda v: f"{v.hide_rate:.4f}"),
+        ("p50 / p99 ms", lambda v: f"{v.latency_p50_ms:.1f} / {v.latency_p99_ms:.1f}"),
+        ("items served", lambda v: f"{v.distinct_items:,}"),
+        ("fallback lists", lambda v: f"{v.fallback_share:.0%}"),
+    ]
+    for label, cell in rows:
+        totals.add_row(label, *(cell(v) for v in report.variants))
     parts.append(totals)
     if report.srm is not None:
         verdict = "MISMATCH" if report.srm.mismatch else "ok"

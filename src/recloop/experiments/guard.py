@@ -48,12 +48,14 @@ class StoppedExperiments:
         """Every stop recorded so far (none when the file does not exist)."""
         try:
             raw = json.loads(self._path.read_text())
+            return {
+                name: Stop(name, datetime.fromisoformat(entry["at"]), entry["reason"])
+                for name, entry in raw.items()
+            }
         except FileNotFoundError:
             return {}
-        return {
-            name: Stop(name, datetime.fromisoformat(entry["at"]), entry["reason"])
-            for name, entry in raw.items()
-        }
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{self._path}: not a record of stopped experiments ({exc})") from exc
 
     def stop(self, experiment: str, reason: str, at: datetime) -> bool:
         """Record a stop; False if the experiment was already stopped."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recloop.domain import Candidate, RequestContext, ScoredItem, Slate
-from recloop.explore.policies import ExplorationPolicy
+from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
 from recloop.features.candidates import (
     FeatureMatrix,
     FeatureReader,
@@ -33,6 +33,7 @@ from recloop.retrieval.protocols import CandidateSource
 from recloop.serving.budget import Budget, Outcome, StageTrace, Stopwatch
 
 log = logging.getLogger(__name__)
+_NO_EXPLORATION = NoExplorationPolicy()
 
 #: Items gathered per requested item before rerank rules pick the final k.
 OVERFETCH = 3
@@ -136,8 +137,20 @@ class Pipeline:
         watch = Stopwatch()
         # The policy sees the whole reranked list: items below the first k are what it may
         # explore with.
-        slate = self.policy.explore(slate, ctx, k)
-        trace.append(StageTrace(f"explore:{self.policy.name}", watch.ms(), "ok"))
+        try:
+            explored = self.policy.explore(slate, ctx, k)
+            trace.append(StageTrace(f"explore:{self.policy.name}", watch.ms(), "ok"))
+        except Exception as exc:
+            # A policy that cannot read its evidence (a bandit's counters) must not cost
+            # the list: the ranked head is served, with propensity 1, and the trace says so.
+            log.exception(
+                "exploration policy %s failed; the ranked list is served", self.policy.name
+            )
+            explored = _NO_EXPLORATION.explore(slate, ctx, k)
+            trace.append(
+                StageTrace(f"explore:{self.policy.name}", watch.ms(), "fallback", str(exc))
+            )
+        slate = explored
         return ServedSlate(
             items=slate.items,
             model_version=version,

@@ -298,7 +298,13 @@ def _guard(
         stopped,
         clock=clock,
     )
-    guard.step()
+    try:
+        guard.step()
+    except Exception:
+        # A record that cannot be read must not keep the service down: experiments run as
+        # configured, and the failure is counted (and retried every check).
+        log.exception("could not apply the stopped experiments at start-up")
+        metrics.experiment_check_errors.inc()
     task = PeriodicTask(
         "experiments",
         guard.step,

@@ -222,3 +222,20 @@ def test_a_stop_recorded_before_start_up_applies_from_the_first_request(
         assert b"recloop_experiments_stopped_total 1.0" in runtime.metrics.render()
     finally:
         runtime.close()
+
+
+def test_an_unreadable_stop_record_is_counted_and_the_service_still_starts(
+    settings: Settings, dev_key: str
+) -> None:
+    path = stopped_experiments_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    runtime = start_runtime(settings)
+    try:
+        served = runtime.recommender.recommend(
+            "default", RecommendationRequest(user_id="user-1", surface="trending", limit=5)
+        )
+        assert served.experiment == "newest-first"
+        assert b"recloop_experiment_check_errors_total 1.0" in runtime.metrics.render()
+    finally:
+        runtime.close()

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recloop.domain import Candidate, RequestContext, ScoredItem, Slate
-from recloop.explore.policies import NoExplorationPolicy
+from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
 from recloop.features.candidates import FeatureMatrix, MergedCandidate
 from recloop.ranking.protocols import Ranker, Scores
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
@@ -151,6 +151,7 @@ def make_pipeline(
     rules: Sequence[RerankRule] = (),
     fallback: CandidateSource | list[CandidateSource] | None = None,
     budget: Budget | None = None,
+    policy: ExplorationPolicy | None = None,
 ) -> Pipeline:
     names = [s.source.name for s in slots]
     return Pipeline(
@@ -159,7 +160,7 @@ def make_pipeline(
         filters=filters,
         ranker=ranker or SourceScoreRanker(names),
         rules=rules,
-        policy=NoExplorationPolicy(),
+        policy=policy or NoExplorationPolicy(),
         fallback=fallback or ListSource("popular", []),
         budget=budget or Budget(retrieve_ms=2000.0),
         executor=executor,
@@ -453,6 +454,29 @@ def test_output_is_at_most_k_with_propensity_one(executor: ThreadPoolExecutor) -
     assert served_ids(served) == [f"i{n}" for n in range(29, 22, -1)]
     assert [item.propensity for item in served.items] == [1.0] * 7
     assert stage(served, "explore:none").outcome == "ok"
+
+
+class BrokenPolicy:
+    """An exploration policy whose evidence cannot be read (a bandit with Redis down)."""
+
+    name = "broken"
+
+    def explore(self, slate: Slate, ctx: RequestContext, k: int) -> Slate:
+        raise ConnectionError("online store unreachable")
+
+
+def test_a_failing_exploration_policy_serves_the_ranked_head_and_says_so(
+    executor: ThreadPoolExecutor,
+) -> None:
+    source = ListSource("a", [(f"i{n}", float(n)) for n in range(30)])
+    pipeline = make_pipeline(executor, [slot(source)], policy=BrokenPolicy())
+
+    served = pipeline.run(context(), 5)
+
+    assert served_ids(served) == [f"i{n}" for n in range(29, 24, -1)]
+    assert [item.propensity for item in served.items] == [1.0] * 5
+    assert stage(served, "explore:broken").outcome == "fallback"
+    assert served.fallback
 
 
 def test_each_source_is_asked_for_its_quota(executor: ThreadPoolExecutor) -> None:

@@ -55,6 +55,7 @@ class ModelLoader:
     ) -> None:
         self._registry = registry
         self._pinned = dict(pinned or {})
+        self._missing: set[str] = set()
         self._rankers = rankers
         self._index = index
         self._catalog = catalog
@@ -91,9 +92,18 @@ class ModelLoader:
                 self._on_error()
 
     def _load_pinned(self) -> None:
+        apps = self._registry.apps()
         for version, (index, rankers) in self._pinned.items():
             loaded = index.apps()
-            for app_id in self._registry.apps():
+            if (
+                apps
+                and version not in self._missing
+                and not any(version in self._registry.versions(a) for a in apps)
+            ):
+                # Its variant falls back to the sources that need no model, and says so.
+                log.warning("pinned model version %s is in no app's registry", version)
+                self._missing.add(version)
+            for app_id in apps:
                 if loaded.get(app_id) == version or version not in self._registry.versions(app_id):
                     continue
                 try:

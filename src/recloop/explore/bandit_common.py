@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recloop.domain import ScoredItem, Slate
+from recloop.domain import RequestContext, ScoredItem, Slate
 
 #: The reason given to an item the bandit served from below the ranker's first ``k``.
 EXPLORED_REASON = "Something new to try"
@@ -120,3 +120,25 @@ def position_probabilities(plan: SlotPlan, top: np.ndarray | None) -> PositionPr
     matrix[:head, :head] = np.eye(head)
     matrix[head:, head:] = position_frequencies(top, len(plan.candidates))
     return PositionProbabilities(ids, matrix)
+
+
+class DrawnSlots:
+    """A bandit that fills the explore slots from seeded draws: ``_draw`` gives the plan and
+    the top candidates of every draw (the served one first); the rest is shared."""
+
+    def _draw(self, slate: Slate, ctx: RequestContext, k: int) -> tuple[SlotPlan, np.ndarray]:
+        raise NotImplementedError
+
+    def explore(self, slate: Slate, ctx: RequestContext, k: int) -> Slate:
+        """``min(k, len(slate))`` items: the kept head, then the explore slots from the
+        served draw, each with its estimated probability of being at that position."""
+        plan, top = self._draw(slate, ctx, k)
+        return head_only(plan) if plan.slots == 0 else assemble(plan, top)
+
+    def position_probabilities(
+        self, slate: Slate, ctx: RequestContext, k: int
+    ) -> PositionProbabilities:
+        """The estimated probability of every candidate at every position (the same draws
+        ``explore`` uses for this request)."""
+        plan, top = self._draw(slate, ctx, k)
+        return position_probabilities(plan, top if plan.slots else None)

@@ -26,12 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recloop.domain import RequestContext, ScoredItem, Slate
 from recloop.explore.bandit_common import (
-    PositionProbabilities,
+    DrawnSlots,
     SlotPlan,
-    assemble,
-    head_only,
     plan_slots,
-    position_probabilities,
     request_seed,
     top_by_draws,
 )
@@ -61,7 +58,7 @@ class LinUCBConfig(BaseModel):
     propensity_draws: int = Field(default=200, ge=1)
 
 
-class LinUCB:
+class LinUCB(DrawnSlots):
     """Shared-model LinUCB with a Plackett-Luce (softmax) draw over the upper bounds.
 
     ``update`` adds observations by Sherman-Morrison, O(dim^2) each; ``explore`` reads a
@@ -121,17 +118,3 @@ class LinUCB:
         rng = np.random.default_rng(request_seed(ctx.request_id, self.name))
         noise = rng.gumbel(size=(1 + self.config.propensity_draws, len(plan.candidates)))
         return plan, top_by_draws(ucb / self.config.temperature + noise, plan.slots)
-
-    def explore(self, slate: Slate, ctx: RequestContext, k: int) -> Slate:
-        """``min(k, len(slate))`` items: the kept head, then a softmax draw over the upper
-        bounds, each with its estimated probability of being at that position."""
-        plan, top = self._draw(slate, ctx, k)
-        return head_only(plan) if plan.slots == 0 else assemble(plan, top)
-
-    def position_probabilities(
-        self, slate: Slate, ctx: RequestContext, k: int
-    ) -> PositionProbabilities:
-        """The estimated probability of every candidate at every position (the same draws
-        ``explore`` uses for this request)."""
-        plan, top = self._draw(slate, ctx, k)
-        return position_probabilities(plan, top if plan.slots else None)

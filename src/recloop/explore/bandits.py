@@ -33,12 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recloop.domain import RequestContext, Slate
 from recloop.explore.bandit_common import (
+    DrawnSlots,
     PositionProbabilities,
     SlotPlan,
-    assemble,
-    head_only,
     plan_slots,
-    position_probabilities,
     request_seed,
     top_by_draws,
 )
@@ -116,7 +114,7 @@ class ThompsonConfig(BaseModel):
     propensity_draws: int = Field(default=200, ge=1)
 
 
-class ThompsonSampling:
+class ThompsonSampling(DrawnSlots):
     """Thompson sampling over per-item click counts, re-ranking the ranker's candidates.
 
     Each item's click rate per impression has the posterior
@@ -149,17 +147,3 @@ class ThompsonSampling:
         rng = np.random.default_rng(request_seed(ctx.request_id, self.name))
         draws = rng.beta(a, b, size=(1 + self.config.propensity_draws, len(ids)))
         return plan, top_by_draws(draws, plan.slots)
-
-    def explore(self, slate: Slate, ctx: RequestContext, k: int) -> Slate:
-        """``min(k, len(slate))`` items: the kept head, then the highest posterior draws,
-        each with its estimated probability of being at that position."""
-        plan, top = self._draw(slate, ctx, k)
-        return head_only(plan) if plan.slots == 0 else assemble(plan, top)
-
-    def position_probabilities(
-        self, slate: Slate, ctx: RequestContext, k: int
-    ) -> PositionProbabilities:
-        """The estimated probability of every candidate at every position (the same draws
-        ``explore`` uses for this request)."""
-        plan, top = self._draw(slate, ctx, k)
-        return position_probabilities(plan, top if plan.slots else None)

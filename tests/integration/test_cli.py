@@ -192,3 +192,56 @@ def test_import_with_an_unknown_kind_fails_on_kind(data_dir: Path, tmp_path: Pat
     assert result.exit_code == 2
     assert "--kind" in flat(result.stderr)
     assert "must be items, users or events" in flat(result.stderr)
+
+
+EXPERIMENT_TOML = """
+[[experiments]]
+name = "trending-newest"
+surface = "trending"
+
+[[experiments.variants]]
+name = "control"
+share = 0.5
+
+[[experiments.variants]]
+name = "newest"
+share = 0.5
+overrides = { sources = [{ name = "newest", quota = 50 }] }
+"""
+
+
+@pytest.fixture
+def with_experiment(data_dir: Path) -> Path:
+    """A recloop.toml in the working directory that declares one experiment."""
+    config = data_dir.parent / "recloop.toml"
+    config.write_text(EXPERIMENT_TOML)
+    return config
+
+
+def test_experiment_list_report_and_stop(with_experiment: Path) -> None:
+    listed = run("experiment", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "trending-newest" in listed.stdout
+    assert "running" in listed.stdout
+
+    # Nothing served yet: a report with no users says so instead of failing.
+    report = run("experiment", "report", "trending-newest", "--json")
+    assert report.exit_code == 0, report.output
+    body = orjson.loads(report.stdout)
+    assert body["control"] == "control"
+    assert [v["users"] for v in body["variants"]] == [0, 0]
+    assert body["treatments"] == []
+    assert body["srm"] is None
+
+    stopped = run("experiment", "stop", "trending-newest", "--reason", "by hand in a test")
+    assert stopped.exit_code == 0, stopped.output
+    again = run("experiment", "list")
+    assert "stopped" in again.stdout
+    assert "by hand in a test" in again.stdout
+
+
+def test_a_report_on_an_unconfigured_experiment_names_the_known_ones(with_experiment: Path) -> None:
+    result = run("experiment", "report", "nope")
+    assert result.exit_code == 1
+    assert "no experiment 'nope'" in result.stderr
+    assert "trending-newest" in result.stderr

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recloop.api.app import create_app
-from recloop.config import Settings
+from recloop.config import ComponentConfig, Settings, default_surfaces
 from recloop.serving.runtime import ensure_dev_key, prepare_store
 from recloop.store import Store, open_store
 from recloop.store.migrate import upgrade
@@ -76,8 +76,19 @@ def store(store_url: str) -> Iterator[Store]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Embedded settings in a temporary data directory, refreshing models quickly."""
-    return Settings(data_dir=tmp_path / "data", serving={"popularity_refresh_s": 0.05})
+    """Embedded settings in a temporary data directory, refreshing models quickly.
+
+    Home's exploration is off: it swaps a random tenth of the positions on every request
+    (seeded by the random request id), and these tests pin down the ranked order itself.
+    Exploration has its own tests.
+    """
+    surfaces = default_surfaces()
+    surfaces["home"] = surfaces["home"].model_copy(
+        update={"exploration": ComponentConfig(name="none")}
+    )
+    return Settings(
+        data_dir=tmp_path / "data", serving={"popularity_refresh_s": 0.05}, surfaces=surfaces
+    )
 
 
 @pytest.fixture

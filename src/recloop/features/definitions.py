@@ -59,16 +59,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "user_creator_affinity",
 )
 #: The item's own features (``FeatureSet.item_part``), in the order ``item_values`` gives.
-ITEM_FEATURES: tuple[str, ...] = (
-    "item_engagement_1d",
-    "item_engagement_7d",
-    "item_engagement_30d",
-    "item_ctr_30d",
-    "item_age_hours",
-    "item_category",
-    "item_creator",
-    "item_mean_dwell_s_30d",
-)
+ITEM_FEATURES: tuple[str, ...] = tuple(name for name in FEATURE_NAMES if name.startswith("item_"))
 _COLUMN = {name: col for col, name in enumerate(FEATURE_NAMES)}
 _ITEM_COLUMNS = np.array([_COLUMN[name] for name in ITEM_FEATURES], dtype=np.intp)
 #: Features whose values are codes of categories rather than quantities.

@@ -672,25 +672,39 @@ app.add_typer(experiment_app, name="experiment")
 def experiment_list() -> None:
     """The configured experiments: surface, layer, traffic, variants and whether they run."""
     from recloop.experiments.guard import StoppedExperiments
-    from recloop.serving.runtime import stopped_experiments_path
+    from recloop.experiments.rollout import RampRecord
+    from recloop.serving.runtime import ramps_path, stopped_experiments_path
 
     settings = _settings()
     now = datetime.now(UTC)
     stops = StoppedExperiments(stopped_experiments_path(settings)).read()
+    ramps = RampRecord(ramps_path(settings)).read()
     table = Table("experiment", "surface", "layer", "traffic", "variants", "window", "state")
     for e in settings.experiments:
         window = f"{e.start:%Y-%m-%d} .. " if e.start else "from start .. "
         window += f"{e.stop:%Y-%m-%d}" if e.stop else "open"
+        ramp = ramps.get(e.name)
+        shares = e.shares(ramp.stage if ramp else 0)
+        state = (
+            f"stopped {stops[e.name].at:%Y-%m-%d %H:%M}: {stops[e.name].reason}"
+            if e.name in stops
+            else e.state_at(now)
+        )
+        if e.ramp and e.name not in stops:
+            stage = ramp.stage if ramp else 0
+            state += f", ramp stage {stage + 1}/{len(e.ramp)}" + (
+                f" since {ramp.since:%Y-%m-%d %H:%M}" + (", complete" if ramp.complete else "")
+                if ramp
+                else " (not begun)"
+            )
         table.add_row(
             e.name,
             e.surface,
             e.layer,
             f"{e.traffic:.0%}",
-            ", ".join(f"{v.name} {v.share:.0%}" for v in e.variants),
+            ", ".join(f"{v.name} {shares[v.name]:.0%}" for v in e.variants),
             window,
-            f"stopped {stops[e.name].at:%Y-%m-%d %H:%M}: {stops[e.name].reason}"
-            if e.name in stops
-            else e.state_at(now),
+            state,
         )
     console.print(table)
     if settings.experiment_holdout:
@@ -728,10 +742,9 @@ def experiment_report_command(
     hides, p99 latency, sample ratio, power, guardrails and a ship decision."""
     import orjson
 
-    from recloop.experiments.outcomes import read_outcomes
     from recloop.experiments.render import render_report
-    from recloop.experiments.report import experiment_report
-    from recloop.serving.runtime import prepare_store
+    from recloop.experiments.rollout import RampRecord, read_report
+    from recloop.serving.runtime import prepare_store, ramps_path
 
     settings = _settings()
     config = next((e for e in settings.experiments if e.name == name), None)
@@ -739,16 +752,14 @@ def experiment_report_command(
         known = ", ".join(e.name for e in settings.experiments) or "none configured"
         raise _fail(ValueError(f"no experiment {name!r} in the configuration ({known})"))
     try:
+        state = RampRecord(ramps_path(settings)).read().get(name)
         store = prepare_store(settings)
         try:
-            outcomes = read_outcomes(
-                store.rec_log, store.events, app_id, name, since=config.start, until=config.stop
-            )
+            report = read_report(config, store.rec_log, store.events, app_id, state, alpha=alpha)
         finally:
             store.close()
-    except RecloopError as exc:
+    except (RecloopError, ValueError) as exc:
         raise _fail(exc) from exc
-    report = experiment_report(config, outcomes, alpha=alpha)
     if as_json:
         typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
     else:

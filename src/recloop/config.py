@@ -267,7 +267,13 @@ class VariantConfig(_Section):
     """
 
     name: str = Field(pattern=_NAME)
-    share: float = Field(gt=0, le=1)
+    share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="The variant's share of the experiment's users; left out in a ramped "
+        "experiment, whose ramp sets the shares stage by stage.",
+    )
     surface: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     model_version: str | None = Field(
@@ -339,6 +345,17 @@ class ExperimentConfig(_Section):
         description="The smallest relative gain worth shipping; a flat result whose interval "
         "rules it out is 'don't ship' rather than 'keep running'.",
     )
+    ramp: list[float] = Field(
+        default_factory=list,
+        description="A staged canary: the second variant's share of the experiment's users "
+        "at each stage, increasing (e.g. [0.01, 0.05, 0.25, 0.5]). The service moves to the "
+        "next stage once a stage has run stage_hours with stage_min_users per variant and no "
+        "guardrail tripped, and stops the experiment (a rollback) as soon as one trips.",
+    )
+    stage_hours: float = Field(default=24.0, gt=0, description="The least time at a stage.")
+    stage_min_users: int = Field(
+        default=100, ge=1, description="Users each variant needs at a stage before it ends."
+    )
 
     @model_validator(mode="after")
     def _valid_variants(self) -> ExperimentConfig:
@@ -347,12 +364,34 @@ class ExperimentConfig(_Section):
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError("variants: names must be unique")
-        total = math.fsum(v.share for v in self.variants)
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"variants: shares must add up to 1 (they add up to {total:g})")
+        if self.ramp:
+            self._valid_ramp()
+        else:
+            if any(v.share is None for v in self.variants):
+                raise ValueError("variants: every variant needs a share (or give a ramp)")
+            total = math.fsum(v.share or 0.0 for v in self.variants)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"variants: shares must add up to 1 (they add up to {total:g})")
         if self.start and self.stop and self.stop <= self.start:
             raise ValueError("stop: must be after start")
         return self
+
+    def _valid_ramp(self) -> None:
+        if len(self.variants) != 2:
+            raise ValueError("ramp: a staged canary has two variants, the control and the canary")
+        if any(v.share is not None for v in self.variants):
+            raise ValueError("variants: leave share out in a ramped experiment; the ramp sets it")
+        if any(not 0 < r <= 1 for r in self.ramp):
+            raise ValueError("ramp: every stage's share must be in (0, 1]")
+        if any(b <= a for a, b in zip(self.ramp, self.ramp[1:], strict=False)):
+            raise ValueError("ramp: stages must increase")
+
+    def shares(self, stage: int = 0) -> dict[str, float]:
+        """Each variant's share of the experiment's users (at ``stage`` of a ramp)."""
+        if not self.ramp:
+            return {v.name: v.share or 0.0 for v in self.variants}
+        canary = self.ramp[min(stage, len(self.ramp) - 1)]
+        return {self.variants[0].name: 1.0 - canary, self.variants[1].name: canary}
 
     @property
     def control(self) -> str:

@@ -75,3 +75,16 @@ def test_the_experiment_example_in_the_docs_is_valid_configuration() -> None:
     assert [g.metric for g in experiment.guardrails] == ["hide_rate", "latency_p99"]
     built = variant_surfaces(settings.surfaces, settings.experiments)
     assert built["home[click-only-ranker=click-only]"].ranker.params == {"weights": {"click": 1.0}}
+
+
+def test_the_staged_canary_example_in_the_docs_is_valid_configuration() -> None:
+    import re
+    import tomllib
+
+    text = (EXAMPLE.parent / "experiments.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    ramped = [b for b in blocks if "ramp = " in b]
+    assert len(ramped) == 1
+    (experiment,) = Settings(**tomllib.loads(ramped[0])).experiments
+    assert experiment.shares(0) == {"stable": 0.99, "v2": 0.01}
+    assert experiment.variants[1].model_version is not None

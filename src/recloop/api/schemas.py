@@ -9,6 +9,7 @@ from pydantic import Field
 
 from recloop.config import ExperimentConfig
 from recloop.domain import Feedback, Item, ItemStatus, User
+from recloop.experiments.rollout import RampState
 from recloop.ingest.wire import CamelModel, EventIn, Id, ItemIn, ItemPut, Label, UserIn, UserPut
 
 __all__ = ["EventIn", "ItemIn", "ItemPut", "UserIn", "UserPut"]
@@ -195,9 +196,18 @@ class VariantPublic(CamelModel):
     """One variant of an experiment."""
 
     name: str
-    share: float
+    share: float = Field(description="Its share of the experiment's users now.")
     surface: str | None
     overrides: dict[str, Any]
+    model_version: str | None = None
+
+
+class RampChangePublic(CamelModel):
+    """One move of a staged canary."""
+
+    stage: int
+    at: datetime
+    reason: str
 
 
 class ExperimentPublic(CamelModel):
@@ -216,19 +226,40 @@ class ExperimentPublic(CamelModel):
     stopped_reason: str | None = Field(
         default=None, description="Why it was stopped while running (a guardrail, by hand)."
     )
+    ramp: list[float] = Field(
+        default_factory=list, description="A staged canary's share at each stage (else empty)."
+    )
+    ramp_stage: int | None = Field(
+        default=None, description="The stage a staged canary serves at, from 0."
+    )
+    ramp_since: datetime | None = None
+    ramp_complete: bool = False
+    ramp_history: list[RampChangePublic] = Field(default_factory=list)
 
     @classmethod
     def of(
-        cls, experiment: ExperimentConfig, now: datetime, stopped_reason: str | None = None
+        cls,
+        experiment: ExperimentConfig,
+        now: datetime,
+        stopped_reason: str | None = None,
+        ramp: RampState | None = None,
     ) -> ExperimentPublic:
         """The public view of a configured experiment at ``now``."""
+        stage = ramp.stage if ramp is not None else 0
+        shares = experiment.shares(stage)
         return cls(
             name=experiment.name,
             surface=experiment.surface,
             layer=experiment.layer,
             traffic=experiment.traffic,
             variants=[
-                VariantPublic(name=v.name, share=v.share, surface=v.surface, overrides=v.overrides)
+                VariantPublic(
+                    name=v.name,
+                    share=shares[v.name],
+                    surface=v.surface,
+                    overrides=v.overrides,
+                    model_version=v.model_version,
+                )
                 for v in experiment.variants
             ],
             control=experiment.control,
@@ -237,4 +268,12 @@ class ExperimentPublic(CamelModel):
             stop=experiment.stop,
             state="stopped" if stopped_reason else experiment.state_at(now),
             stopped_reason=stopped_reason,
+            ramp=list(experiment.ramp),
+            ramp_stage=stage if experiment.ramp else None,
+            ramp_since=ramp.since if ramp is not None else None,
+            ramp_complete=ramp.complete if ramp is not None else False,
+            ramp_history=[
+                RampChangePublic(stage=c.stage, at=c.at, reason=c.reason)
+                for c in (ramp.history if ramp is not None else ())
+            ],
         )

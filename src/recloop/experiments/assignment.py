@@ -11,6 +11,11 @@ a user's variant in one layer says nothing of their variant in another. A long-t
 Variants are pipeline configurations: ``variant_surfaces`` expands every combination a user
 can be assigned on a surface into a surface configuration, built once at start-up, and
 ``Assignment.pipeline`` names the one that serves the user.
+
+A ramped experiment (a staged canary) gives its canary the stage's share of the
+experiment's users: those whose point is below it. The point is fixed, so a user in the
+canary at one stage stays in it at every later stage, and moving up a stage only moves
+control users into the canary.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ class _Slot:
     low: float  # the experiment's slice of its layer: [low, high)
     high: float
     salt: str
-    cumulative: tuple[float, ...]  # variant shares, summed
+    cumulative: tuple[float, ...]  # variant shares, summed (for an experiment without a ramp)
 
 
 class Assigner:
@@ -98,13 +103,14 @@ class Assigner:
     def __init__(self, experiments: Sequence[ExperimentConfig], holdout: float = 0.0) -> None:
         self._holdout = holdout
         self._stopped: frozenset[str] = frozenset()
+        self._stages: dict[str, int] = {}
         self._layers: dict[str, list[tuple[str, list[_Slot]]]] = {}
         offsets: dict[str, float] = {}
         by_layer: dict[str, dict[str, list[_Slot]]] = {}
         for experiment in experiments:
             low = offsets.get(experiment.layer, 0.0)
             offsets[experiment.layer] = low + experiment.traffic
-            shares = itertools.accumulate(v.share for v in experiment.variants)
+            shares = itertools.accumulate(experiment.shares().values())
             slot = _Slot(
                 experiment,
                 low,
@@ -120,6 +126,14 @@ class Assigner:
     def stop(self, experiment: str) -> None:
         """Serve the experiment's users the default from now on (a rollback)."""
         self._stopped = self._stopped | {experiment}
+
+    def set_stage(self, experiment: str, stage: int) -> None:
+        """Serve a ramped experiment's canary the share of stage ``stage`` from now on."""
+        self._stages = self._stages | {experiment: stage}
+
+    def stage(self, experiment: str) -> int:
+        """The stage a ramped experiment serves at (0 until told otherwise)."""
+        return self._stages.get(experiment, 0)
 
     @property
     def stopped(self) -> frozenset[str]:
@@ -146,13 +160,21 @@ class Assigner:
                         slot.experiment.state_at(now) == "running"
                         and slot.experiment.name not in self._stopped
                     ):
-                        arms.append(Arm(slot.experiment.name, _variant(slot, user_id)))
+                        arms.append(Arm(slot.experiment.name, self._variant(slot, user_id)))
                     break
         return Assignment(surface, tuple(arms))
 
+    def _variant(self, slot: _Slot, user_id: str) -> str:
+        point = unit_interval(slot.salt, user_id)
+        experiment = slot.experiment
+        if experiment.ramp:
+            stage = self._stages.get(experiment.name, 0)
+            canary = experiment.ramp[min(stage, len(experiment.ramp) - 1)]
+            return experiment.variants[1 if point < canary else 0].name
+        return _by_share(slot, point)
 
-def _variant(slot: _Slot, user_id: str) -> str:
-    point = unit_interval(slot.salt, user_id)
+
+def _by_share(slot: _Slot, point: float) -> str:
     for variant, edge in zip(slot.experiment.variants, slot.cumulative, strict=True):
         if point < edge:
             return variant.name

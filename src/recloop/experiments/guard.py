@@ -1,5 +1,7 @@
 """Automatic rollback: an experiment whose guardrail trips is stopped while it runs.
 
+The same check moves staged canaries (``rollout``) through their ramps.
+
 Stopped experiments are kept in a small JSON file beside the model versions (the folder
 every replica reads), with when and why; every replica's guard re-reads it on each check,
 so a stop by one replica, or by ``recloop experiment stop``, reaches them all within
@@ -21,8 +23,7 @@ from pathlib import Path
 
 from recloop.config import ExperimentConfig
 from recloop.experiments.decision import GuardrailStatus
-from recloop.experiments.outcomes import read_outcomes
-from recloop.experiments.report import experiment_report
+from recloop.experiments.rollout import RampAction, RampRecord, judge_stage, read_report
 from recloop.store.protocols import EventLog, RecommendationLog
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class StoppedExperiments:
 
 
 class ExperimentGuard:
-    """Checks running experiments with ``auto_stop`` and stops those whose guardrail trips.
+    """Checks running experiments with ``auto_stop`` and stops those whose guardrail trips;
+    moves ramped experiments (staged canaries) on, or stops them.
 
     Args:
         experiments: the configured experiments.
@@ -89,6 +91,9 @@ class ExperimentGuard:
         on_stopped: called with every experiment found stopped (here or elsewhere).
         min_users: a variant needs this many users before its guardrails are judged.
         clock: the time experiments are judged at.
+        ramps: the shared record of ramps' stages (needed when an experiment has a ramp).
+        on_stage: called with every ramped experiment's stage on each check.
+        on_advanced: called once for each stage change this guard made (a metric).
     """
 
     def __init__(
@@ -102,7 +107,12 @@ class ExperimentGuard:
         app_ids: Callable[[], Sequence[str]] = lambda: ["default"],
         min_users: int = 100,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ramps: RampRecord | None = None,
+        on_stage: Callable[[str, int], None] = lambda name, stage: None,
+        on_advanced: Callable[[str], None] = lambda name: None,
     ) -> None:
+        if ramps is None and any(e.ramp for e in experiments):
+            raise ValueError("ramped experiments need a record of their stages")
         self._experiments = list(experiments)
         self._rec_log = rec_log
         self._events = events
@@ -111,39 +121,69 @@ class ExperimentGuard:
         self._app_ids = app_ids
         self._min_users = min_users
         self._clock = clock
+        self._ramps = ramps
+        self._on_stage = on_stage
+        self._on_advanced = on_advanced
 
     def step(self) -> list[str]:
-        """Apply recorded stops, judge the guarded experiments; returns those stopped now."""
+        """Apply recorded stops and stages, judge the guarded and ramped experiments;
+        returns those stopped now."""
         known = self._stopped.read()
         for name in known:
             self._on_stopped(name)
         stopped_now: list[str] = []
         now = self._clock()
         for experiment in self._experiments:
-            if (
-                not experiment.auto_stop
-                or experiment.name in known
-                or experiment.state_at(now) != "running"
-            ):
+            if experiment.name in known or experiment.state_at(now) != "running":
                 continue
-            reason = self._tripped(experiment)
+            if experiment.ramp:
+                reason = self._ramp(experiment, now)
+            elif experiment.auto_stop:
+                reason = self._tripped(experiment)
+            else:
+                continue
             if reason is not None and self._stopped.stop(experiment.name, reason, now):
                 log.warning("experiment %s stopped: %s", experiment.name, reason)
                 self._on_stopped(experiment.name)
                 stopped_now.append(experiment.name)
         return stopped_now
 
+    def _ramp(self, experiment: ExperimentConfig, now: datetime) -> str | None:
+        """Judge a ramp's current stage in every app; the reason to stop it, if any.
+
+        The ramp moves on only when its stage passes in every app it serves.
+        """
+        assert self._ramps is not None
+        state = self._ramps.begin(experiment.name, now)
+        self._on_stage(experiment.name, state.stage)
+        verdicts = []
+        for app_id in self._app_ids():
+            report = read_report(experiment, self._rec_log, self._events, app_id, state)
+            verdict = judge_stage(experiment, state, report, now, min_users=self._min_users)
+            if verdict.action is RampAction.ROLLBACK:
+                return f"app {app_id}, {verdict.reason}"
+            verdicts.append(verdict)
+        if not verdicts or any(v.action is RampAction.HOLD for v in verdicts):
+            return None
+        complete = verdicts[0].action is RampAction.COMPLETE
+        target = state.stage if complete else state.stage + 1
+        moved = self._ramps.move(
+            experiment.name, state.stage, target, now, verdicts[0].reason, complete=complete
+        )
+        if moved is not None:
+            log.warning(
+                "experiment %s: %s; %s",
+                experiment.name,
+                verdicts[0].reason,
+                "ramp complete" if complete else f"canary now {experiment.ramp[target]:.0%}",
+            )
+            self._on_stage(experiment.name, moved.stage)
+            self._on_advanced(experiment.name)
+        return None
+
     def _tripped(self, experiment: ExperimentConfig) -> str | None:
         for app_id in self._app_ids():
-            outcomes = read_outcomes(
-                self._rec_log,
-                self._events,
-                app_id,
-                experiment.name,
-                since=experiment.start,
-                until=experiment.stop,
-            )
-            report = experiment_report(experiment, outcomes)
+            report = read_report(experiment, self._rec_log, self._events, app_id, None)
             users = {v.variant: v.users for v in report.variants}
             for treatment in report.treatments:
                 if min(users[treatment.variant], users[report.control]) < self._min_users:

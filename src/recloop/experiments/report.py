@@ -12,6 +12,7 @@ latency and the distinct items served. Against the control, for each treatment:
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -125,15 +126,19 @@ def experiment_report(
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     cleaning: CleaningConfig | None = None,
+    shares: Mapping[str, float] | None = None,
+    window_note: str | None = None,
 ) -> ExperimentReport:
     """Analyse an experiment's outcomes as configured (control, metric, guardrails).
 
     Users who click like bots (the training data's rule: at least ``bot_min_clicks`` clicks
     at a click-through rate above ``bot_max_ctr``) are left out: one of them outweighs
-    hundreds of people in a ratio metric.
+    hundreds of people in a ratio metric. ``shares`` are the variants' expected shares of
+    users (a ramped experiment's current stage; the configured ones by default), and
+    ``window_note`` says which lists were read, when not all of them.
     """
     names = [v.name for v in config.variants]
-    notes: list[str] = []
+    notes: list[str] = [window_note] if window_note else []
     found = {}
     bots = 0
     for name in names:
@@ -154,8 +159,9 @@ def experiment_report(
     summaries = tuple(_summary(name, found[name]) for name in names)
     users = {name: len(found[name].users) for name in names}
     srm = None
-    if sum(users.values()) > 0:
-        srm = sample_ratio_mismatch(users, {v.name: v.share for v in config.variants})
+    expected = dict(shares) if shares is not None else config.shares()
+    if sum(users.values()) > 0 and all(share > 0 for share in expected.values()):
+        srm = sample_ratio_mismatch(users, expected)
     control = found[config.control]
     treatments: list[TreatmentReport] = []
     rng = np.random.default_rng(seed)

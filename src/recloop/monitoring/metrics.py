@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -76,6 +76,18 @@ class Metrics:
         self.experiment_check_errors = Counter(
             "recloop_experiment_check_errors",
             "Failed checks of guarded experiments (the log could not be read).",
+            registry=self.registry,
+        )
+        self.ramp_stage = Gauge(
+            "recloop_experiment_ramp_stage",
+            "The stage a staged canary serves at (0 is the first).",
+            ["experiment"],
+            registry=self.registry,
+        )
+        self.ramp_moves = Counter(
+            "recloop_experiment_ramp_moves",
+            "Stages a staged canary passed (a move up, or the ramp's completion).",
+            ["experiment"],
             registry=self.registry,
         )
 

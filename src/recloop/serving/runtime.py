@@ -16,6 +16,7 @@ from recloop.config import Settings
 from recloop.domain import Scope
 from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
 from recloop.experiments.guard import ExperimentGuard, StoppedExperiments
+from recloop.experiments.rollout import RampRecord
 from recloop.features.item_stats import OnlineItemStats
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
@@ -290,6 +291,10 @@ def _guard(
             assigner.stop(name)
             metrics.experiments_stopped.inc()
 
+    def staged(name: str, stage: int) -> None:
+        assigner.set_stage(name, stage)
+        metrics.ramp_stage.labels(name).set(stage)
+
     guard = ExperimentGuard(
         settings.experiments,
         store.rec_log,
@@ -297,6 +302,9 @@ def _guard(
         StoppedExperiments(stopped_experiments_path(settings)),
         stopped,
         clock=clock,
+        ramps=RampRecord(ramps_path(settings)),
+        on_stage=staged,
+        on_advanced=lambda name: metrics.ramp_moves.labels(name).inc(),
     )
     try:
         guard.step()
@@ -318,6 +326,11 @@ def _guard(
 def stopped_experiments_path(settings: Settings) -> Path:
     """Where stopped experiments are recorded: beside the model versions every replica reads."""
     return settings.resolved_model_dir() / "experiments" / "stopped.json"
+
+
+def ramps_path(settings: Settings) -> Path:
+    """Where the stages of staged canaries are recorded, beside the stopped experiments."""
+    return settings.resolved_model_dir() / "experiments" / "ramps.json"
 
 
 def freeze_heap() -> None:

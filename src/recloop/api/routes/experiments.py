@@ -13,9 +13,8 @@ from recloop.api.errors import problem_responses
 from recloop.api.schemas import ExperimentPublic
 from recloop.errors import NotFound
 from recloop.experiments.guard import StoppedExperiments
-from recloop.experiments.outcomes import read_outcomes
-from recloop.experiments.report import experiment_report
-from recloop.serving.runtime import stopped_experiments_path
+from recloop.experiments.rollout import RampRecord, read_report
+from recloop.serving.runtime import ramps_path, stopped_experiments_path
 
 router = APIRouter(tags=["experiments"])
 
@@ -25,11 +24,15 @@ NamePath = Annotated[str, Path(min_length=1, max_length=63)]
 
 @router.get("/api/admin/experiments", response_model=list[ExperimentPublic], responses=_ERRORS)
 def list_experiments(caller: AdminCaller, runtime: RuntimeDep) -> list[ExperimentPublic]:
-    """The configured experiments and whether each is running now (or was stopped, and why)."""
+    """The configured experiments and whether each is running now (or was stopped, and why);
+    for a staged canary, the stage it serves at."""
     now = datetime.now(UTC)
     stops = StoppedExperiments(stopped_experiments_path(runtime.settings)).read()
+    ramps = RampRecord(ramps_path(runtime.settings)).read()
     return [
-        ExperimentPublic.of(e, now, stops[e.name].reason if e.name in stops else None)
+        ExperimentPublic.of(
+            e, now, stops[e.name].reason if e.name in stops else None, ramps.get(e.name)
+        )
         for e in runtime.settings.experiments
     ]
 
@@ -47,20 +50,15 @@ async def report_experiment(
     latency. Per treatment: every metric's relative change with its 95% interval and p-value
     (delta-method z-tests over users; a bootstrap for p99 latency), the minimum detectable
     effect, the sample-ratio check, the guardrails and a decision (ship, don't ship, keep
-    running, invalid) with its reasons. Reads the whole log: seconds on millions of events.
+    running, invalid) with its reasons. A staged canary is reported on its current stage.
+    Reads the whole log: seconds on millions of events.
     """
     config = next((e for e in runtime.settings.experiments if e.name == name), None)
     if config is None:
         raise NotFound("name", f"no experiment {name!r}")
     store = runtime.store
-    outcomes = await run_in_threadpool(
-        read_outcomes,
-        store.rec_log,
-        store.events,
-        caller.app_id,
-        name,
-        since=config.start,
-        until=config.stop,
+    state = RampRecord(ramps_path(runtime.settings)).read().get(name)
+    report = await run_in_threadpool(
+        read_report, config, store.rec_log, store.events, caller.app_id, state
     )
-    report = await run_in_threadpool(experiment_report, config, outcomes)
     return report.to_dict()

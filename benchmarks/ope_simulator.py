@@ -380,6 +380,7 @@ def _short(warnings: list[str]) -> str:
         ("one row carries", "max w share"),
         ("never takes", "support"),
         ("nonzero rewards", "few clicks"),
+        ("weight cap", "clipping"),
     )
     tags = [tag for key, tag in keys if any(key in w for w in warnings)]
     return ", ".join(tags) if tags else "none"

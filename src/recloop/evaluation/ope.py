@@ -4,7 +4,8 @@ Every estimator takes a `LoggedBandit` (one row per logged decision: the reward,
 policy's probability p0 of the logged action and the target policy's probability pe of it) and
 returns an `Estimate`: the value, a percentile bootstrap interval (over groups such as users or
 requests when given, else rows), and `Diagnostics` of the importance weights w = pe / p0 with
-human-readable warnings when the estimate should not be trusted. Estimators: IPS, clipped IPS,
+human-readable warnings when the estimate should not be trusted (and notes, such as a logging
+support that could not be checked, that do not make it untrustworthy). Estimators: IPS, clipped IPS,
 SNIPS, the direct method (DM) and doubly robust (DR) with a cross-fitted reward model (see
 `recloop.evaluation.ope_models`), and a position-based IPS for slates. See docs/off-policy.md.
 """
@@ -18,14 +19,20 @@ import numpy as np
 
 from recloop.evaluation.ope_data import LoggedBandit
 from recloop.evaluation.ope_diagnostics import (
+    MAX_CLIPPED_WEIGHT_SHARE,
     MAX_MEAN_WEIGHT_DEVIATION,
     MAX_SINGLE_WEIGHT_SHARE,
     MAX_SUPPORT_DEFICIT,
     MIN_ESS_SHARE,
     MIN_REWARDED_ROWS,
+    SUPPORT_FROM_LOGGED_ACTIONS,
+    SUPPORT_FROM_LOGGING_DISTRIBUTION,
+    SUPPORT_UNKNOWN,
     WEIGHT_QUANTILES,
     Diagnostics,
+    clipping_diagnostics,
     diagnose,
+    support_basis,
     support_deficit,
 )
 from recloop.evaluation.ope_models import (
@@ -38,11 +45,15 @@ from recloop.evaluation.ope_models import (
 
 __all__ = [
     "DEFAULT_FOLDS",
+    "MAX_CLIPPED_WEIGHT_SHARE",
     "MAX_MEAN_WEIGHT_DEVIATION",
     "MAX_SINGLE_WEIGHT_SHARE",
     "MAX_SUPPORT_DEFICIT",
     "MIN_ESS_SHARE",
     "MIN_REWARDED_ROWS",
+    "SUPPORT_FROM_LOGGED_ACTIONS",
+    "SUPPORT_FROM_LOGGING_DISTRIBUTION",
+    "SUPPORT_UNKNOWN",
     "WEIGHT_QUANTILES",
     "BootstrapSpec",
     "Diagnostics",
@@ -50,12 +61,14 @@ __all__ = [
     "LoggedBandit",
     "bootstrap_interval",
     "clipped_ips",
+    "clipping_diagnostics",
     "diagnose",
     "direct_method",
     "doubly_robust",
     "ips",
     "position_based_ips",
     "snips",
+    "support_basis",
     "support_deficit",
 ]
 
@@ -87,6 +100,11 @@ class Estimate:
     def warnings(self) -> tuple[str, ...]:
         """The diagnostics' warnings; empty when nothing flagged the estimate."""
         return self.diagnostics.warnings
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The diagnostics' informational notes (e.g. support unknown); no effect on trust."""
+        return self.diagnostics.notes
 
     @property
     def trustworthy(self) -> bool:
@@ -161,17 +179,15 @@ def ips(data: LoggedBandit, bootstrap: BootstrapSpec | None = None) -> Estimate:
 
 def clipped_ips(data: LoggedBandit, cap: float, bootstrap: BootstrapSpec | None = None) -> Estimate:
     """IPS with each weight capped at `cap`: less variance, biased toward zero for nonnegative
-    rewards; `cap=inf` is IPS. Diagnostics are of the raw weights, plus the clipped share."""
+    rewards; `cap=inf` is IPS. Diagnostics are of the raw weights, plus what the cap removed
+    (`clipping_diagnostics`: `clipped_share` of rows, `clipped_weight_share` of the total
+    weight), with a warning when the cap removes more than MAX_CLIPPED_WEIGHT_SHARE."""
     if not cap > 0:
         raise ValueError("cap must be > 0")
     w = data.weights
     clipped = np.minimum(w, cap)
     columns = np.stack([clipped * data.rewards, np.ones(data.n)], axis=1)
-    extra = {
-        "cap": float(cap),
-        "clipped_share": float(np.mean(w > cap)) if data.n else 0.0,
-        "clipped_weight_share": float(1 - clipped.sum() / w.sum()) if w.sum() > 0 else 0.0,
-    }
+    extra = clipping_diagnostics(w, cap)
     return _estimate("clipped IPS", data, columns, _ratio, bootstrap, extra)
 
 
@@ -208,11 +224,17 @@ def _model_estimate(
     row_terms: RowTerms,
 ) -> Estimate:
     """Value = mean of row_terms(rows, q[rows]); the bootstrap either holds q fixed or refits
-    (cross-fits) the model on every resample of the groups."""
+    (cross-fits) the model on every resample of the groups. The folds always split the
+    original units (the groups, else the original rows), so the copies of a unit that a
+    resample draws more than once stay in one fold: no row is predicted by a model fitted on
+    a copy of itself. Each unit keeps the fold it has on the full data in every resample."""
     fits = _fitted(data, model)
     assert data.target_distribution is not None
     n_actions = data.target_distribution.shape[1]
     model = model or ActionMeanModel()
+    all_rows = np.arange(data.n)
+    units = all_rows if data.groups is None else data.groups  # the resampled units
+    n_units = int(units.max()) + 1 if data.n else 0
 
     def predictions(rows: IntArray) -> FloatArray:
         assert data.actions is not None
@@ -223,11 +245,11 @@ def _model_estimate(
             data.rewards[rows],
             n_actions,
             folds=folds,
-            groups=None if data.groups is None else data.groups[rows],
+            groups=units[rows],
             seed=seed,
+            n_groups=n_units,
         )
 
-    all_rows = np.arange(data.n)
     q = predictions(all_rows) if fits else data.reward_predictions
     assert q is not None
     terms = row_terms(all_rows, q)
@@ -239,12 +261,10 @@ def _model_estimate(
     low = high = float("nan")
     if spec.n_resamples > 0 and data.n:
         rng = np.random.default_rng(spec.seed)
-        groups = all_rows if data.groups is None else data.groups
-        n_groups = int(groups.max()) + 1
         replicates = np.empty(spec.n_resamples)
         for b in range(spec.n_resamples):
-            picks = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-            rows = np.repeat(all_rows, picks[groups])
+            picks = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
+            rows = np.repeat(all_rows, picks[units])
             replicates[b] = row_terms(rows, predictions(rows)).mean()
         tail = (1.0 - spec.level) / 2.0
         low, high = (float(v) for v in np.quantile(replicates, [tail, 1.0 - tail]))
@@ -313,9 +333,12 @@ def position_based_ips(
     `per_slate=True` (expected reward per slate). Assumes the reward of the item at a position
     depends only on the context, that item and that position, not on the rest of the slate;
     under it the estimate is unbiased, otherwise it is not. Set `groups` to the slate (or
-    user) so that the bootstrap resamples whole slates."""
+    user) so that the bootstrap resamples whole slates. With a finite `cap` the extras report
+    what it removed (`clipping_diagnostics`, per position too) and warn as `clipped_ips`."""
     if data.positions is None:
         raise ValueError("position_based_ips needs positions")
+    if not cap > 0:
+        raise ValueError("cap must be > 0")
     slots, slot = np.unique(data.positions, return_inverse=True)
     w = np.minimum(data.weights, cap)
     columns = np.zeros((data.n, 2 * len(slots)))
@@ -337,5 +360,7 @@ def position_based_ips(
         squares = float(np.square(wk).sum())
         share = float(wk.sum()) ** 2 / squares / len(wk) if squares > 0 else 0.0
         extra[f"ess_share_position_{int(k)}"] = share
+    if cap < np.inf:
+        extra.update(clipping_diagnostics(data.weights, cap, data.positions))
     name = "position-based IPS" + (" (per slate)" if per_slate else "")
     return _estimate(name, data, columns, statistic, bootstrap, extra)

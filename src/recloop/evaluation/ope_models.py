@@ -176,10 +176,18 @@ def cross_fit(
     folds: int,
     groups: IntArray | None = None,
     seed: int = 0,
+    n_groups: int | None = None,
 ) -> FloatArray:
     """Out-of-fold reward predictions, shape (rows, actions): each row is predicted by a model
     fitted without its fold. Folds split groups (e.g. users) when given, else rows; `folds=1`
-    fits and predicts in sample (no cross-fitting)."""
+    fits and predicts in sample (no cross-fitting). Without groups every row is its own unit,
+    so rows that are copies of one another (a bootstrap resample drawn with replacement) can
+    land in different folds and be predicted in sample: pass the original row index (or group)
+    of each copy as `groups` to keep the copies in one fold, as the DM/DR bootstrap does.
+    `n_groups` (default: the largest label + 1) is the number of labels the folds are drawn
+    over; give the full count when some labels are absent (a resample), so that every label
+    keeps the fold it has on the full data and a resample missing the top labels still has
+    enough of them to split."""
     n = len(rewards)
     if folds < 1:
         raise ValueError("folds must be >= 1")
@@ -187,6 +195,10 @@ def cross_fit(
         return model.fit(features, actions, rewards, n_actions).predict(features, n)
     units = np.arange(n) if groups is None else groups
     n_units = int(units.max()) + 1 if n else 0
+    if n_groups is not None:
+        if n_groups < n_units:
+            raise ValueError(f"n_groups {n_groups} is below the largest label + 1 ({n_units})")
+        n_units = n_groups
     if n_units < folds:
         raise ValueError(f"{folds} folds need at least {folds} groups, got {n_units}")
     rng = np.random.default_rng(seed)

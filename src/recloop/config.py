@@ -407,6 +407,40 @@ class ExperimentConfig(_Section):
         return "running"
 
 
+class ShadowConfig(_Section):
+    """A pipeline run in shadow on a surface's requests: scored and logged, never served.
+
+    It starts from another configured surface (``pipeline``) or from the shadowed surface
+    itself, with ``overrides`` and a pinned ``model_version`` like an experiment variant.
+    Exploration is always off in shadow: the shadow list is what the candidate would serve,
+    so that off-policy evaluation can judge it against the lists users did see.
+    """
+
+    name: str = Field(pattern=_NAME)
+    surface: str = Field(description="The served surface whose requests are shadowed.")
+    traffic: float = Field(
+        default=1.0, gt=0, le=1, description="Share of the surface's requests run in shadow."
+    )
+    pipeline: str | None = Field(
+        default=None, description="Another configured surface to run (default: the surface)."
+    )
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    model_version: str | None = Field(
+        default=None,
+        description="Run this model version in shadow; kept loaded beside the promoted one.",
+    )
+
+    @model_validator(mode="after")
+    def _known_overrides(self) -> ShadowConfig:
+        unknown = sorted(set(self.overrides) - VARIANT_OVERRIDES)
+        if unknown:
+            raise ValueError(
+                f"overrides: {', '.join(unknown)} cannot be overridden "
+                f"(allowed: {', '.join(sorted(VARIANT_OVERRIDES))})"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of a recloop deployment."""
 
@@ -441,6 +475,25 @@ class Settings(BaseSettings):
         lt=1,
         description="Share of users kept out of every experiment (a long-term holdout).",
     )
+    shadows: list[ShadowConfig] = Field(default_factory=list)
+    shadow_queue: int = Field(
+        default=1000,
+        ge=1,
+        description="Shadow runs that may wait for the shadow worker; past that, new ones "
+        "are skipped and counted (a shadow never slows the served request).",
+    )
+
+    @model_validator(mode="after")
+    def _shadows_fit(self) -> Settings:
+        names = [s.name for s in self.shadows]
+        if len(set(names)) != len(names):
+            raise ValueError("shadows: names must be unique")
+        for i, shadow in enumerate(self.shadows):
+            key = f"shadows[{i}] ({shadow.name})"
+            for field, surface in (("surface", shadow.surface), ("pipeline", shadow.pipeline)):
+                if surface is not None and surface not in self.surfaces:
+                    raise ValueError(f"{key}.{field}: no surface named {surface!r}")
+        return self
 
     @model_validator(mode="after")
     def _experiments_fit(self) -> Settings:

@@ -5,6 +5,7 @@ This module imports nothing of ours; every layer of the pipeline speaks in these
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -238,3 +239,33 @@ class RecommendationRecord:
     latency_ms: float
     session_id: str | None = None
     device: str | None = None
+
+
+def served_items(items: Sequence[ScoredItem]) -> tuple[ServedItem, ...]:
+    """A list's items as the logs keep them, with their positions."""
+    return tuple(
+        ServedItem(
+            item.item_id, position, item.score, item.source, item.propensity, item.source_scores
+        )
+        for position, item in enumerate(items)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRecord:
+    """The list a shadow pipeline made for a served request, computed but never shown.
+
+    ``request_id`` is the served request's: the shadow list is judged against the list the
+    user did see, and the events that came from it.
+    """
+
+    app_id: str
+    request_id: str
+    shadow: str
+    user_id: str
+    surface: str
+    computed_at: datetime
+    items: tuple[ServedItem, ...]
+    model_version: str
+    fallback: bool
+    latency_ms: float

@@ -245,3 +245,29 @@ def test_a_report_on_an_unconfigured_experiment_names_the_known_ones(with_experi
     assert result.exit_code == 1
     assert "no experiment 'nope'" in result.stderr
     assert "trending-newest" in result.stderr
+
+
+SHADOW_TOML = """
+[[shadows]]
+name = "newest-shadow"
+surface = "trending"
+traffic = 0.5
+overrides = { sources = [{ name = "newest", quota = 50 }] }
+"""
+
+
+def test_shadow_list_and_report(data_dir: Path) -> None:
+    (data_dir.parent / "recloop.toml").write_text(SHADOW_TOML)
+    listed = run("shadow", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "newest-shadow trending 50% trending sources promoted" in flat(listed.stdout)
+
+    report = run("shadow", "report", "newest-shadow", "--json")
+    assert report.exit_code == 0, report.output
+    assert orjson.loads(report.stdout)["requests"] == 0
+    tables = run("shadow", "report", "newest-shadow")
+    assert "no shadowed requests yet" in flat(tables.stdout)
+
+    unknown = run("shadow", "report", "nope")
+    assert unknown.exit_code == 1
+    assert "no shadow 'nope' in the configuration (newest-shadow)" in flat(unknown.stderr)

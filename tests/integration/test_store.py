@@ -20,6 +20,7 @@ from recloop.domain import (
     RecommendationRecord,
     Scope,
     ServedItem,
+    ShadowRecord,
     User,
 )
 from recloop.store import CatalogChange, CatalogCursor, Store
@@ -298,6 +299,42 @@ def test_upsert_users_replaces_attributes_and_keeps_created_at(apps: Store) -> N
     assert apps.users.get_user(OTHER_APP, "u1") is None
 
 
+def make_shadow(
+    request_id: str, shadow: str, user_id: str = "u1", app_id: str = APP
+) -> ShadowRecord:
+    return ShadowRecord(
+        app_id=app_id,
+        request_id=request_id,
+        shadow=shadow,
+        user_id=user_id,
+        surface="home",
+        computed_at=T0,
+        items=(ServedItem("i7", 0, 0.5, "newest", 1.0), ServedItem("i8", 1, 0.25, "als", 1.0)),
+        model_version="ranker:v2",
+        fallback=False,
+        latency_ms=3.5,
+    )
+
+
+def test_shadow_lists_round_trip_per_shadow_in_request_order(apps: Store) -> None:
+    apps.shadow_log.append(
+        [
+            make_shadow("r2", "next"),
+            make_shadow("r1", "next"),
+            make_shadow("r1", "other"),  # two shadows of one request
+            make_shadow("r3", "next", app_id=OTHER_APP),
+        ]
+    )
+
+    first = apps.shadow_log.scan(APP, "next", None, 1)
+    rest = apps.shadow_log.scan(APP, "next", first[-1].request_id, 10)
+
+    assert [r.request_id for r in first + rest] == ["r1", "r2"]
+    assert first[0] == make_shadow("r1", "next")
+    assert [r.request_id for r in apps.shadow_log.scan(APP, "other", None, 10)] == ["r1"]
+    assert [r.request_id for r in apps.shadow_log.scan(OTHER_APP, "next", None, 10)] == ["r3"]
+
+
 def test_purge_user_removes_only_that_users_data(apps: Store) -> None:
     apps.users.upsert_users(APP, [User("u1"), User("u2")], T0)
     apps.events.append(
@@ -309,6 +346,7 @@ def test_purge_user_removes_only_that_users_data(apps: Store) -> None:
         ]
     )
     apps.rec_log.append([make_record("r1", "u1"), make_record("r2", "u2")])
+    apps.shadow_log.append([make_shadow("r1", "next", "u1"), make_shadow("r2", "next", "u2")])
     apps.suppressions.add(APP, [("u1", "i9", Feedback.NOT_INTERESTED)], T0)
     # The same user id in another app is another person.
     apps.events.append([make_event("x1", app_id=OTHER_APP, user_id="u1")])
@@ -318,6 +356,7 @@ def test_purge_user_removes_only_that_users_data(apps: Store) -> None:
     assert apps.users.get_user(APP, "u1") is None
     assert apps.events.consumed_item_ids(APP, "u1", ["click", "hide"]) == set()
     assert apps.rec_log.get(APP, "r1") is None
+    assert [s.user_id for s in apps.shadow_log.scan(APP, "next", None, 10)] == ["u2"]
     assert apps.suppressions.item_ids(APP, "u1") == set()
 
     assert apps.users.get_user(APP, "u2") is not None
@@ -539,3 +578,8 @@ def test_shown_counts_count_a_users_served_items_within_the_window(apps: Store) 
     assert counts == {"i1": 2, "i2": 2}
     assert apps.rec_log.shown_counts(APP, "u1", T0 - timedelta(days=3)) == {"i1": 3, "i2": 3}
     assert apps.rec_log.shown_counts(OTHER_APP, "u1", T0 - timedelta(days=3)) == {}
+    # Lists served at or after ``until`` (the request being shadowed) are not counted.
+    assert apps.rec_log.shown_counts(APP, "u1", T0 - timedelta(days=3), until=T0) == {
+        "i1": 1,
+        "i2": 1,
+    }

@@ -88,3 +88,19 @@ def test_the_staged_canary_example_in_the_docs_is_valid_configuration() -> None:
     (experiment,) = Settings(**tomllib.loads(ramped[0])).experiments
     assert experiment.shares(0) == {"stable": 0.99, "v2": 0.01}
     assert experiment.variants[1].model_version is not None
+
+
+def test_the_shadow_example_in_the_docs_is_valid_configuration() -> None:
+    import re
+    import tomllib
+
+    from recloop.serving.shadow import shadow_surface
+
+    text = (EXAMPLE.parent / "experiments.md").read_text()
+    blocks = [b for b in re.findall(r"```toml\n(.*?)```", text, re.DOTALL) if "[[shadows]]" in b]
+    assert len(blocks) == 1
+    settings = Settings(**tomllib.loads(blocks[0]))
+    (shadow,) = settings.shadows
+    built = shadow_surface(settings.surfaces, shadow)
+    assert built.ranker.params == {"weights": {"click": 1.0}}
+    assert built.exploration.name == "none"

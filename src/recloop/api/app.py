@@ -13,7 +13,15 @@ from pydantic.json_schema import models_json_schema
 import recloop
 from recloop.api.deps import KeyCache
 from recloop.api.errors import install_error_handlers
-from recloop.api.routes import events, experiments, health, items, recommendations, users
+from recloop.api.routes import (
+    events,
+    experiments,
+    health,
+    items,
+    recommendations,
+    shadows,
+    users,
+)
 from recloop.config import Settings
 from recloop.serving.runtime import Runtime, start_runtime
 
@@ -46,7 +54,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, events, recommendations, items, users, experiments):
+    for module in (health, events, recommendations, items, users, experiments, shadows):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from recloop.config import ExperimentConfig
+from recloop.config import ExperimentConfig, ShadowConfig
 from recloop.domain import Feedback, Item, ItemStatus, User
 from recloop.experiments.rollout import RampState
 from recloop.ingest.wire import CamelModel, EventIn, Id, ItemIn, ItemPut, Label, UserIn, UserPut
@@ -276,4 +276,27 @@ class ExperimentPublic(CamelModel):
                 RampChangePublic(stage=c.stage, at=c.at, reason=c.reason)
                 for c in (ramp.history if ramp is not None else ())
             ],
+        )
+
+
+class ShadowPublic(CamelModel):
+    """A configured shadow pipeline: scored and logged on live requests, never served."""
+
+    name: str
+    surface: str = Field(description="The served surface whose requests it follows.")
+    traffic: float = Field(description="Its share of that surface's requests.")
+    pipeline: str = Field(description="The configured surface it runs, before overrides.")
+    overrides: dict[str, Any]
+    model_version: str | None = Field(description="A pinned model version, or the promoted one.")
+
+    @classmethod
+    def of(cls, shadow: ShadowConfig) -> ShadowPublic:
+        """The public view of a configured shadow."""
+        return cls(
+            name=shadow.name,
+            surface=shadow.surface,
+            traffic=shadow.traffic,
+            pipeline=shadow.pipeline or shadow.surface,
+            overrides=shadow.overrides,
+            model_version=shadow.model_version,
         )

@@ -73,7 +73,7 @@ def read_outcomes(
     lists: dict[str, tuple[str, str, frozenset[str]]] = {}  # request -> (variant, user, items)
     first: datetime | None = None
     last: datetime | None = None
-    for record in _lists(rec_log, app_id):
+    for record in served_lists(rec_log, app_id):
         variant = _variant_in(record, experiment)
         if variant is None:
             continue
@@ -137,7 +137,8 @@ def _variant_in(record: RecommendationRecord, experiment: str) -> str | None:
     return variants[names.index(experiment)] if len(variants) == len(names) else None
 
 
-def _lists(rec_log: RecommendationLog, app_id: str) -> Iterator[RecommendationRecord]:
+def served_lists(rec_log: RecommendationLog, app_id: str) -> Iterator[RecommendationRecord]:
+    """Every list served in the app, page by page, in request id order."""
     after: str | None = None
     while True:
         page = rec_log.scan(after, _PAGE, app_id=app_id)

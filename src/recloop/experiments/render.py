@@ -1,4 +1,4 @@
-"""An experiment report as terminal tables (the CLI and the demo print the same ones)."""
+"""Experiment and shadow reports as terminal tables (the CLI and the demo print the same ones)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rich.text import Text
 
 from recloop.experiments.analysis import ComparisonResult
 from recloop.experiments.report import ExperimentReport, VariantSummary
+from recloop.experiments.shadow_report import ShadowReport, ShadowSide
 
 _COLOURS = {"ship": "green", "don't ship": "red", "keep running": "yellow", "invalid": "red"}
 
@@ -96,3 +97,48 @@ def _cells(result: ComparisonResult) -> tuple[str, str, str, str]:
         f"{result.relative_diff:+.1%} [{low:+.1%}, {high:+.1%}]",
         f"{result.p_value:.3g}",
     )
+
+
+def render_shadow_report(report: ShadowReport) -> RenderableType:
+    """The shadow's lists against the served ones, and its estimated CTR."""
+    if report.served is None or report.shadowed is None:
+        parts: list[RenderableType] = [Text(f"shadow {report.shadow}: no shadowed requests yet")]
+        parts.extend(Text(f"note: {note}") for note in report.notes)
+        return Group(*parts)
+    served, shadowed = report.served, report.shadowed
+    parts = [
+        Text(
+            f"shadow {report.shadow}: {report.requests:,} requests, "
+            f"{report.first:%Y-%m-%d %H:%M} to {report.last:%Y-%m-%d %H:%M}; "
+            f"model {', '.join(report.model_versions)}"
+        )
+    ]
+    sides = Table("", Column("served", justify="right"), Column("shadow", justify="right"))
+    rows: list[tuple[str, Callable[[ShadowSide], str]]] = [
+        ("p50 / p99 ms", lambda s: f"{s.latency_p50_ms:.1f} / {s.latency_p99_ms:.1f}"),
+        ("fallback lists", lambda s: f"{s.fallback_share:.0%}"),
+        ("items listed", lambda s: f"{s.distinct_items:,}"),
+        ("mean list length", lambda s: f"{s.mean_length:.1f}"),
+    ]
+    for label, cell in rows:
+        sides.add_row(label, cell(served), cell(shadowed))
+    low, high = report.served_ctr_ci
+    sides.add_row("CTR per slot", f"{report.served_ctr:.4f} [{low:.4f}, {high:.4f}]", _ctr(report))
+    parts.append(sides)
+    parts.append(
+        Text(
+            f"agreement: {report.overlap:.0%} of served items also in the shadow's list, "
+            f"same first item {report.same_first:.0%}, same item in a slot "
+            f"{report.same_slot:.0%}; shadow slots without support {report.unsupported_share:.0%}"
+        )
+    )
+    parts.extend(Text(f"warning: {w}", style="yellow") for w in report.warnings)
+    parts.extend(Text(f"note: {note}") for note in report.notes)
+    return Group(*parts)
+
+
+def _ctr(report: ShadowReport) -> str:
+    estimate = report.shadow_ctr
+    if estimate is None:
+        return "-"
+    return f"{estimate.value:.4f} [{estimate.ci_low:.4f}, {estimate.ci_high:.4f}] (IPS)"

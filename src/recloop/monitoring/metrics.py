@@ -78,6 +78,19 @@ class Metrics:
             "Failed checks of guarded experiments (the log could not be read).",
             registry=self.registry,
         )
+        self.shadow_runs = Counter(
+            "recloop_shadow_runs",
+            "Shadow pipeline runs by outcome: ok, fallback, error, or skipped (queue full).",
+            ["shadow", "outcome"],
+            registry=self.registry,
+        )
+        self.shadow_seconds = Histogram(
+            "recloop_shadow_seconds",
+            "Time a shadow pipeline took to build its list.",
+            ["shadow"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.ramp_stage = Gauge(
             "recloop_experiment_ramp_stage",
             "The stage a staged canary serves at (0 is the first).",

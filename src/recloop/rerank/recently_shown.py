@@ -37,7 +37,9 @@ class RecentlyShownDemotion:
     def apply(self, slate: Slate, ctx: RequestContext) -> Slate:
         """The slate with the often-shown items moved to the end."""
         since = ctx.now - timedelta(hours=self.config.window_h)
-        counts = self._log.shown_counts(ctx.app_id, ctx.user_id, since)
+        # Lists served before this request only: a shadow run of the same request must not
+        # count the list that request served.
+        counts = self._log.shown_counts(ctx.app_id, ctx.user_id, since, until=ctx.now)
         limit = self.config.max_shown
         fresh = [item for item in slate.items if counts.get(item.item_id, 0) < limit]
         stale = [item for item in slate.items if counts.get(item.item_id, 0) >= limit]

@@ -14,7 +14,7 @@ from recloop.domain import (
     RecommendationRecord,
     RequestContext,
     ScoredItem,
-    ServedItem,
+    served_items,
 )
 from recloop.errors import InvalidInput
 from recloop.experiments.assignment import Assigner, Assignment
@@ -23,6 +23,7 @@ from recloop.retrieval.bundle import ModelIndex
 from recloop.serving.budget import StageTrace, Stopwatch
 from recloop.serving.pipeline import Pipeline
 from recloop.serving.response_cache import CachedList, ResponseCache
+from recloop.serving.shadow import ShadowRunner
 from recloop.store.protocols import EventLog, Suppressions, Users
 from recloop.store.writer import StoreWriter
 
@@ -80,6 +81,7 @@ class Recommender:
         variant_models: the models of variant pipelines that pin a model version.
         request_ids: makes each request's id (random; a simulation passes a seeded one, since
             exploration draws are seeded by it).
+        shadows: runs shadow pipelines on the requests they follow, after the response.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class Recommender:
         assigner: Assigner | None = None,
         variant_models: Mapping[str, ModelIndex] | None = None,
         request_ids: Callable[[], str] | None = None,
+        shadows: ShadowRunner | None = None,
     ) -> None:
         self._pipelines = dict(pipelines)
         self._variants = dict(variants or {})
@@ -115,6 +118,7 @@ class Recommender:
         self._users = users
         self._cold_history = cold_history
         self._models = models
+        self._shadows = shadows
         self.cache = cache if cache is not None else ResponseCache(ttl_s=0.0)
 
     @property
@@ -194,6 +198,8 @@ class Recommender:
             latency_ms=latency_ms,
         )
         self._log(ctx, result)
+        if self._shadows is not None:
+            self._shadows.submit(ctx, request.limit)
         self.cache.put(
             key,
             (app_id, request.user_id),
@@ -251,17 +257,7 @@ class Recommender:
                 user_id=ctx.user_id,
                 surface=ctx.surface,
                 served_at=ctx.now,
-                items=tuple(
-                    ServedItem(
-                        item.item_id,
-                        position,
-                        item.score,
-                        item.source,
-                        item.propensity,
-                        item.source_scores,
-                    )
-                    for position, item in enumerate(result.items)
-                ),
+                items=served_items(result.items),
                 model_version=result.model_version,
                 experiment=result.experiment,
                 variant=result.variant,

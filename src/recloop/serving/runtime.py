@@ -12,7 +12,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from recloop.config import Settings
+from recloop.config import Settings, SurfaceConfig
 from recloop.domain import Scope
 from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
 from recloop.experiments.guard import ExperimentGuard, StoppedExperiments
@@ -29,9 +29,11 @@ from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
 from recloop.serving.components import Resources
 from recloop.serving.models import ModelLoader
+from recloop.serving.pipeline import Pipeline
 from recloop.serving.recommender import Recommender
 from recloop.serving.refresh import PeriodicTask, PopularityRefresher
 from recloop.serving.response_cache import ResponseCache
+from recloop.serving.shadow import Shadow, ShadowRunner, shadow_pipeline_name, shadow_surface
 from recloop.serving.surfaces import build_pipeline, build_pipelines
 from recloop.store import Store, open_store
 from recloop.store.keys import issue_key
@@ -63,6 +65,7 @@ class Runtime:
     features: FeatureMaterializer  # what ``materializer`` steps; a driver may step it itself
     experiment_guard: ExperimentGuard | None = None  # stops experiments whose guardrail trips
     guard_task: PeriodicTask | None = None
+    shadows: ShadowRunner | None = None  # runs shadow pipelines after served requests
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
@@ -71,6 +74,8 @@ class Runtime:
         self.model_task.stop()
         if self.guard_task is not None:
             self.guard_task.stop()
+        if self.shadows is not None:
+            self.shadows.close()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
@@ -134,12 +139,19 @@ def start_runtime(
     threadpool_limits(settings.serving.blas_threads, "blas")
     store = store or prepare_store(settings)
     metrics = Metrics()
-    writer = StoreWriter(store.events, store.rec_log, max_rows=settings.ingest.writer_max_rows)
+    writer = StoreWriter(
+        store.events,
+        store.rec_log,
+        max_rows=settings.ingest.writer_max_rows,
+        shadow_log=store.shadow_log,
+    )
     metrics.watch(
         lambda: {
             "recloop_reclog_written": writer.stats.logs_written,
             "recloop_reclog_dropped": writer.stats.logs_dropped,
             "recloop_event_commits": writer.stats.event_commits,
+            "recloop_shadowlog_written": writer.stats.shadows_written,
+            "recloop_shadowlog_dropped": writer.stats.shadows_dropped,
         }
     )
     index = PopularityIndex()
@@ -155,18 +167,26 @@ def start_runtime(
     )
     executor = ThreadPoolExecutor(settings.serving.source_threads, thread_name_prefix="recloop-src")
     online = open_online_store(settings.online_url, timeout_s=settings.online_timeout_s)
-    # Experiment variants are surfaces too, built at start-up like the configured ones.
+    # Experiment variants and shadows are surfaces too, built at start-up like the
+    # configured ones.
     variants = variant_surfaces(settings.surfaces, settings.experiments)
+    shadow_configs = {
+        shadow_pipeline_name(s.name): shadow_surface(settings.surfaces, s) for s in settings.shadows
+    }
     # Bandits read the same per-item counters the online features do.
     uses_features = any(
         s.online_features or s.exploration.name == "thompson"
-        for s in (*settings.surfaces.values(), *variants.values())
+        for s in (*settings.surfaces.values(), *variants.values(), *shadow_configs.values())
     )
     models = ModelIndex()
     rankers = RankerModels()
     # Variants that pin a model version read it from their own index, kept loaded beside
     # the promoted version.
-    pinned_by_pipeline = pinned_versions(settings.experiments)
+    pinned_by_pipeline = pinned_versions(settings.experiments) | {
+        shadow_pipeline_name(s.name): s.model_version
+        for s in settings.shadows
+        if s.model_version is not None
+    }
     pinned = {v: (ModelIndex(), RankerModels()) for v in sorted(set(pinned_by_pipeline.values()))}
     model_loader = ModelLoader(
         ModelRegistry(settings.resolved_model_dir()),
@@ -188,22 +208,33 @@ def start_runtime(
         OnlineItemStats(online, clock=clock),
     )
     pipelines = build_pipelines(settings.surfaces, resources, settings.serving.budget, executor)
-    variant_pipelines = {
-        name: build_pipeline(
-            name,
-            config,
-            replace(
-                resources,
-                models=pinned[pinned_by_pipeline[name]][0],
-                rankers=pinned[pinned_by_pipeline[name]][1],
+
+    def pipeline_of(name: str, config: SurfaceConfig) -> Pipeline:
+        # A pipeline that pins a model version reads it from its own index.
+        own = resources
+        if name in pinned_by_pipeline:
+            models, rankers = pinned[pinned_by_pipeline[name]]
+            own = replace(resources, models=models, rankers=rankers)
+        return build_pipeline(name, config, own, settings.serving.budget, executor)
+
+    variant_pipelines = {name: pipeline_of(name, config) for name, config in variants.items()}
+    shadows = ShadowRunner(
+        [
+            Shadow(
+                s.name,
+                s.surface,
+                s.traffic,
+                pipeline_of(
+                    shadow_pipeline_name(s.name), shadow_configs[shadow_pipeline_name(s.name)]
+                ),
+                pinned[s.model_version][0] if s.model_version is not None else models,
             )
-            if name in pinned_by_pipeline
-            else resources,
-            settings.serving.budget,
-            executor,
-        )
-        for name, config in variants.items()
-    }
+            for s in settings.shadows
+        ],
+        writer,
+        metrics,
+        settings.shadow_queue,
+    )
     # Feature state is kept only when a surface reads it: folding every event in costs CPU.
     folder = FeatureMaterializer(store.events, store.catalog, online)
     materializer = PeriodicTask(
@@ -229,6 +260,7 @@ def start_runtime(
         variant_models={name: pinned[v][0] for name, v in pinned_by_pipeline.items()},
         request_ids=request_ids,
         assigner=assigner,
+        shadows=shadows,
     )
     ingestor = EventIngestor(
         writer,
@@ -237,6 +269,7 @@ def start_runtime(
         on_stored=recommender.forget_users,
     )
     writer.start()
+    shadows.start()
     refresher.start()
     # Load the promoted models before the first request; afterwards, check in the background.
     model_loader.step()
@@ -272,6 +305,7 @@ def start_runtime(
         folder,
         guard,
         guard_task,
+        shadows,
     )
 
 

@@ -20,6 +20,7 @@ from recloop.store.protocols import (
     CatalogCursor,
     EventLog,
     RecommendationLog,
+    ShadowLog,
     Suppressions,
     Tenancy,
     Users,
@@ -28,6 +29,7 @@ from recloop.store.sql import (
     SqlCatalog,
     SqlEventLog,
     SqlRecommendationLog,
+    SqlShadowLog,
     SqlSuppressions,
     SqlTenancy,
     SqlUsers,
@@ -42,6 +44,7 @@ __all__ = [
     "CatalogCursor",
     "EventLog",
     "RecommendationLog",
+    "ShadowLog",
     "Store",
     "Suppressions",
     "Tenancy",
@@ -64,6 +67,7 @@ class Store:
     events: EventLog
     rec_log: RecommendationLog
     suppressions: Suppressions
+    shadow_log: ShadowLog
 
     @property
     def dialect(self) -> str:
@@ -104,4 +108,5 @@ def open_store(url: str) -> Store:
         events=SqlEventLog(engine),
         rec_log=SqlRecommendationLog(engine),
         suppressions=SqlSuppressions(engine),
+        shadow_log=SqlShadowLog(engine),
     )

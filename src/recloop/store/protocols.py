@@ -15,6 +15,7 @@ from recloop.domain import (
     Item,
     RecommendationRecord,
     Scope,
+    ShadowRecord,
     User,
 )
 
@@ -198,9 +199,15 @@ class RecommendationLog(Protocol):
         ...
 
     def shown_counts(
-        self, app_id: str, user_id: str, since: datetime, limit: int = 50
+        self,
+        app_id: str,
+        user_id: str,
+        since: datetime,
+        limit: int = 50,
+        until: datetime | None = None,
     ) -> dict[str, int]:
-        """How often each item was served to the user since ``since`` (latest ``limit`` lists)."""
+        """How often each item was served to the user from ``since`` to before ``until``
+        (latest ``limit`` lists)."""
         ...
 
     def scan(
@@ -210,6 +217,18 @@ class RecommendationLog(Protocol):
 
         Every app's by default; only ``app_id``'s when given.
         """
+        ...
+
+
+class ShadowLog(Protocol):
+    """Lists shadow pipelines computed for served requests and never showed."""
+
+    def append(self, records: Sequence[ShadowRecord]) -> None:
+        """Store shadow lists in one transaction."""
+        ...
+
+    def scan(self, app_id: str, shadow: str, after: str | None, limit: int) -> list[ShadowRecord]:
+        """One shadow's lists in request_id order after the request id ``after``."""
         ...
 
 

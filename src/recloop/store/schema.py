@@ -144,6 +144,25 @@ recommendation_log = sa.Table(
     sa.Index("ix_reclog_app_user_served", "app_id", "user_id", "served_at"),
 )
 
+shadow_log = sa.Table(
+    "shadow_log",
+    metadata,
+    # The served request this shadow list was computed for (recommendation_log.request_id).
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("shadow", sa.String(64), primary_key=True),
+    sa.Column("app_id", sa.String(64), sa.ForeignKey("apps.app_id"), nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("surface", sa.Text, nullable=False),
+    sa.Column("computed_at", UtcDateTime, nullable=False),
+    # [{itemId, position, score, source, propensity}, ...] in the shadow pipeline's order
+    sa.Column("items", _json(), nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("fallback", sa.Boolean, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Index("ix_shadowlog_app_shadow_computed", "app_id", "shadow", "computed_at"),
+    sa.Index("ix_shadowlog_app_user", "app_id", "user_id"),
+)
+
 suppressions = sa.Table(
     "suppressions",
     metadata,

@@ -25,6 +25,7 @@ from recloop.domain import (
     RecommendationRecord,
     Scope,
     ServedItem,
+    ShadowRecord,
     User,
 )
 from recloop.errors import RecloopError, StoreUnavailable, map_errors
@@ -350,7 +351,7 @@ class SqlUsers(_SqlRole):
         """Delete the user with their events, logs and suppressions; False when none existed."""
         deleted = 0
         with self._begin() as conn:
-            for table in (t.events, t.recommendation_log, t.suppressions, t.users):
+            for table in (t.events, t.recommendation_log, t.shadow_log, t.suppressions, t.users):
                 result = conn.execute(
                     table.delete().where(table.c.app_id == app_id, table.c.user_id == user_id)
                 )
@@ -543,17 +544,7 @@ class SqlRecommendationLog(_SqlRole):
                 "user_id": r.user_id,
                 "surface": r.surface,
                 "served_at": r.served_at,
-                "items": [
-                    {
-                        "itemId": s.item_id,
-                        "position": s.position,
-                        "score": s.score,
-                        "source": s.source,
-                        "propensity": s.propensity,
-                        **({"sourceScores": dict(s.source_scores)} if s.source_scores else {}),
-                    }
-                    for s in r.items
-                ],
+                "items": _items_json(r.items),
                 "model_version": r.model_version,
                 "experiment": r.experiment,
                 "variant": r.variant,
@@ -579,16 +570,22 @@ class SqlRecommendationLog(_SqlRole):
         return None if row is None else _record_from_row(row._mapping)
 
     def shown_counts(
-        self, app_id: str, user_id: str, since: datetime, limit: int = 50
+        self,
+        app_id: str,
+        user_id: str,
+        since: datetime,
+        limit: int = 50,
+        until: datetime | None = None,
     ) -> dict[str, int]:
-        """How often each item was served to the user since ``since`` (latest ``limit`` lists)."""
+        """How often each item was served to the user from ``since`` to before ``until``
+        (latest ``limit`` lists)."""
         c = t.recommendation_log.c
-        stmt = (
-            sa.select(c["items"])  # c.items is the column collection's own method
-            .where(c.app_id == app_id, c.user_id == user_id, c.served_at >= since)
-            .order_by(c.served_at.desc())
-            .limit(limit)
+        stmt = sa.select(c["items"]).where(  # c.items is the column collection's own method
+            c.app_id == app_id, c.user_id == user_id, c.served_at >= since
         )
+        if until is not None:
+            stmt = stmt.where(c.served_at < until)
+        stmt = stmt.order_by(c.served_at.desc()).limit(limit)
         counts: dict[str, int] = {}
         with self._read() as conn:
             for (items,) in conn.execute(stmt):
@@ -621,17 +618,7 @@ def _record_from_row(m: Any) -> RecommendationRecord:
         user_id=m["user_id"],
         surface=m["surface"],
         served_at=m["served_at"],
-        items=tuple(
-            ServedItem(
-                s["itemId"],
-                s["position"],
-                s["score"],
-                s["source"],
-                s["propensity"],
-                tuple(s.get("sourceScores", {}).items()),
-            )
-            for s in m["items"]
-        ),
+        items=_items_from_json(m["items"]),
         model_version=m["model_version"],
         experiment=m["experiment"],
         variant=m["variant"],
@@ -640,6 +627,84 @@ def _record_from_row(m: Any) -> RecommendationRecord:
         session_id=m["session_id"],
         device=m["device"],
     )
+
+
+def _items_json(items: Sequence[ServedItem]) -> list[dict[str, Any]]:
+    return [
+        {
+            "itemId": s.item_id,
+            "position": s.position,
+            "score": s.score,
+            "source": s.source,
+            "propensity": s.propensity,
+            **({"sourceScores": dict(s.source_scores)} if s.source_scores else {}),
+        }
+        for s in items
+    ]
+
+
+def _items_from_json(items: Sequence[dict[str, Any]]) -> tuple[ServedItem, ...]:
+    return tuple(
+        ServedItem(
+            s["itemId"],
+            s["position"],
+            s["score"],
+            s["source"],
+            s["propensity"],
+            tuple(s.get("sourceScores", {}).items()),
+        )
+        for s in items
+    )
+
+
+class SqlShadowLog(_SqlRole):
+    """Shadow lists in SQL, one row per (served request, shadow)."""
+
+    def append(self, records: Sequence[ShadowRecord]) -> None:
+        """Store shadow lists in one transaction."""
+        if not records:
+            return
+        rows = [
+            {
+                "request_id": r.request_id,
+                "shadow": r.shadow,
+                "app_id": r.app_id,
+                "user_id": r.user_id,
+                "surface": r.surface,
+                "computed_at": r.computed_at,
+                "items": _items_json(r.items),
+                "model_version": r.model_version,
+                "fallback": r.fallback,
+                "latency_ms": r.latency_ms,
+            }
+            for r in records
+        ]
+        with self._begin() as conn:
+            conn.execute(t.shadow_log.insert(), rows)
+
+    def scan(self, app_id: str, shadow: str, after: str | None, limit: int) -> list[ShadowRecord]:
+        """One shadow's lists in request_id order after the request id ``after``."""
+        c = t.shadow_log.c
+        stmt = sa.select(t.shadow_log).where(c.app_id == app_id, c.shadow == shadow)
+        if after is not None:
+            stmt = stmt.where(c.request_id > after)
+        stmt = stmt.order_by(c.request_id).limit(limit)
+        with self._read() as conn:
+            return [
+                ShadowRecord(
+                    app_id=m["app_id"],
+                    request_id=m["request_id"],
+                    shadow=m["shadow"],
+                    user_id=m["user_id"],
+                    surface=m["surface"],
+                    computed_at=m["computed_at"],
+                    items=_items_from_json(m["items"]),
+                    model_version=m["model_version"],
+                    fallback=m["fallback"],
+                    latency_ms=m["latency_ms"],
+                )
+                for m in (row._mapping for row in conn.execute(stmt))
+            ]
 
 
 class SqlSuppressions(_SqlRole):

@@ -4,7 +4,8 @@ Events from concurrent requests are committed together (group commit): one durab
 transaction per loop instead of one per request, which is what lets single-event posts
 reach thousands per second on SQLite with ``synchronous=FULL``. A caller waits until its
 events are on disk. Served lists are fire-and-forget: queued, written in batches, and
-counted when they have to be dropped; they never block a response.
+counted when they have to be dropped; they never block a response. Shadow lists (computed,
+never shown) are written the same way.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
-from recloop.domain import Event, RecommendationRecord
+from recloop.domain import Event, RecommendationRecord, ShadowRecord
 from recloop.errors import StoreError, StoreUnavailable
-from recloop.store.protocols import EventLog, RecommendationLog
+from recloop.store.protocols import EventLog, RecommendationLog, ShadowLog
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class _FlushJob:
     done: Future[None] = field(default_factory=Future)
 
 
-_Job = _EventJob | RecommendationRecord | _FlushJob
+_Job = _EventJob | RecommendationRecord | ShadowRecord | _FlushJob
 
 
 @dataclass
@@ -54,6 +55,8 @@ class WriterStats:
     events_written: int = 0
     logs_written: int = 0
     logs_dropped: int = 0
+    shadows_written: int = 0
+    shadows_dropped: int = 0
 
 
 class StoreWriter:
@@ -63,7 +66,8 @@ class StoreWriter:
         events: where events are appended.
         rec_log: where served lists are appended.
         max_rows: most rows one transaction takes.
-        log_queue_size: served lists that may wait; past that, new ones are dropped.
+        log_queue_size: served and shadow lists that may wait; past that, new ones are dropped.
+        shadow_log: where shadow lists are appended (none: they are dropped and counted).
     """
 
     def __init__(
@@ -73,9 +77,11 @@ class StoreWriter:
         *,
         max_rows: int = 5000,
         log_queue_size: int = 50_000,
+        shadow_log: ShadowLog | None = None,
     ) -> None:
         self._events = events
         self._rec_log = rec_log
+        self._shadow_log = shadow_log
         self._max_rows = max_rows
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._log_budget = threading.BoundedSemaphore(log_queue_size)
@@ -130,6 +136,18 @@ class StoreWriter:
         self._queue.put(record)
         return True
 
+    def log_shadow(self, record: ShadowRecord) -> bool:
+        """Queue a shadow list; False (and counted) when the queue is full."""
+        if (
+            self._thread is None
+            or self._shadow_log is None
+            or not self._log_budget.acquire(blocking=False)
+        ):
+            self.stats.shadows_dropped += 1
+            return False
+        self._queue.put(record)
+        return True
+
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued before this call is written."""
         if self._thread is None:
@@ -165,10 +183,13 @@ class StoreWriter:
     def _write(self, jobs: list[_Job]) -> None:
         event_jobs = [j for j in jobs if isinstance(j, _EventJob)]
         records = [j for j in jobs if isinstance(j, RecommendationRecord)]
+        shadows = [j for j in jobs if isinstance(j, ShadowRecord)]
         if event_jobs:
             self._commit_events(event_jobs)
         if records:
             self._commit_logs(records)
+        if shadows:
+            self._commit_shadows(shadows)
         for job in jobs:
             if isinstance(job, _FlushJob):
                 job.done.set_result(None)
@@ -210,6 +231,21 @@ class StoreWriter:
             break
         else:
             self.stats.logs_dropped += len(records)
+        for _ in records:
+            self._log_budget.release()
+
+    def _commit_shadows(self, records: list[ShadowRecord]) -> None:
+        assert self._shadow_log is not None
+        for attempt in range(3):
+            try:
+                self._shadow_log.append(records)
+            except Exception:
+                log.warning("shadow log write failed (attempt %d)", attempt + 1)
+                continue
+            self.stats.shadows_written += len(records)
+            break
+        else:
+            self.stats.shadows_dropped += len(records)
         for _ in records:
             self._log_budget.release()
 

@@ -23,6 +23,8 @@ ROUTES = {
     "/api/users/{userId}": {"put", "get", "delete"},
     "/api/admin/experiments": {"get"},
     "/api/admin/experiments/{name}/report": {"get"},
+    "/api/admin/shadows": {"get"},
+    "/api/admin/shadows/{name}/report": {"get"},
 }
 
 

@@ -115,12 +115,17 @@ def test_a_pin_never_brings_back_an_item_that_is_not_in_the_slate() -> None:
 class _Log:
     def __init__(self, counts: dict[str, int]) -> None:
         self.counts = counts
-        self.asked: list[datetime] = []
+        self.asked: list[tuple[datetime, datetime | None]] = []
 
     def shown_counts(
-        self, app_id: str, user_id: str, since: datetime, limit: int = 50
+        self,
+        app_id: str,
+        user_id: str,
+        since: datetime,
+        limit: int = 50,
+        until: datetime | None = None,
     ) -> dict[str, int]:
-        self.asked.append(since)
+        self.asked.append((since, until))
         return self.counts
 
 
@@ -128,4 +133,5 @@ def test_items_shown_again_and_again_go_last_in_their_order() -> None:
     log = _Log({"a": 3, "c": 5, "b": 1})
     rule = RecentlyShownDemotion(RecentlyShownConfig(window_h=12, max_shown=3), log)  # type: ignore[arg-type]
     assert rule.apply(_slate("a", "b", "c", "d"), CTX).item_ids() == ["b", "d", "a", "c"]
-    assert log.asked == [NOW - timedelta(hours=12)]
+    # Only lists served before this request count (a shadow run must not count its own).
+    assert log.asked == [(NOW - timedelta(hours=12), NOW)]

@@ -702,7 +702,9 @@ def experiment_list() -> None:
             e.surface,
             e.layer,
             f"{e.traffic:.0%}",
-            ", ".join(f"{v.name} {shares[v.name]:.0%}" for v in e.variants),
+            " + ".join(v.name for v in e.variants) + " interleaved"
+            if e.kind == "interleave"
+            else ", ".join(f"{v.name} {shares[v.name]:.0%}" for v in e.variants),
             window,
             state,
         )
@@ -742,7 +744,8 @@ def experiment_report_command(
     hides, p99 latency, sample ratio, power, guardrails and a ship decision."""
     import orjson
 
-    from recloop.experiments.render import render_report
+    from recloop.experiments.interleaving_report import read_interleaving_report
+    from recloop.experiments.render import render_interleaving_report, render_report
     from recloop.experiments.rollout import RampRecord, read_report
     from recloop.serving.runtime import prepare_store, ramps_path
 
@@ -755,15 +758,26 @@ def experiment_report_command(
         state = RampRecord(ramps_path(settings)).read().get(name)
         store = prepare_store(settings)
         try:
-            report = read_report(config, store.rec_log, store.events, app_id, state, alpha=alpha)
+            if config.kind == "interleave":
+                interleaved = read_interleaving_report(
+                    config, store.rec_log, store.events, app_id, alpha=alpha
+                )
+            else:
+                report = read_report(
+                    config, store.rec_log, store.events, app_id, state, alpha=alpha
+                )
         finally:
             store.close()
     except (RecloopError, ValueError) as exc:
         raise _fail(exc) from exc
-    if as_json:
-        typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    if config.kind == "interleave":
+        body, tables = interleaved.to_dict(), render_interleaving_report(interleaved)
     else:
-        console.print(render_report(report), soft_wrap=True)
+        body, tables = report.to_dict(), render_report(report)
+    if as_json:
+        typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    else:
+        console.print(tables, soft_wrap=True)
 
 
 shadow_app = typer.Typer(

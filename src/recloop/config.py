@@ -327,6 +327,12 @@ class ExperimentConfig(_Section):
     name: str = Field(pattern=_NAME)
     surface: str
     variants: list[VariantConfig]
+    kind: Literal["ab", "interleave"] = Field(
+        default="ab",
+        description="ab: each user gets one variant. interleave: each user gets one list "
+        "team-drafted from both variants' rankings, clicks credited to the variant that "
+        "contributed the item (two variants, no shares; neither explores).",
+    )
     layer: str = Field(default="default", pattern=_NAME)
     traffic: float = Field(default=1.0, gt=0, le=1, description="Share of the layer's users.")
     salt: str | None = Field(default=None, description="Defaults to the experiment's name.")
@@ -364,7 +370,9 @@ class ExperimentConfig(_Section):
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError("variants: names must be unique")
-        if self.ramp:
+        if self.kind == "interleave":
+            self._valid_interleaving()
+        elif self.ramp:
             self._valid_ramp()
         else:
             if any(v.share is None for v in self.variants):
@@ -375,6 +383,21 @@ class ExperimentConfig(_Section):
         if self.start and self.stop and self.stop <= self.start:
             raise ValueError("stop: must be after start")
         return self
+
+    def _valid_interleaving(self) -> None:
+        if len(self.variants) != 2:
+            raise ValueError("variants: an interleaving experiment has exactly two")
+        if any(v.share is not None for v in self.variants):
+            raise ValueError(
+                "variants: leave share out in an interleaving experiment; every user sees both"
+            )
+        if self.ramp:
+            raise ValueError("ramp: an interleaving experiment serves both variants to everyone")
+        if self.auto_stop:
+            raise ValueError(
+                "auto_stop: guardrails compare variants' users; an interleaving experiment has "
+                "one group of users (stop it by hand)"
+            )
 
     def _valid_ramp(self) -> None:
         if len(self.variants) != 2:
@@ -387,7 +410,10 @@ class ExperimentConfig(_Section):
             raise ValueError("ramp: stages must increase")
 
     def shares(self, stage: int = 0) -> dict[str, float]:
-        """Each variant's share of the experiment's users (at ``stage`` of a ramp)."""
+        """Each variant's share of the experiment's users (at ``stage`` of a ramp); in an
+        interleaving experiment, its expected share of each list."""
+        if self.kind == "interleave":
+            return dict.fromkeys((v.name for v in self.variants), 0.5)
         if not self.ramp:
             return {v.name: v.share or 0.0 for v in self.variants}
         canary = self.ramp[min(stage, len(self.ramp) - 1)]

@@ -168,6 +168,9 @@ class ScoredItem:
     # Each recalling source's normalised score, as the ranker saw it: logged with the list,
     # so that the next ranker can learn from them.
     source_scores: tuple[tuple[str, float], ...] = ()
+    # In an interleaved list, the variant whose ranking contributed the item ("" for the
+    # rankings' shared top, credited to neither).
+    team: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,7 @@ class ServedItem:
     source: str
     propensity: float
     source_scores: tuple[tuple[str, float], ...] = ()
+    team: str | None = None  # the contributing variant, in an interleaved list
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +249,13 @@ def served_items(items: Sequence[ScoredItem]) -> tuple[ServedItem, ...]:
     """A list's items as the logs keep them, with their positions."""
     return tuple(
         ServedItem(
-            item.item_id, position, item.score, item.source, item.propensity, item.source_scores
+            item.item_id,
+            position,
+            item.score,
+            item.source,
+            item.propensity,
+            item.source_scores,
+            item.team,
         )
         for position, item in enumerate(items)
     )

@@ -104,3 +104,21 @@ def test_the_shadow_example_in_the_docs_is_valid_configuration() -> None:
     built = shadow_surface(settings.surfaces, shadow)
     assert built.ranker.params == {"weights": {"click": 1.0}}
     assert built.exploration.name == "none"
+
+
+def test_the_interleaving_example_in_the_docs_is_valid_configuration() -> None:
+    import re
+    import tomllib
+
+    from recloop.experiments.assignment import variant_surfaces
+
+    text = (EXAMPLE.parent / "experiments.md").read_text()
+    blocks = [
+        b for b in re.findall(r"```toml\n(.*?)```", text, re.DOTALL) if 'kind = "interleave"' in b
+    ]
+    assert len(blocks) == 1
+    settings = Settings(**tomllib.loads(blocks[0]))
+    built = variant_surfaces(settings.surfaces, settings.experiments)
+    team = built["home[ranker-interleaved=click-only]"]
+    assert team.ranker.params == {"weights": {"click": 1.0}}
+    assert team.exploration.name == "none"

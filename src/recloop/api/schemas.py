@@ -214,6 +214,7 @@ class ExperimentPublic(CamelModel):
     """A configured experiment and whether it serves now."""
 
     name: str
+    kind: str = Field(description="ab, or interleave (every user sees both variants, drafted).")
     surface: str
     layer: str
     traffic: float
@@ -249,6 +250,7 @@ class ExperimentPublic(CamelModel):
         shares = experiment.shares(stage)
         return cls(
             name=experiment.name,
+            kind=experiment.kind,
             surface=experiment.surface,
             layer=experiment.layer,
             traffic=experiment.traffic,

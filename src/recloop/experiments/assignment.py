@@ -32,6 +32,8 @@ from recloop.errors import ConfigError
 HOLDOUT_SALT = "recloop-holdout"
 HOLDOUT = "holdout"
 DEFAULT = "default"
+#: The variant an interleaving experiment's users are logged under: they see both.
+INTERLEAVED = "interleaved"
 #: More combinations than this on one surface is a configuration mistake, not a design.
 MAX_COMBINATIONS = 256
 
@@ -44,10 +46,12 @@ def unit_interval(salt: str, user_id: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Arm:
-    """A user's variant in one experiment."""
+    """A user's variant in one experiment; in an interleaving one, ``interleaved`` and the
+    two variants (teams) whose rankings are drafted into one list."""
 
     experiment: str
     variant: str
+    teams: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,24 @@ class Assignment:
     def pipeline(self) -> str:
         """The name of the pipeline that serves this assignment."""
         return pipeline_name(self.surface, self.arms)
+
+    @property
+    def interleaved(self) -> Arm | None:
+        """The user's interleaving experiment on this surface, if any."""
+        return next((a for a in self.arms if a.teams is not None), None)
+
+    def team_pipelines(self) -> dict[str, str]:
+        """An interleaving experiment's two teams (variants) and the pipeline of each, with
+        the user's other experiments' variants applied to both; empty without one."""
+        arm = self.interleaved
+        if arm is None or arm.teams is None:
+            return {}
+        return {
+            team: pipeline_name(
+                self.surface, [Arm(x.experiment, team) if x is arm else x for x in self.arms]
+            )
+            for team in arm.teams
+        }
 
 
 def pipeline_name(surface: str, arms: Sequence[Arm]) -> str:
@@ -160,9 +182,16 @@ class Assigner:
                         slot.experiment.state_at(now) == "running"
                         and slot.experiment.name not in self._stopped
                     ):
-                        arms.append(Arm(slot.experiment.name, self._variant(slot, user_id)))
+                        arms.append(self._arm(slot, user_id))
                     break
         return Assignment(surface, tuple(arms))
+
+    def _arm(self, slot: _Slot, user_id: str) -> Arm:
+        experiment = slot.experiment
+        if experiment.kind == "interleave":
+            first, second = (v.name for v in experiment.variants)
+            return Arm(experiment.name, INTERLEAVED, (first, second))
+        return Arm(experiment.name, self._variant(slot, user_id))
 
     def _variant(self, slot: _Slot, user_id: str) -> str:
         point = unit_interval(slot.salt, user_id)
@@ -252,6 +281,12 @@ def _compose(
     surface: str,
     chosen: Sequence[tuple[ExperimentConfig, VariantConfig]],
 ) -> SurfaceConfig:
+    interleaving = [e.name for e, _ in chosen if e.kind == "interleave"]
+    if len(interleaving) > 1:
+        raise ConfigError(
+            f"experiments: {interleaving[0]} and {interleaving[1]} both interleave surface "
+            f"{surface!r} for the same users; put them in one layer"
+        )
     base = surfaces[surface]
     replaced_by: str | None = None
     changed: dict[str, str] = {}
@@ -274,6 +309,15 @@ def _compose(
                 )
             changed[field] = experiment.name
         updates.update(variant.overrides)
+    if interleaving:
+        if "exploration" in changed:
+            raise ConfigError(
+                f"experiments: {changed['exploration']} overrides the exploration of surface "
+                f"{surface!r} that {interleaving[0]} interleaves without exploring; "
+                "put them in one layer"
+            )
+        # Each team's ranking is drafted as ranked: the draft's coin is the only chance.
+        updates["exploration"] = {"name": "none", "params": {}}
     if replaced_by is not None and changed:
         raise ConfigError(
             f"experiments: {replaced_by} replaces surface {surface!r} while "

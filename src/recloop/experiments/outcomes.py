@@ -74,7 +74,7 @@ def read_outcomes(
     first: datetime | None = None
     last: datetime | None = None
     for record in served_lists(rec_log, app_id):
-        variant = _variant_in(record, experiment)
+        variant = variant_in(record, experiment)
         if variant is None:
             continue
         if (since is not None and record.served_at < since) or (
@@ -126,7 +126,7 @@ def read_outcomes(
     return ExperimentOutcomes(experiment, variants, first, last, unattributed)
 
 
-def _variant_in(record: RecommendationRecord, experiment: str) -> str | None:
+def variant_in(record: RecommendationRecord, experiment: str) -> str | None:
     """The record's variant in ``experiment`` (lists log every experiment they were in)."""
     if record.experiment is None:
         return None

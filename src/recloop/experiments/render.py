@@ -9,6 +9,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from recloop.experiments.analysis import ComparisonResult
+from recloop.experiments.interleaving_report import InterleavingReport
 from recloop.experiments.report import ExperimentReport, VariantSummary
 from recloop.experiments.shadow_report import ShadowReport, ShadowSide
 
@@ -142,3 +143,41 @@ def _ctr(report: ShadowReport) -> str:
     if estimate is None:
         return "-"
     return f"{estimate.value:.4f} [{estimate.ci_low:.4f}, {estimate.ci_high:.4f}] (IPS)"
+
+
+def render_interleaving_report(report: InterleavingReport) -> RenderableType:
+    """The teams' slots and clicks, the preference and its test."""
+    window = (
+        f"{report.first_served:%Y-%m-%d %H:%M} to {report.last_served:%Y-%m-%d %H:%M}"
+        if report.first_served and report.last_served
+        else "nothing served yet"
+    )
+    parts: list[RenderableType] = [
+        Text(
+            f"interleaving experiment {report.experiment} on surface {report.surface}: "
+            f"{window}; {report.lists:,} lists; A = {report.team_a}, B = {report.team_b}"
+        )
+    ]
+    table = Table("", Column("items shown", justify="right"), Column("clicks", justify="right"))
+    for team in (report.team_a, report.team_b, "shared"):
+        table.add_row(team, f"{report.slots.get(team, 0):,}", f"{report.clicks.get(team, 0):,}")
+    parts.append(table)
+    result = report.result
+    if result is not None:
+        low, high = result.delta_ci
+        parts.append(
+            Text(
+                f"lists won: A {result.wins_a:,}, B {result.wins_b:,}, tied {result.ties:,}; "
+                f"delta_AB {result.delta:+.4f} [{low:+.4f}, {high:+.4f}]; users preferring "
+                f"A {result.users_prefer_a:,}, B {result.users_prefer_b:,} "
+                f"(sign test p={result.p_value:.3g})"
+            )
+        )
+        verdict = (
+            f"{report.winner} is preferred"
+            if report.winner is not None
+            else "no significant preference yet"
+        )
+        parts.append(Text.assemble(("decision: ", "bold"), (verdict, "bold")))
+    parts.extend(Text(f"note: {note}") for note in report.notes)
+    return Group(*parts)

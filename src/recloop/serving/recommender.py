@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,8 @@ from recloop.experiments.assignment import Assigner, Assignment
 from recloop.monitoring.metrics import Metrics
 from recloop.retrieval.bundle import ModelIndex
 from recloop.serving.budget import StageTrace, Stopwatch
-from recloop.serving.pipeline import Pipeline
+from recloop.serving.interleave import interleave_lists
+from recloop.serving.pipeline import Pipeline, ServedSlate
 from recloop.serving.response_cache import CachedList, ResponseCache
 from recloop.serving.shadow import ShadowRunner
 from recloop.store.protocols import EventLog, Suppressions, Users
@@ -179,14 +180,13 @@ class Recommender:
             session_items=session_items,
             user_attributes=attributes,
         )
-        served = pipeline.run(ctx, request.limit)
+        teams = assignment.team_pipelines()
+        if teams:
+            served, model_version = self._interleave(ctx, request.limit, teams)
+        else:
+            served = pipeline.run(ctx, request.limit)
+            model_version = self._version(app_id, assignment.pipeline, served.model_version)
         latency_ms = watch.ms()
-        model_version = served.model_version
-        models = self._variant_models.get(assignment.pipeline, self._models)
-        bundle = models.get(app_id) if models is not None else None
-        if bundle is not None:
-            # The ranker and the retrieval models both shaped the list: name both.
-            model_version = f"{model_version}+retrieval:{bundle.version}"
         result = Recommendations(
             request_id=ctx.request_id,
             items=served.items,
@@ -206,6 +206,34 @@ class Recommender:
             CachedList(result.items, model_version, served.fallback, time.monotonic()),
         )
         return result
+
+    def _version(self, app_id: str, pipeline: str, ranker_version: str) -> str:
+        models = self._variant_models.get(pipeline, self._models)
+        bundle = models.get(app_id) if models is not None else None
+        if bundle is None:
+            return ranker_version
+        # The ranker and the retrieval models both shaped the list: name both.
+        return f"{ranker_version}+retrieval:{bundle.version}"
+
+    def _interleave(
+        self, ctx: RequestContext, limit: int, teams: Mapping[str, str]
+    ) -> tuple[ServedSlate, str]:
+        """Both teams' lists (team name -> pipeline name), team-drafted into one; each item
+        logs its team and the probability the draft puts it where it is."""
+        (team_a, name_a), (team_b, name_b) = teams.items()
+        a = self._variants[name_a].run(ctx, limit)
+        b = self._variants[name_b].run(ctx, limit)
+        drafted = interleave_lists(a.items, b.items, (team_a, team_b), limit, ctx.request_id)
+        model_version = (
+            f"{team_a}:{self._version(ctx.app_id, name_a, a.model_version)} | "
+            f"{team_b}:{self._version(ctx.app_id, name_b, b.model_version)}"
+        )
+        trace = tuple(
+            replace(stage, stage=f"{stage.stage}[{team}]")
+            for team, slate in ((team_a, a), (team_b, b))
+            for stage in slate.trace
+        )
+        return ServedSlate(drafted, model_version, a.fallback or b.fallback, trace), model_version
 
     def forget_users(self, app_id: str, user_ids: Iterable[str]) -> None:
         """Drop cached lists of users who just sent events: what they did may change them."""
@@ -270,7 +298,9 @@ class Recommender:
         self._metrics.recommendations.labels(ctx.surface, str(result.fallback).lower()).inc()
         self._metrics.request_seconds.labels(ctx.surface).observe(result.latency_ms / 1000.0)
         for stage in result.trace:
-            name = stage.stage.split(":", 1)[0] if stage.stage.startswith("filter") else stage.stage
+            # One label per stage: a filter's rule and an interleaved team's name are detail.
+            name = stage.stage.split("[", 1)[0]
+            name = name.split(":", 1)[0] if name.startswith("filter") else name
             self._metrics.stage_outcomes.labels(name, stage.outcome).inc()
 
 

@@ -638,6 +638,7 @@ def _items_json(items: Sequence[ServedItem]) -> list[dict[str, Any]]:
             "source": s.source,
             "propensity": s.propensity,
             **({"sourceScores": dict(s.source_scores)} if s.source_scores else {}),
+            **({"team": s.team} if s.team is not None else {}),
         }
         for s in items
     ]
@@ -652,6 +653,7 @@ def _items_from_json(items: Sequence[dict[str, Any]]) -> tuple[ServedItem, ...]:
             s["source"],
             s["propensity"],
             tuple(s.get("sourceScores", {}).items()),
+            s.get("team"),
         )
         for s in items
     )

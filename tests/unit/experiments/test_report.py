@@ -9,7 +9,7 @@ import pytest
 
 from recloop.config import ExperimentConfig
 from recloop.domain import RecommendationRecord, ServedItem
-from recloop.experiments.outcomes import ExperimentOutcomes, VariantOutcomes, _variant_in
+from recloop.experiments.outcomes import ExperimentOutcomes, VariantOutcomes, variant_in
 from recloop.experiments.report import experiment_report
 
 pytestmark = pytest.mark.unit
@@ -103,7 +103,7 @@ def _record(experiment: str | None, variant: str) -> RecommendationRecord:
 
 def test_a_list_served_under_two_experiments_counts_for_each_with_its_own_variant() -> None:
     record = _record("ranking,rules", "treatment,control")
-    assert _variant_in(record, "ranking") == "treatment"
-    assert _variant_in(record, "rules") == "control"
-    assert _variant_in(record, "other") is None
-    assert _variant_in(_record(None, "default"), "ranking") is None
+    assert variant_in(record, "ranking") == "treatment"
+    assert variant_in(record, "rules") == "control"
+    assert variant_in(record, "other") is None
+    assert variant_in(_record(None, "default"), "ranking") is None

@@ -13,6 +13,7 @@ from recloop.api.errors import problem_responses
 from recloop.api.schemas import ExperimentPublic
 from recloop.errors import NotFound
 from recloop.experiments.guard import StoppedExperiments
+from recloop.experiments.interleaving_report import read_interleaving_report
 from recloop.experiments.rollout import RampRecord, read_report
 from recloop.serving.runtime import ramps_path, stopped_experiments_path
 
@@ -50,13 +51,19 @@ async def report_experiment(
     latency. Per treatment: every metric's relative change with its 95% interval and p-value
     (delta-method z-tests over users; a bootstrap for p99 latency), the minimum detectable
     effect, the sample-ratio check, the guardrails and a decision (ship, don't ship, keep
-    running, invalid) with its reasons. A staged canary is reported on its current stage.
+    running, invalid) with its reasons. A staged canary is reported on its current stage; an
+    interleaving experiment by its teams' credited clicks, the preference and a sign test.
     Reads the whole log: seconds on millions of events.
     """
     config = next((e for e in runtime.settings.experiments if e.name == name), None)
     if config is None:
         raise NotFound("name", f"no experiment {name!r}")
     store = runtime.store
+    if config.kind == "interleave":
+        interleaved = await run_in_threadpool(
+            read_interleaving_report, config, store.rec_log, store.events, caller.app_id
+        )
+        return interleaved.to_dict()
     state = RampRecord(ramps_path(runtime.settings)).read().get(name)
     report = await run_in_threadpool(
         read_report, config, store.rec_log, store.events, caller.app_id, state

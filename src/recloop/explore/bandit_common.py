@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recloop.domain import RequestContext, ScoredItem, Slate
+from recloop.features.candidates import FeatureMatrix
 
 #: The reason given to an item the bandit served from below the ranker's first ``k``.
 EXPLORED_REASON = "Something new to try"
@@ -124,21 +125,35 @@ def position_probabilities(plan: SlotPlan, top: np.ndarray | None) -> PositionPr
 
 class DrawnSlots:
     """A bandit that fills the explore slots from seeded draws: ``_draw`` gives the plan and
-    the top candidates of every draw (the served one first); the rest is shared."""
+    the top candidates of every draw (the served one first); the rest is shared. A bandit
+    that scores candidates by their feature rows reads ``features`` (the matrix the
+    pipeline ranked with); the others ignore it."""
 
-    def _draw(self, slate: Slate, ctx: RequestContext, k: int) -> tuple[SlotPlan, np.ndarray]:
+    def _draw(
+        self, slate: Slate, ctx: RequestContext, k: int, features: FeatureMatrix | None = None
+    ) -> tuple[SlotPlan, np.ndarray]:
         raise NotImplementedError
 
     def explore(self, slate: Slate, ctx: RequestContext, k: int) -> Slate:
         """``min(k, len(slate))`` items: the kept head, then the explore slots from the
         served draw, each with its estimated probability of being at that position."""
-        plan, top = self._draw(slate, ctx, k)
-        return head_only(plan) if plan.slots == 0 else assemble(plan, top)
+        return self._explore(slate, ctx, k, None)
 
     def position_probabilities(
         self, slate: Slate, ctx: RequestContext, k: int
     ) -> PositionProbabilities:
         """The estimated probability of every candidate at every position (the same draws
         ``explore`` uses for this request)."""
-        plan, top = self._draw(slate, ctx, k)
+        return self._position_probabilities(slate, ctx, k, None)
+
+    def _explore(
+        self, slate: Slate, ctx: RequestContext, k: int, features: FeatureMatrix | None
+    ) -> Slate:
+        plan, top = self._draw(slate, ctx, k, features)
+        return head_only(plan) if plan.slots == 0 else assemble(plan, top)
+
+    def _position_probabilities(
+        self, slate: Slate, ctx: RequestContext, k: int, features: FeatureMatrix | None
+    ) -> PositionProbabilities:
+        plan, top = self._draw(slate, ctx, k, features)
         return position_probabilities(plan, top if plan.slots else None)

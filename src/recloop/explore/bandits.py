@@ -18,8 +18,9 @@ an estimate (standard error up to ``0.5 / sqrt(1 + draws)``) and at least
 ``1 / (1 + draws)``; ``position_probabilities`` returns the whole estimated matrix, for
 off-policy evaluation of a bandit as a target policy.
 
-LinUCB and its feature provider live in ``recloop.explore.bandit_linucb`` and are
-re-exported here.
+LinUCB (the online-learning library policy and ``TrainedLinUCB``, the one serving builds)
+and its feature provider live in ``recloop.explore.bandit_linucb`` and are re-exported
+here.
 """
 
 from __future__ import annotations
@@ -40,7 +41,14 @@ from recloop.explore.bandit_common import (
     request_seed,
     top_by_draws,
 )
-from recloop.explore.bandit_linucb import FeatureProvider, LinUCB, LinUCBConfig
+from recloop.explore.bandit_linucb import (
+    FeatureProvider,
+    LinUCB,
+    LinUCBConfig,
+    LinUCBParams,
+    TrainedLinUCB,
+)
+from recloop.features.candidates import FeatureMatrix
 
 __all__ = [
     "FeatureProvider",
@@ -48,9 +56,11 @@ __all__ = [
     "ItemStats",
     "LinUCB",
     "LinUCBConfig",
+    "LinUCBParams",
     "PositionProbabilities",
     "ThompsonConfig",
     "ThompsonSampling",
+    "TrainedLinUCB",
 ]
 
 
@@ -135,7 +145,9 @@ class ThompsonSampling(DrawnSlots):
         self.config = config
         self.stats = stats
 
-    def _draw(self, slate: Slate, ctx: RequestContext, k: int) -> tuple[SlotPlan, np.ndarray]:
+    def _draw(
+        self, slate: Slate, ctx: RequestContext, k: int, features: FeatureMatrix | None = None
+    ) -> tuple[SlotPlan, np.ndarray]:
         plan = plan_slots(slate, k, self.config.pool, self.config.explore_slots)
         if plan.slots == 0:
             return plan, np.zeros((0, 0), dtype=np.intp)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from recloop.domain import RequestContext, ScoredItem, Slate
+from recloop.features.candidates import FeatureMatrix
 
 
 class ExplorationPolicy(Protocol):
@@ -26,6 +27,18 @@ class ExplorationPolicy(Protocol):
 
     def explore(self, slate: Slate, ctx: RequestContext, k: int) -> Slate:
         """At most ``k`` items to serve, each with the probability it was put there."""
+        ...
+
+
+@runtime_checkable
+class FeatureExplorationPolicy(ExplorationPolicy, Protocol):
+    """A policy that scores the candidates by their feature rows (LinUCB): the pipeline
+    hands it the feature matrix it ranked the request with."""
+
+    def explore_with_features(
+        self, slate: Slate, ctx: RequestContext, k: int, features: FeatureMatrix
+    ) -> Slate:
+        """``explore``, reading each candidate's row of ``features`` (by item id)."""
         ...
 
 

@@ -20,13 +20,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import lightgbm as lgb
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recloop.domain import RequestContext
+from recloop.features.bandit_context import ContextEvidence
 from recloop.features.candidates import FeatureMatrix
 from recloop.ranking.calibration import Calibrator, sigmoid
 from recloop.ranking.protocols import Ranker, Scores
@@ -42,6 +43,7 @@ MANIFEST = "ranker.json"
 RANKER_DIR = "ranker"
 
 Objective = Literal["binary", "lambdarank"]
+T = TypeVar("T")
 
 
 def correct_downsampling(q: np.ndarray, negative_rate: float) -> np.ndarray:
@@ -157,25 +159,41 @@ class RankerModel:
 
 
 class RankerModels:
-    """The trained ranker each app serves; a loader publishes, request threads read."""
+    """The trained models of the ranking stage each app serves: the learned ranker, and the
+    click evidence LinUCB explores with (``ContextEvidence``). Both come from one model
+    version and are swapped together; a loader publishes, request threads read."""
 
     def __init__(self) -> None:
         self._models: dict[str, RankerModel] = {}
+        self._evidence: dict[str, ContextEvidence] = {}
         self._lock = threading.Lock()
 
     def get(self, app_id: str) -> RankerModel | None:
         """The app's ranker, or None before one is trained."""
         return self._models.get(app_id)
 
-    def publish(self, app_id: str, model: RankerModel | None) -> None:
-        """Swap the app's ranker (None removes it: the version has none)."""
+    def linucb(self, app_id: str) -> ContextEvidence | None:
+        """The app's LinUCB evidence, or None before one is fitted."""
+        return self._evidence.get(app_id)
+
+    def publish(
+        self, app_id: str, model: RankerModel | None, evidence: ContextEvidence | None = None
+    ) -> None:
+        """Swap the app's ranker and LinUCB evidence (None removes one: the version has none)."""
         with self._lock:
-            models = dict(self._models)
-            if model is None:
-                models.pop(app_id, None)
-            else:
-                models[app_id] = model
-            self._models = models
+            # Readers take no lock: each reads one whole dict, the old one or the new one.
+            self._models = _with(self._models, app_id, model)
+            self._evidence = _with(self._evidence, app_id, evidence)
+
+
+def _with(table: Mapping[str, T], key: str, value: T | None) -> dict[str, T]:
+    """A copy of ``table`` with ``key`` set to ``value`` (removed when None)."""
+    out = dict(table)
+    if value is None:
+        out.pop(key, None)
+    else:
+        out[key] = value
+    return out
 
 
 class LearnedRankerConfig(BaseModel):

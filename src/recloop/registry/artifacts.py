@@ -4,6 +4,8 @@ Layout under the root::
 
     <app_id>/<version>/manifest.json     what was trained, on what, with which metrics
     <app_id>/<version>/<source>/...      one directory per trained model
+    <app_id>/<version>/ranker/...        the learned ranker, when one was trained
+    <app_id>/<version>/linucb.json       LinUCB's click evidence, when a training set was built
     <app_id>/CURRENT                     the version the service loads
 
 A version is written in a temporary directory and renamed into place, so a reader never

@@ -12,7 +12,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from recloop.errors import ConfigError
-from recloop.explore.bandits import ItemStats, ThompsonConfig, ThompsonSampling
+from recloop.explore.bandits import (
+    ItemStats,
+    LinUCBParams,
+    ThompsonConfig,
+    ThompsonSampling,
+    TrainedLinUCB,
+)
 from recloop.explore.policies import (
     EpsilonGreedy,
     EpsilonGreedyConfig,
@@ -151,6 +157,12 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], Resources], ExplorationPolicy]]
     ),
     "thompson": lambda params, resources: ThompsonSampling(
         ThompsonConfig.model_validate(params), _needs_stats(resources.item_stats)
+    ),
+    # Its evidence is fitted by `recloop train` and loaded with the model version, beside
+    # the ranker (a variant that pins a version reads that version's); its rows come from
+    # the features the surface ranks with, so the surface needs online_features.
+    "linucb": lambda params, resources: TrainedLinUCB(
+        LinUCBParams.model_validate(params), resources.rankers.linucb
     ),
 }
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from recloop.features.bandit_context import EVIDENCE_FILE, ContextEvidence
 from recloop.ranking.learned import MANIFEST, RANKER_DIR, RankerModel, RankerModels
 from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import ModelBundle, ModelIndex, load_model
@@ -74,9 +75,10 @@ class ModelLoader:
                 try:
                     bundle = self._load(app_id, version)
                     ranker = self._load_ranker(app_id, version)
+                    evidence = self._load_evidence(app_id, version)
                     self._index.publish(app_id, bundle)
                     if self._rankers is not None:
-                        self._rankers.publish(app_id, ranker)
+                        self._rankers.publish(app_id, ranker, evidence)
                     log.info("serving model version %s for app %s", version, app_id)
                     # Re-read the catalog: items newer than this version's data need adding.
                     self._cursor = None
@@ -108,7 +110,11 @@ class ModelLoader:
                     continue
                 try:
                     index.publish(app_id, self._load(app_id, version))
-                    rankers.publish(app_id, self._load_ranker(app_id, version))
+                    rankers.publish(
+                        app_id,
+                        self._load_ranker(app_id, version),
+                        self._load_evidence(app_id, version),
+                    )
                     log.info("keeping model version %s of app %s loaded", version, app_id)
                 except Exception:
                     log.exception("could not load pinned model version %s of %s", version, app_id)
@@ -131,6 +137,23 @@ class ModelLoader:
         path = self._registry.path(app_id, version) / RANKER_DIR
         # A version trained before any list was served has no ranker: sources rank alone.
         return RankerModel.load(path) if (path / MANIFEST).exists() else None
+
+    def _load_evidence(self, app_id: str, version: str) -> ContextEvidence | None:
+        if self._rankers is None and not self._pinned:
+            return None
+        path = self._registry.path(app_id, version) / EVIDENCE_FILE
+        if not path.exists():
+            # Trained before any list was served, or before LinUCB's evidence was fitted:
+            # LinUCB explores uniformly until a version brings some.
+            return None
+        try:
+            return ContextEvidence.load(path)
+        except Exception:
+            # Unreadable evidence must not keep the version's models from serving: LinUCB
+            # falls back as if there were none, and the failure is counted.
+            log.exception("could not load the LinUCB evidence of version %s of %s", version, app_id)
+            self._on_error()
+            return None
 
     def _follow_catalog(self) -> None:
         while True:

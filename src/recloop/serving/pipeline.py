@@ -17,7 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from recloop.domain import Candidate, RequestContext, ScoredItem, Slate
-from recloop.explore.policies import ExplorationPolicy, NoExplorationPolicy
+from recloop.errors import ConfigError
+from recloop.explore.policies import (
+    ExplorationPolicy,
+    FeatureExplorationPolicy,
+    NoExplorationPolicy,
+)
 from recloop.features.candidates import (
     FeatureMatrix,
     FeatureReader,
@@ -96,6 +101,15 @@ class Pipeline:
         self.ranker = ranker
         self.rules = tuple(rules)
         self.policy = policy
+        # A policy that scores candidates by their features (LinUCB) gets the matrix the
+        # request was ranked with; decided once here, not per request.
+        self._feature_policy = policy if isinstance(policy, FeatureExplorationPolicy) else None
+        if self._feature_policy is not None and feature_reader is None:
+            # Without online features every candidate would look the same to it.
+            raise ConfigError(
+                f"surfaces.{name}.exploration: {policy.name!r} scores candidates by their "
+                f"online features; set surfaces.{name}.online_features = true"
+            )
         # Fallbacks are tried in order until one yields a servable item.
         self.fallbacks: tuple[CandidateSource, ...] = (
             tuple(fallback) if isinstance(fallback, Sequence) else (fallback,)
@@ -138,7 +152,12 @@ class Pipeline:
         # The policy sees the whole reranked list: items below the first k are what it may
         # explore with.
         try:
-            explored = self.policy.explore(slate, ctx, k)
+            if self._feature_policy is not None:
+                explored = self._feature_policy.explore_with_features(
+                    slate, ctx, k, ranked.features
+                )
+            else:
+                explored = self.policy.explore(slate, ctx, k)
             trace.append(StageTrace(f"explore:{self.policy.name}", watch.ms(), "ok"))
         except Exception as exc:
             # A policy that cannot read its evidence (a bandit's counters) must not cost
@@ -385,6 +404,11 @@ class _Ranked:
 
     def __len__(self) -> int:
         return len(self._order)
+
+    @property
+    def features(self) -> FeatureMatrix:
+        """The feature matrix the candidates were ranked with (rows in candidate order)."""
+        return self._features
 
     def items(self, start: int, stop: int) -> tuple[ScoredItem, ...]:
         """The items at ranks ``start`` to ``stop`` (exclusive), best first."""

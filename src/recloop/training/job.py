@@ -1,6 +1,6 @@
 """``recloop train``: snapshot → training data → fit and validate each source → training
-set of labelled impressions → learned ranker → a new model version, promoted so that
-running services load it without a restart.
+set of labelled impressions → learned ranker and LinUCB's evidence → a new model version,
+promoted so that running services load it without a restart.
 """
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from recloop.config import Settings, TrainSourceConfig
 from recloop.data.cleaning import clean_events
@@ -21,10 +23,13 @@ from recloop.data.snapshots import Snapshot, open_snapshot, take_snapshot
 from recloop.data.training import build_training_set
 from recloop.errors import RecloopError, SnapshotExists
 from recloop.evaluation.retrieval_metrics import round_robin_merge
+from recloop.experiments.assignment import variant_surfaces
+from recloop.features.bandit_context import EVIDENCE_FILE
 from recloop.ranking.learned import RANKER_DIR
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.retrieval.interactions import TrainingData
 from recloop.store import Store
+from recloop.training.linucb import LinUCBFit, fit_linucb
 from recloop.training.ranker import (
     DEFAULT_FEATURES,
     RankerFit,
@@ -84,6 +89,7 @@ class TrainResult:
     merged: dict[str, float]  # validation of every trained source's lists interleaved
     promoted: bool
     ranker: RankerFit = field(default_factory=lambda: RankerFit(None, skipped="not trained"))
+    linucb: LinUCBFit = field(default_factory=lambda: LinUCBFit(None, skipped="not fitted"))
 
 
 def _tuning_path(registry: ModelRegistry, app_id: str) -> Path:
@@ -155,7 +161,7 @@ def train(
             results.append(result)
         trained = [r for r in results if r.skipped is None]
         merged = _merged_metrics(validation_lists, validation)
-        ranker = _train_ranker(settings, snapshot, directory, version, progress)
+        ranker, linucb = _train_ranker(settings, snapshot, directory, version, progress)
         if retune:
             _tuning_path(registry, app_id).write_text(json.dumps(tuning, indent=2))
         titles = {
@@ -175,7 +181,8 @@ def train(
                     ModelEntry(r.name, r.kind, r.params, r.metrics, r.fit_seconds) for r in trained
                 ),
                 notes=tuple(f"{r.name}: {r.skipped}" for r in results if r.skipped)
-                + ((f"ranker: {ranker.skipped}",) if ranker.skipped else ()),
+                + ((f"ranker: {ranker.skipped}",) if ranker.skipped else ())
+                + ((f"linucb: {linucb.skipped}",) if linucb.skipped else ()),
                 extra={
                     "data_as_of": snapshot.manifest.created_at.isoformat(),
                     "interactions": len(x),
@@ -183,6 +190,7 @@ def train(
                     "validation_cutoff_ts": validation.cutoff_ts,
                     "merged_validation": merged,
                     "ranker": ranker.report.get("summary", {}),
+                    "linucb": linucb.report,
                 },
             ),
         )
@@ -200,16 +208,23 @@ def train(
         merged=merged,
         promoted=promote and any(r.skipped is None for r in results),
         ranker=ranker,
+        linucb=linucb,
     )
 
 
 def _train_ranker(
     settings: Settings, snapshot: Snapshot, directory: Path, version: str, progress: Progress
-) -> RankerFit:
-    """The learned ranker on the snapshot's labelled impressions, saved beside the sources."""
+) -> tuple[RankerFit, LinUCBFit]:
+    """The learned ranker and LinUCB's evidence on the snapshot's labelled impressions,
+    saved beside the sources."""
     config = settings.train.ranker
-    if not config.enabled:
-        return RankerFit(None, skipped="disabled (train.ranker.enabled)")
+    disabled = RankerFit(None, skipped="disabled (train.ranker.enabled)")
+    # The training set is the costly part: built for the ranker, or for a surface that
+    # explores with LinUCB; the evidence is fitted whenever it exists (a few matrix sums).
+    if not config.enabled and not _explores_with_linucb(settings):
+        return disabled, LinUCBFit(
+            None, skipped="no training set (train.ranker.enabled is false, no surface uses it)"
+        )
     progress("training set", 0, None)
     try:
         built = build_training_set(
@@ -218,9 +233,14 @@ def _train_ranker(
             on_progress=lambda n: progress("training set", n, None),
         )
     except ValueError as exc:
-        # No served lists yet (a new app): the sources still ship, ranked by their scores.
-        return RankerFit(None, skipped=f"no training set: {exc}")
+        # No served lists yet (a new app): the sources still ship, ranked by their scores,
+        # and LinUCB explores uniformly until the next training.
+        skipped = f"no training set: {exc}"
+        return RankerFit(None, skipped=skipped), LinUCBFit(None, skipped=skipped)
     progress("training set", 1, 1)
+    linucb = _fit_linucb(built.parts, directory, progress)
+    if not config.enabled:
+        return disabled, linucb
     progress("ranker", 0, len(config.heads))
     parts, scored_by = with_source_scores(built.parts)
     fitted = fit_ranker(
@@ -234,7 +254,26 @@ def _train_ranker(
     if fitted.model is not None:
         fitted.model.save(directory / RANKER_DIR)
     (directory / "ranker_report.json").write_text(json.dumps(fitted.report, indent=2, default=str))
+    return fitted, linucb
+
+
+def _fit_linucb(parts: Mapping[str, pa.Table], directory: Path, progress: Progress) -> LinUCBFit:
+    """LinUCB's evidence, saved in the version as ``linucb.json``."""
+    progress("linucb", 0, 1)
+    fitted = fit_linucb(parts)
+    if fitted.evidence is not None:
+        fitted.evidence.save(directory / EVIDENCE_FILE)
+    progress("linucb", 1, 1)
     return fitted
+
+
+def _explores_with_linucb(settings: Settings) -> bool:
+    """Whether a surface, or an experiment's variant of one, explores with LinUCB."""
+    surfaces = [
+        *settings.surfaces.values(),
+        *variant_surfaces(settings.surfaces, settings.experiments).values(),
+    ]
+    return any(surface.exploration.name == "linucb" for surface in surfaces)
 
 
 def _training_data(snapshot: Snapshot) -> TrainingData:

@@ -279,3 +279,6 @@ class ShadowRecord:
     model_version: str
     fallback: bool
     latency_ms: float
+    # Per shadow item: the probability the served list's policy would have put that item at
+    # that position for this request (0: it never could); None when the policy cannot say.
+    support: tuple[float, ...] | None = None

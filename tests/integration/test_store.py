@@ -333,6 +333,9 @@ def test_shadow_lists_round_trip_per_shadow_in_request_order(apps: Store) -> Non
     assert first[0] == make_shadow("r1", "next")
     assert [r.request_id for r in apps.shadow_log.scan(APP, "other", None, 10)] == ["r1"]
     assert [r.request_id for r in apps.shadow_log.scan(OTHER_APP, "next", None, 10)] == ["r3"]
+    supported = dataclasses.replace(make_shadow("r4", "next"), support=(0.5, 0.0))
+    apps.shadow_log.append([supported])
+    assert apps.shadow_log.scan(APP, "next", "r3", 10) == [supported]
 
 
 def test_purge_user_removes_only_that_users_data(apps: Store) -> None:

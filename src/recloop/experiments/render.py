@@ -131,6 +131,7 @@ def render_shadow_report(report: ShadowReport) -> RenderableType:
             f"agreement: {report.overlap:.0%} of served items also in the shadow's list, "
             f"same first item {report.same_first:.0%}, same item in a slot "
             f"{report.same_slot:.0%}; shadow slots without support {report.unsupported_share:.0%}"
+            f" (support stated for {report.support_known:.0%} of lists)"
         )
     )
     parts.extend(Text(f"warning: {w}", style="yellow") for w in report.warnings)

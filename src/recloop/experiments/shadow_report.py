@@ -6,9 +6,12 @@ position. The report compares the two (agreement, latency, fallbacks, items) and
 the shadow's CTR per slot off-policy, by position-based IPS: a served position counts for
 the shadow when the shadow put the same item there, weighted by one over the propensity the
 served item had there. The estimate is unbiased only if the serving policy could have put
-every shadow item where the shadow did; slots where the served list did not explore at all
-(propensity 1) and the shadow differs are certain gaps in that support, counted and warned
-about, since the estimate misses the shadow's clicks there. Exploration on the served
+every shadow item where the shadow did. For a served policy that can say so (no
+exploration, epsilon-greedy), the shadow log holds, per shadow item, the probability that the
+served policy would have put it there, and a slot where it is 0 is unsupported. For others
+(the bandits), only the certain gaps are known: slots where the served list did not explore
+at all (propensity 1) and the shadow differs. Past ``MAX_UNSUPPORTED_SHARE`` the estimate is
+flagged, since it misses the shadow's clicks in those slots. Exploration on the served
 surface is what makes the estimate possible.
 """
 
@@ -23,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from recloop.data.cleaning import CleaningConfig
 from recloop.domain import EventType, RecommendationRecord, ShadowRecord
 from recloop.evaluation.ope import BootstrapSpec, Estimate, position_based_ips
 from recloop.evaluation.ope_data import LoggedBandit
@@ -73,7 +77,8 @@ class ShadowReport:
     served_ctr: float  # on-policy clicks per served slot, over the shadowed requests
     served_ctr_ci: tuple[float, float]
     shadow_ctr: Estimate | None  # position-based IPS estimate for the shadow's lists
-    unsupported_share: float  # shadow slots the served policy certainly never fills so
+    unsupported_share: float  # shadow slots the served policy could not have filled so
+    support_known: float  # share of lists whose served policy stated its full support
     warnings: tuple[str, ...]
     notes: tuple[str, ...]
 
@@ -106,6 +111,7 @@ class ShadowReport:
                 "weightMax": estimate.diagnostics.weight_max,
             },
             "unsupportedShare": self.unsupported_share,
+            "supportKnown": self.support_known,
             "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
@@ -156,8 +162,13 @@ def shadow_report(
     pairs: Sequence[ShadowPair],
     missing_served: int = 0,
     bootstrap: BootstrapSpec | None = None,
+    cleaning: CleaningConfig | None = None,
 ) -> ShadowReport:
-    """Compare a shadow's lists with the served ones and estimate its CTR per slot."""
+    """Compare a shadow's lists with the served ones and estimate its CTR per slot.
+
+    Users who click like bots (the training data's rule) are left out, as in the experiment
+    report: a user who clicks everything would make any list look good.
+    """
     bootstrap = bootstrap or BootstrapSpec()
     notes: list[str] = []
     warnings: list[str] = []
@@ -165,16 +176,21 @@ def shadow_report(
         notes.append(
             f"{missing_served:,} shadow lists have no served list in the log and are left out"
         )
+    pairs, bots = _without_bots(pairs, cleaning or CleaningConfig())
+    if bots:
+        notes.append(f"{bots} users left out as bots (they click nearly everything served)")
     if not pairs:
         return ShadowReport(
             shadow, 0, missing_served, None, None, (), None, None, 0.0, 0.0, 0.0,
-            float("nan"), (float("nan"), float("nan")), None, 0.0, (), tuple(notes),
+            float("nan"), (float("nan"), float("nan")), None, 0.0, 0.0, (), tuple(notes),
         )  # fmt: skip
     rewards, p0, pe, positions, groups = [], [], [], [], []
-    overlap, same_first, slots, same_slots, unsupported = [], 0, 0, 0, 0
+    overlap, same_first, slots, same_slots, unsupported, known = [], 0, 0, 0, 0, 0
     for g, pair in enumerate(pairs):
         served_ids = [i.item_id for i in pair.served.items]
         shadow_ids = [i.item_id for i in pair.shadow.items]
+        support = pair.shadow.support
+        known += support is not None
         if served_ids:
             overlap.append(len(set(served_ids) & set(shadow_ids)) / len(served_ids))
         same_first += bool(served_ids and shadow_ids and served_ids[0] == shadow_ids[0])
@@ -188,9 +204,14 @@ def shadow_report(
             groups.append(g)
             slots += 1
             same_slots += item.item_id == target
-            # A served position with propensity 1 is one the serving policy never varies:
-            # a different shadow item there could never have been shown.
-            unsupported += target is not None and item.item_id != target and item.propensity >= 1
+            if target is None:
+                continue
+            if support is not None:
+                unsupported += support[k] <= 0.0
+            else:
+                # A served position with propensity 1 is one the serving policy never
+                # varies: a different shadow item there could never have been shown.
+                unsupported += item.item_id != target and item.propensity >= 1
     data = LoggedBandit(
         rewards=np.array(rewards),
         logging_propensity=np.array(p0),
@@ -210,8 +231,13 @@ def shadow_report(
     if unsupported_share > MAX_UNSUPPORTED_SHARE:
         warnings.append(
             f"{unsupported_share:.0%} of the shadow's slots hold an item the served lists could "
-            "never have shown there (the served position did not explore): the estimate misses "
-            "the shadow's clicks in them and is biased low; explore on the served surface"
+            "never have shown there: the estimate misses the shadow's clicks in them and is "
+            "biased low; explore more widely on the served surface"
+        )
+    if known < len(pairs):
+        notes.append(
+            f"the served policy stated its support for {known / len(pairs):.0%} of the lists; "
+            "for the rest only slots the served list never varied count as unsupported"
         )
     warnings.extend(estimate.warnings)
     notes.extend(
@@ -233,9 +259,27 @@ def shadow_report(
         served_ctr_ci=(on_policy.ci_low, on_policy.ci_high),
         shadow_ctr=estimate,
         unsupported_share=unsupported_share,
+        support_known=known / len(pairs),
         warnings=tuple(warnings),
         notes=tuple(notes),
     )
+
+
+def _without_bots(
+    pairs: Sequence[ShadowPair], rules: CleaningConfig
+) -> tuple[list[ShadowPair], int]:
+    clicks: dict[str, int] = {}
+    shown: dict[str, int] = {}
+    for pair in pairs:
+        user = pair.served.user_id
+        clicks[user] = clicks.get(user, 0) + len(pair.clicked)
+        shown[user] = shown.get(user, 0) + len(pair.served.items)
+    bots = {
+        user
+        for user, n in clicks.items()
+        if n >= rules.bot_min_clicks and n > rules.bot_max_ctr * shown[user]
+    }
+    return [p for p in pairs if p.served.user_id not in bots], len(bots)
 
 
 def _side(records: Sequence[RecommendationRecord | ShadowRecord]) -> ShadowSide:

@@ -42,6 +42,20 @@ class FeatureExplorationPolicy(ExplorationPolicy, Protocol):
         ...
 
 
+#: (item id, position) -> the probability a policy puts that item at that position.
+Support = dict[tuple[str, int], float]
+
+
+@runtime_checkable
+class SupportedPolicy(Protocol):
+    """A policy that can say, for a request, every (item, position) it could serve and how
+    likely: what off-policy evaluation of another list needs from the served one's policy."""
+
+    def support(self, slate: Slate, ctx: RequestContext, k: int) -> Support:
+        """The marginal probability of every item at every position; absent pairs are 0."""
+        ...
+
+
 class NoExplorationPolicy:
     """Serves the head of the ranked slate: every position chosen with probability 1."""
 
@@ -50,6 +64,10 @@ class NoExplorationPolicy:
     def explore(self, slate: Slate, ctx: RequestContext, k: int) -> Slate:
         """The first ``k`` items with propensity 1.0."""
         return Slate(tuple(dataclasses.replace(item, propensity=1.0) for item in slate.items[:k]))
+
+    def support(self, slate: Slate, ctx: RequestContext, k: int) -> Support:
+        """Each of the first ``k`` items at its own position, surely."""
+        return {(item.item_id, j): 1.0 for j, item in enumerate(slate.items[:k])}
 
 
 class EpsilonGreedyConfig(BaseModel):
@@ -105,6 +123,21 @@ class EpsilonGreedy:
             else:
                 served.append(dataclasses.replace(item, propensity=1.0 - explores))
         return Slate(tuple(served))
+
+    def support(self, slate: Slate, ctx: RequestContext, k: int) -> Support:
+        """The ``j``-th ranked item at ``j`` with ``1 - P(j explores)``; every pool item at
+        every position ``j`` with ``P(j explores) / pool size`` (see the class docstring)."""
+        ranked = slate.items[:k]
+        pool = slate.items[k : k + self.config.pool]
+        eps = self.config.epsilon
+        out: Support = {}
+        for position, item in enumerate(ranked):
+            explores = eps * _pool_left(position, len(pool), eps) if pool else 0.0
+            out[(item.item_id, position)] = 1.0 - explores
+            if explores > 0:
+                for candidate in pool:
+                    out[(candidate.item_id, position)] = explores / len(pool)
+        return out
 
 
 def _pool_left(position: int, size: int, eps: float) -> float:

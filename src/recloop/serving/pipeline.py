@@ -7,9 +7,10 @@ rather than serve an item that must not be shown.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from recloop.explore.policies import (
     ExplorationPolicy,
     FeatureExplorationPolicy,
     NoExplorationPolicy,
+    Support,
+    SupportedPolicy,
 )
 from recloop.features.candidates import (
     FeatureMatrix,
@@ -73,6 +76,9 @@ class ServedSlate:
     model_version: str
     fallback: bool
     trace: tuple[StageTrace, ...]
+    # Computes the served policy's probability of every (item, position) for this request,
+    # on demand (shadow mode's support check); None when the policy cannot say.
+    support: Callable[[], Support] | None = None
 
 
 class Pipeline:
@@ -104,6 +110,7 @@ class Pipeline:
         # A policy that scores candidates by their features (LinUCB) gets the matrix the
         # request was ranked with; decided once here, not per request.
         self._feature_policy = policy if isinstance(policy, FeatureExplorationPolicy) else None
+        self._supported = policy if isinstance(policy, SupportedPolicy) else None
         if self._feature_policy is not None and feature_reader is None:
             # Without online features every candidate would look the same to it.
             raise ConfigError(
@@ -151,6 +158,7 @@ class Pipeline:
         watch = Stopwatch()
         # The policy sees the whole reranked list: items below the first k are what it may
         # explore with.
+        support: Callable[[], Support] | None = None
         try:
             if self._feature_policy is not None:
                 explored = self._feature_policy.explore_with_features(
@@ -158,6 +166,8 @@ class Pipeline:
                 )
             else:
                 explored = self.policy.explore(slate, ctx, k)
+            if self._supported is not None:
+                support = functools.partial(self._supported.support, slate, ctx, k)
             trace.append(StageTrace(f"explore:{self.policy.name}", watch.ms(), "ok"))
         except Exception as exc:
             # A policy that cannot read its evidence (a bandit's counters) must not cost
@@ -166,6 +176,7 @@ class Pipeline:
                 "exploration policy %s failed; the ranked list is served", self.policy.name
             )
             explored = _NO_EXPLORATION.explore(slate, ctx, k)
+            support = functools.partial(_NO_EXPLORATION.support, slate, ctx, k)
             trace.append(
                 StageTrace(f"explore:{self.policy.name}", watch.ms(), "fallback", str(exc))
             )
@@ -175,6 +186,7 @@ class Pipeline:
             model_version=version,
             fallback=any(t.degraded for t in trace),
             trace=tuple(trace),
+            support=support,
         )
 
     def _inline(self, i: int) -> bool:

@@ -199,7 +199,7 @@ class Recommender:
         )
         self._log(ctx, result)
         if self._shadows is not None:
-            self._shadows.submit(ctx, request.limit)
+            self._shadows.submit(ctx, request.limit, served.support)
         self.cache.put(
             key,
             (app_id, request.user_id),

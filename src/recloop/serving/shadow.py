@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from recloop.config import ComponentConfig, ShadowConfig, SurfaceConfig
 from recloop.domain import RequestContext, ShadowRecord, served_items
 from recloop.errors import ConfigError
 from recloop.experiments.assignment import unit_interval
+from recloop.explore.policies import Support
 from recloop.monitoring.metrics import Metrics
 from recloop.retrieval.bundle import ModelIndex
 from recloop.serving.budget import Stopwatch
@@ -70,6 +71,7 @@ class _Run:
     shadow: Shadow
     ctx: RequestContext
     limit: int
+    support: Callable[[], Support] | None  # the served policy's, for this request
 
 
 class ShadowRunner:
@@ -117,8 +119,11 @@ class ShadowRunner:
             self._thread.join(timeout)
             self._thread = None
 
-    def submit(self, ctx: RequestContext, limit: int) -> None:
-        """Queue a served request's shadow runs; never blocks."""
+    def submit(
+        self, ctx: RequestContext, limit: int, support: Callable[[], Support] | None = None
+    ) -> None:
+        """Queue a served request's shadow runs; never blocks. ``support`` computes the
+        served policy's probability of every (item, position) for the request."""
         for shadow in self._by_surface.get(ctx.surface, ()):
             if not shadow.wants(ctx.request_id):
                 continue
@@ -128,7 +133,7 @@ class ShadowRunner:
             with self._idle:
                 self._pending += 1
             try:
-                self._queue.put_nowait(_Run(shadow, ctx, limit))
+                self._queue.put_nowait(_Run(shadow, ctx, limit, support))
             except queue.Full:
                 self._done()
                 self._metrics.shadow_runs.labels(shadow.name, "skipped").inc()
@@ -166,6 +171,15 @@ class ShadowRunner:
         bundle = shadow.models.get(ctx.app_id) if shadow.models is not None else None
         if bundle is not None:
             version = f"{version}+retrieval:{bundle.version}"
+        support = None
+        if run.support is not None:
+            # Off the request path: how likely the served policy was to show each shadow
+            # item where the shadow puts it (0 marks a slot no estimate can learn about).
+            served_support = run.support()
+            support = tuple(
+                served_support.get((item.item_id, position), 0.0)
+                for position, item in enumerate(served.items)
+            )
         self._writer.log_shadow(
             ShadowRecord(
                 app_id=ctx.app_id,
@@ -178,6 +192,7 @@ class ShadowRunner:
                 model_version=version,
                 fallback=served.fallback,
                 latency_ms=latency_ms,
+                support=support,
             )
         )
         outcome = "fallback" if served.fallback else "ok"

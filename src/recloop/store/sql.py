@@ -659,6 +659,14 @@ def _items_from_json(items: Sequence[dict[str, Any]]) -> tuple[ServedItem, ...]:
     )
 
 
+def _with_support(
+    items: list[dict[str, Any]], support: Sequence[float] | None
+) -> list[dict[str, Any]]:
+    if support is None:
+        return items
+    return [item | {"support": p} for item, p in zip(items, support, strict=True)]
+
+
 class SqlShadowLog(_SqlRole):
     """Shadow lists in SQL, one row per (served request, shadow)."""
 
@@ -674,7 +682,7 @@ class SqlShadowLog(_SqlRole):
                 "user_id": r.user_id,
                 "surface": r.surface,
                 "computed_at": r.computed_at,
-                "items": _items_json(r.items),
+                "items": _with_support(_items_json(r.items), r.support),
                 "model_version": r.model_version,
                 "fallback": r.fallback,
                 "latency_ms": r.latency_ms,
@@ -704,6 +712,9 @@ class SqlShadowLog(_SqlRole):
                     model_version=m["model_version"],
                     fallback=m["fallback"],
                     latency_ms=m["latency_ms"],
+                    support=tuple(i["support"] for i in m["items"])
+                    if m["items"] and all("support" in i for i in m["items"])
+                    else None,
                 )
                 for m in (row._mapping for row in conn.execute(stmt))
             ]

@@ -77,6 +77,9 @@ def test_a_shadow_logs_its_own_list_for_each_request_and_users_see_the_served_on
         assert all(i.item_id.startswith("new") for i in record.items)
         assert len(record.items) == 5
         assert all(i.propensity == 1.0 for i in record.items)  # shadows never explore
+        # Trending serves its ranked head: the new items could never be shown where the
+        # shadow puts them.
+        assert record.support == (0.0,) * 5
         assert record.latency_ms > 0
     for request_id, items in served.items():
         assert items[0] == "old0"  # the served pipeline, untouched by its shadow

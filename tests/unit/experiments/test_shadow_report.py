@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import numpy as np
@@ -112,3 +113,45 @@ def test_no_shadowed_requests_is_an_empty_report_with_the_missing_counted() -> N
     assert report.shadow_ctr is None
     assert "3 shadow lists have no served list" in report.notes[0]
     assert report.to_dict()["shadowCtr"] is None
+
+
+def test_users_who_click_like_bots_are_left_out() -> None:
+    rng = np.random.default_rng(4)
+    pairs = [_pair(n, ["i0", "i1", "i2"], ["i0", "i1", "i2"], set(), 1.0) for n in range(100)]
+    # One user who clicks everything in 20 lists: 60 clicks at CTR 1.
+    pairs += [
+        _pair(1000 + n, ["i3", "i4", "i5"], ["i3", "i4", "i5"], {"i3", "i4", "i5"}, 1.0)
+        for n in range(20)
+    ]
+    pairs = [
+        ShadowPair(
+            dataclasses.replace(p.served, user_id="bot") if p.clicked else p.served,
+            p.shadow,
+            p.clicked,
+        )
+        for p in pairs
+    ]
+    rng.shuffle(pairs)  # type: ignore[arg-type]
+
+    report = shadow_report("next", pairs, bootstrap=BootstrapSpec(n_resamples=50))
+
+    assert report.requests == 100
+    assert report.served_ctr == 0.0
+    assert "1 users left out as bots" in report.notes[0]
+
+
+def test_a_stated_support_decides_which_shadow_slots_are_unsupported() -> None:
+    rng = np.random.default_rng(6)
+    pairs = []
+    for n in range(200):
+        served = ["i0", "i1", "i2"]
+        pair = _pair(n, served, ["i3", "i1", "i5"], _clicks(served, rng), 0.9)
+        # The served policy could have put i3 first (it was in its pool), never i5 third.
+        supported = dataclasses.replace(pair.shadow, support=(0.05, 0.9, 0.0))
+        pairs.append(ShadowPair(pair.served, supported, pair.clicked))
+
+    report = shadow_report("next", pairs, bootstrap=BootstrapSpec(n_resamples=50))
+
+    assert report.support_known == 1.0
+    assert report.unsupported_share == pytest.approx(1 / 3)
+    assert any("could never have shown" in w for w in report.warnings)

@@ -87,3 +87,29 @@ def test_every_logged_propensity_is_the_items_frequency_at_that_position(
             assert logged.setdefault(key, item.propensity) == pytest.approx(item.propensity)
     for key, count in counts.items():
         assert count / n == pytest.approx(logged[key], abs=0.02), key
+
+
+@pytest.mark.parametrize(("epsilon", "pool", "k"), [(0.1, 50, 10), (0.5, 3, 6), (0.0, 5, 4)])
+def test_the_stated_support_is_every_items_frequency_at_every_position(
+    epsilon: float, pool: int, k: int
+) -> None:
+    """What a shadow's support check reads: served items and items never served alike."""
+    policy = EpsilonGreedy(EpsilonGreedyConfig(epsilon=epsilon, pool=pool))
+    support = policy.support(SLATE, _ctx("any"), k)
+    n = 6000
+    counts: dict[tuple[str, int], int] = {}
+    for i in range(n):
+        for position, item in enumerate(policy.explore(SLATE, _ctx(f"s{i}"), k).items):
+            counts[(item.item_id, position)] = counts.get((item.item_id, position), 0) + 1
+    assert set(counts) <= set(support)  # nothing is served outside the stated support
+    for position in range(k):
+        assert sum(p for (_, j), p in support.items() if j == position) == pytest.approx(1.0)
+    for key, p in support.items():
+        assert counts.get(key, 0) / n == pytest.approx(p, abs=0.02), key
+    # Items below the pool are never served anywhere.
+    assert all(int(item[1:]) < k + pool for item, _ in support)
+
+
+def test_no_exploration_supports_only_the_head_in_order() -> None:
+    support = NoExplorationPolicy().support(SLATE, _ctx("r"), 3)
+    assert support == {("i0", 0): 1.0, ("i1", 1): 1.0, ("i2", 2): 1.0}

@@ -602,6 +602,12 @@ def train(
             soft_wrap=True,
         )
     _print_ranker(result.ranker)
+    if result.linucb.evidence is not None:
+        console.print(
+            f"linucb: evidence from {result.linucb.evidence.rows:,} impressions "
+            f"({result.linucb.evidence.clicks:,.0f} clicks)",
+            soft_wrap=True,
+        )
     state = "promoted: running services load it" if result.promoted else "not promoted"
     console.print(f"{result.path} ({state})", soft_wrap=True)
 

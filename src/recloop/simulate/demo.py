@@ -40,7 +40,7 @@ from recloop.experiments.render import render_report
 from recloop.experiments.report import ExperimentReport, experiment_report
 from recloop.serving.components import MODEL_SOURCES
 from recloop.serving.runtime import Runtime, ensure_dev_key, prepare_store, start_runtime
-from recloop.simulate.behaviour import Behaviour, BehaviourConfig
+from recloop.simulate.behaviour import Behaviour, BehaviourConfig, Session
 from recloop.simulate.clients import HttpClient, InProcessClient, ServiceClient
 from recloop.simulate.driver import DriverConfig, Simulation, SimulationResult
 from recloop.simulate.report import write_report
@@ -95,6 +95,9 @@ class DemoConfig:
     # ``surfaces`` (a benchmark's extra arms, say).
     variants: Mapping[str, str] = field(default_factory=lambda: dict(DEMO_VARIANTS))
     surfaces: Mapping[str, SurfaceConfig] = field(default_factory=dict)
+    # Given the running service and the users' behaviour, a hook called for every served
+    # list before the user responds (a benchmark judging shadow lists in the same state).
+    observer: Callable[[Runtime, Behaviour], Callable[[Session, str], None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,7 @@ def _simulate(
         on_day=on_day,
         on_session=on_session,
         on_clock=clock.set,
+        **({"on_served": config.observer(runtime, behaviour)} if config.observer else {}),
     )
     with progress:
         return simulation.run(), nights

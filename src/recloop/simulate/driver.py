@@ -170,6 +170,8 @@ class Simulation:
         on_day: called with (day, sessions planned) when a day starts.
         on_session: called after every session.
         on_clock: called with the simulated time before every request.
+        on_served: called with the session and request id of every served list, before the
+            user responds to it.
     """
 
     def __init__(
@@ -183,6 +185,7 @@ class Simulation:
         on_day: Callable[[int, int], None] = lambda day, sessions: None,
         on_session: Callable[[], None] = lambda: None,
         on_clock: Callable[[datetime], None] = lambda now: None,
+        on_served: Callable[[Session, str], None] = lambda session, request_id: None,
     ) -> None:
         self.world = world
         self.behaviour = behaviour
@@ -192,6 +195,7 @@ class Simulation:
         self._on_day = on_day
         self._on_session = on_session
         self._on_clock = on_clock
+        self._on_served = on_served
         self._late: list[dict[str, Any]] = []
         self._events_sent = self._late_count = self._duplicate_count = 0
         self._clicks_per_item: Counter[str] = Counter()
@@ -289,6 +293,8 @@ class Simulation:
                         f"the service assigned variant {variant!r}, not one of {sorted(stats)}"
                     )
             truth = self.behaviour.truth(session, served.item_ids)
+            # Before the user responds: an observer judges other lists in the same state.
+            self._on_served(session, served.request_id)
             response = self.behaviour.respond(
                 session, served.item_ids, request_id=served.request_id, surface=surface, now=now
             )

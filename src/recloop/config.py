@@ -301,7 +301,7 @@ class GuardrailConfig(_Section):
     budget in ms, say) that it must stay on the good side of.
     """
 
-    metric: Literal["ctr", "satisfaction", "hide_rate", "latency_p99"]
+    metric: Literal["ctr", "satisfaction", "hide_rate", "latency_p99", "coverage"]
     bad_direction: Literal["up", "down"]
     tolerance: float = Field(default=0.0, ge=0)
     limit: float | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
@@ -21,6 +21,8 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
+
+IntArray = NDArray[np.int64]
 
 DEFAULT_ALPHA: Final = 0.05
 DEFAULT_POWER: Final = 0.8
@@ -418,3 +420,77 @@ def sample_ratio_mismatch(
         p_value=float(p),
         threshold=threshold,
     )
+
+
+def coverage_test(
+    control: Sequence[Collection[str]],
+    treatment: Sequence[Collection[str]],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    resamples: int = 500,
+    rng: np.random.Generator,
+    metric: str = "coverage",
+) -> ComparisonResult:
+    """Distinct items served to the same number of users in each arm, by subsampling.
+
+    Each row is one user's set of items served. Distinct items grow with the users counted,
+    so arms of unequal size are compared at ``m``, half the smaller arm's users: each
+    resample draws ``m`` distinct users from each arm (without replacement: a user drawn
+    twice adds no items, which would bias the smaller arm down) and counts the items they
+    were served. Half-samples of the smaller arm spread like its full sample would; the
+    larger arm's subsamples spread more, so the interval is conservative. The values are
+    the resamples' means, the intervals their percentiles, and the p-value twice the
+    smaller tail of the difference beyond zero.
+    """
+    check_alpha(alpha)
+    if len(control) < 2 or len(treatment) < 2:
+        raise ValueError("each arm needs at least two units")
+    n = max(1, min(len(control), len(treatment)) // 2)
+    codes: dict[str, int] = {}
+    arms = [_item_rows(control, codes), _item_rows(treatment, codes)]
+    draws = np.empty((2, resamples))
+    for a, (starts, lengths, items) in enumerate(arms):
+        for r in range(resamples):
+            users = rng.choice(len(lengths), size=n, replace=False)
+            take = lengths[users]
+            offsets = np.repeat(starts[users] - np.cumsum(take) + take, take)
+            served = items[offsets + np.arange(int(take.sum()))]
+            draws[a, r] = np.count_nonzero(np.bincount(served, minlength=len(codes)))
+    c, t = draws
+    diffs = t - c
+    lo, hi = alpha / 2.0, 1.0 - alpha / 2.0
+    abs_ci = np.quantile(diffs, (lo, hi))
+    rel = t / np.where(c > 0, c, np.nan) - 1.0
+    rel_ci = np.nanquantile(rel, (lo, hi)) if np.any(np.isfinite(rel)) else (math.nan, math.nan)
+    c_mean, t_mean = float(c.mean()), float(t.mean())
+    sd = float(diffs.std(ddof=1))
+    p = min(1.0, 2.0 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0))))
+    return ComparisonResult(
+        metric=metric,
+        test=f"distinct items at {n} users, subsampled",
+        control_units=len(control),
+        treatment_units=len(treatment),
+        control_value=c_mean,
+        treatment_value=t_mean,
+        absolute_diff=t_mean - c_mean,
+        absolute_ci=(float(abs_ci[0]), float(abs_ci[1])),
+        relative_diff=t_mean / c_mean - 1.0 if c_mean > 0 else math.nan,
+        relative_ci=(float(rel_ci[0]), float(rel_ci[1])),
+        statistic=(t_mean - c_mean) / sd if sd > 0 else 0.0,
+        p_value=p,
+        alpha=alpha,
+    )
+
+
+def _item_rows(
+    rows: Sequence[Collection[str]], codes: dict[str, int]
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Users' item sets as (start, length) into one array of item codes."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    items = np.fromiter(
+        (codes.setdefault(i, len(codes)) for r in rows for i in r),
+        dtype=np.int64,
+        count=int(lengths.sum()),
+    )
+    return starts, lengths, items

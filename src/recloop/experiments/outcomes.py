@@ -33,6 +33,7 @@ class VariantOutcomes:
     latencies_ms: list[float] = field(default_factory=list)
     served_items: set[str] = field(default_factory=set)
     fallbacks: int = 0
+    user_items: dict[str, set[str]] = field(default_factory=dict)  # the items each user saw
 
     def unit(self, user_id: str) -> dict[str, float]:
         """The user's sums, created at zero."""
@@ -91,6 +92,7 @@ def read_outcomes(
         outcomes.fallbacks += record.fallback
         items = frozenset(i.item_id for i in record.items)
         outcomes.served_items.update(items)
+        outcomes.user_items.setdefault(record.user_id, set()).update(items)
         lists[record.request_id] = (variant, record.user_id, items)
     unattributed = 0
     positive = frozenset(rules.positive_events)

@@ -90,7 +90,7 @@ def render_report(report: ExperimentReport) -> RenderableType:
 
 
 def _cells(result: ComparisonResult) -> tuple[str, str, str, str]:
-    digits = 1 if result.metric.startswith("latency") else 4
+    digits = 1 if result.metric.startswith("latency") or result.metric == "coverage" else 4
     low, high = result.relative_ci
     return (
         f"{result.control_value:.{digits}f}",

@@ -4,6 +4,7 @@ Per variant: users, lists, impressions, CTR, satisfied clicks and hides per impr
 latency and the distinct items served. Against the control, for each treatment:
 - CTR, satisfaction and hide rate as ratio metrics over users (delta-method z-tests);
 - p99 latency by a bootstrap over requests;
+- coverage: distinct items served to equally many users of each arm, by a bootstrap;
 - the sample-ratio-mismatch check of users per variant against the configured shares;
 - the minimum detectable effect of the primary metric with the users seen so far;
 - the guardrails and the decision that combines them (``decision.decide``).
@@ -26,6 +27,7 @@ from recloop.experiments.analysis import (
     ComparisonResult,
     SRMResult,
     bootstrap_quantile_test,
+    coverage_test,
     jsonable,
     ratio_summary,
     ratio_ztest,
@@ -50,6 +52,7 @@ RATIO_METRICS = {
     "hide_rate": ("hides", "impressions"),
 }
 LATENCY_RESAMPLES = 1000
+COVERAGE_RESAMPLES = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,12 @@ def _treatment(
             rng=rng,
             metric="latency_p99",
         )
+    coverage_c = [control.user_items[u] for u in sorted(control.user_items)]
+    coverage_t = [treatment.user_items[u] for u in sorted(treatment.user_items)]
+    if len(coverage_c) >= 2 and len(coverage_t) >= 2:
+        metrics["coverage"] = coverage_test(
+            coverage_c, coverage_t, alpha=alpha, resamples=COVERAGE_RESAMPLES, rng=rng
+        )
     num, den = RATIO_METRICS[config.primary_metric]
     baseline = ratio_summary(control.column(num), control.column(den))
     power = None
@@ -264,6 +273,7 @@ def _without_bots(outcomes: VariantOutcomes, rules: CleaningConfig) -> tuple[Var
         latencies_ms=outcomes.latencies_ms,
         served_items=outcomes.served_items,
         fallbacks=outcomes.fallbacks,
+        user_items={u: items for u, items in outcomes.user_items.items() if u not in bots},
     )
     return kept, len(bots)
 

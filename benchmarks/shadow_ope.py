@@ -81,8 +81,8 @@ class TruthKeeper:
 
     def __init__(self, names: list[str]) -> None:
         self.captured: dict[tuple[str, str], ShadowRecord] = {}
-        self.sums: dict[str, np.ndarray] = {n: np.zeros(100) for n in [*names, "served"]}
-        self.counts: dict[str, np.ndarray] = {n: np.zeros(100) for n in [*names, "served"]}
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, np.ndarray] = {}
         self.names = names
         self.missing = 0
 
@@ -109,20 +109,35 @@ class TruthKeeper:
                 if record is None:
                     self.missing += 1
                     continue
-                self._add(name, behaviour, session, [i.item_id for i in record.items])
+                items = [i.item_id for i in record.items]
+                self._add(name, behaviour, session, items)
+                if record.support is not None:
+                    # The truth on the slots the served policy could have filled.
+                    supported = [p > 0 for p in record.support]
+                    self._add(f"{name}@supported", behaviour, session, items, supported)
 
         return on_served
 
-    def _add(self, name: str, behaviour: Behaviour, session: Session, items: list[str]) -> None:
+    def _add(
+        self,
+        name: str,
+        behaviour: Behaviour,
+        session: Session,
+        items: list[str],
+        keep: list[bool] | None = None,
+    ) -> None:
         # The report leaves out users who click like bots; the truth is about people too.
         if not items or session.user.is_bot:
             return
         click = behaviour.truth(session, items).click_probability
-        self.sums[name][: len(click)] += click
-        self.counts[name][: len(click)] += 1
+        mask = np.ones(len(click)) if keep is None else np.array(keep, dtype=float)
+        self.sums.setdefault(name, np.zeros(100))[: len(click)] += click * mask
+        self.counts.setdefault(name, np.zeros(100))[: len(click)] += mask
 
     def truth(self, name: str) -> float:
         """True clicks per slot: each position's mean over lists, averaged over positions."""
+        if name not in self.counts:
+            return float("nan")
         used = self.counts[name] > 0
         return float(np.mean(self.sums[name][used] / self.counts[name][used]))
 
@@ -177,7 +192,8 @@ def main() -> None:
     title = f"seed {args.seed}, {days} days, {wall:.0f} s"
     table = Table(
         "shadow", "true CTR/slot", "estimate [95% CI]", "rel. error", "covers", "same slot",
-        "unsupported", "ESS share", "warnings", title=title,
+        "unsupported", "supported slots: truth / estimate [CI]", "ESS share", "warnings",
+        title=title,
     )  # fmt: skip
     first = next(iter(reports.values()))
     served_truth = keeper.truth("served")
@@ -188,7 +204,7 @@ def main() -> None:
         f"{first.served_ctr:.4f} [{low:.4f}, {high:.4f}]",
         f"{first.served_ctr / served_truth - 1:+.1%}",
         "yes" if low <= served_truth <= high else "no",
-        "", "", "", "",
+        "", "", "", "", "",
     )  # fmt: skip
     rows["served"] = {"truth": served_truth, "estimate": first.served_ctr, "ci": [low, high]}
     for name, report in reports.items():
@@ -204,6 +220,10 @@ def main() -> None:
             "yes" if covers else "no",
             f"{report.same_slot:.0%}",
             f"{report.unsupported_share:.0%}",
+            f"{keeper.truth(name + '@supported'):.4f} / {report.supported_ctr.value:.4f} "
+            f"[{report.supported_ctr.ci_low:.4f}, {report.supported_ctr.ci_high:.4f}]"
+            if report.supported_ctr is not None
+            else "all supported",
             f"{estimate.diagnostics.ess_share:.2f}",
             "; ".join(w[:60] for w in report.warnings) or "none",
         )
@@ -216,6 +236,11 @@ def main() -> None:
             "same_slot": report.same_slot,
             "overlap": report.overlap,
             "unsupported_share": report.unsupported_share,
+            "truth_supported": keeper.truth(f"{name}@supported"),
+            "estimate_supported": report.supported_ctr.value if report.supported_ctr else None,
+            "ci_supported": [report.supported_ctr.ci_low, report.supported_ctr.ci_high]
+            if report.supported_ctr
+            else None,
             "support_known": report.support_known,
             "ess_share": estimate.diagnostics.ess_share,
             "requests": report.requests,

@@ -125,6 +125,11 @@ def render_shadow_report(report: ShadowReport) -> RenderableType:
         sides.add_row(label, cell(served), cell(shadowed))
     low, high = report.served_ctr_ci
     sides.add_row("CTR per slot", f"{report.served_ctr:.4f} [{low:.4f}, {high:.4f}]", _ctr(report))
+    if report.supported_ctr is not None:
+        on = report.supported_ctr
+        sides.add_row(
+            "on supported slots", "", f"{on.value:.4f} [{on.ci_low:.4f}, {on.ci_high:.4f}]"
+        )
     parts.append(sides)
     parts.append(
         Text(

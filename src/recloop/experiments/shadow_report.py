@@ -77,6 +77,8 @@ class ShadowReport:
     served_ctr: float  # on-policy clicks per served slot, over the shadowed requests
     served_ctr_ci: tuple[float, float]
     shadow_ctr: Estimate | None  # position-based IPS estimate for the shadow's lists
+    # The same over the shadow's supported slots only (None when every slot had support).
+    supported_ctr: Estimate | None
     unsupported_share: float  # shadow slots the served policy could not have filled so
     support_known: float  # share of lists whose served policy stated its full support
     warnings: tuple[str, ...]
@@ -109,6 +111,13 @@ class ShadowReport:
                 "rows": estimate.n,
                 "essShare": estimate.diagnostics.ess_share,
                 "weightMax": estimate.diagnostics.weight_max,
+            },
+            "supportedCtr": None
+            if self.supported_ctr is None
+            else {
+                "value": self.supported_ctr.value,
+                "ciLow": self.supported_ctr.ci_low,
+                "ciHigh": self.supported_ctr.ci_high,
             },
             "unsupportedShare": self.unsupported_share,
             "supportKnown": self.support_known,
@@ -182,9 +191,9 @@ def shadow_report(
     if not pairs:
         return ShadowReport(
             shadow, 0, missing_served, None, None, (), None, None, 0.0, 0.0, 0.0,
-            float("nan"), (float("nan"), float("nan")), None, 0.0, 0.0, (), tuple(notes),
+            float("nan"), (float("nan"), float("nan")), None, None, 0.0, 0.0, (), tuple(notes),
         )  # fmt: skip
-    rewards, p0, pe, positions, groups = [], [], [], [], []
+    rewards, p0, pe, positions, groups, supported = [], [], [], [], [], []
     overlap, same_first, slots, same_slots, unsupported, known = [], 0, 0, 0, 0, 0
     for g, pair in enumerate(pairs):
         served_ids = [i.item_id for i in pair.served.items]
@@ -205,13 +214,16 @@ def shadow_report(
             slots += 1
             same_slots += item.item_id == target
             if target is None:
+                supported.append(False)
                 continue
             if support is not None:
-                unsupported += support[k] <= 0.0
+                gap = support[k] <= 0.0
             else:
                 # A served position with propensity 1 is one the serving policy never
                 # varies: a different shadow item there could never have been shown.
-                unsupported += item.item_id != target and item.propensity >= 1
+                gap = item.item_id != target and item.propensity >= 1
+            unsupported += gap
+            supported.append(not gap)
     data = LoggedBandit(
         rewards=np.array(rewards),
         logging_propensity=np.array(p0),
@@ -227,12 +239,28 @@ def shadow_report(
         dataclasses.replace(data, logging_propensity=ones, target_propensity=ones),
         bootstrap=bootstrap,
     )
+    # Each position's mean over the requests whose shadow slot there had support: unbiased
+    # for the shadow's CTR on those slots, whatever happens in the others.
+    mask = np.array(supported)
+    on_supported = None
+    if unsupported and mask.any():
+        on_supported = position_based_ips(
+            LoggedBandit(
+                rewards=data.rewards[mask],
+                logging_propensity=data.logging_propensity[mask],
+                target_propensity=data.target_propensity[mask],
+                positions=np.array(positions)[mask],
+                groups=np.array(groups)[mask],
+            ),
+            bootstrap=bootstrap,
+        )
     unsupported_share = unsupported / max(1, slots)
     if unsupported_share > MAX_UNSUPPORTED_SHARE:
         warnings.append(
             f"{unsupported_share:.0%} of the shadow's slots hold an item the served lists could "
             "never have shown there: the estimate misses the shadow's clicks in them and is "
-            "biased low; explore more widely on the served surface"
+            "biased low (the CTR on its supported slots is the better guide); explore more "
+            "widely on the served surface"
         )
     if known < len(pairs):
         notes.append(
@@ -258,6 +286,7 @@ def shadow_report(
         served_ctr=on_policy.value,
         served_ctr_ci=(on_policy.ci_low, on_policy.ci_high),
         shadow_ctr=estimate,
+        supported_ctr=on_supported,
         unsupported_share=unsupported_share,
         support_known=known / len(pairs),
         warnings=tuple(warnings),

@@ -155,3 +155,7 @@ def test_a_stated_support_decides_which_shadow_slots_are_unsupported() -> None:
     assert report.support_known == 1.0
     assert report.unsupported_share == pytest.approx(1 / 3)
     assert any("could never have shown" in w for w in report.warnings)
+    # The estimate over the supported slots alone: positions 0 and 1, never 2.
+    at_1 = np.mean([("i1" in p.clicked) for p in pairs]) / 0.9
+    assert report.supported_ctr is not None
+    assert report.supported_ctr.value == pytest.approx((0.0 + at_1) / 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -257,6 +258,15 @@ VARIANT_OVERRIDES = frozenset(
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
+def _check_overrides(overrides: Mapping[str, Any]) -> None:
+    unknown = sorted(set(overrides) - VARIANT_OVERRIDES)
+    if unknown:
+        raise ValueError(
+            f"overrides: {', '.join(unknown)} cannot be overridden "
+            f"(allowed: {', '.join(sorted(VARIANT_OVERRIDES))})"
+        )
+
+
 class VariantConfig(_Section):
     """One arm of an experiment: its share of the experiment's users and what it changes.
 
@@ -284,12 +294,7 @@ class VariantConfig(_Section):
 
     @model_validator(mode="after")
     def _known_overrides(self) -> VariantConfig:
-        unknown = sorted(set(self.overrides) - VARIANT_OVERRIDES)
-        if unknown:
-            raise ValueError(
-                f"overrides: {', '.join(unknown)} cannot be overridden "
-                f"(allowed: {', '.join(sorted(VARIANT_OVERRIDES))})"
-            )
+        _check_overrides(self.overrides)
         return self
 
 
@@ -458,12 +463,7 @@ class ShadowConfig(_Section):
 
     @model_validator(mode="after")
     def _known_overrides(self) -> ShadowConfig:
-        unknown = sorted(set(self.overrides) - VARIANT_OVERRIDES)
-        if unknown:
-            raise ValueError(
-                f"overrides: {', '.join(unknown)} cannot be overridden "
-                f"(allowed: {', '.join(sorted(VARIANT_OVERRIDES))})"
-            )
+        _check_overrides(self.overrides)
         return self
 
 

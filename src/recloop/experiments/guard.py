@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,13 @@ from pathlib import Path
 
 from recloop.config import ExperimentConfig
 from recloop.experiments.decision import GuardrailStatus
-from recloop.experiments.rollout import RampAction, RampRecord, judge_stage, read_report
+from recloop.experiments.rollout import (
+    RampAction,
+    RampRecord,
+    judge_stage,
+    read_report,
+    write_json,
+)
 from recloop.store.protocols import EventLog, RecommendationLog
 
 log = logging.getLogger(__name__)
@@ -65,18 +70,13 @@ class StoppedExperiments:
             if experiment in stops:
                 return False
             stops[experiment] = Stop(experiment, at, reason)
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._path.with_suffix(".tmp")
-            tmp.write_text(
-                json.dumps(
-                    {
-                        s.experiment: {"at": s.at.isoformat(), "reason": s.reason}
-                        for s in stops.values()
-                    },
-                    indent=2,
-                )
+            write_json(
+                self._path,
+                {
+                    s.experiment: {"at": s.at.isoformat(), "reason": s.reason}
+                    for s in stops.values()
+                },
             )
-            os.replace(tmp, self._path)
             return True
 
 

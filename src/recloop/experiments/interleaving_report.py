@@ -21,10 +21,8 @@ from recloop.domain import EventType
 from recloop.experiments.analysis import DEFAULT_ALPHA
 from recloop.experiments.assignment import INTERLEAVED
 from recloop.experiments.interleaving import Credit, InterleavingResult, aggregate
-from recloop.experiments.outcomes import served_lists, variant_in
+from recloop.experiments.outcomes import app_events, served_lists, variant_in
 from recloop.store.protocols import EventLog, RecommendationLog
-
-_PAGE = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,18 +99,12 @@ def read_interleaving_report(
         for label in labels:
             slots[label or "shared"] = slots.get(label or "shared", 0) + 1
     clicked: dict[str, set[int]] = defaultdict(set)
-    after = 0
-    while True:
-        page = events.scan(after, _PAGE, app_id=app_id)
-        if not page:
-            break
-        for _, event in page:
-            if event.event_type is not EventType.CLICK or event.request_id not in teams:
-                continue
-            items = teams[event.request_id][2]
-            if event.item_id in items:
-                clicked[event.request_id].add(items.index(event.item_id))
-        after = page[-1][0]
+    for event in app_events(events, app_id):
+        if event.event_type is not EventType.CLICK or event.request_id not in teams:
+            continue
+        items = teams[event.request_id][2]
+        if event.item_id in items:
+            clicked[event.request_id].add(items.index(event.item_id))
     rules = cleaning or CleaningConfig()
     per_user: dict[str, list[Credit]] = defaultdict(list)
     shown: dict[str, int] = defaultdict(int)

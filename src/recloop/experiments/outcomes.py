@@ -102,7 +102,7 @@ def read_outcomes(
         "satisfied": set(),
         "hides": set(),
     }
-    for event in _events(events, app_id):
+    for event in app_events(events, app_id):
         if event.request_id is None:
             unattributed += 1
             continue
@@ -150,7 +150,8 @@ def served_lists(rec_log: RecommendationLog, app_id: str) -> Iterator[Recommenda
         after = page[-1].request_id
 
 
-def _events(events: EventLog, app_id: str) -> Iterator[Event]:
+def app_events(events: EventLog, app_id: str) -> Iterator[Event]:
+    """Every event of the app, page by page, in arrival order."""
     after = 0
     while True:
         page = events.scan(after, _PAGE, app_id=app_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from rich.console import Group, RenderableType
 from rich.table import Column, Table
@@ -16,13 +17,15 @@ from recloop.experiments.shadow_report import ShadowReport, ShadowSide
 _COLOURS = {"ship": "green", "don't ship": "red", "keep running": "yellow", "invalid": "red"}
 
 
+def _window(first: datetime | None, last: datetime | None) -> str:
+    if first is None or last is None:
+        return "nothing served yet"
+    return f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
+
+
 def render_report(report: ExperimentReport) -> RenderableType:
     """The variants' totals, each treatment against the control, and the decisions."""
-    window = (
-        f"{report.first_served:%Y-%m-%d %H:%M} to {report.last_served:%Y-%m-%d %H:%M}"
-        if report.first_served and report.last_served
-        else "nothing served yet"
-    )
+    window = _window(report.first_served, report.last_served)
     parts: list[RenderableType] = [
         Text(
             f"experiment {report.experiment} on surface {report.surface}: {window}; "
@@ -153,11 +156,7 @@ def _ctr(report: ShadowReport) -> str:
 
 def render_interleaving_report(report: InterleavingReport) -> RenderableType:
     """The teams' slots and clicks, the preference and its test."""
-    window = (
-        f"{report.first_served:%Y-%m-%d %H:%M} to {report.last_served:%Y-%m-%d %H:%M}"
-        if report.first_served and report.last_served
-        else "nothing served yet"
-    )
+    window = _window(report.first_served, report.last_served)
     parts: list[RenderableType] = [
         Text(
             f"interleaving experiment {report.experiment} on surface {report.surface}: "

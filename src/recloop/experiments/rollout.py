@@ -136,10 +136,15 @@ class RampRecord:
             return states[experiment]
 
     def _write(self, states: dict[str, RampState]) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({n: s.to_dict() for n, s in states.items()}, indent=2))
-        os.replace(tmp, self._path)
+        write_json(self._path, {n: s.to_dict() for n, s in states.items()})
+
+
+def write_json(path: Path, data: object) -> None:
+    """Replace ``path`` with ``data`` as JSON in one step: a reader sees the old or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 class RampAction(StrEnum):

@@ -31,7 +31,7 @@ from recloop.domain import EventType, RecommendationRecord, ShadowRecord
 from recloop.evaluation.ope import BootstrapSpec, Estimate, position_based_ips
 from recloop.evaluation.ope_data import LoggedBandit
 from recloop.experiments.analysis import jsonable
-from recloop.experiments.outcomes import served_lists
+from recloop.experiments.outcomes import app_events, served_lists
 from recloop.store.protocols import EventLog, RecommendationLog, ShadowLog
 
 _PAGE = 5000
@@ -145,19 +145,9 @@ def read_shadow_pairs(
     }
     served = {r.request_id: r for r in served_lists(rec_log, app_id) if r.request_id in shadows}
     clicked: dict[str, set[str]] = {}
-    after = 0
-    while True:
-        page = events.scan(after, _PAGE, app_id=app_id)
-        if not page:
-            break
-        for _, event in page:
-            if (
-                event.event_type is EventType.CLICK
-                and event.request_id in served
-                and event.item_id is not None
-            ):
-                clicked.setdefault(event.request_id, set()).add(event.item_id)
-        after = page[-1][0]
+    for event in app_events(events, app_id):
+        if event.event_type is EventType.CLICK and event.request_id in served and event.item_id:
+            clicked.setdefault(event.request_id, set()).add(event.item_id)
     pairs = [
         ShadowPair(served[rid], record, frozenset(clicked.get(rid, ())))
         for rid, record in sorted(shadows.items())

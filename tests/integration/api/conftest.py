@@ -89,6 +89,16 @@ class Api:
     def recommended_ids(self, **params: Any) -> list[str]:
         return [item["itemId"] for item in self.recommend(**params)["items"]]
 
+    def old_and_new_items(self, new: int) -> Api:
+        """Ten old items, popular in order (``old0`` most), and ``new`` items nobody engaged
+        with: what popularity serves and what a ``newest`` source serves never overlap."""
+        self.put_items({f"old{n}": "Drama" for n in range(10)})
+        self.engage({f"old{n}": 10 - n for n in range(10)})
+        for n in range(new):
+            self.put_item(f"new{n}", category="Drama")
+        self.refresh()
+        return self
+
 
 @pytest.fixture
 def api(client: TestClient) -> Api:

@@ -46,13 +46,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def api_with_items(api: Api) -> Api:
-    # Old items are the popular ones; the newest have no engagement at all.
-    api.put_items({f"old{n}": "Drama" for n in range(10)})
-    api.engage({f"old{n}": 10 - n for n in range(10)})
-    for n in range(5):
-        api.put_item(f"new{n}", category="Drama")
-    api.refresh()
-    return api
+    return api.old_and_new_items(new=5)
 
 
 def test_each_user_is_served_and_logged_under_their_variant(

@@ -35,12 +35,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def api_with_items(api: Api) -> Api:
-    api.put_items({f"old{n}": "Drama" for n in range(10)})
-    api.engage({f"old{n}": 10 - n for n in range(10)})
-    for n in range(10):
-        api.put_item(f"new{n}", category="Drama")
-    api.refresh()
-    return api
+    return api.old_and_new_items(new=10)
 
 
 def test_users_see_both_teams_items_and_clicks_on_the_better_team_make_it_win(

@@ -45,13 +45,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def api_with_items(api: Api) -> Api:
-    api.put_items({f"old{n}": "Drama" for n in range(10)})
-    api.engage({f"old{n}": 10 - n for n in range(10)})
     # Enough new items that the canary's lists stay new after each round's hides and clicks.
-    for n in range(15):
-        api.put_item(f"new{n}", category="Drama")
-    api.refresh()
-    return api
+    return api.old_and_new_items(new=15)
 
 
 def _guard(api: Api, settings: Settings) -> ExperimentGuard:

@@ -117,6 +117,9 @@ def _params(settings: RankerTrainSettings, objective: str, seed: int) -> dict[st
     return params
 
 
+_QUIET = {"verbosity": -1}
+
+
 def _fit_head(
     name: str,
     parts: Mapping[str, pa.Table],
@@ -146,10 +149,18 @@ def _fit_head(
         categorical_feature=categorical,
         feature_name=names,
         free_raw_data=True,
+        # The Dataset logs on its own: its warning that hashed category codes are sparse
+        # (they are, by design) printed on every night's training.
+        params=_QUIET,
     )
     vorder, vsizes = _groups(np.asarray(valid.column("request_id").to_pylist(), dtype=object))
     valid_set = lgb.Dataset(
-        xv[vorder], yv[vorder], group=vsizes, reference=train_set, categorical_feature=categorical
+        xv[vorder],
+        yv[vorder],
+        group=vsizes,
+        reference=train_set,
+        categorical_feature=categorical,
+        params=_QUIET,
     )
     callbacks: list[Callable[..., Any]] = []
     has_valid = len(yv) > 0 and 0 < yv.sum() < len(yv)

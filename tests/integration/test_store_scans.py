@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeVar
@@ -172,3 +173,23 @@ def test_user_scan_pages_one_apps_users_in_id_order(apps: Store) -> None:
     assert [u.user_id for u in users] == ["u1", "u2", "u3"]
     assert users[1] == User("u2", {"age": 30}, T0, T0)
     assert [u.user_id for u in apps.users.scan_users(APP, "u1", 1)] == ["u2"]
+
+
+def test_scans_can_start_at_a_time_so_a_report_reads_only_its_window(apps: Store) -> None:
+    apps.rec_log.append(
+        [
+            dataclasses.replace(record(f"r{h}"), served_at=T0 + timedelta(hours=h))
+            for h in range(4)
+        ]
+    )
+    apps.events.append(
+        [event(f"e{h}", server_ts=T0 + timedelta(hours=h, seconds=30)) for h in range(4)]
+    )
+    since = T0 + timedelta(hours=2)
+
+    lists = apps.rec_log.scan(None, 10, app_id=APP, served_since=since)
+    events = apps.events.scan(0, 10, app_id=APP, received_since=since)
+
+    assert [r.request_id for r in lists] == ["r2", "r3"]
+    assert [e.event_id for _, e in events] == ["e2", "e3"]
+    assert len(apps.rec_log.scan(None, 10, app_id=APP)) == 4

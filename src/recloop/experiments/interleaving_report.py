@@ -81,7 +81,7 @@ def read_interleaving_report(
     first: datetime | None = None
     last: datetime | None = None
     slots = {team_a: 0, team_b: 0, "shared": 0}
-    for record in served_lists(rec_log, app_id):
+    for record in served_lists(rec_log, app_id, config.start):
         if variant_in(record, config.name) != INTERLEAVED:
             continue
         if (config.start is not None and record.served_at < config.start) or (
@@ -99,7 +99,7 @@ def read_interleaving_report(
         for label in labels:
             slots[label or "shared"] = slots.get(label or "shared", 0) + 1
     clicked: dict[str, set[int]] = defaultdict(set)
-    for event in app_events(events, app_id):
+    for event in app_events(events, app_id, config.start):
         if event.event_type is not EventType.CLICK or event.request_id not in teams:
             continue
         items = teams[event.request_id][2]

@@ -74,7 +74,7 @@ def read_outcomes(
     lists: dict[str, tuple[str, str, frozenset[str]]] = {}  # request -> (variant, user, items)
     first: datetime | None = None
     last: datetime | None = None
-    for record in served_lists(rec_log, app_id):
+    for record in served_lists(rec_log, app_id, since):
         variant = variant_in(record, experiment)
         if variant is None:
             continue
@@ -102,7 +102,7 @@ def read_outcomes(
         "satisfied": set(),
         "hides": set(),
     }
-    for event in app_events(events, app_id):
+    for event in app_events(events, app_id, since):
         if event.request_id is None:
             unattributed += 1
             continue
@@ -139,22 +139,28 @@ def variant_in(record: RecommendationRecord, experiment: str) -> str | None:
     return variants[names.index(experiment)] if len(variants) == len(names) else None
 
 
-def served_lists(rec_log: RecommendationLog, app_id: str) -> Iterator[RecommendationRecord]:
-    """Every list served in the app, page by page, in request id order."""
+def served_lists(
+    rec_log: RecommendationLog, app_id: str, since: datetime | None = None
+) -> Iterator[RecommendationRecord]:
+    """Every list served in the app (since ``since``), page by page, in request id order."""
     after: str | None = None
     while True:
-        page = rec_log.scan(after, _PAGE, app_id=app_id)
+        page = rec_log.scan(after, _PAGE, app_id=app_id, served_since=since)
         if not page:
             return
         yield from page
         after = page[-1].request_id
 
 
-def app_events(events: EventLog, app_id: str) -> Iterator[Event]:
-    """Every event of the app, page by page, in arrival order."""
+def app_events(events: EventLog, app_id: str, since: datetime | None = None) -> Iterator[Event]:
+    """Every event of the app (received since ``since``), page by page, in arrival order.
+
+    An event that comes from a list arrives after the list was served, so the events of
+    lists served since a time are among those received since then.
+    """
     after = 0
     while True:
-        page = events.scan(after, _PAGE, app_id=app_id)
+        page = events.scan(after, _PAGE, app_id=app_id, received_since=since)
         if not page:
             return
         for _, event in page:

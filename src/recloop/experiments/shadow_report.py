@@ -143,9 +143,11 @@ def read_shadow_pairs(
         for r in _shadow_lists(shadow_log, app_id, shadow)
         if (since is None or r.computed_at >= since) and (until is None or r.computed_at < until)
     }
-    served = {r.request_id: r for r in served_lists(rec_log, app_id) if r.request_id in shadows}
+    served = {
+        r.request_id: r for r in served_lists(rec_log, app_id, since) if r.request_id in shadows
+    }
     clicked: dict[str, set[str]] = {}
-    for event in app_events(events, app_id):
+    for event in app_events(events, app_id, since):
         if event.event_type is EventType.CLICK and event.request_id in served and event.item_id:
             clicked.setdefault(event.request_id, set()).add(event.item_id)
     pairs = [

@@ -178,11 +178,17 @@ class EventLog(Protocol):
         ...
 
     def scan(
-        self, after_seq: int, limit: int, *, app_id: str | None = None
+        self,
+        after_seq: int,
+        limit: int,
+        *,
+        app_id: str | None = None,
+        received_since: datetime | None = None,
     ) -> list[tuple[int, Event]]:
         """Full events with ``seq > after_seq`` in seq order, with their seq, for exports.
 
-        Every app's by default; only ``app_id``'s when given.
+        Every app's by default; only ``app_id``'s when given; only those the server received
+        at or after ``received_since`` when given.
         """
         ...
 
@@ -211,11 +217,17 @@ class RecommendationLog(Protocol):
         ...
 
     def scan(
-        self, after: str | None, limit: int, *, app_id: str | None = None
+        self,
+        after: str | None,
+        limit: int,
+        *,
+        app_id: str | None = None,
+        served_since: datetime | None = None,
     ) -> list[RecommendationRecord]:
         """Served lists in request_id order after the request id ``after``, for exports.
 
-        Every app's by default; only ``app_id``'s when given.
+        Every app's by default; only ``app_id``'s when given; only those served at or after
+        ``served_since`` when given.
         """
         ...
 

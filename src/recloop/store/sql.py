@@ -494,16 +494,24 @@ class SqlEventLog(_SqlRole):
             return int(conn.execute(stmt).scalar_one())
 
     def scan(
-        self, after_seq: int, limit: int, *, app_id: str | None = None
+        self,
+        after_seq: int,
+        limit: int,
+        *,
+        app_id: str | None = None,
+        received_since: datetime | None = None,
     ) -> list[tuple[int, Event]]:
         """Full events with ``seq > after_seq`` in seq order, with their seq, for exports.
 
-        Every app's by default; only ``app_id``'s when given.
+        Every app's by default; only ``app_id``'s when given; only those the server received
+        at or after ``received_since`` when given.
         """
         c = t.events.c
         stmt = sa.select(t.events).where(c.seq > after_seq)
         if app_id is not None:
             stmt = stmt.where(c.app_id == app_id)
+        if received_since is not None:
+            stmt = stmt.where(c.server_ts >= received_since)
         stmt = stmt.order_by(c.seq).limit(limit)
         with self._read() as conn:
             return [
@@ -594,11 +602,17 @@ class SqlRecommendationLog(_SqlRole):
         return counts
 
     def scan(
-        self, after: str | None, limit: int, *, app_id: str | None = None
+        self,
+        after: str | None,
+        limit: int,
+        *,
+        app_id: str | None = None,
+        served_since: datetime | None = None,
     ) -> list[RecommendationRecord]:
         """Served lists in request_id order after the request id ``after``, for exports.
 
-        Every app's by default; only ``app_id``'s when given.
+        Every app's by default; only ``app_id``'s when given; only those served at or after
+        ``served_since`` when given.
         """
         c = t.recommendation_log.c
         stmt = sa.select(t.recommendation_log)
@@ -606,6 +620,8 @@ class SqlRecommendationLog(_SqlRole):
             stmt = stmt.where(c.request_id > after)
         if app_id is not None:
             stmt = stmt.where(c.app_id == app_id)
+        if served_since is not None:
+            stmt = stmt.where(c.served_at >= served_since)
         stmt = stmt.order_by(c.request_id).limit(limit)
         with self._read() as conn:
             return [_record_from_row(row._mapping) for row in conn.execute(stmt)]

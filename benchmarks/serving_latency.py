@@ -1013,11 +1013,15 @@ def run(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
             + ("" if load < bs.QUIET_CORES else "  << NOT QUIET")
         )
         env = bs.service_env(work, None)
+        if args.config:
+            # A recloop.toml of its own (shadows, say) instead of the defaults.
+            env["RECLOOP_CONFIG"] = str(Path(args.config).resolve())
+            result["config"] = Path(args.config).read_text()
         bs.SERVER_START_TIMEOUT_S = SERVER_START_TIMEOUT_S  # it folds the event log first
         t0 = time.monotonic()
         with bs.recloop_server(env, work) as (pid, port):
             result["server"] = {
-                "command": "recloop serve (default settings)",
+                "command": f"recloop serve ({args.config or 'default settings'})",
                 "startup_s": time.monotonic() - t0,
                 "pid": pid,
             }
@@ -1308,6 +1312,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(default 2)",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--config",
+        help="a recloop.toml for the server (default: none, default settings); e.g. one with "
+        "[[shadows]] to measure what shadow runs cost the served requests",
+    )
     return parser.parse_args(argv)
 
 

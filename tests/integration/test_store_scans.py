@@ -177,10 +177,7 @@ def test_user_scan_pages_one_apps_users_in_id_order(apps: Store) -> None:
 
 def test_scans_can_start_at_a_time_so_a_report_reads_only_its_window(apps: Store) -> None:
     apps.rec_log.append(
-        [
-            dataclasses.replace(record(f"r{h}"), served_at=T0 + timedelta(hours=h))
-            for h in range(4)
-        ]
+        [dataclasses.replace(record(f"r{h}"), served_at=T0 + timedelta(hours=h)) for h in range(4)]
     )
     apps.events.append(
         [event(f"e{h}", server_ts=T0 + timedelta(hours=h, seconds=30)) for h in range(4)]

@@ -786,6 +786,71 @@ def experiment_report_command(
         console.print(tables, soft_wrap=True)
 
 
+@experiment_app.command("power")
+def experiment_power(
+    surface: Annotated[str, typer.Option(help="The surface the experiment would run on.")],
+    days: Annotated[float, typer.Option(min=0.01, help="Its planned length.")] = 14.0,
+    share: Annotated[
+        float, typer.Option(min=0.0001, max=1.0, help="Each variant's share of the users.")
+    ] = 0.5,
+    metric: Annotated[str, typer.Option(help="ctr or satisfaction.")] = "ctr",
+    effect: Annotated[
+        float | None, typer.Option(help="A relative change to size for (0.05 = 5%).")
+    ] = None,
+    app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Plan an experiment from the surface's last DAYS of logs: its users, the metric's
+    baseline and per-user variance, the smallest change a variant with SHARE of the users
+    would detect (80% power, alpha 0.05), and the users an --effect needs."""
+    import orjson
+
+    from recloop.experiments.planning import plan_experiment
+    from recloop.serving.runtime import prepare_store
+
+    settings = _settings()
+    if surface not in settings.surfaces:
+        raise _fail(ValueError(f"surface: no surface named {surface!r}"))
+    try:
+        store = prepare_store(settings)
+        try:
+            plan = plan_experiment(
+                store.rec_log,
+                store.events,
+                app_id,
+                surface,
+                now=datetime.now(UTC),
+                days=days,
+                share=share,
+                metric=metric,
+                effect=effect,
+            )
+        finally:
+            store.close()
+    except (RecloopError, ValueError) as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(orjson.dumps(plan.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    console.print(
+        f"surface {surface}, last {days:g} days ({plan.days_of_history:.1f} days of lists "
+        f"found): {plan.users:,} users ({plan.bots_left_out} bot-like left out), {metric} "
+        f"{plan.baseline:.4f}, per-user variance {plan.unit_variance:.3g}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"a variant with {share:.0%} of them ({plan.users_per_variant:,} users) detects a "
+        f"change of {plan.mde_relative:.1%} in {metric} (80% power, alpha 0.05)",
+        soft_wrap=True,
+    )
+    if plan.users_needed is not None and effect is not None:
+        console.print(
+            f"to detect {effect:.1%}: {plan.users_needed:,} users per variant "
+            f"({plan.users_needed / max(1, plan.users):.1f}x the users of {days:g} days)",
+            soft_wrap=True,
+        )
+
+
 shadow_app = typer.Typer(
     help="Shadow pipelines ([[shadows]] in recloop.toml): scored and logged, never served.",
     no_args_is_help=True,

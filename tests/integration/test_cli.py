@@ -271,3 +271,11 @@ def test_shadow_list_and_report(data_dir: Path) -> None:
     unknown = run("shadow", "report", "nope")
     assert unknown.exit_code == 1
     assert "no shadow 'nope' in the configuration (newest-shadow)" in flat(unknown.stderr)
+
+
+def test_experiment_power_on_a_surface_with_nothing_served_says_so(data_dir: Path) -> None:
+    result = run("experiment", "power", "--surface", "home", "--days", "7")
+    assert result.exit_code == 1
+    assert "served fewer than two users in the last 7 days" in flat(result.stderr)
+    unknown = run("experiment", "power", "--surface", "nope")
+    assert "no surface named 'nope'" in flat(unknown.stderr)

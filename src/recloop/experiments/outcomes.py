@@ -12,7 +12,7 @@ events without one are not attributed (the simulator and the SDK examples always
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -69,13 +69,62 @@ def read_outcomes(
     rules: LabelRules | None = None,
 ) -> ExperimentOutcomes:
     """Join the experiment's served lists with the events that came from them."""
-    rules = rules or LabelRules()
+    return _read(
+        rec_log,
+        events,
+        app_id,
+        experiment,
+        lambda record: variant_in(record, experiment),
+        since,
+        until,
+        rules or LabelRules(),
+    )
+
+
+#: The one group ``read_surface_outcomes`` files every list under.
+ALL = "all"
+
+
+def read_surface_outcomes(
+    rec_log: RecommendationLog,
+    events: EventLog,
+    app_id: str,
+    surface: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    rules: LabelRules | None = None,
+) -> ExperimentOutcomes:
+    """Every list served on a surface, whatever its experiment, with its events, filed under
+    ``ALL``: the baseline an experiment on the surface would start from."""
+    return _read(
+        rec_log,
+        events,
+        app_id,
+        surface,
+        lambda record: ALL if record.surface == surface else None,
+        since,
+        until,
+        rules or LabelRules(),
+    )
+
+
+def _read(
+    rec_log: RecommendationLog,
+    events: EventLog,
+    app_id: str,
+    name: str,
+    group_of: Callable[[RecommendationRecord], str | None],
+    since: datetime | None,
+    until: datetime | None,
+    rules: LabelRules,
+) -> ExperimentOutcomes:
     variants: dict[str, VariantOutcomes] = {}
     lists: dict[str, tuple[str, str, frozenset[str]]] = {}  # request -> (variant, user, items)
     first: datetime | None = None
     last: datetime | None = None
     for record in served_lists(rec_log, app_id, since):
-        variant = variant_in(record, experiment)
+        variant = group_of(record)
         if variant is None:
             continue
         if (since is not None and record.served_at < since) or (
@@ -125,7 +174,7 @@ def read_outcomes(
         for request_id, _ in impressions:
             variant, user, _ = lists[request_id]
             variants[variant].unit(user)[figure] += 1
-    return ExperimentOutcomes(experiment, variants, first, last, unattributed)
+    return ExperimentOutcomes(name, variants, first, last, unattributed)
 
 
 def variant_in(record: RecommendationRecord, experiment: str) -> str | None:

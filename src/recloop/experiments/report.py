@@ -145,7 +145,7 @@ def experiment_report(
     found = {}
     bots = 0
     for name in names:
-        found[name], dropped = _without_bots(
+        found[name], dropped = without_bots(
             outcomes.variants.get(name, VariantOutcomes()), cleaning or CleaningConfig()
         )
         bots += dropped
@@ -259,7 +259,8 @@ def _check(config: GuardrailConfig, result: ComparisonResult) -> GuardrailCheck:
     )
 
 
-def _without_bots(outcomes: VariantOutcomes, rules: CleaningConfig) -> tuple[VariantOutcomes, int]:
+def without_bots(outcomes: VariantOutcomes, rules: CleaningConfig) -> tuple[VariantOutcomes, int]:
+    """The outcomes without users who click like bots, and how many were left out."""
     bots = {
         user
         for user, unit in outcomes.users.items()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,8 @@ import pytest
 from recloop.config import Settings
 from recloop.experiments.assignment import Assigner
 from recloop.experiments.guard import ExperimentGuard, StoppedExperiments
+from recloop.experiments.planning import plan_experiment
+from recloop.experiments.power import minimum_detectable_effect
 from recloop.serving.recommender import RecommendationRequest
 from recloop.serving.runtime import start_runtime, stopped_experiments_path
 from tests.integration.api.conftest import Api
@@ -233,3 +235,34 @@ def test_an_unreadable_stop_record_is_counted_and_the_service_still_starts(
         assert b"recloop_experiment_check_errors_total 1.0" in runtime.metrics.render()
     finally:
         runtime.close()
+
+
+def test_an_experiment_is_planned_from_the_surfaces_own_logs(api_with_items: Api) -> None:
+    expected = _serve_and_click(api_with_items)
+    store = api_with_items.runtime.store
+
+    plan = plan_experiment(
+        store.rec_log,
+        store.events,
+        "default",
+        "trending",
+        now=datetime.now(UTC) + timedelta(seconds=1),
+        days=1,
+        share=0.5,
+        effect=0.1,
+    )
+
+    users = sum(v["users"] for v in expected.values())
+    clicks = sum(v["clicks"] for v in expected.values())
+    impressions = sum(v["impressions"] for v in expected.values())
+    assert plan.users == users
+    assert plan.baseline == pytest.approx(clicks / impressions)
+    assert plan.users_per_variant == users // 2
+    mde = minimum_detectable_effect(plan.baseline, users // 2, variance=plan.unit_variance)
+    assert plan.mde_relative == pytest.approx(mde.mde_relative)
+    assert plan.users_needed is not None
+    assert plan.users_needed > plan.users_per_variant  # 10% needs more than 20 users
+    with pytest.raises(ValueError, match="fewer than two users"):
+        plan_experiment(
+            store.rec_log, store.events, "default", "home", now=datetime.now(UTC), days=1, share=0.5
+        )

@@ -141,3 +141,17 @@ def test_hides_on_the_canary_roll_it_back_and_everyone_gets_the_stable_surface(
     assert listed["state"] == "stopped"
     assert "stage 2/3 (50% canary)" in listed["stoppedReason"]
     assert "hide_rate" in listed["stoppedReason"]
+
+
+def test_an_unreadable_ramp_record_is_a_503_naming_the_file(
+    api_with_items: Api, settings: Settings
+) -> None:
+    ramps_path(settings).write_text("{not json")
+
+    listed = api_with_items.client.get("/api/admin/experiments")
+    report = api_with_items.client.get("/api/admin/experiments/newest-canary/report")
+
+    assert listed.status_code == report.status_code == 503
+    assert "ramps.json" in listed.json()["detail"]
+    # Serving goes on at the stage last applied.
+    assert api_with_items.recommend(userId="user-1", surface="trending", limit=5)["items"]

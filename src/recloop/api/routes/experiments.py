@@ -11,10 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from recloop.api.deps import AdminCaller, RuntimeDep
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import ExperimentPublic
-from recloop.errors import NotFound
-from recloop.experiments.guard import StoppedExperiments
+from recloop.config import Settings
+from recloop.errors import NotFound, StoreUnavailable
+from recloop.experiments.guard import Stop, StoppedExperiments
 from recloop.experiments.interleaving_report import read_interleaving_report
-from recloop.experiments.rollout import RampRecord, read_report
+from recloop.experiments.rollout import RampRecord, RampState, read_report
 from recloop.serving.runtime import ramps_path, stopped_experiments_path
 
 router = APIRouter(tags=["experiments"])
@@ -23,13 +24,16 @@ _ERRORS = problem_responses(401, 403)
 NamePath = Annotated[str, Path(min_length=1, max_length=63)]
 
 
-@router.get("/api/admin/experiments", response_model=list[ExperimentPublic], responses=_ERRORS)
+@router.get(
+    "/api/admin/experiments",
+    response_model=list[ExperimentPublic],
+    responses=_ERRORS | problem_responses(503),
+)
 def list_experiments(caller: AdminCaller, runtime: RuntimeDep) -> list[ExperimentPublic]:
     """The configured experiments and whether each is running now (or was stopped, and why);
     for a staged canary, the stage it serves at."""
     now = datetime.now(UTC)
-    stops = StoppedExperiments(stopped_experiments_path(runtime.settings)).read()
-    ramps = RampRecord(ramps_path(runtime.settings)).read()
+    stops, ramps = _records(runtime.settings)
     return [
         ExperimentPublic.of(
             e, now, stops[e.name].reason if e.name in stops else None, ramps.get(e.name)
@@ -40,7 +44,7 @@ def list_experiments(caller: AdminCaller, runtime: RuntimeDep) -> list[Experimen
 
 @router.get(
     "/api/admin/experiments/{name}/report",
-    responses=_ERRORS | problem_responses(404),
+    responses=_ERRORS | problem_responses(404, 503),
 )
 async def report_experiment(
     name: NamePath, caller: AdminCaller, runtime: RuntimeDep
@@ -64,8 +68,23 @@ async def report_experiment(
             read_interleaving_report, config, store.rec_log, store.events, caller.app_id
         )
         return interleaved.to_dict()
-    state = RampRecord(ramps_path(runtime.settings)).read().get(name)
+    state = _records(runtime.settings)[1].get(name)
     report = await run_in_threadpool(
         read_report, config, store.rec_log, store.events, caller.app_id, state
     )
     return report.to_dict()
+
+
+def _records(settings: Settings) -> tuple[dict[str, Stop], dict[str, RampState]]:
+    """The stopped experiments and the ramps' stages, as every replica reads them.
+
+    Raises:
+        StoreUnavailable: a record cannot be read (a 503 naming the file, not a 500).
+    """
+    try:
+        return (
+            StoppedExperiments(stopped_experiments_path(settings)).read(),
+            RampRecord(ramps_path(settings)).read(),
+        )
+    except ValueError as exc:
+        raise StoreUnavailable(str(exc)) from exc

@@ -13,7 +13,6 @@ and each feature's share of the gain.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,8 +43,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (*FEATURE_NAMES, POSITION_FEATURE)
 NDCG_K = 10
 #: The share of training rows a source must have scored to become a ranker feature.
 SOURCE_MIN_SHARE = 0.01
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,22 +117,6 @@ def _params(settings: RankerTrainSettings, objective: str, seed: int) -> dict[st
     return params
 
 
-class _LightGBMLog:
-    """LightGBM's own messages, into Python logging.
-
-    Without its warning that the categorical codes are sparse: they are hashes by design,
-    and the warning (which ``verbosity = -1`` does not silence for lambdarank) printed on
-    every night's training.
-    """
-
-    def info(self, msg: str) -> None:
-        log.debug("LightGBM: %s", msg.rstrip())
-
-    def warning(self, msg: str) -> None:
-        if "sparse values" not in msg:
-            log.warning("LightGBM: %s", msg.rstrip())
-
-
 def _fit_head(
     name: str,
     parts: Mapping[str, pa.Table],
@@ -151,7 +132,6 @@ def _fit_head(
     # LightGBM's names may not hold the colons of ``source_score:*``.
     names = [f.replace(":", "__") for f in features]
     started = time.perf_counter()
-    lgb.register_logger(_LightGBMLog())
     keep = _downsample(y, settings.negative_rate, rng)
     xv, yv = _matrix(valid, features), _labels(valid, label)
     # Rows grouped by served list: lambdarank learns within them, and both objectives are
@@ -169,11 +149,7 @@ def _fit_head(
     )
     vorder, vsizes = _groups(np.asarray(valid.column("request_id").to_pylist(), dtype=object))
     valid_set = lgb.Dataset(
-        xv[vorder],
-        yv[vorder],
-        group=vsizes,
-        reference=train_set,
-        categorical_feature=categorical,
+        xv[vorder], yv[vorder], group=vsizes, reference=train_set, categorical_feature=categorical
     )
     callbacks: list[Callable[..., Any]] = []
     has_valid = len(yv) > 0 and 0 < yv.sum() < len(yv)

@@ -581,7 +581,7 @@ def serving_scores(model: RankerModel, pool: Pool) -> tuple[np.ndarray, np.ndarr
     design = model.design(matrix)
     raw = np.zeros(len(pool.items))
     for head in model.heads.values():
-        raw += np.asarray(head.booster.predict(design, raw_score=True, num_threads=2))
+        raw += head.raw(design)
     return combined, raw
 
 

@@ -30,6 +30,7 @@ from recloop.domain import RequestContext
 from recloop.features.bandit_context import ContextEvidence
 from recloop.features.candidates import FeatureMatrix
 from recloop.ranking.calibration import Calibrator, sigmoid
+from recloop.ranking.category_codes import CategoryCodes
 from recloop.ranking.protocols import Ranker, Scores
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,20 @@ class Head:
     objective: Objective
     negative_rate: float
     calibrator: Calibrator
+    # Dense codes for the categorical columns (None: a head trained on the raw hashes).
+    codes: CategoryCodes | None = None
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """The booster's raw score for design rows ``x``."""
+        if self.codes is not None:
+            x = self.codes.apply(x)
+        # One thread: a request is already one of several running at once.
+        return np.asarray(self.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
 
     def uncalibrated(self, x: np.ndarray) -> np.ndarray:
         """The booster's probability with the downsampling undone (a raw score for
         lambdarank, which has no probability scale)."""
-        # One thread: a request is already one of several running at once.
-        raw = np.asarray(self.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
+        raw = self.raw(x)
         if self.objective == "lambdarank":
             # Squashed so that both calibrators take it; monotone, so rank order is kept.
             return sigmoid(raw)
@@ -125,6 +134,7 @@ class RankerModel:
                 "objective": head.objective,
                 "negative_rate": head.negative_rate,
                 "calibration": head.calibrator.as_dict(),
+                **({"category_codes": head.codes.as_dict()} if head.codes is not None else {}),
             }
         manifest = {
             "kind": "lightgbm",
@@ -147,6 +157,9 @@ class RankerModel:
                 objective=spec["objective"],
                 negative_rate=float(spec["negative_rate"]),
                 calibrator=Calibrator.from_dict(spec["calibration"]),
+                codes=CategoryCodes.from_dict(spec["category_codes"])
+                if "category_codes" in spec
+                else None,
             )
             for name, spec in manifest["heads"].items()
         }

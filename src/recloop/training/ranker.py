@@ -34,6 +34,7 @@ from recloop.evaluation.calibration import (
 from recloop.features.candidates import source_score_feature
 from recloop.features.definitions import CATEGORICAL, FEATURE_NAMES
 from recloop.ranking.calibration import Calibrator, fit_calibrator
+from recloop.ranking.category_codes import CategoryCodes
 from recloop.ranking.learned import POSITION_FEATURE, Head, LearnedRankerConfig, RankerModel
 
 #: The label column of each head.
@@ -139,8 +140,9 @@ def _fit_head(
     rid = np.asarray(train.column("request_id").to_pylist(), dtype=object)[keep]
     order, sizes = _groups(rid)
     rows = keep[order]
+    codes = CategoryCodes.fit(x[rows], categorical)
     train_set = lgb.Dataset(
-        x[rows],
+        codes.apply(x[rows]),
         y[rows],
         group=sizes,
         categorical_feature=categorical,
@@ -149,7 +151,11 @@ def _fit_head(
     )
     vorder, vsizes = _groups(np.asarray(valid.column("request_id").to_pylist(), dtype=object))
     valid_set = lgb.Dataset(
-        xv[vorder], yv[vorder], group=vsizes, reference=train_set, categorical_feature=categorical
+        codes.apply(xv[vorder]),
+        yv[vorder],
+        group=vsizes,
+        reference=train_set,
+        categorical_feature=categorical,
     )
     callbacks: list[Callable[..., Any]] = []
     has_valid = len(yv) > 0 and 0 < yv.sum() < len(yv)
@@ -168,13 +174,13 @@ def _fit_head(
         )
     fit_seconds = time.perf_counter() - started
     identity = Calibrator("none")
-    uncalibrated = Head(name, booster, settings.objective, settings.negative_rate, identity)
+    uncalibrated = Head(name, booster, settings.objective, settings.negative_rate, identity, codes)
     calibrator = (
         fit_calibrator(uncalibrated.uncalibrated(xv), yv, settings.calibration)
         if has_valid
         else identity
     )
-    head = Head(name, booster, settings.objective, settings.negative_rate, calibrator)
+    head = Head(name, booster, settings.objective, settings.negative_rate, calibrator, codes)
     gains = booster.feature_importance(importance_type="gain")
     total_gain = float(gains.sum()) or 1.0
     report: dict[str, Any] = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,3 +42,34 @@ def test_codes_survive_the_manifest_round_trip() -> None:
     codes = CategoryCodes.fit(x, [0])
     again = CategoryCodes.from_dict(codes.as_dict())
     assert np.array_equal(again.apply(x), codes.apply(x), equal_nan=True)
+
+
+def test_a_head_saved_before_codes_existed_loads_and_scores_the_raw_hashes(tmp_path: Path) -> None:
+    import json
+
+    import lightgbm as lgb
+
+    from recloop.ranking.calibration import Calibrator
+    from recloop.ranking.learned import MANIFEST, Head, RankerModel
+
+    rng = np.random.default_rng(0)
+    x = _matrix([rng.choice(["drama", "jazz", "rock"]) for _ in range(300)], rng.normal(size=300))
+    y = (x[:, 1] + (x[:, 0] == code("jazz")) > 0.5).astype(float)
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "min_data_in_leaf": 5},
+        lgb.Dataset(x, y, categorical_feature=[0]),
+        num_boost_round=5,
+    )
+    old = RankerModel(
+        "v0",
+        ("item_category", "n"),
+        {"click": Head("click", booster, "binary", 1.0, Calibrator("none"))},
+    )
+    old.save(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert "category_codes" not in manifest["heads"]["click"]
+
+    loaded = RankerModel.load(tmp_path).heads["click"]
+
+    assert loaded.codes is None
+    assert np.allclose(loaded.raw(x), booster.predict(x, raw_score=True))

@@ -53,14 +53,9 @@ from rich.console import Console
 from rich.table import Table
 
 from recloop.domain import RequestContext, ScoredItem, Slate
-from recloop.explore.bandits import (
-    InMemoryItemStats,
-    LinUCB,
-    LinUCBConfig,
-    ThompsonConfig,
-    ThompsonSampling,
-)
+from recloop.explore.linucb import LinUCB, LinUCBConfig
 from recloop.explore.policies import EpsilonGreedy, EpsilonGreedyConfig, NoExplorationPolicy
+from recloop.explore.thompson import InMemoryItemStats, ThompsonConfig, ThompsonSampling
 from recloop.simulate.behaviour import Behaviour, Session
 from recloop.simulate.world import CATEGORIES, World, WorldConfig
 

@@ -10,9 +10,9 @@ Each replication draws ``n`` users from the population and the number of lists e
 (1 + Poisson(sessions a day x days), so activity is heavy-tailed), then:
 
 - **A/B**: users split in half; CTR (clicks / items served) per arm from per-user sums,
-  compared by the delta-method z-test (``recloop.experiments.analysis.ratio_ztest``);
+  compared by the delta-method z-test (``recloop.analysis.stats.ratio_ztest``);
 - **interleaving**: every user sees team-draft interleavings of both rankers
-  (``recloop.experiments.interleaving.team_draft``, seeded per user and list), clicks are
+  (``recloop.analysis.interleaving.team_draft``, seeded per user and list), clicks are
   credited per list, and the per-user sign test decides (``aggregate_counts``).
 
 A decision is right when it is significant at alpha and names the truly better ranker. The
@@ -42,8 +42,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from recloop.experiments.analysis import ratio_ztest
-from recloop.experiments.interleaving import Team, aggregate_counts, team_draft
+from recloop.analysis.interleaving import aggregate_counts
+from recloop.analysis.stats import ratio_ztest
+from recloop.experiments.team_draft import Team, team_draft
 from recloop.simulate.behaviour import Behaviour, Session
 from recloop.simulate.world import World, WorldConfig
 

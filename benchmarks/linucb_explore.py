@@ -26,14 +26,9 @@ from typing import Any
 import numpy as np
 
 from recloop.domain import RequestContext, ScoredItem, Slate
-from recloop.explore.bandits import (
-    InMemoryItemStats,
-    LinUCBParams,
-    ThompsonConfig,
-    ThompsonSampling,
-    TrainedLinUCB,
-)
+from recloop.explore.linucb import LinUCBParams, TrainedLinUCB
 from recloop.explore.policies import EpsilonGreedy, EpsilonGreedyConfig, NoExplorationPolicy
+from recloop.explore.thompson import InMemoryItemStats, ThompsonConfig, ThompsonSampling
 from recloop.features.bandit_context import INPUT_FEATURES, ContextEvidence, context
 from recloop.features.candidates import FeatureMatrix
 from recloop.features.definitions import FEATURE_NAMES

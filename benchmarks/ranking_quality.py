@@ -215,9 +215,9 @@ def _simulated(opts: Options) -> Loaded:
     """A ``recloop demo`` run (in-process, no nightly training), its engagements as the log."""
     from recloop.config import Settings
     from recloop.data.snapshots import take_snapshot
-    from recloop.serving.runtime import prepare_store
-    from recloop.simulate.demo import DemoConfig, demo_settings, run_demo
+    from recloop.demo.run import DemoConfig, demo_settings, run_demo
     from recloop.simulate.world import WorldConfig
+    from recloop.store.bootstrap import prepare_store
     from recloop.training.job import _training_data
 
     started = time.perf_counter()

@@ -165,7 +165,7 @@ def prepare_demo(root: Path, days: int, seed: int) -> tuple[Path, float]:
     from rich.console import Console
 
     from recloop.config import Settings
-    from recloop.simulate.demo import DemoConfig, run_demo
+    from recloop.demo.run import DemoConfig, run_demo
     from recloop.simulate.world import WorldConfig
 
     root.mkdir(parents=True, exist_ok=True)
@@ -843,8 +843,8 @@ def profile_in_process(
 ) -> dict[str, Any]:
     """Each component's own time, one request at a time, and a cProfile of the request thread."""
     from recloop.config import Settings
+    from recloop.runtime.process import freeze_heap, start_runtime
     from recloop.serving.recommender import RecommendationRequest
-    from recloop.serving.runtime import freeze_heap, start_runtime
 
     rng = random.Random(seed)
     started = time.perf_counter()

@@ -37,14 +37,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from recloop.analysis.shadow_report import read_shadow_pairs, shadow_report
 from recloop.config import Settings, ShadowConfig, default_surfaces
+from recloop.demo.run import DemoConfig, demo_settings, run_demo
 from recloop.domain import ShadowRecord
 from recloop.evaluation.ope import BootstrapSpec
-from recloop.experiments.shadow_report import read_shadow_pairs, shadow_report
-from recloop.serving.runtime import Runtime, prepare_store
+from recloop.runtime.process import Runtime
 from recloop.simulate.behaviour import Behaviour, Session
-from recloop.simulate.demo import DemoConfig, demo_settings, run_demo
 from recloop.simulate.world import WorldConfig
+from recloop.store.bootstrap import prepare_store
 
 
 def shadows() -> list[ShadowConfig]:

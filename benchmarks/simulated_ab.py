@@ -44,7 +44,7 @@ import numpy as np
 from rich.console import Console
 
 from recloop.config import ComponentConfig, Settings, default_surfaces
-from recloop.simulate.demo import DemoConfig, run_demo
+from recloop.demo.run import DemoConfig, run_demo
 from recloop.simulate.driver import SimulationResult
 from recloop.simulate.world import WorldConfig
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from rich.console import Console
 
 from recloop.config import Settings
+from recloop.demo.run import DemoConfig, run_demo
 from recloop.evaluation.shapes import gini, top_share
-from recloop.simulate.demo import DemoConfig, run_demo
 from recloop.simulate.world import WorldConfig
 
 DATASETS = Path(

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from recloop.api.app import create_app
 from recloop.config import ComponentConfig, Settings, default_surfaces
-from recloop.serving.runtime import ensure_dev_key, prepare_store
 from recloop.store import Store, open_store
+from recloop.store.bootstrap import ensure_dev_key, prepare_store
 from recloop.store.migrate import upgrade
 from tests.servers import ServerMissing, create_database, postgres_server, redis_server
 

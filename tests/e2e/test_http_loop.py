@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from recloop.api.app import create_app
 from recloop.api.server import BackgroundServer
 from recloop.config import Settings
-from recloop.serving.runtime import Runtime
+from recloop.runtime.process import Runtime
 from recloop.store.schema import events as events_table
 
 pytestmark = pytest.mark.e2e

@@ -8,32 +8,18 @@ from pathlib import Path
 
 import orjson
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from recloop import cli
 from recloop.domain import Scope
 from recloop.store import Store, open_store
 from recloop.store.keys import key_id_of, verify_key
 from recloop.store.migrate import head_revision
+from tests.integration.conftest import run_cli
 
 pytestmark = pytest.mark.integration
 
 # typer.testing.CliRunner here keeps the streams apart: result.stdout is stdout only,
 # result.stderr is stderr only, and result.output is both interleaved.
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty data directory; no recloop.toml or store URL from the outside is picked up."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("RECLOOP_CONFIG", raising=False)
-    monkeypatch.delenv("RECLOOP_STORE_URL", raising=False)
-    monkeypatch.setenv("RECLOOP_DATA_DIR", str(tmp_path / "data"))
-    # A wide, fixed console so that tables and messages are not wrapped by the terminal's width.
-    monkeypatch.setattr(cli, "console", Console(width=200))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=200))
-    return tmp_path / "data"
 
 
 @pytest.fixture
@@ -45,7 +31,7 @@ def store(data_dir: Path) -> Iterator[Store]:
 
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(cli.app, list(args))
+    return run_cli(*args)
 
 
 def flat(text: str) -> str:

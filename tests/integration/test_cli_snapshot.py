@@ -7,29 +7,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from recloop import cli
 from recloop.data.snapshots import list_snapshots, open_snapshot
+from tests.integration.conftest import run_cli
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty data directory; no recloop.toml or store URL from the outside is picked up."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("RECLOOP_CONFIG", raising=False)
-    monkeypatch.delenv("RECLOOP_STORE_URL", raising=False)
-    monkeypatch.setenv("RECLOOP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(cli, "console", Console(width=200))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=200))
-    return tmp_path / "data"
-
-
 def run(*args: str) -> Result:
-    return CliRunner().invoke(cli.app, list(args))
+    return run_cli(*args)
 
 
 def import_events(tmp_path: Path, *event_ids: str) -> None:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from recloop import cli
+from tests.integration.conftest import run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,15 +25,9 @@ SOURCES = json.dumps(
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("RECLOOP_CONFIG", raising=False)
-    monkeypatch.delenv("RECLOOP_STORE_URL", raising=False)
-    monkeypatch.setenv("RECLOOP_DATA_DIR", str(tmp_path / "data"))
+def data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECLOOP_TRAIN__SOURCES", SOURCES)
-    monkeypatch.setattr(cli, "console", Console(width=240))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=240))
-    return tmp_path / "data"
+    return data_dir
 
 
 def flat(text: str) -> str:
@@ -43,7 +36,7 @@ def flat(text: str) -> str:
 
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(cli.app, list(args))
+    return run_cli(*args)
 
 
 def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:

@@ -25,7 +25,7 @@ from recloop.config import (
 )
 from recloop.features.bandit_context import EVIDENCE_FILE, ContextEvidence
 from recloop.registry.artifacts import ModelRegistry
-from recloop.serving.runtime import Runtime, start_runtime
+from recloop.runtime.process import Runtime, start_runtime
 from recloop.training.job import train
 from tests.integration.api.conftest import Api
 

@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from recloop.config import Settings
+from recloop.demo.run import DemoConfig, DemoOutcome, run_demo
 from recloop.evaluation.shapes import gini, rate_by_position, top_share
-from recloop.simulate.demo import DemoConfig, DemoOutcome, run_demo
 from recloop.simulate.report import shape_figures
 from recloop.simulate.world import WorldConfig
 from recloop.store import open_store

@@ -21,13 +21,14 @@ from recloop.config import (
     TrainSettings,
     TrainSourceConfig,
 )
+from recloop.demo.run import DemoConfig, run_demo
 from recloop.domain import Item, User
 from recloop.errors import SnapshotRefused
 from recloop.registry.artifacts import ModelRegistry
+from recloop.runtime.process import start_runtime
 from recloop.serving.recommender import RecommendationRequest
-from recloop.serving.runtime import ensure_dev_key, prepare_store, start_runtime
-from recloop.simulate.demo import DemoConfig, run_demo
 from recloop.simulate.world import WorldConfig
+from recloop.store.bootstrap import ensure_dev_key, prepare_store
 from recloop.training.job import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -361,7 +362,7 @@ def _users_by_clicks(runtime: object) -> list[str]:
     """Users with clicks, the most first; bots (who click nearly all they see) left out."""
     from collections import Counter
 
-    from recloop.serving.runtime import Runtime
+    from recloop.runtime.process import Runtime
 
     assert isinstance(runtime, Runtime)
     counts = Counter(

@@ -23,7 +23,7 @@ from recloop.api.routes import (
     users,
 )
 from recloop.config import Settings
-from recloop.serving.runtime import Runtime, start_runtime
+from recloop.runtime.process import Runtime, start_runtime
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:

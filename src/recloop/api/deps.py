@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from recloop.domain import Scope
 from recloop.errors import Forbidden, Unauthorized
-from recloop.serving.runtime import Runtime
+from recloop.runtime.process import Runtime
 from recloop.store.keys import verify_key
 from recloop.store.protocols import ApiKeyRecord
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import Field
 
+from recloop.analysis.rollout import RampState
 from recloop.config import ExperimentConfig, ShadowConfig
 from recloop.domain import Feedback, Item, ItemStatus, User
-from recloop.experiments.rollout import RampState
 from recloop.ingest.wire import CamelModel, EventIn, Id, ItemIn, ItemPut, Label, UserIn, UserPut
 
 __all__ = ["EventIn", "ItemIn", "ItemPut", "UserIn", "UserPut"]

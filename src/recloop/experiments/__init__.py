@@ -1,1 +1,1 @@
-"""Experiments: assignment, interleaving, analysis, rollout and rollback."""
+"""On the request path: experiment assignment and the interleaving draft."""

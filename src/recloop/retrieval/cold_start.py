@@ -18,10 +18,10 @@ import numpy as np
 from recloop.domain import Candidate
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.content import ContentModel
-from recloop.retrieval.interleave import round_robin
 from recloop.retrieval.models import RecallQuery
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.protocols import RetrievalQuery
+from recloop.retrieval.round_robin import round_robin
 
 
 def interests_of(attributes: dict[str, Any] | None, key: str = "interests") -> list[str]:

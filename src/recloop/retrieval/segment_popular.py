@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from recloop.retrieval.interactions import TrainingData
-from recloop.retrieval.interleave import round_robin
 from recloop.retrieval.models import Recalled, RecallQuery
+from recloop.retrieval.round_robin import round_robin
 
 _DAY_S = 86_400.0
 

@@ -6,9 +6,11 @@ training), the mean item-id embedding of the user's recent items and the request
 category and an age bucket. Both end in an L2-normalised ``dim`` vector and score by inner
 product.
 
-Training needs torch (the ``deep`` extra) and imports it inside :meth:`TwoTowerModel.fit`.
-After fitting, the item tower's output for every item and the user tower's weights are
-exported to numpy, so loading a saved model and recalling need numpy only.
+This module is the numpy side: inputs, the user tower's forward pass, search, save and
+load. The network and its training are in ``recloop.retrieval.two_tower_net``, which needs
+torch (the ``deep`` extra) and is imported only by :meth:`TwoTowerModel.fit`. After fitting,
+the item tower's output for every item and the user tower's weights are exported to numpy,
+so loading a saved model and recalling need numpy only.
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ class TwoTowerModel:
         ``recloop.retrieval.text_embedding`` is installed, else the item tower has no content.
         """
         try:
-            import torch
+            from recloop.retrieval.two_tower_net import TowerInputs, TowerSpec, train_towers
         except ImportError as exc:
             raise RuntimeError(
                 "TwoTowerModel.fit needs torch: install the deep extra (pip install recloop[deep])"
@@ -244,173 +246,40 @@ class TwoTowerModel:
             inter.users, inter.items, inter.timestamps, inter.n_items, self.history_len
         )
 
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            self._train(torch, data, histories, category_rows, ages, device_rows, content32)
-        finally:
-            torch.set_num_threads(previous_threads)
+        spec = TowerSpec(
+            dim=self.dim,
+            hidden=self.hidden,
+            temperature=self.temperature,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            unknown_user_rate=self.unknown_user_rate,
+            logq_correction=self.logq_correction,
+            use_hard_negatives=self.use_hard_negatives,
+            seed=self.seed,
+            threads=self.threads,
+            n_devices=len(self._devices),
+            n_categories=len(self._categories),
+            device_dim=_DEVICE_DIM,
+            category_dim=_CATEGORY_DIM,
+            age_dim=_AGE_DIM,
+            age_buckets=_AGE_BUCKETS,
+            init_std=_INIT_STD,
+        )
+        inputs = TowerInputs(
+            data=data,
+            histories=histories,
+            category_rows=category_rows,
+            ages=ages,
+            device_rows=device_rows,
+            hours=_hour_matrix(inter.timestamps),
+            content=content32,
+        )
+        self._items, self._weights = train_towers(spec, inputs)
         self._build_index()
         self._fitted = True
         return self
-
-    def _train(
-        self,
-        torch: Any,
-        data: TrainingData,
-        histories: IntArray,
-        category_rows: IntArray,
-        ages: IntArray,
-        device_rows: IntArray,
-        content: Float32Array | None,
-    ) -> None:
-        """Build the towers in torch, train them and keep numpy copies of what serving needs."""
-        from torch import nn
-        from torch.nn import functional as F
-
-        inter = data.interactions
-        n_users, n_items = inter.n_users, inter.n_items
-        torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
-
-        def embedding(rows: int, width: int, padding: int | None = None) -> Any:
-            layer = nn.Embedding(rows, width, padding_idx=padding)
-            with torch.no_grad():
-                nn.init.normal_(layer.weight, std=_INIT_STD)
-                if padding is not None:
-                    layer.weight[padding].zero_()
-            return layer
-
-        content_dim = 0 if content is None else content.shape[1]
-        user_emb = embedding(n_users + 1, self.dim)
-        item_emb = embedding(n_items + 1, self.dim, padding=n_items)
-        device_emb = embedding(len(self._devices) + 1, _DEVICE_DIM)
-        category_emb = embedding(len(self._categories) + 1, _CATEGORY_DIM)
-        age_emb = embedding(_AGE_BUCKETS, _AGE_DIM)
-        user_in = nn.Linear(2 * self.dim + _DEVICE_DIM + 2, self.hidden)
-        user_out = nn.Linear(self.hidden, self.dim)
-        item_in = nn.Linear(self.dim + content_dim + _CATEGORY_DIM + _AGE_DIM, self.hidden)
-        item_out = nn.Linear(self.hidden, self.dim)
-        net = nn.ModuleList(
-            [
-                user_emb,
-                item_emb,
-                device_emb,
-                category_emb,
-                age_emb,
-                user_in,
-                user_out,
-                item_in,
-                item_out,
-            ]
-        )
-        content_t = None if content is None else torch.from_numpy(content)
-        category_t = torch.from_numpy(category_rows)
-        age_t = torch.from_numpy(ages)
-
-        def item_tower(rows: Any) -> Any:
-            parts = [item_emb(rows)]
-            if content_t is not None:
-                parts.append(content_t[rows])
-            parts += [category_emb(category_t[rows]), age_emb(age_t[rows])]
-            hidden = F.relu(item_in(torch.cat(parts, dim=1)))
-            return F.normalize(item_out(hidden), dim=1)
-
-        def user_tower(users: Any, history: Any, devices: Any, hours: Any) -> Any:
-            known = (history != n_items).sum(dim=1, keepdim=True).clamp(min=1)
-            mean = item_emb(history).sum(dim=1) / known
-            x = torch.cat([user_emb(users), mean, device_emb(devices), hours], dim=1)
-            return F.normalize(user_out(F.relu(user_in(x))), dim=1)
-
-        users_np = inter.users
-        items_t = torch.from_numpy(inter.items)
-        users_t = torch.from_numpy(users_np + 1)  # row 0 is the unknown user
-        history_t = torch.from_numpy(histories)
-        devices_t = torch.from_numpy(device_rows[users_np])
-        hours_t = torch.from_numpy(_hour_matrix(inter.timestamps))
-        counts = np.bincount(inter.items, minlength=n_items).astype(np.float64)
-        log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / len(inter)).astype(np.float32))
-        negatives = self._negatives_by_user(data) if self.use_hard_negatives else None
-
-        optimizer = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        n = len(inter)
-        net.train()
-        for _ in range(self.epochs):
-            order = rng.permutation(n)
-            for start in range(0, n, self.batch_size):
-                rows_np = order[start : start + self.batch_size]
-                if len(rows_np) < 2:
-                    continue
-                rows = torch.from_numpy(rows_np)
-                users = users_t[rows]
-                cold = torch.from_numpy(rng.random(len(rows_np)) < self.unknown_user_rate)
-                users = torch.where(cold, torch.zeros_like(users), users)
-                u = user_tower(users, history_t[rows], devices_t[rows], hours_t[rows])
-                pos = items_t[rows]
-                logits = u @ item_tower(pos).T / self.temperature
-                if self.logq_correction:
-                    logits = logits - log_q[pos][None, :]
-                collide = pos[None, :] == pos[:, None]
-                collide.fill_diagonal_(False)
-                logits = logits.masked_fill(collide, -math.inf)
-                if negatives is not None:
-                    hard, has = self._sample_negatives(negatives, users_np[rows_np], rng)
-                    hard_t = torch.from_numpy(hard)
-                    extra = (u * item_tower(hard_t)).sum(dim=1) / self.temperature
-                    if self.logq_correction:
-                        extra = extra - log_q[hard_t]
-                    valid = torch.from_numpy(has) & (hard_t != pos)
-                    extra = extra.masked_fill(~valid, -math.inf)
-                    logits = torch.cat([logits, extra[:, None]], dim=1)
-                loss: Any = F.cross_entropy(logits, torch.arange(len(rows_np)))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-
-        net.eval()
-        with torch.no_grad():
-            self._items = item_tower(torch.arange(n_items)).numpy().astype(np.float32)
-            exported = {
-                "user_emb": user_emb.weight,
-                "history_emb": item_emb.weight[:n_items],
-                "device_emb": device_emb.weight,
-                "w1": user_in.weight.T,
-                "b1": user_in.bias,
-                "w2": user_out.weight.T,
-                "b2": user_out.bias,
-            }
-            self._weights = {
-                name: np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
-                for name, t in exported.items()
-            }
-
-    @staticmethod
-    def _negatives_by_user(data: TrainingData) -> tuple[IntArray, IntArray, IntArray] | None:
-        """Shown negatives grouped by user: (items sorted by user, start per user, count)."""
-        if data.shown_negatives is None or len(data.shown_negatives[0]) == 0:
-            return None
-        users, items = (np.asarray(a, dtype=np.int64) for a in data.shown_negatives)
-        n_users = data.interactions.n_users
-        ok = (users >= 0) & (users < n_users) & (items >= 0) & (items < data.interactions.n_items)
-        users, items = users[ok], items[ok]
-        order = np.argsort(users, kind="stable")
-        count = np.bincount(users, minlength=n_users).astype(np.int64)
-        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
-        return items[order], start, count
-
-    @staticmethod
-    def _sample_negatives(
-        negatives: tuple[IntArray, IntArray, IntArray],
-        users: IntArray,
-        rng: np.random.Generator,
-    ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-        """One shown negative per row (item 0 where the user has none) and which rows have one."""
-        items, start, count = negatives
-        n = count[users]
-        has = n > 0
-        pick = start[users] + np.floor(rng.random(len(users)) * np.maximum(n, 1)).astype(np.int64)
-        hard = np.where(has, items[np.minimum(pick, max(len(items) - 1, 0))], 0)
-        return hard.astype(np.int64), has
 
     # ------------------------------------------------------------------------------ serving
 

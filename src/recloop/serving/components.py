@@ -12,19 +12,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from recloop.errors import ConfigError
-from recloop.explore.bandits import (
-    ItemStats,
-    LinUCBParams,
-    ThompsonConfig,
-    ThompsonSampling,
-    TrainedLinUCB,
-)
+from recloop.explore.linucb import LinUCBParams, TrainedLinUCB
 from recloop.explore.policies import (
     EpsilonGreedy,
     EpsilonGreedyConfig,
     ExplorationPolicy,
     NoExplorationPolicy,
 )
+from recloop.explore.thompson import ItemStats, ThompsonConfig, ThompsonSampling
 from recloop.features.candidates import FeatureReader
 from recloop.ranking.learned import LearnedRanker, LearnedRankerConfig, RankerModels
 from recloop.ranking.protocols import Ranker
@@ -36,13 +31,13 @@ from recloop.rerank.recently_shown import RecentlyShownConfig, RecentlyShownDemo
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.cold_start import FreshSource, InterestsSource
 from recloop.retrieval.model_source import ModelSource, Seeds
-from recloop.retrieval.popular import (
+from recloop.retrieval.popularity import PopularityIndex
+from recloop.retrieval.popularity_sources import (
     NewestSource,
     PopularSource,
     SameCategorySource,
     TrendingSource,
 )
-from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.protocols import CandidateSource
 from recloop.serving.item_views import ContentVectors, SnapshotAttributes
 from recloop.store.protocols import Catalog, RecommendationLog

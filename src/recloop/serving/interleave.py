@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from recloop.domain import ScoredItem
-from recloop.experiments.interleaving import Team, seeded_rng, team_draft
+from recloop.experiments.team_draft import Team, seeded_rng, team_draft
 
 #: Extra drafts behind each list's propensities.
 DRAWS = 100

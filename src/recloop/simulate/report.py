@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from recloop.analysis.report import ExperimentReport
 from recloop.evaluation.charts import bar_chart, line_chart, rank_chart
 from recloop.evaluation.report import Section, render_report
 from recloop.evaluation.shapes import gini, rate_by_position, top_share
-from recloop.experiments.report import ExperimentReport
 from recloop.simulate.driver import SimulationResult
 from recloop.simulate.world import WorldConfig
 

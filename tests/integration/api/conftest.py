@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 
 from recloop.config import Settings
 from recloop.domain import Scope
-from recloop.serving.runtime import DEFAULT_APP, Runtime
+from recloop.runtime.process import Runtime
 from recloop.store import open_store
+from recloop.store.bootstrap import DEFAULT_APP
 from recloop.store.keys import issue_key
 
 

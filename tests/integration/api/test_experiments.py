@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from recloop.analysis.guard import ExperimentGuard, StoppedExperiments
+from recloop.analysis.planning import plan_experiment
+from recloop.analysis.power import minimum_detectable_effect
 from recloop.config import Settings
 from recloop.experiments.assignment import Assigner
-from recloop.experiments.guard import ExperimentGuard, StoppedExperiments
-from recloop.experiments.planning import plan_experiment
-from recloop.experiments.power import minimum_detectable_effect
+from recloop.runtime.process import start_runtime, stopped_experiments_path
 from recloop.serving.recommender import RecommendationRequest
-from recloop.serving.runtime import start_runtime, stopped_experiments_path
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,8 @@ from schemathesis.checks import not_a_server_error
 
 from recloop.api.app import create_app
 from recloop.config import Settings
-from recloop.serving.runtime import ensure_dev_key, prepare_store, start_runtime
+from recloop.runtime.process import start_runtime
+from recloop.store.bootstrap import ensure_dev_key, prepare_store
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from recloop.analysis.guard import ExperimentGuard, StoppedExperiments
+from recloop.analysis.rollout import RampRecord
 from recloop.config import Settings
-from recloop.experiments.guard import ExperimentGuard, StoppedExperiments
-from recloop.experiments.rollout import RampRecord
-from recloop.serving.runtime import ramps_path, stopped_experiments_path
+from recloop.runtime.process import ramps_path, stopped_experiments_path
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration

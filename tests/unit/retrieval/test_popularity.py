@@ -11,18 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recloop.domain import Candidate, EventRecord, EventType, RequestContext
-from recloop.retrieval.popular import (
-    NewestSource,
-    PopularSource,
-    SameCategorySource,
-    TrendingSource,
-)
 from recloop.retrieval.popularity import (
     PopularityConfig,
     PopularityIndex,
     PopularityModel,
     PopularitySnapshot,
     Ranked,
+)
+from recloop.retrieval.popularity_sources import (
+    NewestSource,
+    PopularSource,
+    SameCategorySource,
+    TrendingSource,
 )
 from recloop.retrieval.protocols import CandidateSource
 from recloop.store.protocols import CatalogChange

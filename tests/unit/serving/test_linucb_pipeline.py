@@ -14,7 +14,7 @@ import pytest
 
 from recloop.domain import Candidate, RequestContext
 from recloop.errors import ConfigError
-from recloop.explore.bandits import TrainedLinUCB
+from recloop.explore.linucb import TrainedLinUCB
 from recloop.features.bandit_context import (
     CONTEXT_FEATURES,
     EVIDENCE_FILE,
@@ -34,7 +34,7 @@ from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.protocols import RetrievalQuery
 from recloop.serving.budget import Budget
 from recloop.serving.components import Resources, build_policy
-from recloop.serving.models import ModelLoader
+from recloop.serving.model_loader import ModelLoader
 from recloop.serving.pipeline import Pipeline, SourceSlot
 from recloop.store.protocols import CatalogChange, CatalogCursor
 

@@ -13,7 +13,7 @@ from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifes
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.interactions import Interactions, TrainingData
 from recloop.retrieval.item_item import CoVisitation
-from recloop.serving.models import ModelLoader
+from recloop.serving.model_loader import ModelLoader
 from recloop.store.protocols import CatalogChange, CatalogCursor
 
 pytestmark = pytest.mark.unit

@@ -8,15 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
+from recloop.analysis.guard import Stop, StoppedExperiments
+from recloop.analysis.interleaving_report import read_interleaving_report
+from recloop.analysis.rollout import RampRecord, RampState, read_report
 from recloop.api.deps import AdminCaller, RuntimeDep
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import ExperimentPublic
 from recloop.config import Settings
 from recloop.errors import NotFound, StoreUnavailable
-from recloop.experiments.guard import Stop, StoppedExperiments
-from recloop.experiments.interleaving_report import read_interleaving_report
-from recloop.experiments.rollout import RampRecord, RampState, read_report
-from recloop.serving.runtime import ramps_path, stopped_experiments_path
+from recloop.runtime.process import ramps_path, stopped_experiments_path
 
 router = APIRouter(tags=["experiments"])
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
+from recloop.analysis.shadow_report import ShadowReport, read_shadow_pairs, shadow_report
 from recloop.api.deps import AdminCaller, RuntimeDep
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import ShadowPublic
 from recloop.errors import NotFound
-from recloop.experiments.shadow_report import ShadowReport, read_shadow_pairs, shadow_report
 
 router = APIRouter(tags=["experiments"])
 

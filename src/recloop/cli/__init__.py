@@ -1,0 +1,17 @@
+"""The ``recloop`` command: one module per command group.
+
+Each module registers its commands on the root app when imported; the order of the imports
+below is the order of the commands in ``recloop --help``.
+"""
+
+# isort: off
+from recloop.cli import serve, db, keys, data_import, snapshot, dataset, train  # noqa: F401
+from recloop.cli import models, experiment, shadow, demo  # noqa: F401
+
+# isort: on
+from recloop.cli.common import app
+
+
+def main() -> None:
+    """Entry point of the ``recloop`` script."""
+    app()

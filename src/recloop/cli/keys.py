@@ -1,0 +1,90 @@
+"""``recloop keys``: API keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from recloop.cli.common import app, console, err_console, fail, load_settings
+from recloop.domain import Scope
+from recloop.errors import RecloopError
+
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _scopes(value: str) -> list[Scope]:
+    try:
+        return [Scope(part.strip()) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"scopes must be among {', '.join(s.value for s in Scope)}", param_hint="--scopes"
+        ) from exc
+
+
+@keys_app.command("create")
+def keys_create(
+    app_id: Annotated[
+        str, typer.Option("--app", help="The app (tenant); created if new.")
+    ] = "default",
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: ingest, serve, admin.")
+    ] = "ingest,serve",
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+) -> None:
+    """Create an API key and print it on the last line (it cannot be shown again)."""
+    from recloop.store.bootstrap import prepare_store
+    from recloop.store.keys import issue_key
+
+    parsed = _scopes(scopes)
+    if not parsed:
+        raise typer.BadParameter("give at least one scope", param_hint="--scopes")
+    settings = load_settings()
+    now = datetime.now(UTC)
+    try:
+        store = prepare_store(settings)
+        if store.tenancy.create_app(app_id, app_id, now):
+            err_console.print(f"created app {app_id!r}")
+        key = issue_key(store.tenancy, app_id, parsed, now, name=name)
+    except RecloopError as exc:
+        raise fail(exc) from exc
+    store.close()
+    err_console.print(f"key for app {app_id!r} with scopes {', '.join(s.value for s in parsed)}:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(app_id: Annotated[str, typer.Option("--app")] = "default") -> None:
+    """List an app's keys (ids and scopes, never secrets)."""
+    from recloop.store.bootstrap import prepare_store
+
+    store = prepare_store(load_settings())
+    table = Table("key id", "scopes", "name", "created", "revoked")
+    for record in store.tenancy.list_keys(app_id):
+        table.add_row(
+            record.key_id,
+            ",".join(sorted(record.scopes)),
+            record.name or "",
+            f"{record.created_at:%Y-%m-%d %H:%M}",
+            f"{record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "",
+        )
+    console.print(table)
+    store.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+) -> None:
+    """Revoke a key; running servers stop accepting it within seconds."""
+    from recloop.store.bootstrap import prepare_store
+
+    store = prepare_store(load_settings())
+    revoked = store.tenancy.revoke_key(key_id, datetime.now(UTC))
+    store.close()
+    if not revoked:
+        raise fail(RecloopError(f"no active key {key_id!r}"))
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,64 @@
+"""``recloop models``: list model versions, promote one or roll back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from recloop.cli.common import app, console, fail, load_settings
+
+models_app = typer.Typer(help="Model versions: list them, promote one (or roll back).")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+) -> None:
+    """Model versions of an app, newest last; the served one is marked."""
+    from recloop.registry.artifacts import ModelRegistry
+
+    registry = ModelRegistry(load_settings().resolved_model_dir())
+    current = registry.current(app_id)
+    table = Table(
+        "version", "served", "snapshot", "sources (validation recall@100)", "ranker (test AUC)"
+    )
+    for version in registry.versions(app_id):
+        manifest = registry.manifest(app_id, version)
+        sources = ", ".join(
+            f"{m.name} {m.metrics['recall@100']:.3f}" if "recall@100" in m.metrics else m.name
+            for m in manifest.models
+        )
+        summary = manifest.extra.get("ranker") or {}
+        ranker = ", ".join(
+            f"{head} {summary[f'{head}_auc']:.3f}"
+            for head in ("click", "satisfaction")
+            if f"{head}_auc" in summary
+        )
+        table.add_row(
+            version,
+            "*" if version == current else "",
+            manifest.snapshot_version or "",
+            sources,
+            ranker or "none",
+        )
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version to serve.")],
+    app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+) -> None:
+    """Serve ``version`` (a rollback is a promotion of an older one); services pick it up
+    within ``serving.model_refresh_s``."""
+    from recloop.registry.artifacts import ModelRegistry
+
+    registry = ModelRegistry(load_settings().resolved_model_dir())
+    try:
+        registry.promote(app_id, version)
+    except FileNotFoundError as exc:
+        raise fail(exc) from exc
+    console.print(f"app {app_id!r} now serves model version {version}")

@@ -1,0 +1,153 @@
+"""``recloop train``: fit, validate and publish a model version."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import (
+    TaskID,
+)
+from rich.table import Column, Table
+
+from recloop.cli.common import app, console, fail, load_settings, progress_bar
+from recloop.errors import RecloopError
+
+if TYPE_CHECKING:
+    from recloop.training.ranker import RankerFit
+
+
+def _print_ranker(fitted: RankerFit) -> None:
+    """The learned ranker's test figures: quality, calibration, what it relies on."""
+    if fitted.model is None:
+        console.print(f"ranker: not trained ({fitted.skipped})", soft_wrap=True)
+        return
+    report = fitted.report
+    nan = float("nan")
+    table = Table(
+        "head",
+        Column("rounds", justify="right"),
+        Column("AUC", justify="right"),
+        Column("log loss", justify="right"),
+        Column("ECE raw → calibrated", justify="right"),
+        "top features (share of gain)",
+        title=f"learned ranker (test part, {report['rows'].get('test', 0):,} impressions)",
+    )
+    for name, head in report["heads"].items():
+        test = head.get("test", {})
+        top = ", ".join(f"{f} {g:.2f}" for f, g in list(head["importance"].items())[:4])
+        table.add_row(
+            name,
+            str(head["rounds"]),
+            f"{test.get('auc', nan):.3f}",
+            f"{test.get('log_loss', nan):.4f}",
+            f"{test.get('ece_uncalibrated', nan):.4f} → {test.get('ece', nan):.4f}",
+            top,
+        )
+    console.print(table)
+    for label, ndcg in report.get("test_in_list_ndcg", {}).items():
+        console.print(
+            f"NDCG@10 within served lists ({label}, {ndcg['lists']} lists): ranker "
+            f"{ndcg['ranker']:.4f}, served order {ndcg['logged']:.4f}",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def train(
+    app_id: Annotated[str, typer.Option("--app", help="The app to train.")] = "default",
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Search hyper-parameters again (Optuna) first.")
+    ] = False,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials per source when tuning (train.tune_trials).")
+    ] = None,
+    promote: Annotated[bool, typer.Option(help="Make the new version the one served.")] = True,
+) -> None:
+    """Snapshot, build training data, fit and validate every retrieval source, publish."""
+    from recloop.store.bootstrap import prepare_store
+    from recloop.training.job import train as run_training
+
+    settings = load_settings()
+    try:
+        store = prepare_store(settings)
+        try:
+            with progress_bar() as progress:
+                tasks: dict[str, TaskID] = {}
+
+                def report(stage: str, advance: int, total: int | None) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = progress.add_task(stage, total=total)
+                    progress.update(tasks[stage], advance=advance, total=total)
+
+                result = run_training(
+                    settings,
+                    store,
+                    app_id=app_id,
+                    retune=tune,
+                    trials=trials,
+                    promote=promote,
+                    progress=report,
+                )
+        finally:
+            store.close()
+    except RecloopError as exc:
+        raise fail(exc) from exc
+    console.print(
+        f"model version {result.version} from snapshot {result.snapshot_version}: "
+        f"{result.interactions:,} engagements, {result.users:,} users, {result.items:,} items; "
+        f"validated on {result.validation_cases:,} users",
+        soft_wrap=True,
+    )
+    table = Table(
+        Column("source", no_wrap=True),
+        Column("fit s", justify="right"),
+        Column("R@50", justify="right"),
+        Column("R@100", justify="right"),
+        Column("R@500", justify="right"),
+        Column("NDCG@10", justify="right"),
+        "tuned",
+        title="retrieval sources (validation)",
+    )
+    metrics = ("recall@50", "recall@100", "recall@500", "ndcg@10")
+    for r in result.sources:
+        if r.skipped:
+            continue
+        table.add_row(
+            r.name if r.kind == r.name else f"{r.name} ({r.kind})",
+            f"{r.fit_seconds:.1f}",
+            *(f"{r.metrics.get(k, float('nan')):.4f}" for k in metrics),
+            "yes" if r.tuned else "",
+        )
+    if result.merged:
+        table.add_row(
+            "merged", "", *(f"{result.merged.get(k, float('nan')):.4f}" for k in metrics), ""
+        )
+    console.print(table)
+    for r in result.sources:
+        if r.skipped:
+            console.print(f"{r.name}: not trained ({r.skipped})", soft_wrap=True)
+    segments = [
+        k.removeprefix("recall@100 users ")
+        for k in result.merged
+        if "users" in k and k.startswith("recall")
+    ]
+    if segments:
+        console.print(
+            "merged recall@100 by user segment (engaged items before the cut-off): "
+            + ", ".join(
+                f"{name}: {result.merged[f'recall@100 users {name}']:.4f} "
+                f"({int(result.merged[f'cases users {name}'])} users)"
+                for name in segments
+            ),
+            soft_wrap=True,
+        )
+    _print_ranker(result.ranker)
+    if result.linucb.evidence is not None:
+        console.print(
+            f"linucb: evidence from {result.linucb.evidence.rows:,} impressions "
+            f"({result.linucb.evidence.clicks:,.0f} clicks)",
+            soft_wrap=True,
+        )
+    state = "promoted: running services load it" if result.promoted else "not promoted"
+    console.print(f"{result.path} ({state})", soft_wrap=True)

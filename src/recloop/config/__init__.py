@@ -1,0 +1,50 @@
+"""Settings: one typed object, read from ``recloop.toml`` and ``RECLOOP_*`` variables.
+
+One module per part: ``surfaces`` (pipelines as data), ``serving`` (budgets, caches,
+ingestion), ``training`` (what ``recloop train`` fits), ``experiments`` (experiments and
+shadows), and ``settings`` (the whole, and where it is read from). Import from here.
+"""
+
+from recloop.config.experiments import (
+    VARIANT_OVERRIDES,
+    ExperimentConfig,
+    GuardrailConfig,
+    ShadowConfig,
+    VariantConfig,
+    default_guardrails,
+)
+from recloop.config.serving import BudgetSettings, IngestSettings, ServingSettings
+from recloop.config.settings import Settings
+from recloop.config.surfaces import (
+    ComponentConfig,
+    SourceSlotConfig,
+    SurfaceConfig,
+    default_surfaces,
+)
+from recloop.config.training import (
+    RankerTrainSettings,
+    TrainSettings,
+    TrainSourceConfig,
+    default_train_sources,
+)
+
+__all__ = [
+    "VARIANT_OVERRIDES",
+    "BudgetSettings",
+    "ComponentConfig",
+    "ExperimentConfig",
+    "GuardrailConfig",
+    "IngestSettings",
+    "RankerTrainSettings",
+    "ServingSettings",
+    "Settings",
+    "ShadowConfig",
+    "SourceSlotConfig",
+    "SurfaceConfig",
+    "TrainSettings",
+    "TrainSourceConfig",
+    "VariantConfig",
+    "default_guardrails",
+    "default_surfaces",
+    "default_train_sources",
+]

@@ -1,0 +1,133 @@
+"""Settings: one typed object, read from ``recloop.toml`` and ``RECLOOP_*`` variables.
+
+Precedence, highest first: constructor arguments, environment variables
+(``RECLOOP_STORE_URL``, ``RECLOOP_SERVING__DEFAULT_LIMIT``...), the TOML file named by
+``RECLOOP_CONFIG`` (default ``./recloop.toml`` when it exists), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from recloop.config.experiments import ExperimentConfig, ShadowConfig
+from recloop.config.serving import IngestSettings, ServingSettings
+from recloop.config.surfaces import SurfaceConfig, default_surfaces
+from recloop.config.training import TrainSettings
+
+
+class Settings(BaseSettings):
+    """The whole configuration of a recloop deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECLOOP_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Path("recloop-data")
+    store_url: str | None = None
+    model_dir: Path | None = None
+    """The model artifact store (a folder every replica can read); default DATA_DIR/models."""
+    online_url: str = "memory://"
+    """The online store: ``memory://`` (in-process, the default) or ``redis://HOST:PORT/DB``."""
+    online_timeout_s: float = Field(default=0.05, gt=0)
+    """How long a call to the online store may take before the request falls back."""
+    serving: ServingSettings = ServingSettings()
+    ingest: IngestSettings = IngestSettings()
+    train: TrainSettings = TrainSettings()
+    surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
+    experiments: list[ExperimentConfig] = Field(default_factory=list)
+    experiment_check_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often a service checks guarded experiments (auto_stop) and stops.",
+    )
+    experiment_holdout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of users kept out of every experiment (a long-term holdout).",
+    )
+    shadows: list[ShadowConfig] = Field(default_factory=list)
+    shadow_queue: int = Field(
+        default=1000,
+        ge=1,
+        description="Shadow runs that may wait for the shadow worker; past that, new ones "
+        "are skipped and counted (a shadow never slows the served request).",
+    )
+
+    @model_validator(mode="after")
+    def _shadows_fit(self) -> Settings:
+        names = [s.name for s in self.shadows]
+        if len(set(names)) != len(names):
+            raise ValueError("shadows: names must be unique")
+        for i, shadow in enumerate(self.shadows):
+            key = f"shadows[{i}] ({shadow.name})"
+            for field, surface in (("surface", shadow.surface), ("pipeline", shadow.pipeline)):
+                if surface is not None and surface not in self.surfaces:
+                    raise ValueError(f"{key}.{field}: no surface named {surface!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _experiments_fit(self) -> Settings:
+        names = [e.name for e in self.experiments]
+        if len(set(names)) != len(names):
+            raise ValueError("experiments: names must be unique")
+        per_layer: dict[str, float] = {}
+        for i, experiment in enumerate(self.experiments):
+            key = f"experiments[{i}] ({experiment.name})"
+            if experiment.surface not in self.surfaces:
+                raise ValueError(f"{key}.surface: no surface named {experiment.surface!r}")
+            for variant in experiment.variants:
+                if variant.surface is not None and variant.surface not in self.surfaces:
+                    raise ValueError(
+                        f"{key}.variants.{variant.name}.surface: "
+                        f"no surface named {variant.surface!r}"
+                    )
+            per_layer[experiment.layer] = per_layer.get(experiment.layer, 0.0) + experiment.traffic
+            if per_layer[experiment.layer] > 1.0 + 1e-6:
+                raise ValueError(
+                    f"{key}.traffic: experiments in layer {experiment.layer!r} "
+                    "take more than all of its users"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read constructor arguments, then the environment, then ``recloop.toml``."""
+        toml_path = Path(os.environ.get("RECLOOP_CONFIG", "recloop.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    def resolved_store_url(self) -> str:
+        """The durable store's URL: the configured one, or SQLite in the data directory."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.data_dir / 'recloop.db').resolve()}"
+
+    def resolved_model_dir(self) -> Path:
+        """Where model versions are kept: ``model_dir``, else ``DATA_DIR/models``."""
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    def is_embedded(self) -> bool:
+        """Whether the store is the embedded SQLite default rather than a server."""
+        return self.resolved_store_url().startswith("sqlite")

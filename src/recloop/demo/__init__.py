@@ -1,0 +1,1 @@
+"""``recloop demo``: a simulated world driving the real service, and its in-process transport."""

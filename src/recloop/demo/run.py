@@ -1,0 +1,458 @@
+"""``recloop demo``: the simulated world against the real service, day by day, with a report.
+
+The service runs on the embedded store behind a real HTTP server on 127.0.0.1 (or is called
+in-process for speed). The service runs an experiment that splits users between two
+variants of the home surface (``demo-home``: popular-only and the full pipeline); each simulated
+night refreshes popularity and features and runs ``recloop train`` (retrieval models and
+the learned ranker), which the running service loads; the run ends with a terminal table and an HTML
+report with charts in the data directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
+from rich.table import Table
+
+from recloop.analysis.outcomes import read_outcomes
+from recloop.analysis.render import render_report
+from recloop.analysis.report import ExperimentReport, experiment_report
+from recloop.api.app import create_app
+from recloop.api.server import BackgroundServer
+from recloop.config import (
+    ExperimentConfig,
+    GuardrailConfig,
+    Settings,
+    SourceSlotConfig,
+    SurfaceConfig,
+    VariantConfig,
+    default_surfaces,
+)
+from recloop.demo.inprocess import InProcessClient
+from recloop.errors import RecloopError
+from recloop.runtime.process import Runtime, start_runtime
+from recloop.serving.components import MODEL_SOURCES
+from recloop.simulate.behaviour import Behaviour, BehaviourConfig, Session
+from recloop.simulate.clients import HttpClient, ServiceClient
+from recloop.simulate.driver import DriverConfig, Simulation, SimulationResult
+from recloop.simulate.report import write_report
+from recloop.simulate.world import World, WorldConfig
+from recloop.store.bootstrap import ensure_dev_key, prepare_store
+from recloop.training.job import TrainResult, train
+
+#: The demo's A/B split: variant name -> the surface that serves it. The first is the control.
+DEMO_VARIANTS = {"popular": "popular-only", "home": "home"}
+#: The experiment the service runs for the demo, on the surface every simulated user asks for.
+DEMO_EXPERIMENT = "demo-home"
+DEMO_SURFACE = "home"
+#: The demo experiment's latency guardrail: p99 under this many milliseconds.
+DEMO_P99_LIMIT_MS = 100.0
+
+#: The demo's deadline for each source: long enough that none is ever dropped for time.
+DEMO_SOURCE_TIMEOUT_MS = 2000.0
+#: How many sessions pass between refreshes of the popularity model. The demo refreshes
+#: on this schedule instead of a wall-clock timer, so that one seed gives one run.
+REFRESH_EVERY_SESSIONS = 25
+
+
+class SimClock:
+    """The simulated time, moved forward by the driver and read by the service."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+
+    def set(self, now: datetime) -> None:
+        """Move the clock to ``now``.
+
+        Sessions are simulated one after another but overlap in simulated time, so a request
+        may be earlier than the previous one; each must be served at its own time, or events
+        would precede the list they came from.
+        """
+        self._now = now
+
+    def __call__(self) -> datetime:
+        """The current simulated time."""
+        return self._now
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+    days: int = 7
+    transport: Literal["http", "inprocess"] = "http"
+    train_nightly: bool = True  # run `recloop train` after each simulated day
+    # Variant name -> the surface serving it; surfaces not among the defaults go in
+    # ``surfaces`` (a benchmark's extra arms, say).
+    variants: Mapping[str, str] = field(default_factory=lambda: dict(DEMO_VARIANTS))
+    surfaces: Mapping[str, SurfaceConfig] = field(default_factory=dict)
+    # Given the running service and the users' behaviour, a hook called for every served
+    # list before the user responds (a benchmark judging shadow lists in the same state).
+    observer: Callable[[Runtime, Behaviour], Callable[[Session, str], None]] | None = None
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """A finished demo: its measurements, where the report is, how long it took."""
+
+    result: SimulationResult
+    report_path: Path
+    wall_s: float
+    experiment: ExperimentReport | None = None
+
+
+def demo_settings(
+    settings: Settings,
+    data_dir: Path,
+    extra: Mapping[str, SurfaceConfig] | None = None,
+    variants: Mapping[str, str] | None = None,
+) -> Settings:
+    """The demo's settings: the embedded store in ``data_dir``, a popular-only surface, any
+    ``extra`` surfaces, and with two or more ``variants``, the experiment that splits users
+    between them (``demo_experiment``)."""
+    surfaces = default_surfaces()
+    surfaces["popular-only"] = SurfaceConfig(
+        sources=[SourceSlotConfig(name="popular", quota=300)], fallback=["newest"]
+    )
+    surfaces.update(extra or {})
+    # One seed must give one run: a source that misses its deadline on a busy machine would
+    # change the list, so the demo waits for every source (latencies are still measured).
+    surfaces = {
+        name: surface.model_copy(
+            update={
+                "sources": [
+                    slot.model_copy(update={"timeout_ms": DEMO_SOURCE_TIMEOUT_MS})
+                    for slot in surface.sources
+                ]
+            }
+        )
+        for name, surface in surfaces.items()
+    }
+    serving = settings.serving
+    experiments = [demo_experiment(variants)] if variants and len(variants) > 1 else []
+    return settings.model_copy(
+        update={
+            "data_dir": data_dir,
+            "store_url": None,
+            "surfaces": surfaces,
+            "experiments": experiments,
+            # The demo refreshes popularity, features and models itself, every
+            # REFRESH_EVERY_SESSIONS sessions rather than on a wall-clock timer.
+            "serving": serving.model_copy(
+                update={
+                    "popularity_refresh_s": 86_400.0,
+                    "popularity_rebuild_s": 10**9,
+                    # New versions and new catalog items are loaded on the same schedule.
+                    "model_refresh_s": 86_400.0,
+                    "budget": serving.budget.model_copy(
+                        update={"retrieve_ms": DEMO_SOURCE_TIMEOUT_MS}
+                    ),
+                }
+            ),
+        }
+    )
+
+
+def demo_experiment(variants: Mapping[str, str]) -> ExperimentConfig:
+    """The experiment the service runs on ``home``: equal shares, one variant per surface.
+
+    The simulated users all ask for ``home``; the service assigns each a variant (the
+    first is the control) and serves it from the variant's surface, as it would for a
+    real experiment, and ``recloop experiment report`` reads the outcome from the logs.
+    """
+    share = 1.0 / len(variants)
+    return ExperimentConfig(
+        name=DEMO_EXPERIMENT,
+        surface=DEMO_SURFACE,
+        # A 12-source pipeline is slower than popularity alone by design: the guardrail is
+        # the latency budget, not "no slower than the control".
+        guardrails=[
+            GuardrailConfig(metric="hide_rate", bad_direction="up"),
+            GuardrailConfig(metric="latency_p99", bad_direction="up", limit=DEMO_P99_LIMIT_MS),
+        ],
+        variants=[
+            VariantConfig(
+                name=name, share=share, surface=None if surface == DEMO_SURFACE else surface
+            )
+            for name, surface in variants.items()
+        ],
+    )
+
+
+def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOutcome:
+    """Run the simulated loop and print and write its report."""
+    started = time.perf_counter()
+    data_dir = settings.data_dir / "demo"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    settings = demo_settings(settings, data_dir, config.surfaces, config.variants)
+    console.rule("recloop demo: a simulated world against the service")
+    store = prepare_store(settings)
+    key = ensure_dev_key(store, data_dir)
+    assert key is not None
+    # Midnight, far enough back that the whole run stays in the past of the server's clock.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    world = World(config.world, start=today - timedelta(days=config.days + 1))
+    # The service's models and requests see the simulated time, so one seed gives one run.
+    clock = SimClock(world.start)
+    # Exploration draws are seeded by the request id: ids from a seeded sequence keep one
+    # seed one run.
+    runtime = start_runtime(settings, store, clock=clock, request_ids=_request_ids(config))
+    behaviour = Behaviour(world, config.behaviour)
+    console.print(
+        f"embedded store in [bold]{data_dir}[/bold]; {len(world.items):,} items and "
+        f"{len(world.users):,} users to start; {config.days} simulated days; "
+        f"variants: {', '.join(f'{v} (surface {s})' for v, s in config.variants.items())}; "
+        f"transport: {config.transport}",
+        soft_wrap=True,
+    )
+    try:
+        if config.transport == "http":
+            with BackgroundServer(create_app(settings, runtime)) as server:
+                client = HttpClient(server.url, key)
+                try:
+                    result, nights = _simulate(
+                        world, behaviour, client, runtime, clock, config, console
+                    )
+                finally:
+                    client.close()
+        else:
+            client_ = InProcessClient(runtime)
+            result, nights = _simulate(world, behaviour, client_, runtime, clock, config, console)
+        runtime.writer.flush()
+        logged = runtime.writer.stats.logs_written
+        experiment = _experiment_report(runtime)
+    finally:
+        runtime.close()
+    wall_s = time.perf_counter() - started
+    report_path = data_dir / "report.html"
+    what_ran = describe_variants(
+        settings, trains_nightly=config.train_nightly, variants=config.variants
+    )
+    write_report(
+        result,
+        report_path,
+        config=config.world,
+        transport=config.transport,
+        wall_s=wall_s,
+        logged_lists=logged,
+        what_ran=what_ran,
+        nights=nights,
+        experiment=experiment,
+    )
+    _print_summary(result, console, report_path, wall_s, what_ran)
+    if experiment is not None:
+        console.print(render_report(experiment), soft_wrap=True)
+    return DemoOutcome(result, report_path, wall_s, experiment)
+
+
+def _request_ids(config: DemoConfig) -> Callable[[], str]:
+    """Request ids that follow from the world's seed: ``{seed:08x}{n:024x}``."""
+    counter = itertools.count(1)
+    return lambda: f"{config.world.seed:08x}{next(counter):024x}"
+
+
+def _experiment_report(runtime: Runtime) -> ExperimentReport | None:
+    """The service's own analysis of the demo's experiment, read from its logs."""
+    config = next((e for e in runtime.settings.experiments if e.name == DEMO_EXPERIMENT), None)
+    if config is None:
+        return None
+    store = runtime.store
+    outcomes = read_outcomes(store.rec_log, store.events, "default", DEMO_EXPERIMENT)
+    return experiment_report(config, outcomes)
+
+
+def _simulate(
+    world: World,
+    behaviour: Behaviour,
+    client: ServiceClient,
+    runtime: Runtime,
+    clock: SimClock,
+    config: DemoConfig,
+    console: Console,
+) -> tuple[SimulationResult, list[str]]:
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    tasks: dict[int, TaskID] = {}
+    sessions_done = 0
+    nights: list[str] = []
+
+    def on_day(day: int, sessions: int) -> None:
+        tasks[day] = progress.add_task(f"day {day + 1}/{config.days}: sessions", total=sessions)
+
+    def on_session() -> None:
+        nonlocal sessions_done
+        sessions_done += 1
+        progress.advance(tasks[max(tasks)], 1)
+        if sessions_done % REFRESH_EVERY_SESSIONS == 0:
+            runtime.refresher.refresh()
+            runtime.features.step()
+            runtime.model_loader.step()
+
+    def on_night(day: int) -> None:
+        # The nightly jobs: popularity and features up to date, then `recloop train` on
+        # everything logged so far, loaded by the running service without a restart.
+        runtime.refresher.refresh()
+        runtime.features.step()
+        if day < 0 or not config.train_nightly:
+            return
+        runtime.writer.flush()
+        task = progress.add_task(f"night {day + 1}: recloop train", total=None)
+        started = time.perf_counter()
+        try:
+            trained = train(runtime.settings, runtime.store, now=clock())
+        except RecloopError as exc:
+            progress.remove_task(task)
+            console.print(f"night {day + 1}: not trained ({exc})", soft_wrap=True)
+            return
+        runtime.model_loader.step()
+        progress.update(task, total=1, completed=1)
+        nights.append(_night_line(day, trained, time.perf_counter() - started))
+        console.print(nights[-1], soft_wrap=True)
+
+    simulation = Simulation(
+        world,
+        behaviour,
+        client,
+        DriverConfig(
+            days=config.days,
+            variants=dict(config.variants),
+            experiment_surface=DEMO_SURFACE if len(config.variants) > 1 else None,
+        ),
+        on_night=on_night,
+        on_day=on_day,
+        on_session=on_session,
+        on_clock=clock.set,
+        **({"on_served": config.observer(runtime, behaviour)} if config.observer else {}),
+    )
+    with progress:
+        return simulation.run(), nights
+
+
+def _night_line(day: int, trained: TrainResult, seconds: float) -> str:
+    """One line on what a night's training produced."""
+    ranker = trained.ranker.report.get("summary", {})
+    if trained.ranker.model is None:
+        ranked = f"no ranker ({trained.ranker.skipped})"
+    else:
+        ranked = "ranker AUC " + ", ".join(
+            f"{head} {ranker[f'{head}_auc']:.3f}"
+            for head in ("click", "satisfaction")
+            if f"{head}_auc" in ranker
+        )
+    recall = trained.merged.get("recall@500")
+    merged = f"merged recall@500 {recall:.3f}" if recall is not None else "no validation users"
+    return (
+        f"night {day + 1}: model version {trained.version} in {seconds:.0f} s: "
+        f"{trained.interactions:,} engagements; {merged}; {ranked}"
+    )
+
+
+def describe_variants(
+    settings: Settings,
+    *,
+    trains_nightly: bool = True,
+    variants: Mapping[str, str] = DEMO_VARIANTS,
+) -> str:
+    """What each variant's surface runs, in words, from the configuration it ran with."""
+    parts = []
+    for variant, surface in variants.items():
+        config = settings.surfaces[surface]
+        names = [s.name for s in config.sources]
+        parts.append(f"{variant} = {' + '.join(names)} ({config.ranker.name} ranker)")
+    trained = sorted(
+        {s.name for surface in variants.values() for s in settings.surfaces[surface].sources}
+        & set(MODEL_SOURCES)
+    )
+    if not trained:
+        note = ""
+    elif trains_nightly:
+        note = (
+            f" The trained sources ({', '.join(trained)}) and the learned ranker recall and "
+            "rank nothing on the first day: each simulated night runs `recloop train` on "
+            "everything logged so far, and the service loads the new version."
+        )
+    else:
+        note = (
+            f" The trained sources ({', '.join(trained)}) recall nothing here: nightly "
+            "training was off, so each night only refreshed popularity, trending and newest."
+        )
+    return (
+        "What ran: "
+        + "; ".join(parts)
+        + ". Consumed, suppressed, removed and blocked items are never served."
+        + note
+    )
+
+
+def _print_summary(
+    result: SimulationResult, console: Console, report_path: Path, wall_s: float, what_ran: str
+) -> None:
+    table = Table(title="per day and variant (rates per served impression; p99 in ms)")
+    columns = (
+        "day",
+        "variant",
+        "lists",
+        "CTR",
+        "true",
+        "satisf.",
+        "hides",
+        "cov",
+        "new",
+        "p99",
+    )
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
+    for d in range(len(result.days)):
+        for variant in result.variants:
+            s = result.per_day[variant][d]
+            table.add_row(
+                str(d + 1),
+                variant,
+                f"{s['requests']:,.0f}",
+                f"{s['ctr']:.3f}",
+                f"{s['true_ctr']:.3f}",
+                f"{s['satisfaction']:.3f}",
+                f"{s['hide_rate']:.3f}",
+                f"{s['coverage']:.2f}",
+                f"{s['new_item_share']:.2f}",
+                f"{s['latency_p99_ms']:.0f}",
+            )
+    console.print(table)
+    totals = Table(title="whole run")
+    totals.add_column("variant")
+    for column in ("CTR", "true CTR", "satisfied/impr.", "hide rate", "coverage", "p99 ms"):
+        totals.add_column(column, justify="right")
+    for variant in result.variants:
+        t = result.totals(variant)
+        totals.add_row(
+            variant,
+            f"{t['ctr']:.4f}",
+            f"{t['true_ctr']:.4f}",
+            f"{t['satisfaction']:.4f}",
+            f"{t['hide_rate']:.4f}",
+            f"{t['coverage']:.3f}",
+            f"{t['latency_p99_ms']:.1f}",
+        )
+    console.print(totals)
+    console.print(
+        f"{result.events_sent:,} events sent ({result.late_events:,} late, "
+        f"{result.duplicate_events:,} sent twice, {result.bots} bot users). {what_ran} "
+        f"Report: [bold]{report_path}[/bold]. Wall time {wall_s:.0f} s.",
+        soft_wrap=True,
+    )

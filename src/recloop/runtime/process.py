@@ -1,0 +1,348 @@
+"""The composition root: everything one process runs, wired from settings.
+
+The store, the writer, the ingestor, the popularity refresher, the feature materializer,
+the model loader, the pipelines, the shadows and the experiment guard are built here, and
+only here; the HTTP app, the CLI and the demo start a ``Runtime`` and use its parts.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
+
+from recloop.analysis.guard import ExperimentGuard, StoppedExperiments
+from recloop.analysis.rollout import RampRecord
+from recloop.config import Settings, SurfaceConfig
+from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
+from recloop.features.item_stats import OnlineItemStats
+from recloop.features.online import FeatureMaterializer, OnlineFeatures
+from recloop.ingest.accept import EventIngestor
+from recloop.monitoring.metrics import Metrics
+from recloop.online import open_online_store
+from recloop.online.protocols import OnlineStore
+from recloop.ranking.learned import RankerModels
+from recloop.registry.artifacts import ModelRegistry
+from recloop.retrieval.bundle import ModelIndex
+from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
+from recloop.serving.components import Resources
+from recloop.serving.model_loader import ModelLoader
+from recloop.serving.pipeline import Pipeline
+from recloop.serving.recommender import Recommender
+from recloop.serving.refresh import PeriodicTask, PopularityRefresher
+from recloop.serving.response_cache import ResponseCache
+from recloop.serving.shadow import Shadow, ShadowRunner, shadow_pipeline_name, shadow_surface
+from recloop.serving.surfaces import build_pipeline, build_pipelines
+from recloop.store import Store
+from recloop.store.bootstrap import prepare_store
+from recloop.store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The running parts of a recloop process."""
+
+    settings: Settings
+    store: Store
+    writer: StoreWriter
+    refresher: PopularityRefresher
+    recommender: Recommender
+    ingestor: EventIngestor
+    metrics: Metrics
+    executor: ThreadPoolExecutor
+    request_executor: ThreadPoolExecutor
+    online: OnlineStore
+    materializer: PeriodicTask
+    model_loader: ModelLoader
+    model_task: PeriodicTask
+    features: FeatureMaterializer  # what ``materializer`` steps; a driver may step it itself
+    experiment_guard: ExperimentGuard | None = None  # stops experiments whose guardrail trips
+    guard_task: PeriodicTask | None = None
+    shadows: ShadowRunner | None = None  # runs shadow pipelines after served requests
+
+    def close(self) -> None:
+        """Stop background work, write what is queued, close the store."""
+        self.refresher.stop()
+        self.materializer.stop()
+        self.model_task.stop()
+        if self.guard_task is not None:
+            self.guard_task.stop()
+        if self.shadows is not None:
+            self.shadows.close()
+        self.writer.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.request_executor.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+        self.online.close()
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def start_runtime(
+    settings: Settings,
+    store: Store | None = None,
+    clock: Callable[[], datetime] = _wall_clock,
+    request_ids: Callable[[], str] | None = None,
+) -> Runtime:
+    """Wire and start every part; configuration errors are raised here, not per request.
+
+    Args:
+        settings: the configuration.
+        store: an opened store; opened (and migrated when embedded) from settings if None.
+        clock: what the models and requests take as "now" (a simulation passes its own).
+        request_ids: makes request ids (random by default; a simulation passes a seeded one).
+    """
+    # Requests do many small matrix products on several threads at once: a multithreaded
+    # BLAS adds worker threads that spin after each one, about 12 ms of CPU a request on
+    # 2 cores (benchmarks/serving_latency.py).
+    threadpool_limits(settings.serving.blas_threads, "blas")
+    store = store or prepare_store(settings)
+    metrics = Metrics()
+    writer = StoreWriter(
+        store.events,
+        store.rec_log,
+        max_rows=settings.ingest.writer_max_rows,
+        shadow_log=store.shadow_log,
+    )
+    metrics.watch(
+        lambda: {
+            "recloop_reclog_written": writer.stats.logs_written,
+            "recloop_reclog_dropped": writer.stats.logs_dropped,
+            "recloop_event_commits": writer.stats.event_commits,
+            "recloop_shadowlog_written": writer.stats.shadows_written,
+            "recloop_shadowlog_dropped": writer.stats.shadows_dropped,
+        }
+    )
+    index = PopularityIndex()
+    refresher = PopularityRefresher(
+        store.events,
+        store.catalog,
+        index,
+        config=PopularityConfig(half_life_hours=settings.serving.trending_half_life_h),
+        interval_s=settings.serving.popularity_refresh_s,
+        rebuild_s=settings.serving.popularity_rebuild_s,
+        on_error=metrics.refresh_errors.inc,
+        clock=clock,
+    )
+    executor = ThreadPoolExecutor(settings.serving.source_threads, thread_name_prefix="recloop-src")
+    online = open_online_store(settings.online_url, timeout_s=settings.online_timeout_s)
+    # Experiment variants and shadows are surfaces too, built at start-up like the
+    # configured ones.
+    variants = variant_surfaces(settings.surfaces, settings.experiments)
+    shadow_configs = {
+        shadow_pipeline_name(s.name): shadow_surface(settings.surfaces, s) for s in settings.shadows
+    }
+    # Bandits read the same per-item counters the online features do.
+    uses_features = any(
+        s.online_features or s.exploration.name == "thompson"
+        for s in (*settings.surfaces.values(), *variants.values(), *shadow_configs.values())
+    )
+    models = ModelIndex()
+    rankers = RankerModels()
+    # Variants that pin a model version read it from their own index, kept loaded beside
+    # the promoted version.
+    pinned_by_pipeline = pinned_versions(settings.experiments) | {
+        shadow_pipeline_name(s.name): s.model_version
+        for s in settings.shadows
+        if s.model_version is not None
+    }
+    pinned = {v: (ModelIndex(), RankerModels()) for v in sorted(set(pinned_by_pipeline.values()))}
+    model_loader = ModelLoader(
+        ModelRegistry(settings.resolved_model_dir()),
+        models,
+        store.catalog,
+        on_error=metrics.model_load_errors.inc,
+        rankers=rankers,
+        pinned=pinned,
+    )
+    resources = Resources(
+        index,
+        store.catalog,
+        OnlineFeatures(online, item_ttl_s=settings.serving.item_features_ttl_s)
+        if uses_features
+        else None,
+        models,
+        store.rec_log,
+        rankers,
+        OnlineItemStats(online, clock=clock),
+    )
+    pipelines = build_pipelines(settings.surfaces, resources, settings.serving.budget, executor)
+
+    def pipeline_of(name: str, config: SurfaceConfig) -> Pipeline:
+        # A pipeline that pins a model version reads it from its own index.
+        own = resources
+        if name in pinned_by_pipeline:
+            models, rankers = pinned[pinned_by_pipeline[name]]
+            own = replace(resources, models=models, rankers=rankers)
+        return build_pipeline(name, config, own, settings.serving.budget, executor)
+
+    variant_pipelines = {name: pipeline_of(name, config) for name, config in variants.items()}
+    shadows = ShadowRunner(
+        [
+            Shadow(
+                s.name,
+                s.surface,
+                s.traffic,
+                pipeline_of(
+                    shadow_pipeline_name(s.name), shadow_configs[shadow_pipeline_name(s.name)]
+                ),
+                pinned[s.model_version][0] if s.model_version is not None else models,
+            )
+            for s in settings.shadows
+        ],
+        writer,
+        metrics,
+        settings.shadow_queue,
+    )
+    # Feature state is kept only when a surface reads it: folding every event in costs CPU.
+    folder = FeatureMaterializer(store.events, store.catalog, online)
+    materializer = PeriodicTask(
+        "materialize",
+        folder.step,
+        settings.serving.popularity_refresh_s,
+        on_error=metrics.materialize_errors.inc,
+    )
+    assigner = Assigner(settings.experiments, settings.experiment_holdout)
+    recommender = Recommender(
+        pipelines,
+        frozenset(name for name, s in settings.surfaces.items() if s.requires_item),
+        events=store.events,
+        suppressions=store.suppressions,
+        writer=writer,
+        metrics=metrics,
+        users=store.users,
+        cold_history=settings.serving.cold_history,
+        models=models,
+        clock=clock,
+        cache=ResponseCache(settings.serving.response_cache_ttl_s),
+        variants=variant_pipelines,
+        variant_models={name: pinned[v][0] for name, v in pinned_by_pipeline.items()},
+        request_ids=request_ids,
+        assigner=assigner,
+        shadows=shadows,
+    )
+    ingestor = EventIngestor(
+        writer,
+        max_future_skew=timedelta(seconds=settings.ingest.max_future_skew_s),
+        ack_timeout_s=settings.ingest.ack_timeout_s,
+        on_stored=recommender.forget_users,
+    )
+    writer.start()
+    shadows.start()
+    refresher.start()
+    # Load the promoted models before the first request; afterwards, check in the background.
+    model_loader.step()
+    model_task = PeriodicTask(
+        "models",
+        model_loader.step,
+        settings.serving.model_refresh_s,
+        on_error=metrics.model_load_errors.inc,
+    )
+    model_task.start()
+    if uses_features:
+        # Features read before the log is folded in would all be zero: fold it first.
+        folder.step()
+        materializer.start()
+    request_executor = ThreadPoolExecutor(
+        settings.serving.request_threads, thread_name_prefix="recloop-request"
+    )
+    guard, guard_task = _guard(settings, store, assigner, metrics, clock)
+    return Runtime(
+        settings,
+        store,
+        writer,
+        refresher,
+        recommender,
+        ingestor,
+        metrics,
+        executor,
+        request_executor,
+        online,
+        materializer,
+        model_loader,
+        model_task,
+        folder,
+        guard,
+        guard_task,
+        shadows,
+    )
+
+
+def _guard(
+    settings: Settings,
+    store: Store,
+    assigner: Assigner,
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+) -> tuple[ExperimentGuard | None, PeriodicTask | None]:
+    """Stops recorded before start-up apply at once; guarded experiments are then checked."""
+    if not settings.experiments:
+        return None, None
+
+    def stopped(name: str) -> None:
+        if name not in assigner.stopped:
+            assigner.stop(name)
+            metrics.experiments_stopped.inc()
+
+    def staged(name: str, stage: int) -> None:
+        assigner.set_stage(name, stage)
+        metrics.ramp_stage.labels(name).set(stage)
+
+    guard = ExperimentGuard(
+        settings.experiments,
+        store.rec_log,
+        store.events,
+        StoppedExperiments(stopped_experiments_path(settings)),
+        stopped,
+        clock=clock,
+        ramps=RampRecord(ramps_path(settings)),
+        on_stage=staged,
+        on_advanced=lambda name: metrics.ramp_moves.labels(name).inc(),
+    )
+    try:
+        guard.step()
+    except Exception:
+        # A record that cannot be read must not keep the service down: experiments run as
+        # configured, and the failure is counted (and retried every check).
+        log.exception("could not apply the stopped experiments at start-up")
+        metrics.experiment_check_errors.inc()
+    task = PeriodicTask(
+        "experiments",
+        guard.step,
+        settings.experiment_check_s,
+        on_error=metrics.experiment_check_errors.inc,
+    )
+    task.start()
+    return guard, task
+
+
+def stopped_experiments_path(settings: Settings) -> Path:
+    """Where stopped experiments are recorded: beside the model versions every replica reads."""
+    return settings.resolved_model_dir() / "experiments" / "stopped.json"
+
+
+def ramps_path(settings: Settings) -> Path:
+    """Where the stages of staged canaries are recorded, beside the stopped experiments."""
+    return settings.resolved_model_dir() / "experiments" / "ramps.json"
+
+
+def freeze_heap() -> None:
+    """Exempt everything allocated so far from garbage collection scans.
+
+    For a long-running server, after start-up: what is loaded by then lives as long as the
+    process, and a full collection re-scanning it stalls every request for tens of
+    milliseconds, most of a p99 budget. Not for code that starts many runtimes (tests): a
+    frozen object is never collected, even when it later becomes garbage.
+    """
+    gc.collect()
+    gc.freeze()

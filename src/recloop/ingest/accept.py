@@ -72,14 +72,20 @@ class EventIngestor:
             StoreUnavailable: the store did not confirm; nothing may be assumed stored.
         """
         good, rejected = self.validate(app_id, raw_events, now)
-        ack = (
-            self._writer.append_events(good, timeout=self._ack_timeout_s)
-            if good
-            else EventAck(0, 0)
-        )
-        if good:
-            self._on_stored(app_id, {e.user_id for e in good})
+        ack = self.store(app_id, good)
         return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))
+
+    def store(self, app_id: str, events: Sequence[Event]) -> EventAck:
+        """Durably store events built by the service itself (already valid), blocking.
+
+        Every event the service stores goes through here or ``store_async``, so that the
+        users' cached lists are dropped once their events are durable.
+        """
+        if not events:
+            return EventAck(0, 0)
+        ack = self._writer.append_events(list(events), timeout=self._ack_timeout_s)
+        self._on_stored(app_id, {e.user_id for e in events})
+        return ack
 
     async def ingest_async(
         self, app_id: str, raw_events: Sequence[Any], now: datetime
@@ -93,14 +99,23 @@ class EventIngestor:
             good, rejected = self.validate(app_id, raw_events, now)
         else:
             good, rejected = await asyncio.to_thread(self.validate, app_id, raw_events, now)
-        if not good:
-            return IngestResult(0, 0, tuple(rejected))
-        done = asyncio.wrap_future(self._writer.submit_events(good))
+        ack = await self.store_async(app_id, good)
+        return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))
+
+    async def store_async(self, app_id: str, events: Sequence[Event]) -> EventAck:
+        """``store`` for an event loop: waits for the commit without holding a thread.
+
+        Raises:
+            StoreUnavailable: the store did not confirm; nothing may be assumed stored.
+        """
+        if not events:
+            return EventAck(0, 0)
+        done = asyncio.wrap_future(self._writer.submit_events(list(events)))
         try:
             ack = await asyncio.wait_for(done, self._ack_timeout_s)
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"events not confirmed within {self._ack_timeout_s:g} s"
             ) from exc
-        self._on_stored(app_id, {e.user_id for e in good})
-        return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))
+        self._on_stored(app_id, {e.user_id for e in events})
+        return ack

@@ -70,3 +70,20 @@ def test_another_user_surface_or_limit_is_not_served_from_the_cache(api_with_ite
     ):
         body = api_with_items.recommend(debug="true", **params)
         assert "cache" not in stage_names(body), params
+
+
+def test_feedback_drops_the_users_cached_lists_so_the_item_is_never_served_again(
+    api_with_items: Api,
+) -> None:
+    first = api_with_items.recommend(userId="ann", surface="home", debug="true")
+    dismissed = first["items"][0]["itemId"]
+
+    response = api_with_items.client.post(
+        "/api/recommendations/feedback",
+        json={"userId": "ann", "itemId": dismissed, "feedback": "not_interested"},
+    )
+    assert response.status_code == 202, response.text
+    after = api_with_items.recommend(userId="ann", surface="home", debug="true")
+
+    assert "cache" not in stage_names(after)
+    assert dismissed not in [i["itemId"] for i in after["items"]]

@@ -122,7 +122,8 @@ async def post_feedback(
 ) -> FeedbackAccepted:
     """Suppress an item for a user (not_interested, hide, report), from their next request.
 
-    Stored as an event of the same type too, so that training sees it.
+    Stored as an event of the same type too, so that training sees it, through the
+    ingestor like every other event (which also drops the user's cached lists).
     """
     item = await run_in_threadpool(runtime.store.catalog.get_item, caller.app_id, body.item_id)
     if item is None:
@@ -139,7 +140,5 @@ async def post_feedback(
         surface=body.surface,
         request_id=body.request_id,
     )
-    await run_in_threadpool(
-        runtime.writer.append_events, [event], runtime.settings.ingest.ack_timeout_s
-    )
+    await runtime.ingestor.store_async(caller.app_id, [event])
     return FeedbackAccepted(suppressed=True, event_id=event.event_id)

@@ -25,8 +25,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recloop.data.cleaning import CleaningConfig, clean_events
-from recloop.data.labels import LabelConfig, label_impressions
+from recloop.config import CleaningConfig, LabelConfig
+from recloop.data.cleaning import clean_events
+from recloop.data.labels import label_impressions
 from recloop.data.snapshots import take_snapshot
 from recloop.data.splits import SplitConfig, time_split
 from recloop.data.training import point_in_time_features

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from recloop.data.labels import LabelConfig, label_impressions
+from recloop.config import LabelConfig
+from recloop.data.labels import label_impressions
 from recloop.data.training import point_in_time_features
 from recloop.domain import Event, EventType, Item
 from recloop.features.definitions import FEATURE_NAMES, FeatureSet, ItemMeta

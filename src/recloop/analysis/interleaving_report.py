@@ -18,8 +18,7 @@ from typing import Any
 from recloop.analysis.interleaving import Credit, InterleavingResult, aggregate
 from recloop.analysis.outcomes import app_events, served_lists, variant_in
 from recloop.analysis.stats import DEFAULT_ALPHA
-from recloop.config import ExperimentConfig
-from recloop.data.cleaning import CleaningConfig
+from recloop.config import CleaningConfig, ExperimentConfig
 from recloop.domain import EventType
 from recloop.experiments.assignment import INTERLEAVED
 from recloop.store.protocols import EventLog, RecommendationLog

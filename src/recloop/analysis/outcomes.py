@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from recloop.data.labels import LabelRules
+from recloop.config import LabelRules
 from recloop.domain import Event, EventType, RecommendationRecord
 from recloop.store.protocols import EventLog, RecommendationLog
 

@@ -21,7 +21,7 @@ from recloop.analysis.outcomes import ALL, VariantOutcomes, read_surface_outcome
 from recloop.analysis.power import minimum_detectable_effect, units_needed
 from recloop.analysis.report import RATIO_METRICS, without_bots
 from recloop.analysis.stats import DEFAULT_ALPHA, DEFAULT_POWER, jsonable, ratio_summary
-from recloop.data.cleaning import CleaningConfig
+from recloop.config import CleaningConfig
 from recloop.store.protocols import EventLog, RecommendationLog
 
 

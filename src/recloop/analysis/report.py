@@ -42,8 +42,7 @@ from recloop.analysis.stats import (
     ratio_ztest,
     sample_ratio_mismatch,
 )
-from recloop.config import ExperimentConfig, GuardrailConfig
-from recloop.data.cleaning import CleaningConfig
+from recloop.config import CleaningConfig, ExperimentConfig, GuardrailConfig
 
 #: Ratio metrics: name -> (numerator, denominator) of the per-user sums.
 RATIO_METRICS = {

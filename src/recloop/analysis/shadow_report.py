@@ -28,7 +28,7 @@ import numpy as np
 
 from recloop.analysis.outcomes import app_events, served_lists
 from recloop.analysis.stats import jsonable
-from recloop.data.cleaning import CleaningConfig
+from recloop.config import CleaningConfig
 from recloop.domain import EventType, RecommendationRecord, ShadowRecord
 from recloop.evaluation.ope import BootstrapSpec, Estimate, position_based_ips
 from recloop.evaluation.ope_data import LoggedBandit

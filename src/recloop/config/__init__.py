@@ -22,6 +22,9 @@ from recloop.config.surfaces import (
     default_surfaces,
 )
 from recloop.config.training import (
+    CleaningConfig,
+    LabelConfig,
+    LabelRules,
     RankerTrainSettings,
     TrainSettings,
     TrainSourceConfig,
@@ -31,10 +34,13 @@ from recloop.config.training import (
 __all__ = [
     "VARIANT_OVERRIDES",
     "BudgetSettings",
+    "CleaningConfig",
     "ComponentConfig",
     "ExperimentConfig",
     "GuardrailConfig",
     "IngestSettings",
+    "LabelConfig",
+    "LabelRules",
     "RankerTrainSettings",
     "ServingSettings",
     "Settings",

@@ -30,6 +30,93 @@ def default_train_sources() -> list[TrainSourceConfig]:
     ]
 
 
+class CleaningConfig(Section):
+    """Thresholds of the cleaning steps; the defaults suit human traffic on a typical app."""
+
+    repeat_window_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="An event at most this long after the previous one with the same user, "
+        "item, type and session is a repeat and dropped.",
+    )
+    max_events_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="A user with more events than this in one calendar minute is a bot.",
+    )
+    bot_min_clicks: int = Field(
+        default=30, ge=1, description="Clicks from which a user's click-through rate is judged."
+    )
+    bot_max_ctr: float = Field(
+        default=0.8,
+        ge=0,
+        description="A user with at least bot_min_clicks clicks and clicks/impressions above "
+        "this is a bot (with no impressions, any such user is).",
+    )
+    dwell_cap_multiple: float = Field(
+        default=10.0,
+        gt=0,
+        description="A view's value (dwell) is capped at this multiple of its item's median.",
+    )
+    late_after_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="An event that reached the server more than this long after it happened "
+        "(on the server's timeline, after its client's clock is corrected) is late.",
+    )
+    clock_tolerance_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="A session whose clock differs from the server's by more than this is "
+        "moved onto the server's timeline; smaller differences are network latency.",
+    )
+
+
+class LabelRules(Section):
+    """What counts as positive, negative, and ambiguous on one surface."""
+
+    positive_events: tuple[str, ...] = Field(
+        default=("purchase", "like", "share", "add_to_cart"),
+        description="Events that make an impression a satisfaction positive.",
+    )
+    view_positive_min_ms: float = Field(
+        default=30_000.0, ge=0, description="A view at least this long is a positive too."
+    )
+    negative_events: tuple[str, ...] = Field(
+        default=("skip", "hide", "not_interested", "report"),
+        description="Events that make an impression a satisfaction negative.",
+    )
+
+
+class LabelConfig(Section):
+    """Attribution and labelling settings (``[train.labels]``); rules may differ by surface.
+
+    Engagement joins the impression it came from by ``requestId`` whatever the client's
+    clock says; events without one join the latest earlier impression of the same user and
+    item on the server's timeline. Windows and the delay are seconds.
+    """
+
+    attribution_window_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Engagement later than this after the list (after the first event that "
+        "names its requestId, on the client's own clock) is not credited to it.",
+    )
+    label_delay_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="An impression is labelled once this long has passed since it was served "
+        "(server clock) or the user has been active this long after it (their own clock); "
+        "younger ones may still get late conversions and are left out.",
+    )
+    default_rules: LabelRules = LabelRules()
+    surface_rules: dict[str, LabelRules] = Field(default_factory=dict)
+
+    def rules_for(self, surface: str) -> LabelRules:
+        """The rules of a surface, or the default ones."""
+        return self.surface_rules.get(surface, self.default_rules)
+
+
 class RankerTrainSettings(Section):
     """How ``recloop train`` fits the learned ranker on labelled impressions."""
 
@@ -66,3 +153,5 @@ class TrainSettings(Section):
     )
     tune_trials: int = Field(default=20, ge=1, description="Optuna trials per source (--tune).")
     min_interactions: int = Field(default=20, ge=1)
+    cleaning: CleaningConfig = CleaningConfig()
+    labels: LabelConfig = LabelConfig()

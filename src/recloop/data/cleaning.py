@@ -7,8 +7,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
+from recloop.config import CleaningConfig
 from recloop.errors import InvalidInput
 
 #: Columns ``clean_events`` reads; any others are carried through unchanged.
@@ -24,43 +24,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "event_ts",
     "server_ts",
 )
-
-
-class CleaningConfig(BaseModel):
-    """Thresholds of the cleaning steps; the defaults suit human traffic on a typical app."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    repeat_window_s: float = Field(
-        default=5.0,
-        ge=0,
-        description="An event at most this long after the previous one with the same user, "
-        "item, type and session is a repeat and dropped.",
-    )
-    max_events_per_minute: int = Field(
-        default=60,
-        ge=1,
-        description="A user with more events than this in one calendar minute is a bot.",
-    )
-    bot_min_clicks: int = Field(
-        default=30, ge=1, description="Clicks from which a user's click-through rate is judged."
-    )
-    bot_max_ctr: float = Field(
-        default=0.8,
-        ge=0,
-        description="A user with at least bot_min_clicks clicks and clicks/impressions above "
-        "this is a bot (with no impressions, any such user is).",
-    )
-    dwell_cap_multiple: float = Field(
-        default=10.0,
-        gt=0,
-        description="A view's value (dwell) is capped at this multiple of its item's median.",
-    )
-    late_after_s: float = Field(
-        default=3600.0,
-        ge=0,
-        description="An event whose server_ts is more than this after its event_ts is late.",
-    )
 
 
 @dataclass(frozen=True)

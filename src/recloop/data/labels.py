@@ -19,32 +19,8 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class LabelRules(BaseModel):
-    """What counts as positive, negative, and ambiguous on one surface."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    positive_events: tuple[str, ...] = ("purchase", "like", "share", "add_to_cart")
-    view_positive_min_ms: float = Field(default=30_000.0, ge=0)
-    negative_events: tuple[str, ...] = ("skip", "hide", "not_interested", "report")
-
-
-class LabelConfig(BaseModel):
-    """Attribution and labelling settings; rules may differ by surface."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    attribution_window_s: float = Field(default=1800.0, gt=0)
-    label_delay_s: float = Field(default=3600.0, ge=0)
-    default_rules: LabelRules = LabelRules()
-    surface_rules: dict[str, LabelRules] = Field(default_factory=dict)
-
-    def rules_for(self, surface: str) -> LabelRules:
-        """The rules of a surface, or the default ones."""
-        return self.surface_rules.get(surface, self.default_rules)
+from recloop.config import LabelConfig
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from recloop.data.cleaning import CleaningConfig, CleaningReport, clean_events
-from recloop.data.labels import LabelConfig, LabelReport, label_impressions
+from recloop.config import CleaningConfig, LabelConfig
+from recloop.data.cleaning import CleaningReport, clean_events
+from recloop.data.labels import LabelReport, label_impressions
 from recloop.data.snapshots import Snapshot
 from recloop.data.splits import SplitBoundaries, SplitConfig, time_split
 from recloop.features.definitions import (

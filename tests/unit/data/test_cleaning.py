@@ -10,7 +10,8 @@ import pyarrow as pa
 import pydantic
 import pytest
 
-from recloop.data.cleaning import BotUser, CleaningConfig, clean_events
+from recloop.config import CleaningConfig
+from recloop.data.cleaning import BotUser, clean_events
 from recloop.data.snapshots import EVENTS_SCHEMA
 from recloop.errors import InvalidInput
 

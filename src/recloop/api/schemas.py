@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from recloop.analysis.rollout import RampState
 from recloop.config import ExperimentConfig, ShadowConfig
-from recloop.domain import Feedback, Item, ItemStatus, User
+from recloop.domain import Feedback, ItemStatus
 from recloop.ingest.wire import CamelModel, EventIn, Id, ItemIn, ItemPut, Label, UserIn, UserPut
 
 __all__ = ["EventIn", "ItemIn", "ItemPut", "UserIn", "UserPut"]
@@ -69,6 +69,9 @@ class ItemsUpserted(CamelModel):
 class ItemPublic(CamelModel):
     """An item as stored."""
 
+    # Validated from the domain ``Item`` itself: each field read by its attribute name.
+    model_config = ConfigDict(from_attributes=True)
+
     item_id: str
     type: str
     title: str | None
@@ -82,42 +85,17 @@ class ItemPublic(CamelModel):
     updated_at: datetime | None
     metadata: dict[str, Any]
 
-    @classmethod
-    def of(cls, item: Item) -> ItemPublic:
-        """From the domain value."""
-        return cls(
-            item_id=item.item_id,
-            type=item.type,
-            title=item.title,
-            description=item.description,
-            category=item.category,
-            tags=list(item.tags),
-            creator_id=item.creator_id,
-            locale=item.locale,
-            status=item.status,
-            created_at=item.created_at,
-            updated_at=item.updated_at,
-            metadata=item.metadata,
-        )
-
 
 class UserPublic(CamelModel):
     """A user as stored."""
+
+    # Validated from the domain ``User`` itself: each field read by its attribute name.
+    model_config = ConfigDict(from_attributes=True)
 
     user_id: str
     attributes: dict[str, Any]
     created_at: datetime | None
     updated_at: datetime | None
-
-    @classmethod
-    def of(cls, user: User) -> UserPublic:
-        """From the domain value."""
-        return cls(
-            user_id=user.user_id,
-            attributes=user.attributes,
-            created_at=user.created_at,
-            updated_at=user.updated_at,
-        )
 
 
 class RecommendedItem(CamelModel):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from recloop.domain import Event, Item, RecommendationRecord, User
+from recloop.domain import Event, Item, RecommendationRecord, ServedItem, User
 from recloop.errors import SchemaOutOfDate, SnapshotExists, SnapshotRefused
 from recloop.store import Store
 from recloop.store.migrate import current_revision, require_current
@@ -36,6 +37,9 @@ PAGE_SIZE = 10_000
 ProgressCallback = Callable[[str, int], None]
 
 _TS = pa.timestamp("us", tz="UTC")
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 EVENTS_SCHEMA = pa.schema(
     [
@@ -463,6 +467,13 @@ def _write_file(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]
     return written
 
 
+def _pages(scan: Callable[[K], list[V]], after: K, key: Callable[[V], K]) -> Iterator[list[V]]:
+    """Every page of a keyset scan, each read after the key of the previous page's last row."""
+    while page := scan(after):
+        after = key(page[-1])
+        yield page
+
+
 def _event_batches(
     store: Store,
     app_id: str,
@@ -470,129 +481,84 @@ def _event_batches(
     stats: _EventStats,
     on_progress: ProgressCallback | None,
 ) -> Iterator[pa.RecordBatch]:
-    after = 0
-    while page := store.events.scan(after, page_size, app_id=app_id):
-        after = page[-1][0]
+    scan = functools.partial(store.events.scan, limit=page_size, app_id=app_id)
+    for page in _pages(scan, 0, lambda row: row[0]):
         batch = _events_batch(page)
         stats.add(batch)
         _report(on_progress, "events", batch.num_rows)
         yield batch
 
 
-def _events_batch(page: list[tuple[int, Event]]) -> pa.RecordBatch:
-    events = [event for _, event in page]
+def _batch(schema: pa.Schema, rows: Sequence[object], **given: list[Any]) -> pa.RecordBatch:
+    """A batch of ``schema``: each column from ``given``, else the rows' attribute of its name."""
     return pa.RecordBatch.from_pydict(
         {
-            "seq": [seq for seq, _ in page],
-            "app_id": [e.app_id for e in events],
-            "event_id": [e.event_id for e in events],
-            "user_id": [e.user_id for e in events],
-            "item_id": [e.item_id for e in events],
-            "event_type": [e.event_type.value for e in events],
-            "value": [e.value for e in events],
-            "surface": [e.surface for e in events],
-            "session_id": [e.session_id for e in events],
-            "device": [e.device for e in events],
-            "position": [e.position for e in events],
-            "request_id": [e.request_id for e in events],
-            "event_ts": [e.event_ts for e in events],
-            "server_ts": [e.server_ts for e in events],
-            "context": [_json_text(e.context) for e in events],
+            name: given[name] if name in given else [getattr(row, name) for row in rows]
+            for name in schema.names
         },
-        schema=EVENTS_SCHEMA,
+        schema=schema,
+    )
+
+
+def _events_batch(page: list[tuple[int, Event]]) -> pa.RecordBatch:
+    events = [event for _, event in page]
+    return _batch(
+        EVENTS_SCHEMA,
+        events,
+        seq=[seq for seq, _ in page],
+        event_type=[e.event_type.value for e in events],
+        context=[_json_text(e.context) for e in events],
     )
 
 
 def _log_batches(
     store: Store, app_id: str, page_size: int, on_progress: ProgressCallback | None
 ) -> Iterator[pa.RecordBatch]:
-    after: str | None = None
-    while page := store.rec_log.scan(after, page_size, app_id=app_id):
-        after = page[-1].request_id
+    scan = functools.partial(store.rec_log.scan, limit=page_size, app_id=app_id)
+    for page in _pages(scan, None, lambda record: record.request_id):
         _report(on_progress, "recommendation_log", len(page))
         yield _log_batch(page)
 
 
 def _log_batch(page: list[RecommendationRecord]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict(
-        {
-            "request_id": [r.request_id for r in page],
-            "app_id": [r.app_id for r in page],
-            "user_id": [r.user_id for r in page],
-            "surface": [r.surface for r in page],
-            "served_at": [r.served_at for r in page],
-            "items": [
-                [
-                    {
-                        "itemId": s.item_id,
-                        "position": s.position,
-                        "score": s.score,
-                        "source": s.source,
-                        "propensity": s.propensity,
-                        "sourceScores": json.dumps(dict(s.source_scores))
-                        if s.source_scores
-                        else None,
-                    }
-                    for s in r.items
-                ]
-                for r in page
-            ],
-            "model_version": [r.model_version for r in page],
-            "experiment": [r.experiment for r in page],
-            "variant": [r.variant for r in page],
-            "fallback": [r.fallback for r in page],
-            "latency_ms": [r.latency_ms for r in page],
-            "session_id": [r.session_id for r in page],
-            "device": [r.device for r in page],
-        },
-        schema=RECOMMENDATION_LOG_SCHEMA,
+    return _batch(
+        RECOMMENDATION_LOG_SCHEMA, page, items=[[_served_item(s) for s in r.items] for r in page]
     )
 
 
+def _served_item(s: ServedItem) -> dict[str, Any]:
+    return {
+        "itemId": s.item_id,
+        "position": s.position,
+        "score": s.score,
+        "source": s.source,
+        "propensity": s.propensity,
+        "sourceScores": json.dumps(dict(s.source_scores)) if s.source_scores else None,
+    }
+
+
 def _item_batches(store: Store, app_id: str, page_size: int) -> Iterator[pa.RecordBatch]:
-    after: str | None = None
-    while page := store.catalog.scan_items(app_id, after, page_size):
-        after = page[-1].item_id
-        yield _items_batch(page)
+    scan = functools.partial(store.catalog.scan_items, app_id, limit=page_size)
+    return map(_items_batch, _pages(scan, None, lambda item: item.item_id))
 
 
 def _items_batch(page: list[Item]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict(
-        {
-            "item_id": [i.item_id for i in page],
-            "type": [i.type for i in page],
-            "title": [i.title for i in page],
-            "description": [i.description for i in page],
-            "category": [i.category for i in page],
-            "tags": [list(i.tags) for i in page],
-            "creator_id": [i.creator_id for i in page],
-            "locale": [i.locale for i in page],
-            "status": [i.status.value for i in page],
-            "created_at": [i.created_at for i in page],
-            "updated_at": [i.updated_at for i in page],
-            "metadata": [_json_text(i.metadata) for i in page],
-        },
-        schema=ITEMS_SCHEMA,
+    return _batch(
+        ITEMS_SCHEMA,
+        page,
+        tags=[list(i.tags) for i in page],
+        status=[i.status.value for i in page],
+        metadata=[_json_text(i.metadata) for i in page],
     )
 
 
 def _user_batches(store: Store, app_id: str, page_size: int) -> Iterator[pa.RecordBatch]:
-    after: str | None = None
-    while page := store.users.scan_users(app_id, after, page_size):
-        after = page[-1].user_id
-        yield _users_batch(page)
+    scan = functools.partial(store.users.scan_users, app_id, limit=page_size)
+    return map(_users_batch, _pages(scan, None, lambda user: user.user_id))
 
 
 def _users_batch(page: list[User]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict(
-        {
-            "user_id": [u.user_id for u in page],
-            "attributes": [_json_text(u.attributes) for u in page],
-            "created_at": [u.created_at for u in page],
-            "updated_at": [u.updated_at for u in page],
-        },
-        schema=USERS_SCHEMA,
-    )
+    return _batch(USERS_SCHEMA, page, attributes=[_json_text(u.attributes) for u in page])
 
 
 def _sync_tree(directory: Path) -> None:

@@ -157,20 +157,11 @@ class UserPut(CamelModel):
 
 
 def to_item(fields: ItemFields, item_id: str) -> Item:
-    """The domain item from validated wire fields."""
-    return Item(
-        item_id=item_id,
-        type=fields.type,
-        title=fields.title,
-        description=fields.description,
-        category=fields.category,
-        tags=tuple(fields.tags),
-        creator_id=fields.creator_id,
-        locale=fields.locale,
-        status=fields.status,
-        created_at=_utc(fields.created_at),
-        metadata=fields.metadata,
-    )
+    """The domain item from validated wire fields: each of ``ItemFields`` by name."""
+    values = {name: getattr(fields, name) for name in ItemFields.model_fields}
+    values["tags"] = tuple(fields.tags)
+    values["created_at"] = _utc(fields.created_at)
+    return Item(item_id=item_id, **values)
 
 
 def to_user(attributes: dict[str, Any], user_id: str) -> User:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from recloop.domain import (
     SUPPRESSING_EVENTS,
@@ -32,6 +34,9 @@ from recloop.errors import RecloopError, StoreUnavailable, map_errors
 from recloop.store import schema as t
 from recloop.store.protocols import ApiKeyRecord, AppendResult, CatalogChange, CatalogCursor
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 # Driver failures that mean "the database is not there"; everything else is a bug or bad data.
 _UNAVAILABLE: dict[type[BaseException], type[RecloopError]] = {
     sa_exc.OperationalError: StoreUnavailable,
@@ -41,6 +46,36 @@ _UNAVAILABLE: dict[type[BaseException], type[RecloopError]] = {
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+# --- rows and domain values, matched by name --------------------------------------------------
+# A table's columns carry the names of the domain value's fields, so a row is built and read
+# by name; only the columns stored in another form (enums, JSON, defaults) are spelled out.
+
+D = TypeVar("D", bound="DataclassInstance")
+
+
+@functools.cache
+def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _written_columns(table: sa.Table) -> tuple[str, ...]:
+    # An autoincrement key is the database's to fill.
+    return tuple(c.name for c in table.columns if c.autoincrement is not True)
+
+
+def _row(table: sa.Table, value: object, **given: Any) -> dict[str, Any]:
+    """A value as a row of ``table``: each column from ``given``, else the attribute of its name."""
+    row = {name: getattr(value, name) for name in _written_columns(table) if name not in given}
+    row.update(given)
+    return row
+
+
+def _value(cls: type[D], row: RowMapping, **given: Any) -> D:
+    """A domain value from a row: each field from ``given``, else the column of that name."""
+    return cls(**{name: given[name] if name in given else row[name] for name in _field_names(cls)})
 
 
 def create_sql_engine(url: str) -> Engine:
@@ -127,13 +162,7 @@ class SqlTenancy(_SqlRole):
         with self._begin() as conn:
             conn.execute(
                 t.api_keys.insert().values(
-                    key_id=record.key_id,
-                    app_id=record.app_id,
-                    key_hash=record.key_hash,
-                    scopes=",".join(sorted(record.scopes)),
-                    name=record.name,
-                    created_at=record.created_at,
-                    revoked_at=record.revoked_at,
+                    _row(t.api_keys, record, scopes=",".join(sorted(record.scopes)))
                 )
             )
 
@@ -164,16 +193,9 @@ class SqlTenancy(_SqlRole):
         return result.rowcount == 1
 
 
-def _key_from_row(row: Any) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        key_id=row["key_id"],
-        app_id=row["app_id"],
-        key_hash=row["key_hash"],
-        scopes=frozenset(Scope(s) for s in row["scopes"].split(",") if s),
-        name=row["name"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
+def _key_from_row(row: RowMapping) -> ApiKeyRecord:
+    scopes = frozenset(Scope(s) for s in row["scopes"].split(",") if s)
+    return _value(ApiKeyRecord, row, scopes=scopes)
 
 
 class SqlCatalog(_SqlRole):
@@ -191,21 +213,15 @@ class SqlCatalog(_SqlRole):
         with self._begin() as conn:
             for keeps_created in (True, False):
                 rows = [
-                    {
-                        "app_id": app_id,
-                        "item_id": item.item_id,
-                        "type": item.type,
-                        "title": item.title,
-                        "description": item.description,
-                        "category": item.category,
-                        "tags": list(item.tags),
-                        "creator_id": item.creator_id,
-                        "locale": item.locale,
-                        "status": item.status.value,
-                        "created_at": item.created_at or now,
-                        "updated_at": now,
-                        "metadata": item.metadata,
-                    }
+                    _row(
+                        t.items,
+                        item,
+                        app_id=app_id,
+                        tags=list(item.tags),
+                        status=item.status.value,
+                        created_at=item.created_at or now,
+                        updated_at=now,
+                    )
                     for item in unique
                     if (item.created_at is None) == keeps_created
                 ]
@@ -242,38 +258,26 @@ class SqlCatalog(_SqlRole):
         if not item_ids:
             return {}
         c = t.items.c
-        stmt = sa.select(c.item_id, c.category, c.creator_id).where(
+        stmt = sa.select(*(c[name] for name in _field_names(CatalogEntry))).where(
             c.app_id == app_id,
             c.item_id.in_(list(item_ids)),
             c.status == ItemStatus.ACTIVE.value,
         )
         with self._read() as conn:
-            return {
-                row.item_id: CatalogEntry(row.item_id, row.category, row.creator_id)
-                for row in conn.execute(stmt)
-            }
+            return {row.item_id: _value(CatalogEntry, row._mapping) for row in conn.execute(stmt)}
 
     def changes_since(self, after: CatalogCursor | None, limit: int) -> list[CatalogChange]:
         """Items of every app changed after a cursor, in cursor order, for caches to follow."""
         c = t.items.c
-        stmt = sa.select(
-            c.app_id, c.item_id, c.category, c.status, c.updated_at, c.created_at, c.creator_id
-        )
+        # is_active is read from the status column; every other field from its own.
+        stmt = sa.select(c.status, *(c[n] for n in _field_names(CatalogChange) if n != "is_active"))
         if after is not None:
             # A batch upsert gives many rows one updated_at; the full key keeps paging exact.
             stmt = stmt.where(sa.tuple_(c.updated_at, c.app_id, c.item_id) > sa.tuple_(*after))
         stmt = stmt.order_by(c.updated_at, c.app_id, c.item_id).limit(limit)
         with self._read() as conn:
             return [
-                CatalogChange(
-                    row.app_id,
-                    row.item_id,
-                    row.category,
-                    row.status == ItemStatus.ACTIVE.value,
-                    row.updated_at,
-                    row.created_at,
-                    row.creator_id,
-                )
+                _value(CatalogChange, row._mapping, is_active=row.status == ItemStatus.ACTIVE.value)
                 for row in conn.execute(stmt)
             ]
 
@@ -294,21 +298,8 @@ class SqlCatalog(_SqlRole):
             return [_item_from_row(row._mapping) for row in conn.execute(stmt)]
 
 
-def _item_from_row(m: Any) -> Item:
-    return Item(
-        item_id=m["item_id"],
-        type=m["type"],
-        title=m["title"],
-        description=m["description"],
-        category=m["category"],
-        tags=tuple(m["tags"]),
-        creator_id=m["creator_id"],
-        locale=m["locale"],
-        status=ItemStatus(m["status"]),
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        metadata=m["metadata"],
-    )
+def _item_from_row(m: RowMapping) -> Item:
+    return _value(Item, m, tags=tuple(m["tags"]), status=ItemStatus(m["status"]))
 
 
 class SqlUsers(_SqlRole):
@@ -319,13 +310,7 @@ class SqlUsers(_SqlRole):
         if not users:
             return
         rows = [
-            {
-                "app_id": app_id,
-                "user_id": user.user_id,
-                "attributes": user.attributes,
-                "created_at": user.created_at or now,
-                "updated_at": now,
-            }
+            _row(t.users, user, app_id=app_id, created_at=user.created_at or now, updated_at=now)
             for user in {user.user_id: user for user in users}.values()
         ]
         stmt = self._insert(t.users)
@@ -342,10 +327,7 @@ class SqlUsers(_SqlRole):
             row = conn.execute(
                 sa.select(t.users).where(t.users.c.app_id == app_id, t.users.c.user_id == user_id)
             ).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return User(m["user_id"], m["attributes"], m["created_at"], m["updated_at"])
+        return None if row is None else _value(User, row._mapping)
 
     def purge_user(self, app_id: str, user_id: str) -> bool:
         """Delete the user with their events, logs and suppressions; False when none existed."""
@@ -366,10 +348,7 @@ class SqlUsers(_SqlRole):
             stmt = stmt.where(c.user_id > after_user_id)
         stmt = stmt.order_by(c.user_id).limit(limit)
         with self._read() as conn:
-            return [
-                User(row.user_id, row.attributes, row.created_at, row.updated_at)
-                for row in conn.execute(stmt)
-            ]
+            return [_value(User, row._mapping) for row in conn.execute(stmt)]
 
 
 class SqlEventLog(_SqlRole):
@@ -382,25 +361,7 @@ class SqlEventLog(_SqlRole):
             unique.setdefault((event.app_id, event.event_id), event)
         if not unique:
             return AppendResult(frozenset())
-        rows = [
-            {
-                "app_id": e.app_id,
-                "event_id": e.event_id,
-                "user_id": e.user_id,
-                "item_id": e.item_id,
-                "event_type": e.event_type.value,
-                "value": e.value,
-                "surface": e.surface,
-                "session_id": e.session_id,
-                "device": e.device,
-                "position": e.position,
-                "request_id": e.request_id,
-                "event_ts": e.event_ts,
-                "server_ts": e.server_ts,
-                "context": e.context,
-            }
-            for e in unique.values()
-        ]
+        rows = [_row(t.events, e, event_type=e.event_type.value) for e in unique.values()]
         # Which keys exist already, then a plain multi-row insert that skips conflicts. The
         # insert has constant SQL (executemany), which both drivers run far faster than one
         # statement with a RETURNING row per event; ON CONFLICT still guarantees one copy if
@@ -515,25 +476,7 @@ class SqlEventLog(_SqlRole):
         stmt = stmt.order_by(c.seq).limit(limit)
         with self._read() as conn:
             return [
-                (
-                    row.seq,
-                    Event(
-                        app_id=row.app_id,
-                        event_id=row.event_id,
-                        user_id=row.user_id,
-                        event_type=EventType(row.event_type),
-                        event_ts=row.event_ts,
-                        server_ts=row.server_ts,
-                        item_id=row.item_id,
-                        value=row.value,
-                        surface=row.surface,
-                        session_id=row.session_id,
-                        device=row.device,
-                        position=row.position,
-                        request_id=row.request_id,
-                        context=row.context,
-                    ),
-                )
+                (row.seq, _value(Event, row._mapping, event_type=EventType(row.event_type)))
                 for row in conn.execute(stmt)
             ]
 
@@ -545,24 +488,7 @@ class SqlRecommendationLog(_SqlRole):
         """Store served lists in one transaction."""
         if not records:
             return
-        rows = [
-            {
-                "request_id": r.request_id,
-                "app_id": r.app_id,
-                "user_id": r.user_id,
-                "surface": r.surface,
-                "served_at": r.served_at,
-                "items": _items_json(r.items),
-                "model_version": r.model_version,
-                "experiment": r.experiment,
-                "variant": r.variant,
-                "fallback": r.fallback,
-                "latency_ms": r.latency_ms,
-                "session_id": r.session_id,
-                "device": r.device,
-            }
-            for r in records
-        ]
+        rows = [_row(t.recommendation_log, r, items=_items_json(r.items)) for r in records]
         with self._begin() as conn:
             conn.execute(t.recommendation_log.insert(), rows)
 
@@ -627,22 +553,8 @@ class SqlRecommendationLog(_SqlRole):
             return [_record_from_row(row._mapping) for row in conn.execute(stmt)]
 
 
-def _record_from_row(m: Any) -> RecommendationRecord:
-    return RecommendationRecord(
-        app_id=m["app_id"],
-        request_id=m["request_id"],
-        user_id=m["user_id"],
-        surface=m["surface"],
-        served_at=m["served_at"],
-        items=_items_from_json(m["items"]),
-        model_version=m["model_version"],
-        experiment=m["experiment"],
-        variant=m["variant"],
-        fallback=m["fallback"],
-        latency_ms=m["latency_ms"],
-        session_id=m["session_id"],
-        device=m["device"],
-    )
+def _record_from_row(m: RowMapping) -> RecommendationRecord:
+    return _value(RecommendationRecord, m, items=_items_from_json(m["items"]))
 
 
 def _items_json(items: Sequence[ServedItem]) -> list[dict[str, Any]]:
@@ -691,18 +603,7 @@ class SqlShadowLog(_SqlRole):
         if not records:
             return
         rows = [
-            {
-                "request_id": r.request_id,
-                "shadow": r.shadow,
-                "app_id": r.app_id,
-                "user_id": r.user_id,
-                "surface": r.surface,
-                "computed_at": r.computed_at,
-                "items": _with_support(_items_json(r.items), r.support),
-                "model_version": r.model_version,
-                "fallback": r.fallback,
-                "latency_ms": r.latency_ms,
-            }
+            _row(t.shadow_log, r, items=_with_support(_items_json(r.items), r.support))
             for r in records
         ]
         with self._begin() as conn:
@@ -716,24 +617,15 @@ class SqlShadowLog(_SqlRole):
             stmt = stmt.where(c.request_id > after)
         stmt = stmt.order_by(c.request_id).limit(limit)
         with self._read() as conn:
-            return [
-                ShadowRecord(
-                    app_id=m["app_id"],
-                    request_id=m["request_id"],
-                    shadow=m["shadow"],
-                    user_id=m["user_id"],
-                    surface=m["surface"],
-                    computed_at=m["computed_at"],
-                    items=_items_from_json(m["items"]),
-                    model_version=m["model_version"],
-                    fallback=m["fallback"],
-                    latency_ms=m["latency_ms"],
-                    support=tuple(i["support"] for i in m["items"])
-                    if m["items"] and all("support" in i for i in m["items"])
-                    else None,
-                )
-                for m in (row._mapping for row in conn.execute(stmt))
-            ]
+            return [_shadow_from_row(row._mapping) for row in conn.execute(stmt)]
+
+
+def _shadow_from_row(m: RowMapping) -> ShadowRecord:
+    # The support is kept beside each item in the items' JSON, not in a column of its own.
+    items = m["items"]
+    has_support = bool(items) and all("support" in i for i in items)
+    support = tuple(i["support"] for i in items) if has_support else None
+    return _value(ShadowRecord, m, items=_items_from_json(items), support=support)
 
 
 class SqlSuppressions(_SqlRole):

@@ -39,7 +39,7 @@ def put_item(
     catalog.upsert_items(caller.app_id, [to_item(body, item_id)], datetime.now(UTC))
     stored = catalog.get_item(caller.app_id, item_id)
     assert stored is not None
-    return ItemPublic.of(stored)
+    return ItemPublic.model_validate(stored)
 
 
 @router.post(
@@ -69,7 +69,7 @@ def get_item(item_id: ItemIdPath, caller: ServeCaller, runtime: RuntimeDep) -> I
     item = runtime.store.catalog.get_item(caller.app_id, item_id)
     if item is None:
         raise NotFound("itemId", f"no item {item_id!r}")
-    return ItemPublic.of(item)
+    return ItemPublic.model_validate(item)
 
 
 @router.delete("/api/items/{itemId}", status_code=204, responses=_ERRORS | problem_responses(404))

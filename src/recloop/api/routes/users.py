@@ -31,7 +31,7 @@ def put_user(
     users.upsert_users(caller.app_id, [to_user(body.attributes, user_id)], datetime.now(UTC))
     stored = users.get_user(caller.app_id, user_id)
     assert stored is not None
-    return UserPublic.of(stored)
+    return UserPublic.model_validate(stored)
 
 
 @router.get(
@@ -42,7 +42,7 @@ def get_user(user_id: UserIdPath, caller: ServeCaller, runtime: RuntimeDep) -> U
     user = runtime.store.users.get_user(caller.app_id, user_id)
     if user is None:
         raise NotFound("userId", f"no user {user_id!r}")
-    return UserPublic.of(user)
+    return UserPublic.model_validate(user)
 
 
 @router.delete("/api/users/{userId}", status_code=204, responses=_ERRORS | problem_responses(404))

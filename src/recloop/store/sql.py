@@ -135,6 +135,26 @@ class _SqlRole:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _one(self, key: sa.Column[str], app_id: str, value: str) -> RowMapping | None:
+        """The app's row of the key column's table whose key is ``value``, if any."""
+        table = key.table
+        stmt = sa.select(table).where(table.c.app_id == app_id, key == value)
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else row._mapping
+
+    def _page(
+        self, key: sa.Column[str], app_id: str, after: str | None, limit: int
+    ) -> list[RowMapping]:
+        """A page of the app's rows of the key column's table, in key order after ``after``."""
+        table = key.table
+        stmt = sa.select(table).where(table.c.app_id == app_id)
+        if after is not None:
+            stmt = stmt.where(key > after)
+        stmt = stmt.order_by(key).limit(limit)
+        with self._read() as conn:
+            return [row._mapping for row in conn.execute(stmt)]
+
 
 class SqlTenancy(_SqlRole):
     """Apps and API keys in SQL."""
@@ -239,11 +259,8 @@ class SqlCatalog(_SqlRole):
 
     def get_item(self, app_id: str, item_id: str) -> Item | None:
         """One item, whatever its status."""
-        with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.items).where(t.items.c.app_id == app_id, t.items.c.item_id == item_id)
-            ).first()
-        return None if row is None else _item_from_row(row._mapping)
+        row = self._one(t.items.c.item_id, app_id, item_id)
+        return None if row is None else _item_from_row(row)
 
     def delete_item(self, app_id: str, item_id: str) -> bool:
         """Delete an item; returns False when it did not exist."""
@@ -289,13 +306,8 @@ class SqlCatalog(_SqlRole):
 
     def scan_items(self, app_id: str, after_item_id: str | None, limit: int) -> list[Item]:
         """A page of the app's items, of any status, in item_id order after ``after_item_id``."""
-        c = t.items.c
-        stmt = sa.select(t.items).where(c.app_id == app_id)
-        if after_item_id is not None:
-            stmt = stmt.where(c.item_id > after_item_id)
-        stmt = stmt.order_by(c.item_id).limit(limit)
-        with self._read() as conn:
-            return [_item_from_row(row._mapping) for row in conn.execute(stmt)]
+        page = self._page(t.items.c.item_id, app_id, after_item_id, limit)
+        return [_item_from_row(row) for row in page]
 
 
 def _item_from_row(m: RowMapping) -> Item:
@@ -323,11 +335,8 @@ class SqlUsers(_SqlRole):
 
     def get_user(self, app_id: str, user_id: str) -> User | None:
         """One user."""
-        with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.users).where(t.users.c.app_id == app_id, t.users.c.user_id == user_id)
-            ).first()
-        return None if row is None else _value(User, row._mapping)
+        row = self._one(t.users.c.user_id, app_id, user_id)
+        return None if row is None else _value(User, row)
 
     def purge_user(self, app_id: str, user_id: str) -> bool:
         """Delete the user with their events, logs and suppressions; False when none existed."""
@@ -342,13 +351,8 @@ class SqlUsers(_SqlRole):
 
     def scan_users(self, app_id: str, after_user_id: str | None, limit: int) -> list[User]:
         """A page of the app's users in user_id order after ``after_user_id``."""
-        c = t.users.c
-        stmt = sa.select(t.users).where(c.app_id == app_id)
-        if after_user_id is not None:
-            stmt = stmt.where(c.user_id > after_user_id)
-        stmt = stmt.order_by(c.user_id).limit(limit)
-        with self._read() as conn:
-            return [_value(User, row._mapping) for row in conn.execute(stmt)]
+        page = self._page(t.users.c.user_id, app_id, after_user_id, limit)
+        return [_value(User, row) for row in page]
 
 
 class SqlEventLog(_SqlRole):
@@ -494,14 +498,8 @@ class SqlRecommendationLog(_SqlRole):
 
     def get(self, app_id: str, request_id: str) -> RecommendationRecord | None:
         """One served list by its request id."""
-        c = t.recommendation_log.c
-        with self._read() as conn:
-            row = conn.execute(
-                sa.select(t.recommendation_log).where(
-                    c.app_id == app_id, c.request_id == request_id
-                )
-            ).first()
-        return None if row is None else _record_from_row(row._mapping)
+        row = self._one(t.recommendation_log.c.request_id, app_id, request_id)
+        return None if row is None else _record_from_row(row)
 
     def shown_counts(
         self,

@@ -1,34 +1,19 @@
 """Trained models as the service holds them: loaded per app, swapped whole on a new version.
 
-``MODEL_KINDS`` is the closed table of trained model classes: a saved model names its kind,
-and only these kinds are ever loaded (a manifest never holds an import path).
+Which kinds may be loaded is ``retrieval.registry``'s closed table: a saved model names its
+kind, and a manifest never holds an import path.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from recloop.retrieval.content import ContentModel
-from recloop.retrieval.factors import ALSModel, BPRModel
-from recloop.retrieval.item_item import EASE, CoVisitation, ItemKNN
 from recloop.retrieval.models import RetrievalModel
-from recloop.retrieval.segment_popular import SegmentPopularModel
-from recloop.retrieval.two_tower import TwoTowerModel
-
-MODEL_KINDS: dict[str, Callable[[Path], RetrievalModel]] = {
-    CoVisitation.kind: CoVisitation.load,
-    ItemKNN.kind: ItemKNN.load,
-    EASE.kind: EASE.load,
-    ALSModel.kind: ALSModel.load,
-    BPRModel.kind: BPRModel.load,
-    ContentModel.kind: ContentModel.load,
-    TwoTowerModel.kind: TwoTowerModel.load,
-    SegmentPopularModel.kind: SegmentPopularModel.load,
-}
+from recloop.retrieval.registry import model_class
 
 
 def load_model(kind: str, path: Path) -> RetrievalModel:
@@ -37,10 +22,7 @@ def load_model(kind: str, path: Path) -> RetrievalModel:
     Raises:
         ValueError: the kind is not one recloop knows.
     """
-    loader = MODEL_KINDS.get(kind)
-    if loader is None:
-        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(sorted(MODEL_KINDS))}")
-    return loader(path)
+    return model_class(kind).load(path)
 
 
 @dataclass(frozen=True)

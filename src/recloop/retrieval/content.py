@@ -11,21 +11,24 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from recloop.retrieval.interactions import TrainingData
-from recloop.retrieval.models import Recalled, RecallQuery
+from recloop.retrieval.models import Recalled, RecallQuery, Seeds
 from recloop.retrieval.text_embedding import (
     EmbedderUnavailable,
     TextEmbedder,
     open_embedder,
 )
 from recloop.retrieval.vector_index import VectorIndex
+
+if TYPE_CHECKING:
+    from optuna.trial import BaseTrial
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class ContentModel:
     """
 
     kind: ClassVar[str] = "content"
+    serves: ClassVar[Mapping[str, Seeds]] = {"content": "history"}
 
     def __init__(
         self, embedder: str = "auto", history_len: int = 20, recency_half_life: float = 5.0
@@ -65,6 +69,14 @@ class ContentModel:
         self._embedder_problem: str | None = None  # why the saved embedder did not reopen
         self._titles: dict[str, str] = {}
         self._write_lock = threading.Lock()  # add_items: embed, index and title together
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """How fast older history items fade from the profile, and how many make it up."""
+        return {
+            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 50.0, log=True),
+            "history_len": trial.suggest_int("history_len", 1, 50),
+        }
 
     def params(self) -> dict[str, Any]:
         """The hyper-parameters."""

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from recloop.retrieval.interactions import TrainingData
-from recloop.retrieval.models import Recalled, RecallQuery
+from recloop.retrieval.models import Recalled, RecallQuery, Seeds
 from recloop.retrieval.vector_index import VectorIndex
+
+if TYPE_CHECKING:
+    from optuna.trial import BaseTrial
 
 Matrix = npt.NDArray[np.float32]
 
@@ -156,6 +160,7 @@ class ALSModel(_FactorModel):
     """
 
     kind: ClassVar[str] = "als"
+    serves: ClassVar[Mapping[str, Seeds]] = {"als": "history"}
     _PARAMS = ("alpha",)
 
     def __init__(
@@ -169,6 +174,16 @@ class ALSModel(_FactorModel):
     ) -> None:
         super().__init__(factors, iterations, regularization, seed)
         self.alpha = alpha
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """Width, regularization, confidence scale and sweeps."""
+        return {
+            "factors": trial.suggest_categorical("factors", [16, 32, 64, 128, 256]),
+            "regularization": trial.suggest_float("regularization", 1e-4, 10.0, log=True),
+            "alpha": trial.suggest_float("alpha", 0.5, 300.0, log=True),
+            "iterations": trial.suggest_int("iterations", 5, 30),
+        }
 
     def _train(self, data: TrainingData) -> tuple[Matrix, Matrix]:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -198,6 +213,7 @@ class BPRModel(_FactorModel):
     """Bayesian personalized ranking: factors trained so a user's items outrank others."""
 
     kind: ClassVar[str] = "bpr"
+    serves: ClassVar[Mapping[str, Seeds]] = {"bpr": "history"}
     _PARAMS = ("learning_rate",)
 
     def __init__(
@@ -211,6 +227,16 @@ class BPRModel(_FactorModel):
     ) -> None:
         super().__init__(factors, iterations, regularization, seed)
         self.learning_rate = learning_rate
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """Width, learning rate, regularization and epochs."""
+        return {
+            "factors": trial.suggest_categorical("factors", [8, 16, 32, 64, 128, 256]),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.2, log=True),
+            "regularization": trial.suggest_float("regularization", 1e-4, 0.1, log=True),
+            "iterations": trial.suggest_int("iterations", 20, 200),
+        }
 
     def _train(self, data: TrainingData) -> tuple[Matrix, Matrix]:
         from implicit.cpu.bpr import BayesianPersonalizedRanking

@@ -10,15 +10,19 @@ most to each result (the "Because you watched X" reason).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from recloop.retrieval.interactions import Interactions, TrainingData
-from recloop.retrieval.models import Recalled, RecallQuery
+from recloop.retrieval.models import Recalled, RecallQuery, Seeds
+
+if TYPE_CHECKING:
+    from optuna.trial import BaseTrial
 
 _DAY_S = 86_400.0
 
@@ -206,6 +210,8 @@ class CoVisitation(_ItemItemModel):
     """
 
     kind: ClassVar[str] = "covisitation"
+    # The same table serves the "session" source, fed only the current session's items.
+    serves: ClassVar[Mapping[str, Seeds]] = {"covisitation": "history", "session": "session"}
     _PARAMS = ("window", "half_life_days", "session_gap_s", "alpha")
 
     def __init__(
@@ -224,6 +230,16 @@ class CoVisitation(_ItemItemModel):
         self.half_life_days = half_life_days
         self.session_gap_s = session_gap_s
         self.alpha = alpha
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """Window, decay, damping and how fast older history items fade."""
+        return {
+            "window": trial.suggest_int("window", 1, 20),
+            "half_life_days": trial.suggest_float("half_life_days", 0.5, 365.0, log=True),
+            "alpha": trial.suggest_float("alpha", 0.0, 1.0),
+            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 50.0, log=True),
+        }
 
     def _sessions(self, x: Interactions) -> npt.NDArray[np.int64]:
         """A session key per interaction: the logged session, else gaps within a user."""
@@ -277,6 +293,7 @@ class ItemKNN(_ItemItemModel):
     """
 
     kind: ClassVar[str] = "item-knn"
+    serves: ClassVar[Mapping[str, Seeds]] = {"item-knn": "history"}
     _PARAMS = ("alpha", "shrink", "half_life_days")
 
     def __init__(
@@ -293,6 +310,15 @@ class ItemKNN(_ItemItemModel):
         self.alpha = alpha
         self.shrink = shrink
         self.half_life_days = half_life_days
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """Popularity bias, shrinkage and how fast older history items fade."""
+        return {
+            "alpha": trial.suggest_float("alpha", 0.1, 0.9),
+            "shrink": trial.suggest_float("shrink", 0.1, 200.0, log=True),
+            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 100.0, log=True),
+        }
 
     def _weights(self, data: TrainingData) -> sp.spmatrix:
         x = data.interactions
@@ -319,6 +345,7 @@ class EASE(_ItemItemModel):
     """
 
     kind: ClassVar[str] = "ease"
+    serves: ClassVar[Mapping[str, Seeds]] = {"ease": "history"}
     _PARAMS = ("l2", "max_items")
 
     def __init__(
@@ -333,6 +360,15 @@ class EASE(_ItemItemModel):
         super().__init__(max_neighbours, history_len, recency_half_life)
         self.l2 = l2
         self.max_items = max_items
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """The L2 penalty and how fast older history items fade."""
+        return {
+            "l2": trial.suggest_float("l2", 1.0, 5000.0, log=True),
+            # Up to "no recency at all" in practice: random splits have no order to exploit.
+            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 1000.0, log=True),
+        }
 
     def _weights(self, data: TrainingData) -> sp.spmatrix:
         x = data.interactions

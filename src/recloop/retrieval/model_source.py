@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from recloop.domain import Candidate
 from recloop.retrieval.bundle import ModelBundle, ModelIndex
-from recloop.retrieval.models import Recalled, RecallQuery, scalar_attributes
+from recloop.retrieval.models import Recalled, RecallQuery, Seeds, scalar_attributes
 from recloop.retrieval.protocols import RetrievalQuery
-
-#: What a source feeds its model: the whole history (with the session first), or only the
-#: current session's items.
-Seeds = Literal["history", "session"]
 
 
 class ModelSource:

@@ -4,6 +4,11 @@ Models follow the scikit-learn habit: construct with hyper-parameters, ``fit(dat
 ``save(path)`` / ``load(path)``. Nothing trains at request time. The service wraps each
 loaded model in a ``ModelSource`` (``retrieval.model_source``), which turns a request into a
 ``RecallQuery`` and the answers into candidates with reasons.
+
+Each model class carries everything recloop needs to know about its kind: the name saved
+artifacts use, the sources it serves, ``fit``, ``save``/``load`` and its hyper-parameter
+search space. ``retrieval.registry`` lists the classes once; loading, training, tuning and
+serving all read that list.
 """
 
 from __future__ import annotations
@@ -11,9 +16,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
 
 from recloop.retrieval.interactions import TrainingData
+
+if TYPE_CHECKING:
+    # Only for the annotation: retrieval is on the request path, and importing Optuna there
+    # would cost every process start the tuner's import time.
+    from optuna.trial import BaseTrial
+
+#: What a source feeds its model: the whole history (with the session first), or only the
+#: current session's items.
+Seeds = Literal["history", "session"]
 
 
 def scalar_attributes(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
@@ -50,9 +64,14 @@ class Recalled:
 
 
 class RetrievalModel(Protocol):
-    """A trained candidate source. ``kind`` names the class in saved artifacts."""
+    """A trained candidate source. ``kind`` names the class in saved artifacts.
+
+    ``serves`` names the candidate sources a surface may configure on this model, and what
+    each feeds it: usually one source named after the kind, fed the history.
+    """
 
     kind: ClassVar[str]
+    serves: ClassVar[Mapping[str, Seeds]]
 
     def fit(self, data: TrainingData) -> Self:
         """Learn from the training data; returns self."""
@@ -77,4 +96,10 @@ class RetrievalModel(Protocol):
 
     def params(self) -> dict[str, Any]:
         """The hyper-parameters, as recorded beside the artifact."""
+        ...
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """The hyper-parameters tuning searches, suggested on an Optuna trial
+        (define-by-run); the others keep the constructor's defaults."""
         ...

@@ -8,15 +8,18 @@ everyone engages with.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
 from recloop.retrieval.interactions import TrainingData
-from recloop.retrieval.models import Recalled, RecallQuery
+from recloop.retrieval.models import Recalled, RecallQuery, Seeds
 from recloop.retrieval.round_robin import round_robin
+
+if TYPE_CHECKING:
+    from optuna.trial import BaseTrial
 
 _DAY_S = 86_400.0
 
@@ -35,6 +38,7 @@ class SegmentPopularModel:
     """
 
     kind: ClassVar[str] = "segment-popular"
+    serves: ClassVar[Mapping[str, Seeds]] = {"segment-popular": "history"}
 
     def __init__(
         self,
@@ -51,6 +55,11 @@ class SegmentPopularModel:
         self.top_n = top_n
         self.max_history = max_history
         self.segments_: dict[str, list[tuple[str, float]]] = {}
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """How fast engagements decay."""
+        return {"half_life_days": trial.suggest_float("half_life_days", 1.0, 180.0, log=True)}
 
     def params(self) -> dict[str, Any]:
         """The hyper-parameters."""

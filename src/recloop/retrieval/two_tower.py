@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -31,10 +31,12 @@ from recloop.retrieval.interactions import (
     ItemTable,
     TrainingData,
 )
-from recloop.retrieval.models import Recalled, RecallQuery
+from recloop.retrieval.models import Recalled, RecallQuery, Seeds
 from recloop.retrieval.text_embedding import HashingEmbedder
 
 if TYPE_CHECKING:
+    from optuna.trial import BaseTrial
+
     from recloop.retrieval.vector_index import VectorIndex
 
 _DAY = 86400.0
@@ -135,6 +137,7 @@ class TwoTowerModel:
     """
 
     kind: ClassVar[str] = "two-tower"
+    serves: ClassVar[Mapping[str, Seeds]] = {"two-tower": "history"}
 
     def __init__(
         self,
@@ -183,6 +186,15 @@ class TwoTowerModel:
         self._items: Float32Array = np.zeros((0, dim), dtype=np.float32)
         self._index: VectorIndex | None = None
         self._fitted = False
+
+    @classmethod
+    def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
+        """The softmax temperature, the learning rate and the epochs."""
+        return {
+            "temperature": trial.suggest_float("temperature", 0.02, 0.3, log=True),
+            "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+            "epochs": trial.suggest_int("epochs", 3, 15),
+        }
 
     def params(self) -> dict[str, Any]:
         """The hyper-parameters, as recorded beside the artifact."""

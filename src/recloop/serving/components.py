@@ -30,7 +30,8 @@ from recloop.rerank.protocols import RerankRule
 from recloop.rerank.recently_shown import RecentlyShownConfig, RecentlyShownDemotion
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.cold_start import FreshSource, InterestsSource
-from recloop.retrieval.model_source import ModelSource, Seeds
+from recloop.retrieval.model_source import ModelSource
+from recloop.retrieval.models import Seeds
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.popularity_sources import (
     NewestSource,
@@ -39,6 +40,7 @@ from recloop.retrieval.popularity_sources import (
     TrendingSource,
 )
 from recloop.retrieval.protocols import CandidateSource
+from recloop.retrieval.registry import TRAINED_SOURCES
 from recloop.serving.item_views import ContentVectors, SnapshotAttributes
 from recloop.store.protocols import Catalog, RecommendationLog
 
@@ -98,18 +100,11 @@ class ModelSourceParams(BaseModel):
         return template
 
 
-#: Trained sources: the model of the same name (or ``model``) in the live model version.
-MODEL_SOURCES: dict[str, tuple[Seeds, str]] = {
-    "covisitation": ("history", "covisitation"),
-    "session": ("session", "covisitation"),
-    "item-knn": ("history", "item-knn"),
-    "ease": ("history", "ease"),
-    "als": ("history", "als"),
-    "bpr": ("history", "bpr"),
-    "two-tower": ("history", "two-tower"),
-    "content": ("history", "content"),
-    "segment-popular": ("history", "segment-popular"),
-}
+#: Trained sources: source name -> (what it feeds the model, the model's name in the live
+#: model version, unless the surface sets ``model``). Each model class says which sources it
+#: serves (``serves``); ``retrieval.registry`` lists the classes, so a new trained source
+#: needs no line here.
+MODEL_SOURCES: Mapping[str, tuple[Seeds, str]] = TRAINED_SOURCES
 
 #: Sources that are lookups in an in-memory snapshot, answering in microseconds: they run
 #: inline, since handing them to a thread would cost more than they do.

@@ -15,27 +15,15 @@ from typing import Any
 import numpy as np
 
 from recloop.evaluation.retrieval_metrics import EvalCase, score_rankings
-from recloop.retrieval.content import ContentModel
-from recloop.retrieval.factors import ALSModel, BPRModel
 from recloop.retrieval.interactions import TrainingData
-from recloop.retrieval.item_item import EASE, CoVisitation, ItemKNN
 from recloop.retrieval.models import RetrievalModel, scalar_attributes
-from recloop.retrieval.segment_popular import SegmentPopularModel
-from recloop.retrieval.two_tower import TwoTowerModel
+from recloop.retrieval.registry import MODEL_KINDS
 
 log = logging.getLogger(__name__)
 
-#: What each trainable kind is built from.
-FACTORIES: dict[str, Callable[..., RetrievalModel]] = {
-    CoVisitation.kind: CoVisitation,
-    ItemKNN.kind: ItemKNN,
-    EASE.kind: EASE,
-    ALSModel.kind: ALSModel,
-    BPRModel.kind: BPRModel,
-    ContentModel.kind: ContentModel,
-    TwoTowerModel.kind: TwoTowerModel,
-    SegmentPopularModel.kind: SegmentPopularModel,
-}
+#: What each trainable kind is built from: the registry's classes, constructed with the
+#: hyper-parameters as keywords.
+FACTORIES: Mapping[str, Callable[..., RetrievalModel]] = MODEL_KINDS
 
 #: The metric tuning maximises, and the cut-offs validation reports.
 OBJECTIVE = "recall@100"
@@ -146,73 +134,21 @@ def fit(kind: str, params: Mapping[str, Any], data: TrainingData) -> tuple[Retri
 
 
 def _space(kind: str, trial: Any) -> dict[str, Any]:
-    """The search space of each kind (Optuna's define-by-run)."""
-    if kind == CoVisitation.kind:
-        return {
-            "window": trial.suggest_int("window", 1, 20),
-            "half_life_days": trial.suggest_float("half_life_days", 0.5, 365.0, log=True),
-            "alpha": trial.suggest_float("alpha", 0.0, 1.0),
-            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 50.0, log=True),
-        }
-    if kind == ItemKNN.kind:
-        return {
-            "alpha": trial.suggest_float("alpha", 0.1, 0.9),
-            "shrink": trial.suggest_float("shrink", 0.1, 200.0, log=True),
-            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 100.0, log=True),
-        }
-    if kind == EASE.kind:
-        return {
-            "l2": trial.suggest_float("l2", 1.0, 5000.0, log=True),
-            # Up to "no recency at all" in practice: random splits have no order to exploit.
-            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 1000.0, log=True),
-        }
-    if kind == ALSModel.kind:
-        return {
-            "factors": trial.suggest_categorical("factors", [16, 32, 64, 128, 256]),
-            "regularization": trial.suggest_float("regularization", 1e-4, 10.0, log=True),
-            "alpha": trial.suggest_float("alpha", 0.5, 300.0, log=True),
-            "iterations": trial.suggest_int("iterations", 5, 30),
-        }
-    if kind == BPRModel.kind:
-        return {
-            "factors": trial.suggest_categorical("factors", [8, 16, 32, 64, 128, 256]),
-            "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.2, log=True),
-            "regularization": trial.suggest_float("regularization", 1e-4, 0.1, log=True),
-            "iterations": trial.suggest_int("iterations", 20, 200),
-        }
-    if kind == ContentModel.kind:
-        return {
-            "recency_half_life": trial.suggest_float("recency_half_life", 1.0, 50.0, log=True),
-            "history_len": trial.suggest_int("history_len", 1, 50),
-        }
-    if kind == SegmentPopularModel.kind:
-        return {"half_life_days": trial.suggest_float("half_life_days", 1.0, 180.0, log=True)}
-    if kind == TwoTowerModel.kind:
-        return {
-            "temperature": trial.suggest_float("temperature", 0.02, 0.3, log=True),
-            "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
-            "epochs": trial.suggest_int("epochs", 3, 15),
-        }
-    return {}
+    """The search space of ``kind`` on ``trial`` (nothing for an unknown kind).
 
-
-class _Names:
-    """A stand-in trial that records which parameters a search space suggests."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def _record(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        self.names.add(name)
-        return args[0][0] if args and isinstance(args[0], list) else (args[0] if args else 0)
-
-    suggest_int = suggest_float = suggest_categorical = _record
+    benchmarks/retrieval_quality.py probes spaces through this, with a recording trial.
+    """
+    model = MODEL_KINDS.get(kind)
+    return {} if model is None else model.search_space(trial)
 
 
 def _searched(kind: str) -> set[str]:
-    names = _Names()
-    _space(kind, names)
-    return names.names
+    """The parameters the kind's search space suggests, read off one throwaway trial."""
+    import optuna
+
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    _space(kind, trial)
+    return set(trial.params)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recloop.api.app import create_app
-from recloop.config import ComponentConfig, Settings, default_surfaces
+from recloop.config import Settings
 from recloop.store import Store, open_store
 from recloop.store.bootstrap import ensure_dev_key, prepare_store
 from recloop.store.migrate import upgrade
+from tests.factories import settings_with, surfaces_without_home_exploration
 from tests.servers import ServerMissing, create_database, postgres_server, redis_server
 
 
@@ -78,17 +79,11 @@ def store(store_url: str) -> Iterator[Store]:
 def settings(tmp_path: Path) -> Settings:
     """Embedded settings in a temporary data directory, refreshing models quickly.
 
-    Home's exploration is off: it swaps a random tenth of the positions on every request
-    (seeded by the random request id), and these tests pin down the ranked order itself.
-    Exploration has its own tests.
+    Home's exploration is off, so that tests can pin down the ranked order itself;
+    exploration has its own tests. A test module overrides this fixture with
+    ``settings_with(tmp_path / "data", ...)`` for settings of its own.
     """
-    surfaces = default_surfaces()
-    surfaces["home"] = surfaces["home"].model_copy(
-        update={"exploration": ComponentConfig(name="none")}
-    )
-    return Settings(
-        data_dir=tmp_path / "data", serving={"popularity_refresh_s": 0.05}, surfaces=surfaces
-    )
+    return settings_with(tmp_path / "data", surfaces=surfaces_without_home_exploration())
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures shared by the integration tests: the command line in an empty data directory."""
+"""Integration fixtures: an empty data directory for the command line, a store with two apps."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typer.testing import CliRunner, Result
 
 from recloop import cli
 from recloop.cli import common
+from recloop.store import Store
+from tests.factories import APP, OTHER_APP, T0
 
 
 @pytest.fixture
@@ -30,3 +32,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def run_cli(*args: str) -> Result:
     """Run ``recloop ARGS`` in-process; stdout and stderr are kept apart."""
     return CliRunner().invoke(cli.app, list(args))
+
+
+@pytest.fixture
+def apps(store: Store) -> Store:
+    """The store on each backend, with the apps ``APP`` and ``OTHER_APP`` created."""
+    store.tenancy.create_app(APP, "App one", T0)
+    store.tenancy.create_app(OTHER_APP, "App two", T0)
+    return store

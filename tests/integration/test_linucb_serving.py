@@ -27,6 +27,7 @@ from recloop.features.bandit_context import EVIDENCE_FILE, ContextEvidence
 from recloop.registry.artifacts import ModelRegistry
 from recloop.runtime.process import Runtime, start_runtime
 from recloop.training.job import train
+from tests.factories import settings_with
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -59,9 +60,8 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
         ),
         online_features=True,
     )
-    return Settings(
-        data_dir=tmp_path / "data",
-        serving={"popularity_refresh_s": 0.05},
+    return settings_with(
+        tmp_path / "data",
         surfaces={"bandit": bandit},
         # With the ranker off, the training set is built because a surface uses LinUCB.
         train=TrainSettings(

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from recloop.api.app import create_app
 from recloop.api.server import free_port
 from recloop.config import Settings, SourceSlotConfig, SurfaceConfig, default_surfaces
+from tests.factories import settings_with
 
 pytestmark = pytest.mark.integration
 
@@ -20,12 +21,7 @@ def _settings(tmp_path: Path, online_url: str) -> Settings:
     surfaces["home"] = SurfaceConfig(
         sources=[SourceSlotConfig(name="popular")], online_features=True
     )
-    return Settings(
-        data_dir=tmp_path / "data",
-        online_url=online_url,
-        surfaces=surfaces,
-        serving={"popularity_refresh_s": 0.05},
-    )
+    return settings_with(tmp_path / "data", online_url=online_url, surfaces=surfaces)
 
 
 def _client(settings: Settings, dev_key: str) -> TestClient:

@@ -2,88 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from recloop.domain import (
     CatalogEntry,
-    Event,
     EventType,
     Feedback,
     Item,
     ItemStatus,
     RecommendationRecord,
     Scope,
-    ServedItem,
-    ShadowRecord,
     User,
 )
 from recloop.store import CatalogChange, CatalogCursor, Store
 from recloop.store import schema as t
 from recloop.store.keys import issue_key, key_id_of, verify_key
+from tests.factories import APP, OTHER_APP, T0, make_event, make_record, make_shadow
 
 pytestmark = pytest.mark.integration
-
-APP = "app1"
-OTHER_APP = "app2"
-T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-def apps(store: Store) -> Store:
-    """The store with two apps created."""
-    store.tenancy.create_app(APP, "App one", T0)
-    store.tenancy.create_app(OTHER_APP, "App two", T0)
-    return store
-
-
-def make_event(
-    event_id: str,
-    *,
-    app_id: str = APP,
-    user_id: str = "u1",
-    item_id: str | None = "i1",
-    event_type: EventType = EventType.CLICK,
-    event_ts: datetime = T0,
-    server_ts: datetime = T0,
-    context: dict[str, Any] | None = None,
-) -> Event:
-    return Event(
-        app_id=app_id,
-        event_id=event_id,
-        user_id=user_id,
-        event_type=event_type,
-        event_ts=event_ts,
-        server_ts=server_ts,
-        item_id=item_id,
-        context=context,
-    )
-
-
-def make_record(request_id: str, user_id: str = "u1", app_id: str = APP) -> RecommendationRecord:
-    return RecommendationRecord(
-        app_id=app_id,
-        request_id=request_id,
-        user_id=user_id,
-        surface="home",
-        served_at=T0,
-        items=(
-            ServedItem("i1", 0, 0.987654321, "trending", 0.75),
-            ServedItem("i2", 1, 0.5, "popular", 1.0),
-        ),
-        model_version="pop-3",
-        experiment="exp-a",
-        variant="treatment",
-        fallback=False,
-        latency_ms=12.345,
-        session_id="s1",
-        device="ios",
-    )
 
 
 def page_all_changes(store: Store, limit: int) -> list[CatalogChange]:
@@ -299,23 +239,6 @@ def test_upsert_users_replaces_attributes_and_keeps_created_at(apps: Store) -> N
     assert apps.users.get_user(OTHER_APP, "u1") is None
 
 
-def make_shadow(
-    request_id: str, shadow: str, user_id: str = "u1", app_id: str = APP
-) -> ShadowRecord:
-    return ShadowRecord(
-        app_id=app_id,
-        request_id=request_id,
-        shadow=shadow,
-        user_id=user_id,
-        surface="home",
-        computed_at=T0,
-        items=(ServedItem("i7", 0, 0.5, "newest", 1.0), ServedItem("i8", 1, 0.25, "als", 1.0)),
-        model_version="ranker:v2",
-        fallback=False,
-        latency_ms=3.5,
-    )
-
-
 def test_shadow_lists_round_trip_per_shadow_in_request_order(apps: Store) -> None:
     apps.shadow_log.append(
         [
@@ -333,7 +256,7 @@ def test_shadow_lists_round_trip_per_shadow_in_request_order(apps: Store) -> Non
     assert first[0] == make_shadow("r1", "next")
     assert [r.request_id for r in apps.shadow_log.scan(APP, "other", None, 10)] == ["r1"]
     assert [r.request_id for r in apps.shadow_log.scan(OTHER_APP, "next", None, 10)] == ["r3"]
-    supported = dataclasses.replace(make_shadow("r4", "next"), support=(0.5, 0.0))
+    supported = make_shadow("r4", "next", support=(0.5, 0.0))
     apps.shadow_log.append([supported])
     assert apps.shadow_log.scan(APP, "next", "r3", 10) == [supported]
 
@@ -348,8 +271,10 @@ def test_purge_user_removes_only_that_users_data(apps: Store) -> None:
             make_event("e4", user_id="u2", item_id="i3", event_type=EventType.REPORT),
         ]
     )
-    apps.rec_log.append([make_record("r1", "u1"), make_record("r2", "u2")])
-    apps.shadow_log.append([make_shadow("r1", "next", "u1"), make_shadow("r2", "next", "u2")])
+    apps.rec_log.append([make_record("r1", user_id="u1"), make_record("r2", user_id="u2")])
+    apps.shadow_log.append(
+        [make_shadow("r1", "next", user_id="u1"), make_shadow("r2", "next", user_id="u2")]
+    )
     apps.suppressions.add(APP, [("u1", "i9", Feedback.NOT_INTERESTED)], T0)
     # The same user id in another app is another person.
     apps.events.append([make_event("x1", app_id=OTHER_APP, user_id="u1")])
@@ -573,8 +498,8 @@ def test_adding_a_suppression_twice_keeps_one_with_the_first_reason(apps: Store)
 
 
 def test_shown_counts_count_a_users_served_items_within_the_window(apps: Store) -> None:
-    old = dataclasses.replace(make_record("old"), served_at=T0 - timedelta(days=2))
-    apps.rec_log.append([make_record("r1"), make_record("r2"), old, make_record("x", "u2")])
+    old = make_record("old", served_at=T0 - timedelta(days=2))
+    apps.rec_log.append([make_record("r1"), make_record("r2"), old, make_record("x", user_id="u2")])
 
     counts = apps.rec_log.shown_counts(APP, "u1", T0 - timedelta(hours=1))
 

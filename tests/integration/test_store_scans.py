@@ -2,74 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
 import pytest
 
 from recloop.domain import (
-    Event,
     EventType,
     Item,
     ItemStatus,
-    RecommendationRecord,
-    ServedItem,
     User,
 )
 from recloop.store import Store
+from tests.factories import APP, OTHER_APP, T0, make_event, make_record
 
 pytestmark = pytest.mark.integration
 
-APP = "app1"
-OTHER_APP = "app2"
-T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-@pytest.fixture
-def apps(store: Store) -> Store:
-    store.tenancy.create_app(APP, "App one", T0)
-    store.tenancy.create_app(OTHER_APP, "App two", T0)
-    return store
-
-
-def event(event_id: str, app_id: str = APP, **fields: object) -> Event:
-    values: dict[str, object] = {
-        "app_id": app_id,
-        "event_id": event_id,
-        "user_id": "u1",
-        "event_type": EventType.VIEW,
-        "event_ts": T0,
-        "server_ts": T0 + timedelta(seconds=2),
-        "item_id": "i1",
-    }
-    values.update(fields)
-    return Event(**values)  # type: ignore[arg-type]
-
-
-def record(request_id: str, app_id: str = APP) -> RecommendationRecord:
-    return RecommendationRecord(
-        app_id=app_id,
-        request_id=request_id,
-        user_id="u1",
-        surface="home",
-        served_at=T0,
-        items=(
-            ServedItem("i1", 0, 0.9, "trending", 0.75),
-            ServedItem("i2", 1, 0.5, "popular", 1.0),
-        ),
-        model_version="pop-3",
-        experiment="exp-a",
-        variant="treatment",
-        fallback=False,
-        latency_ms=12.5,
-        session_id="s1",
-        device="ios",
-    )
 
 
 def page_through(
@@ -89,7 +40,7 @@ def page_through(
 
 
 def test_event_scan_returns_full_events_of_every_app_in_seq_order(apps: Store) -> None:
-    full = event(
+    full = make_event(
         "e1",
         user_id="u7",
         event_type=EventType.PURCHASE,
@@ -102,7 +53,7 @@ def test_event_scan_returns_full_events_of_every_app_in_seq_order(apps: Store) -
         request_id="r1",
         context={"query": "jazz", "nested": {"k": [1, 2]}},
     )
-    apps.events.append([full, event("e2", OTHER_APP), event("e3", item_id=None)])
+    apps.events.append([full, make_event("e2", app_id=OTHER_APP), make_event("e3", item_id=None)])
     scanned = apps.events.scan(0, 100)
     assert [e.event_id for _, e in scanned] == ["e1", "e2", "e3"]
     seqs = [seq for seq, _ in scanned]
@@ -115,7 +66,7 @@ def test_event_scan_returns_full_events_of_every_app_in_seq_order(apps: Store) -
 
 
 def test_event_scan_pages_after_a_seq_and_filters_by_app(apps: Store) -> None:
-    apps.events.append([event(f"e{i}", APP if i % 3 else OTHER_APP) for i in range(10)])
+    apps.events.append([make_event(f"e{i}", app_id=APP if i % 3 else OTHER_APP) for i in range(10)])
     every = page_through(lambda after, n: apps.events.scan(after or 0, n), lambda r: r[0], 3)
     assert [e.event_id for _, e in every] == [f"e{i}" for i in range(10)]
     mine = page_through(
@@ -128,11 +79,11 @@ def test_event_scan_pages_after_a_seq_and_filters_by_app(apps: Store) -> None:
 
 
 def test_recommendation_log_scan_pages_in_request_id_order(apps: Store) -> None:
-    apps.rec_log.append([record(r) for r in ("r3", "r1", "r5", "r2")])
-    apps.rec_log.append([record("r4", OTHER_APP)])
+    apps.rec_log.append([make_record(r) for r in ("r3", "r1", "r5", "r2")])
+    apps.rec_log.append([make_record("r4", app_id=OTHER_APP)])
     every = page_through(apps.rec_log.scan, lambda r: r.request_id, 2)
     assert [r.request_id for r in every] == ["r1", "r2", "r3", "r4", "r5"]
-    assert every[0] == record("r1")
+    assert every[0] == make_record("r1")
     mine = page_through(
         lambda after, n: apps.rec_log.scan(after, n, app_id=APP), lambda r: r.request_id, 3
     )
@@ -176,11 +127,9 @@ def test_user_scan_pages_one_apps_users_in_id_order(apps: Store) -> None:
 
 
 def test_scans_can_start_at_a_time_so_a_report_reads_only_its_window(apps: Store) -> None:
-    apps.rec_log.append(
-        [dataclasses.replace(record(f"r{h}"), served_at=T0 + timedelta(hours=h)) for h in range(4)]
-    )
+    apps.rec_log.append([make_record(f"r{h}", served_at=T0 + timedelta(hours=h)) for h in range(4)])
     apps.events.append(
-        [event(f"e{h}", server_ts=T0 + timedelta(hours=h, seconds=30)) for h in range(4)]
+        [make_event(f"e{h}", server_ts=T0 + timedelta(hours=h, seconds=30)) for h in range(4)]
     )
     since = T0 + timedelta(hours=2)
 

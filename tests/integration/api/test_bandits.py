@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from recloop.config import ComponentConfig, Settings, SourceSlotConfig, SurfaceConfig
+from tests.factories import settings_with
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -23,11 +24,7 @@ def settings(tmp_path: Path) -> Settings:
             name="thompson", params={"pool": 20, "alpha": 1.0, "beta": 20.0}
         ),
     )
-    return Settings(
-        data_dir=tmp_path / "data",
-        serving={"popularity_refresh_s": 0.05},
-        surfaces={"bandit": bandit},
-    )
+    return settings_with(tmp_path / "data", surfaces={"bandit": bandit})
 
 
 def test_thompson_serves_the_item_its_evidence_favours_and_logs_propensities(api: Api) -> None:

@@ -14,6 +14,7 @@ from recloop.config import Settings
 from recloop.experiments.assignment import Assigner
 from recloop.runtime.process import start_runtime, stopped_experiments_path
 from recloop.serving.recommender import RecommendationRequest
+from tests.factories import settings_with
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -23,9 +24,8 @@ USERS = [f"user-{n}" for n in range(40)]
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        serving={"popularity_refresh_s": 0.05},
+    return settings_with(
+        tmp_path / "data",
         experiments=[
             {
                 "name": "newest-first",

@@ -17,6 +17,7 @@ from recloop.api.app import create_app
 from recloop.config import Settings
 from recloop.runtime.process import start_runtime
 from recloop.store.bootstrap import ensure_dev_key, prepare_store
+from tests.factories import settings_with
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ schema = schemathesis.openapi.from_dict(
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, str]]:
     """One started app for every fuzzed operation, with its development key."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    app_settings = Settings(data_dir=data_dir, serving={"popularity_refresh_s": 0.05})
+    app_settings = settings_with(data_dir)
     store = prepare_store(app_settings)
     key = ensure_dev_key(store, data_dir)
     assert key is not None

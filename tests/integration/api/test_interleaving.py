@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from recloop.config import Settings
+from tests.factories import settings_with
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -16,9 +17,8 @@ USERS = [f"user-{n}" for n in range(30)]
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        serving={"popularity_refresh_s": 0.05},
+    return settings_with(
+        tmp_path / "data",
         experiments=[
             {
                 "name": "newest-interleaved",

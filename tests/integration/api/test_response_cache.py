@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from recloop.config import Settings
+from tests.factories import settings_with
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -15,10 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        serving={"popularity_refresh_s": 0.05, "response_cache_ttl_s": 60.0},
-    )
+    return settings_with(tmp_path / "data", serving={"response_cache_ttl_s": 60.0})
 
 
 @pytest.fixture

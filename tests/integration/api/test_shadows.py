@@ -9,6 +9,7 @@ import pytest
 from recloop.config import Settings
 from recloop.domain import RequestContext
 from recloop.serving.pipeline import ServedSlate
+from tests.factories import settings_with
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -18,9 +19,8 @@ USERS = [f"user-{n}" for n in range(20)]
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        serving={"popularity_refresh_s": 0.05},
+    return settings_with(
+        tmp_path / "data",
         shadows=[
             {
                 "name": "newest-shadow",

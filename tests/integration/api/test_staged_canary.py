@@ -12,6 +12,7 @@ from recloop.analysis.guard import ExperimentGuard, StoppedExperiments
 from recloop.analysis.rollout import RampRecord
 from recloop.config import Settings
 from recloop.runtime.process import ramps_path, stopped_experiments_path
+from tests.factories import settings_with
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -23,9 +24,8 @@ STAGE_HOURS = 1e-4
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        serving={"popularity_refresh_s": 0.05},
+    return settings_with(
+        tmp_path / "data",
         experiments=[
             {
                 "name": "newest-canary",

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recloop.domain import RequestContext, ScoredItem, Slate
+from recloop.domain import RequestContext
 from recloop.explore.linucb import LinUCB, LinUCBConfig, LinUCBParams, TrainedLinUCB
 from recloop.explore.policies import FeatureExplorationPolicy
 from recloop.features.bandit_context import (
@@ -27,6 +27,7 @@ from recloop.features.candidates import FeatureMatrix
 from recloop.features.definitions import FEATURE_NAMES, PRIOR_CTR
 from recloop.ranking.learned import RankerModels
 from recloop.training.linucb import fit_linucb, training_context
+from tests.factories import make_slate
 
 pytestmark = pytest.mark.unit
 
@@ -38,10 +39,6 @@ def _ctx(request_id: str, app_id: str = "a") -> RequestContext:
     return RequestContext(
         app_id=app_id, request_id=request_id, surface="home", user_id="u", now=NOW
     )
-
-
-def _slate(n: int) -> Slate:
-    return Slate(tuple(ScoredItem(f"i{m}", 100.0 - m, "src", "why") for m in range(n)))
 
 
 def _matrix(
@@ -252,7 +249,7 @@ def test_without_evidence_the_explore_slots_are_a_uniform_draw_from_the_pool() -
     matrix = _matrix([f"i{m}" for m in range(n)], affine=frozenset({"i3"}))
     counts: Counter[tuple[str, int]] = Counter()
     for m in range(requests):
-        served = policy.explore_with_features(_slate(n), _ctx(f"r{m}"), k, matrix)
+        served = policy.explore_with_features(make_slate(n), _ctx(f"r{m}"), k, matrix)
         assert len({item.item_id for item in served.items}) == k
         for j, item in enumerate(served.items):
             assert 0.0 < item.propensity <= 1.0
@@ -273,13 +270,13 @@ def test_logged_propensities_match_how_often_the_policy_serves_each_position() -
     logged: dict[tuple[str, int], list[float]] = {}
     for m in range(requests):
         for j, item in enumerate(
-            policy.explore_with_features(_slate(n), _ctx(f"r{m}"), k, matrix).items
+            policy.explore_with_features(make_slate(n), _ctx(f"r{m}"), k, matrix).items
         ):
             assert 0.0 < item.propensity <= 1.0
             counts[item.item_id, j] += 1
             logged.setdefault((item.item_id, j), []).append(item.propensity)
     wide = _policy(evidence, temperature=0.3, alpha=0.5, propensity_draws=40_000)
-    estimate = wide.position_probabilities(_slate(n), _ctx("estimate"), k, matrix)
+    estimate = wide.position_probabilities(make_slate(n), _ctx("estimate"), k, matrix)
     assert np.allclose(estimate.probabilities.sum(axis=0), 1.0)
     assert len({c for c, _ in counts}) == n  # every item was served somewhere
     for i, item_id in enumerate(estimate.item_ids):
@@ -295,9 +292,9 @@ def test_the_first_position_follows_the_softmax_of_the_upper_bounds() -> None:
     policy = _policy(evidence, temperature=0.2, propensity_draws=40_000)
     ids = [f"i{m}" for m in range(8)]
     matrix = _matrix(ids, affine=frozenset({"i5"}))
-    logits = policy.upper_bounds("a", _slate(8).items, matrix) / 0.2
+    logits = policy.upper_bounds("a", make_slate(8).items, matrix) / 0.2
     softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    estimate = policy.position_probabilities(_slate(8), _ctx("r"), 3, matrix)
+    estimate = policy.position_probabilities(make_slate(8), _ctx("r"), 3, matrix)
     assert estimate.probabilities[:, 0] == pytest.approx(softmax, abs=0.01)
 
 
@@ -306,22 +303,22 @@ def test_learned_evidence_serves_the_items_whose_features_go_with_clicks() -> No
     ids = [f"i{m}" for m in range(20)]
     matrix = _matrix(ids, affine=frozenset({"i7", "i13"}))
     for m in range(50):
-        served = policy.explore_with_features(_slate(20), _ctx(f"r{m}"), 5, matrix)
+        served = policy.explore_with_features(make_slate(20), _ctx(f"r{m}"), 5, matrix)
         assert set(served.item_ids()[:2]) == {"i7", "i13"}
         assert served.items[0].propensity > 0.3
     # Another user, whose affinity is to other items, is served those: the context is per
     # request.
     other = _matrix(ids, affine=frozenset({"i1"}))
-    assert policy.explore_with_features(_slate(20), _ctx("x"), 5, other).item_ids()[0] == "i1"
+    assert policy.explore_with_features(make_slate(20), _ctx("x"), 5, other).item_ids()[0] == "i1"
 
 
 def test_the_same_request_id_and_evidence_replay_the_same_list() -> None:
     policy = _policy(_affinity_evidence(), temperature=0.5)
     matrix = _matrix([f"i{m}" for m in range(20)])
-    first = policy.explore_with_features(_slate(20), _ctx("same"), 6, matrix)
-    assert policy.explore_with_features(_slate(20), _ctx("same"), 6, matrix) == first
+    first = policy.explore_with_features(make_slate(20), _ctx("same"), 6, matrix)
+    assert policy.explore_with_features(make_slate(20), _ctx("same"), 6, matrix) == first
     lists = {
-        tuple(policy.explore_with_features(_slate(20), _ctx(f"r{m}"), 6, matrix).item_ids())
+        tuple(policy.explore_with_features(make_slate(20), _ctx(f"r{m}"), 6, matrix).item_ids())
         for m in range(20)
     }
     assert len(lists) > 1
@@ -331,11 +328,11 @@ def test_explore_slots_keep_the_ranker_head() -> None:
     policy = _policy(_affinity_evidence(), explore_slots=2, pool=10)
     matrix = _matrix([f"i{m}" for m in range(30)], affine=frozenset({"i8"}))
     for m in range(30):
-        served = policy.explore_with_features(_slate(30), _ctx(f"r{m}"), 5, matrix)
+        served = policy.explore_with_features(make_slate(30), _ctx(f"r{m}"), 5, matrix)
         assert served.item_ids()[:3] == ["i0", "i1", "i2"]
         assert [item.propensity for item in served.items[:3]] == [1.0] * 3
         assert all(3 <= int(i[1:]) < 10 for i in served.item_ids()[3:])
-    assert _policy(None).explore(_slate(3), _ctx("r"), 0).items == ()
+    assert _policy(None).explore(make_slate(3), _ctx("r"), 0).items == ()
 
 
 def test_the_posterior_is_computed_once_per_evidence_and_per_app() -> None:
@@ -364,5 +361,5 @@ def test_evidence_of_another_context_is_ignored_with_a_warning(
         assert policy.posterior("a") is None
         assert policy.posterior("a") is None
     assert sum("not used" in r.getMessage() for r in caplog.records) == 1
-    served = policy.explore_with_features(_slate(5), _ctx("r"), 3, _matrix(["i0"]))
+    served = policy.explore_with_features(make_slate(5), _ctx("r"), 3, _matrix(["i0"]))
     assert len(served.items) == 3

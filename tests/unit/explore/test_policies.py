@@ -6,13 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from recloop.domain import RequestContext, ScoredItem, Slate
+from recloop.domain import RequestContext, Slate
 from recloop.explore.policies import EpsilonGreedy, EpsilonGreedyConfig, NoExplorationPolicy
+from tests.factories import make_slate
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
-SLATE = Slate(tuple(ScoredItem(f"i{n}", 100.0 - n, "src", "why") for n in range(30)))
+SLATE = make_slate(30)
 
 
 def _ctx(request_id: str) -> RequestContext:

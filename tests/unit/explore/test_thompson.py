@@ -12,20 +12,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recloop.domain import RequestContext, ScoredItem, Slate
+from recloop.domain import RequestContext, ScoredItem
 from recloop.explore.drawn_slots import EXPLORED_REASON
 from recloop.explore.linucb import LinUCB, LinUCBConfig
 from recloop.explore.policies import ExplorationPolicy
 from recloop.explore.thompson import InMemoryItemStats, ThompsonConfig, ThompsonSampling
+from tests.factories import make_slate
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 DIM = 4
-
-
-def _slate(n: int) -> Slate:
-    return Slate(tuple(ScoredItem(f"i{m}", 100.0 - m, "src", "why") for m in range(n)))
 
 
 def _ctx(request_id: str) -> RequestContext:
@@ -88,7 +85,7 @@ def test_served_items_are_distinct_from_the_slate_with_propensities_in_0_1(
     policy: ExplorationPolicy = (
         _linucb(**common) if use_linucb else _thompson(_stats(max(n, 1), seed), **common)
     )
-    slate = _slate(n)
+    slate = make_slate(n)
     out = policy.explore(slate, _ctx(request_id), k)
     ids = out.item_ids()
     assert len(ids) == min(k, n)
@@ -102,19 +99,21 @@ def test_served_items_are_distinct_from_the_slate_with_propensities_in_0_1(
 
 def test_the_same_request_id_gives_the_same_list_and_another_id_may_not() -> None:
     for policy in (_thompson(_stats(30, 1)), _linucb()):
-        first = policy.explore(_slate(30), _ctx("req-1"), 10)
-        assert policy.explore(_slate(30), _ctx("req-1"), 10) == first
+        first = policy.explore(make_slate(30), _ctx("req-1"), 10)
+        assert policy.explore(make_slate(30), _ctx("req-1"), 10) == first
         others = {
-            tuple(policy.explore(_slate(30), _ctx(f"r{m}"), 10).item_ids()) for m in range(20)
+            tuple(policy.explore(make_slate(30), _ctx(f"r{m}"), 10).item_ids()) for m in range(20)
         }
         assert len(others) > 1
 
 
 def test_thompson_without_stats_explores_a_different_list_per_request() -> None:
     policy = _thompson(pool=30)
-    lists = {tuple(policy.explore(_slate(30), _ctx(f"r{m}"), 5).item_ids()) for m in range(50)}
+    lists = {tuple(policy.explore(make_slate(30), _ctx(f"r{m}"), 5).item_ids()) for m in range(50)}
     assert len(lists) >= 45
-    tops = Counter(policy.explore(_slate(30), _ctx(f"t{m}"), 5).item_ids()[0] for m in range(300))
+    tops = Counter(
+        policy.explore(make_slate(30), _ctx(f"t{m}"), 5).item_ids()[0] for m in range(300)
+    )
     assert len(tops) >= 25  # the first position spreads over the pool, not the ranker's head
 
 
@@ -124,7 +123,7 @@ def test_thompson_serves_an_item_with_overwhelming_evidence_first_with_propensit
     stats.update("a", ids, [100.0] * 20, [10_000.0] * 20)  # 1% each...
     stats.update("a", ["i7"], [5_000.0], [10_000.0])  # ...and i7 at 25%
     policy = _thompson(stats, pool=20)
-    tops = [policy.explore(_slate(20), _ctx(f"r{m}"), 5).items[0] for m in range(200)]
+    tops = [policy.explore(make_slate(20), _ctx(f"r{m}"), 5).items[0] for m in range(200)]
     assert sum(item.item_id == "i7" for item in tops) >= 198
     assert all(item.propensity > 0.99 for item in tops if item.item_id == "i7")
 
@@ -160,7 +159,7 @@ def _moderate(use_linucb: bool, draws: int) -> ThompsonSampling | LinUCB:
     n = 6
     if use_linucb:
         policy = _linucb(temperature=0.5, propensity_draws=draws)
-        x = IndexFeatures().features(_slate(n).items, _ctx("x"))
+        x = IndexFeatures().features(make_slate(n).items, _ctx("x"))
         policy.update(x, np.array([0.5, 0.1, 0.3, 0.2, 0.4, 0.1]))
         return policy
     stats = InMemoryItemStats()
@@ -177,11 +176,11 @@ def test_monte_carlo_propensities_match_how_often_the_policy_serves_each_positio
     counts: Counter[tuple[str, int]] = Counter()
     logged: dict[tuple[str, int], list[float]] = {}
     for m in range(requests):
-        for j, item in enumerate(policy.explore(_slate(n), _ctx(f"r{m}"), k).items):
+        for j, item in enumerate(policy.explore(make_slate(n), _ctx(f"r{m}"), k).items):
             counts[item.item_id, j] += 1
             logged.setdefault((item.item_id, j), []).append(item.propensity)
     wide = _moderate(use_linucb, draws=40_000)
-    matrix = wide.position_probabilities(_slate(n), _ctx("estimate"), k)
+    matrix = wide.position_probabilities(make_slate(n), _ctx("estimate"), k)
     assert np.allclose(matrix.probabilities.sum(axis=0), 1.0)
     for i, item_id in enumerate(matrix.item_ids):
         for j in range(k):
@@ -193,11 +192,11 @@ def test_monte_carlo_propensities_match_how_often_the_policy_serves_each_positio
 
 def test_linucb_first_position_follows_the_softmax_of_the_upper_bounds() -> None:
     policy = _linucb(temperature=0.2, propensity_draws=40_000)
-    x = IndexFeatures().features(_slate(8).items, _ctx("x"))
+    x = IndexFeatures().features(make_slate(8).items, _ctx("x"))
     policy.update(x, np.linspace(0.6, 0.0, 8))
     logits = policy.upper_bounds(x) / 0.2
     softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    matrix = policy.position_probabilities(_slate(8), _ctx("r"), 3)
+    matrix = policy.position_probabilities(make_slate(8), _ctx("r"), 3)
     assert matrix.probabilities[:, 0] == pytest.approx(softmax, abs=0.01)
 
 
@@ -217,14 +216,14 @@ def test_linucb_update_recovers_a_known_linear_reward() -> None:
 
 def test_linucb_confidence_narrows_and_the_best_item_comes_first() -> None:
     policy = _linucb(alpha=0.5, temperature=0.02)
-    x = IndexFeatures().features(_slate(10).items, _ctx("x"))
+    x = IndexFeatures().features(make_slate(10).items, _ctx("x"))
     before = policy.upper_bounds(x) - x @ policy.theta
     rewards = np.where(np.arange(10) == 0, 0.8, 0.1)
     for _ in range(200):
         policy.update(x, rewards)
     after = policy.upper_bounds(x) - x @ policy.theta
     assert np.all(after < before / 10)
-    firsts = [policy.explore(_slate(10), _ctx(f"r{m}"), 3).items[0] for m in range(100)]
+    firsts = [policy.explore(make_slate(10), _ctx(f"r{m}"), 3).items[0] for m in range(100)]
     assert all(item.item_id == "i0" for item in firsts)
     assert firsts[0].propensity > 0.99
 
@@ -241,7 +240,7 @@ def test_explore_slots_keep_the_ranker_head_and_fill_the_tail_from_the_pool() ->
     policy = _thompson(pool=20, explore_slots=2)
     explored = 0
     for m in range(100):
-        out = policy.explore(_slate(30), _ctx(f"r{m}"), 5)
+        out = policy.explore(make_slate(30), _ctx(f"r{m}"), 5)
         assert out.item_ids()[:3] == ["i0", "i1", "i2"]
         assert [item.propensity for item in out.items[:3]] == [1.0, 1.0, 1.0]
         for item in out.items[3:]:
@@ -250,14 +249,14 @@ def test_explore_slots_keep_the_ranker_head_and_fill_the_tail_from_the_pool() ->
             assert (item.reason == EXPLORED_REASON) == (rank >= 5)
             explored += rank >= 5
     assert explored > 100
-    none = _thompson(explore_slots=0).explore(_slate(30), _ctx("r"), 5)
+    none = _thompson(explore_slots=0).explore(make_slate(30), _ctx("r"), 5)
     assert none.item_ids() == ["i0", "i1", "i2", "i3", "i4"]
     assert {item.propensity for item in none.items} == {1.0}
 
 
 def test_a_short_slate_or_small_pool_still_fills_min_k_positions() -> None:
-    assert _thompson(pool=2).explore(_slate(30), _ctx("r"), 5).item_ids() != []
-    assert len(_thompson(pool=2).explore(_slate(30), _ctx("r"), 5).items) == 5
-    assert len(_linucb(pool=1).explore(_slate(3), _ctx("r"), 5).items) == 3
-    assert _linucb().explore(_slate(3), _ctx("r"), 0).items == ()
-    assert _thompson().explore(_slate(0), _ctx("r"), 4).items == ()
+    assert _thompson(pool=2).explore(make_slate(30), _ctx("r"), 5).item_ids() != []
+    assert len(_thompson(pool=2).explore(make_slate(30), _ctx("r"), 5).items) == 5
+    assert len(_linucb(pool=1).explore(make_slate(3), _ctx("r"), 5).items) == 3
+    assert _linucb().explore(make_slate(3), _ctx("r"), 0).items == ()
+    assert _thompson().explore(make_slate(0), _ctx("r"), 4).items == ()

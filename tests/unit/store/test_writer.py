@@ -6,50 +6,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from recloop.domain import Event, EventType, RecommendationRecord, ServedItem
+from recloop.domain import Event, RecommendationRecord
 from recloop.errors import StoreError, StoreUnavailable
 from recloop.store import AppendResult, EventLog, RecommendationLog, Store, open_store, schema
 from recloop.store.migrate import upgrade
 from recloop.store.writer import EventAck, StoreWriter
+from tests.factories import APP, T0, make_event, make_record
 
-APP = "app"
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 POISON = "poison"
 WAIT_S = 10.0
-
-
-def make_event(event_id: str, user_id: str = "u1") -> Event:
-    return Event(
-        app_id=APP,
-        event_id=event_id,
-        user_id=user_id,
-        event_type=EventType.CLICK,
-        event_ts=NOW,
-        server_ts=NOW,
-        item_id="i1",
-    )
-
-
-def make_record(request_id: str) -> RecommendationRecord:
-    return RecommendationRecord(
-        app_id=APP,
-        request_id=request_id,
-        user_id="u1",
-        surface="home",
-        served_at=NOW,
-        items=(ServedItem("i1", 0, 1.0, "popular", 1.0),),
-        model_version="m1",
-        experiment=None,
-        variant="control",
-        fallback=False,
-        latency_ms=3.0,
-    )
 
 
 class Gate:
@@ -108,7 +78,7 @@ class FakeRecLog:
 def store(tmp_path: Path) -> Iterator[Store]:
     opened = open_store(f"sqlite:///{tmp_path / 'writer.db'}")
     upgrade(opened.engine)
-    opened.tenancy.create_app(APP, "App", NOW)
+    opened.tenancy.create_app(APP, "App", T0)
     yield opened
     opened.close()
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+import redis
 
 from recloop.config import LabelConfig
 from recloop.data.labels import label_impressions
@@ -40,27 +41,29 @@ TYPES = [
 ]
 
 
-def _events(seed: int, n: int = 1500) -> list[Event]:
+def _events(seed: int, n: int = 1500, skew: timedelta = timedelta(0)) -> list[Event]:
+    """Events in arrival order; the clocks of the first four users are ``skew`` behind."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         ts = END - timedelta(seconds=rng.uniform(0, 12 * 86_400))
         event_type = rng.choice(TYPES)
+        user_id = rng.choice(USERS)
         out.append(
             Event(
                 app_id="default",
                 event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
-                user_id=rng.choice(USERS),
+                user_id=user_id,
                 item_id=rng.choice(ITEMS),
                 event_type=event_type,
-                event_ts=ts,
+                event_ts=ts - skew if user_id in USERS[:4] else ts,
                 server_ts=ts,
                 value=rng.uniform(1_000, 90_000) if event_type is EventType.VIEW else None,
                 session_id=f"s{rng.randrange(40)}",
                 device=rng.choice(["ios", "android", "web"]),
             )
         )
-    return sorted(out, key=lambda e: e.event_ts)
+    return sorted(out, key=lambda e: e.server_ts)
 
 
 def _items() -> list[Item]:
@@ -100,6 +103,7 @@ def _events_table(events: list[Event]) -> pa.Table:
                 "device": e.device,
                 "session_id": e.session_id,
                 "event_ts": e.event_ts,
+                "server_ts": e.server_ts,
                 "request_id": e.request_id,
             }
             for e in events
@@ -120,15 +124,22 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture(params=["memory", "redis"])
 def online(request: pytest.FixtureRequest) -> Iterator[OnlineStore]:
     url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    if request.param == "redis":
+        # The server lives for the session: start each test from an empty database.
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
     store = open_online_store(url, timeout_s=2.0)
     yield store
     store.close()
 
 
+@pytest.mark.parametrize(
+    "skew", [timedelta(0), timedelta(days=90)], ids=["clocks-right", "clocks-behind"]
+)
 def test_offline_and_online_paths_give_equal_features(
-    sqlite_store: Store, online: OnlineStore
+    sqlite_store: Store, online: OnlineStore, skew: timedelta
 ) -> None:
-    events = _events(seed=1)
+    events = _events(seed=1, skew=skew)
     materializer = FeatureMaterializer(sqlite_store.events, sqlite_store.catalog, online)
     reader = OnlineFeatures(online)
     rng = random.Random(2)
@@ -136,7 +147,7 @@ def test_offline_and_online_paths_give_equal_features(
     appended = 0
     for t in checkpoints:
         # The online store knows exactly the events before t, as it would at time t.
-        before = [e for e in events[appended:] if e.event_ts < t]
+        before = [e for e in events[appended:] if e.server_ts < t]
         sqlite_store.events.append(before)
         appended += len(before)
         materializer.step()

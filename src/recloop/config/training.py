@@ -61,8 +61,9 @@ class CleaningConfig(Section):
     late_after_s: float = Field(
         default=3600.0,
         ge=0,
-        description="An event that reached the server more than this long after it happened "
-        "(on the server's timeline, after its client's clock is corrected) is late.",
+        description="An event whose server_ts is more than this after the event_ts its client "
+        "stamped is late (a wrong clock and a late upload look alike here: the report's clock "
+        "offsets tell them apart per session).",
     )
     clock_tolerance_s: float = Field(
         default=2.0,

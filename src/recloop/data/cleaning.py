@@ -56,7 +56,8 @@ class BotUser:
 
 @dataclass(frozen=True)
 class LagStats:
-    """How late events arrive: server_ts - event_ts in seconds, over the cleaned events.
+    """How late events arrive: server_ts minus the client's event_ts in seconds, over the
+    cleaned events (a wrong clock shows here as lag; ``ClockStats`` tells them apart).
 
     Every value is None when there were no events.
     """
@@ -70,14 +71,36 @@ class LagStats:
 
 
 @dataclass(frozen=True)
+class ClockStats:
+    """How far clients' clocks were from the server's: per session (or per user, for events
+    without a session), the least ``server_ts - event_ts`` of its events, in seconds.
+
+    The least delay a session shows is its clock's offset plus the network's latency; a
+    session whose offset is beyond the tolerance has its events moved onto the server's
+    timeline by that offset. Every quantile is None when there were no events.
+    """
+
+    sessions: int
+    corrected_sessions: int
+    corrected_events: int
+    offset_p50_s: float | None
+    offset_p05_s: float | None
+    offset_p95_s: float | None
+    max_abs_offset_s: float | None
+    tolerance_s: float
+
+
+@dataclass(frozen=True)
 class CleaningReport:
-    """Every cleaning step with its counts, the bots dropped, and the lag of the kept events."""
+    """Every cleaning step with its counts, the bots dropped, the clients' clock offsets,
+    and the lag of the kept events."""
 
     rows_in: int
     rows_out: int
     steps: tuple[CleaningStep, ...]
     bot_users: tuple[BotUser, ...]
     lag: LagStats
+    clock: ClockStats
 
     def step(self, name: str) -> CleaningStep:
         """One step by name."""
@@ -104,6 +127,16 @@ class CleaningReport:
             lines.append("  ".join([*cells, row[4]]).rstrip())
         lines.insert(1, "  ".join("-" * w for w in widths) + "  ------")
         lines.append(f"rows in {self.rows_in:,}, rows out {self.rows_out:,}")
+        clock = self.clock
+        if clock.offset_p50_s is not None:
+            lines.append(
+                f"client clocks (server_ts - event_ts, least per session): p5 "
+                f"{clock.offset_p05_s:.1f} s, p50 {clock.offset_p50_s:.1f} s, p95 "
+                f"{clock.offset_p95_s:.1f} s, largest {clock.max_abs_offset_s:.0f} s; "
+                f"{clock.corrected_sessions:,} of {clock.sessions:,} sessions "
+                f"({clock.corrected_events:,} events) beyond {clock.tolerance_s:g} s moved onto "
+                "the server's timeline"
+            )
         lag = self.lag
         if lag.p50_s is None:
             lines.append("event lag (server_ts - event_ts): no events")
@@ -133,10 +166,14 @@ def clean_events(
     whose peak events in one calendar minute exceed ``max_events_per_minute`` or who have at
     least ``bot_min_clicks`` clicks at a click-through rate above ``bot_max_ctr``; (d) cap each
     ``view``'s value at ``dwell_cap_multiple`` times its item's median view value (items with a
-    median of zero are left alone); (e) measure lag and sort by event_ts, then seq.
+    median of zero are left alone); (e) put every event on the server's timeline: a session
+    whose clock is off by more than ``clock_tolerance_s`` (its least ``server_ts - event_ts``)
+    has its events moved by that offset, which keeps their order within the session; (f)
+    measure how late events arrived and sort by event_ts, then seq.
 
-    The result has the input's schema. Steps (c) and (d) look at the events left by the steps
-    before them.
+    The result has the input's schema plus ``client_ts``, the time the client stamped;
+    ``event_ts`` is on the server's timeline. Steps (c) and (d) look at the events left by
+    the steps before them.
 
     Raises:
         InvalidInput: the table lacks one of :data:`REQUIRED_COLUMNS`.
@@ -279,17 +316,73 @@ def clean_events(
             )
         )
 
+        tolerance_us = round(config.clock_tolerance_s * 1_000_000)
+        # Sessions are keyed by their id; events without one, by user.
+        con.execute(
+            """CREATE TEMP TABLE offsets AS
+            SELECT app_id, user_id, coalesce(session_id, '') AS session_key,
+                min(date_diff('microsecond', event_ts, server_ts)) AS offset_us,
+                count(*) AS n
+            FROM s4 GROUP BY app_id, user_id, coalesce(session_id, '')"""
+        )
+        clock_row = con.execute(
+            """SELECT count(*), count(*) FILTER (WHERE abs(offset_us) > ?),
+                coalesce(sum(n) FILTER (WHERE abs(offset_us) > ?), 0),
+                quantile_cont(offset_us, 0.5) / 1e6, quantile_cont(offset_us, 0.05) / 1e6,
+                quantile_cont(offset_us, 0.95) / 1e6, max(abs(offset_us)) / 1e6
+            FROM offsets""",
+            [tolerance_us, tolerance_us],
+        ).fetchall()[0]
+        p50_off, p05_off, p95_off, max_off = (
+            None if v is None else float(v) for v in clock_row[3:]
+        )
+        clock = ClockStats(
+            int(clock_row[0]),
+            int(clock_row[1]),
+            int(clock_row[2]),
+            p50_off,
+            p05_off,
+            p95_off,
+            max_off,
+            config.clock_tolerance_s,
+        )
+        aligned = ", ".join(
+            "CASE WHEN abs(o.offset_us) > ? THEN s4.event_ts + to_microseconds(o.offset_us) "
+            "ELSE s4.event_ts END AS event_ts"
+            if name == "event_ts"
+            else f"s4.{_quote(name)}"
+            for name in events.schema.names
+        )
+        con.execute(
+            f"""CREATE TEMP TABLE s5 AS SELECT {aligned}, s4.event_ts AS client_ts FROM s4
+            JOIN offsets o ON o.app_id = s4.app_id AND o.user_id = s4.user_id
+                AND o.session_key = coalesce(s4.session_id, '')""",
+            [tolerance_us],
+        )
+        con.execute("DROP TABLE s4")
+        steps.append(
+            CleaningStep(
+                "align_clocks",
+                n3,
+                0,
+                clock.corrected_events,
+                f"events of {clock.corrected_sessions:,} session(s) whose clock was more than "
+                f"{config.clock_tolerance_s:g} s off the server's: moved onto its timeline",
+            )
+        )
+
         lag_row = con.execute(
             """SELECT quantile_cont(lag, 0.5), quantile_cont(lag, 0.95),
                 quantile_cont(lag, 0.99), max(lag), avg(CASE WHEN lag > ? THEN 1.0 ELSE 0.0 END)
-            FROM (SELECT date_diff('microsecond', event_ts, server_ts) / 1e6 AS lag FROM s4)""",
+            FROM (SELECT date_diff('microsecond', client_ts, server_ts) / 1e6 AS lag FROM s5)""",
             [config.late_after_s],
         ).fetchall()[0]
         p50, p95, p99, worst, share = (None if v is None else float(v) for v in lag_row)
         lag = LagStats(p50, p95, p99, worst, share, config.late_after_s)
         n_late = _scalar(
             con,
-            "SELECT count(*) FROM s4 WHERE date_diff('microsecond', event_ts, server_ts) / 1e6 > ?",
+            "SELECT count(*) FROM s5 "
+            "WHERE date_diff('microsecond', client_ts, server_ts) / 1e6 > ?",
             [config.late_after_s],
         )
         steps.append(
@@ -301,11 +394,15 @@ def clean_events(
                 f"{n_late:,} arrived over {config.late_after_s:g} s late: kept, sorted by event_ts",
             )
         )
-        cleaned = con.sql(f"SELECT {columns} FROM s4 ORDER BY event_ts, seq").to_arrow_table()
+        cleaned = con.sql(
+            f"SELECT {columns}, client_ts FROM s5 ORDER BY event_ts, seq"
+        ).to_arrow_table()
     finally:
         con.close()
-    cleaned = cleaned.cast(events.schema)
-    report = CleaningReport(rows_in, cleaned.num_rows, tuple(steps), bots, lag)
+    cleaned = cleaned.cast(
+        events.schema.append(pa.field("client_ts", events.schema.field("event_ts").type))
+    )
+    report = CleaningReport(rows_in, cleaned.num_rows, tuple(steps), bots, lag, clock)
     return cleaned, report
 
 

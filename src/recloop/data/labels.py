@@ -1,15 +1,20 @@
 """Labels: engagement attributed to the impression it came from, by rules per surface.
 
-An event is attributed to an impression by its ``requestId`` (and item), or, when it has
-none, to the latest impression of the same user and item within the attribution window
-before it (a DuckDB ASOF join). Each impression then gets:
+An event is attributed to an impression by its ``requestId`` (and item), whatever the
+client's clock says, within the attribution window after the first event that names the
+request; or, when it has none, to the latest impression of the same user and item within
+the attribution window before it on the server's timeline (a DuckDB ASOF join over the
+cleaned events, whose ``event_ts`` is on that timeline). Each impression then gets:
 - ``label_click``: 1 if it was clicked, else 0;
 - ``label``: 1 if a positive rule fired (purchase, like, share, a long enough view), 0 if a
   negative one did (skip, hide, not interested, report) or nothing happened at all (an
   exposure negative), and null when it is ambiguous (a click with a short view): such a
   row is a click, but says nothing either way about satisfaction.
-Impressions younger than the label delay at the end of the data are left out: their late
-conversions may not have arrived yet, so they cannot be labelled honestly.
+An impression is labelled once the label delay has passed since it was served, on the
+server's clock, or once its user has been active for the label delay after it on their own
+clock (a replay of history, or a client whose clock runs fast, reaches that before the
+server's clock does). Younger impressions are left out: their late conversions may not have
+arrived yet, so they cannot be labelled honestly.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ class LabelReport:
     positives: int
     negatives: int
     ambiguous: int
+    mature_by_server_clock: int = 0
+    mature_by_user_clock: int = 0
+    label_delay_s: float = 0.0
+    clicks: int = 0
 
     def as_dict(self) -> Mapping[str, int]:
         """As plain numbers."""
@@ -55,25 +64,78 @@ def label_impressions(
         ``label_click``, and counts of what happened.
     """
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
     con.register("impressions_raw", impressions)
-    con.register("events", events)
+    # Events from ``clean_events`` carry the client's own time beside the server's timeline;
+    # others (already on one clock) stand in for both.
+    con.register("events_raw", events)
+    extra = [
+        f"event_ts AS {name}"
+        for name in ("client_ts", "server_ts")
+        if name not in events.column_names
+    ]
+    con.execute(f"CREATE VIEW events AS SELECT {', '.join(['*', *extra])} FROM events_raw")
     window = f"INTERVAL '{config.attribution_window_s} seconds'"
-    delay = f"INTERVAL '{config.label_delay_s} seconds'"
+    delay_s = config.label_delay_s
+    # Each session's clock offset (server timeline minus the client's own), and each user's
+    # latest time on their own clock: an impression's time on that clock is its serving
+    # time minus the offset of the session it was served in (or the user's latest offset).
     con.execute(
-        f"""
-        CREATE TABLE imp AS
-        SELECT *, row_number() OVER () AS imp_id FROM impressions_raw
-        WHERE served_at <= (SELECT max(event_ts) FROM events) - {delay}
+        """
+        CREATE TABLE offsets AS
+        SELECT user_id, session_id,
+               max(date_diff('microsecond', client_ts, event_ts)) / 1e6 AS offset_s
+        FROM events GROUP BY user_id, session_id
         """
     )
-    # Direct attribution: the event names the request it came from.
+    con.execute(
+        """
+        CREATE TABLE user_clock AS
+        SELECT user_id, max(client_ts) AS last_client_ts,
+               arg_max(date_diff('microsecond', client_ts, event_ts), event_ts) / 1e6
+                   AS latest_offset_s
+        FROM events GROUP BY user_id
+        """
+    )
+    con.execute(
+        f"""
+        CREATE TABLE imp_all AS
+        SELECT r.*, row_number() OVER () AS imp_id,
+               r.served_at <= (
+                   SELECT greatest(
+                       (SELECT max(server_ts) FROM events),
+                       (SELECT max(served_at) FROM impressions_raw))
+               ) - to_microseconds({round(delay_s * 1e6)}) AS by_server,
+               coalesce(
+                   c.last_client_ts >= r.served_at
+                       - to_microseconds(CAST(round(coalesce(o.offset_s, c.latest_offset_s)
+                           * 1e6) AS BIGINT))
+                       + to_microseconds({round(delay_s * 1e6)}),
+                   false) AS by_user
+        FROM impressions_raw r
+        LEFT JOIN offsets o
+          ON o.user_id = r.user_id AND o.session_id IS NOT DISTINCT FROM r.session_id
+        LEFT JOIN user_clock c ON c.user_id = r.user_id
+        """
+    )
+    con.execute(
+        "CREATE TABLE imp AS SELECT * EXCLUDE (by_server, by_user) FROM imp_all "
+        "WHERE by_server OR by_user"
+    )
+    # Direct attribution: the event names the request it came from. Its clock does not
+    # matter; the window runs from the first event that names the request.
     con.execute(
         f"""
         CREATE TABLE by_request AS
+        WITH first AS (
+            SELECT request_id, min(event_ts) AS first_ts FROM events
+            WHERE request_id IS NOT NULL GROUP BY request_id
+        )
         SELECT i.imp_id, e.event_type, e.value
         FROM imp i JOIN events e
           ON e.request_id = i.request_id AND e.item_id = i.item_id
-         AND e.event_ts >= i.served_at AND e.event_ts < i.served_at + {window}
+        JOIN first f ON f.request_id = e.request_id
+        WHERE e.event_ts < f.first_ts + {window}
         """
     )
     # Events with no request id: the latest earlier impression of that user and item.
@@ -148,13 +210,17 @@ def label_impressions(
                (SELECT count(DISTINCT imp_id) FROM by_window),
                count(*) FILTER (WHERE label = 1),
                count(*) FILTER (WHERE label = 0),
-               count(*) FILTER (WHERE label IS NULL)
+               count(*) FILTER (WHERE label IS NULL),
+               (SELECT count(*) FROM imp_all WHERE by_server),
+               (SELECT count(*) FROM imp_all WHERE by_user AND NOT by_server),
+               count(*) FILTER (WHERE label_click = 1)
         FROM labelled
         """
     ).fetchall()[0]
     table = con.sql("SELECT * FROM labelled").to_arrow_table()
     con.close()
-    total, kept, by_request, by_window, positives, negatives, ambiguous = counts
+    (total, kept, by_request, by_window, positives, negatives, ambiguous) = counts[:7]
+    by_server, by_user, clicks = counts[7:]
     report = LabelReport(
         impressions=total,
         too_recent=total - kept,
@@ -163,5 +229,9 @@ def label_impressions(
         positives=positives,
         negatives=negatives,
         ambiguous=ambiguous,
+        mature_by_server_clock=by_server,
+        mature_by_user_clock=by_user,
+        label_delay_s=config.label_delay_s,
+        clicks=clicks,
     )
     return table, report

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -28,6 +29,7 @@ from recloop.data.labels import LabelReport, label_impressions
 from recloop.data.snapshots import Snapshot
 from recloop.data.splits import SplitBoundaries, SplitConfig, time_split
 from recloop.features.definitions import (
+    CLOCK_TOLERANCE_S,
     FEATURE_NAMES,
     SESSION_LENGTH,
     FeatureSet,
@@ -71,9 +73,25 @@ def _metas(items: pa.Table) -> dict[str, ItemMeta]:
     }
 
 
+def _epoch_seconds(column: pa.ChunkedArray) -> np.ndarray:
+    micros = pc.cast(column, pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return np.asarray(micros.to_numpy(zero_copy_only=False), dtype=np.float64) / 1e6
+
+
 def _events(events: pa.Table) -> Iterator[dict[str, Any]]:
-    columns = ["user_id", "item_id", "event_type", "value", "device", "session_id", "event_ts"]
-    for batch in events.select(columns).to_batches(max_chunksize=50_000):
+    """Events in the order they count for the features, each with its ``feature_ts``.
+
+    The time is the one the online path folds an event in at (``feature_time`` of the
+    client's stamp and the arrival), so both paths see the same history at the same time.
+    """
+    names = events.column_names
+    stamped = _epoch_seconds(events.column("client_ts" if "client_ts" in names else "event_ts"))
+    arrived = _epoch_seconds(events.column("server_ts")) if "server_ts" in names else stamped
+    when = np.where(np.abs(arrived - stamped) <= CLOCK_TOLERANCE_S, stamped, arrived)
+    order = np.argsort(when, kind="stable")
+    columns = ["user_id", "item_id", "event_type", "value", "device", "session_id"]
+    table = events.select(columns).take(order).append_column("feature_ts", pa.array(when[order]))
+    for batch in table.to_batches(max_chunksize=50_000):
         yield from batch.to_pylist()
 
 
@@ -88,7 +106,7 @@ def point_in_time_features(
 
     Args:
         impressions: labelled impressions, any order.
-        events: cleaned events, sorted by ``event_ts``.
+        events: cleaned events (any order: they are replayed by their feature time).
         items: the catalog (category, creator, created time).
         on_progress: called with the number of impressions done since the last call.
     """
@@ -115,7 +133,7 @@ def point_in_time_features(
         row = rows[index]
         served = row["served_at"].timestamp()
         # Fold in every event strictly before this impression, and nothing after it.
-        while pending is not None and pending["event_ts"].timestamp() < served:
+        while pending is not None and pending["feature_ts"] < served:
             _apply(pending, metas, users, items_state, sessions)
             pending = next(stream, None)
         user = users.get(row["user_id"]) or Counters()
@@ -162,7 +180,7 @@ def _apply(
 ) -> None:
     item_id = event["item_id"]
     meta = metas.get(item_id) if item_id else None
-    ts = event["event_ts"].timestamp()
+    ts = float(event["feature_ts"])
     for update in updates_for(
         event["user_id"], item_id, event["event_type"], event["value"], event["device"], ts, meta
     ):
@@ -186,6 +204,24 @@ def without_users(impressions: pa.Table, users: set[str]) -> pa.Table:
     return impressions.filter(keep)
 
 
+class NoTrainingRows(ValueError):
+    """The snapshot has no impression to learn from; the message says why and what to do."""
+
+
+def why_no_rows(served: int, bots_removed: int, labels: LabelReport) -> str:
+    """What to tell a user whose snapshot labelled no impression at all."""
+    if served == 0:
+        return "the snapshot holds no served lists (no impressions to label)"
+    if labels.impressions == 0:
+        return f"all {served:,} impressions were of users cleaned out as bots ({bots_removed:,})"
+    return (
+        f"{labels.impressions:,} impressions, all younger than the label delay of "
+        f"{labels.label_delay_s:g} s on the server's clock, and none followed by "
+        f"{labels.label_delay_s:g} s of the user's own activity: wait, or lower "
+        "train.labels.label_delay_s"
+    )
+
+
 def build_training_set(
     snapshot: Snapshot,
     root: Path,
@@ -197,11 +233,19 @@ def build_training_set(
 
     The directory is named after the snapshot and a hash of the config, and its
     ``metadata.json`` records both, the split boundaries and every count.
+
+    Raises:
+        NoTrainingRows: no impression could be labelled; the message says why.
     """
     config = config or TrainingSetConfig()
     events, cleaning = clean_events(snapshot.table("events"), config.cleaning)
-    impressions = without_users(snapshot.impressions(), {b.user_id for b in cleaning.bot_users})
+    served = snapshot.impressions()
+    impressions = without_users(served, {b.user_id for b in cleaning.bot_users})
     labelled, labels = label_impressions(impressions, events, config.labels)
+    if labelled.num_rows == 0:
+        raise NoTrainingRows(
+            why_no_rows(served.num_rows, served.num_rows - impressions.num_rows, labels)
+        )
     rows = point_in_time_features(
         labelled, events, snapshot.table("items"), on_progress=on_progress
     )

@@ -141,6 +141,20 @@ def updates_for(
     return out
 
 
+#: An event stamped within this many seconds of its arrival keeps its own time for the
+#: features; one further off (a wrong clock, a replay, a late upload) counts at its arrival.
+CLOCK_TOLERANCE_S = 300.0
+
+
+def feature_time(event_ts: float, server_ts: float) -> float:
+    """When an event counts for the features, in epoch seconds, on the server's timeline.
+
+    The same rule online (as events are folded in) and offline (as a snapshot is
+    replayed): a client clock months off would otherwise age every counter to nothing.
+    """
+    return event_ts if abs(server_ts - event_ts) <= CLOCK_TOLERANCE_S else server_ts
+
+
 def joins_session(event_type: str) -> bool:
     """Whether an event adds its item to the session's recent items."""
     return event_type in ENGAGEMENT

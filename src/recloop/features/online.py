@@ -24,6 +24,7 @@ from recloop.features.definitions import (
     FeatureSet,
     ItemMeta,
     SessionEntry,
+    feature_time,
     joins_session,
     updates_for,
 )
@@ -103,7 +104,7 @@ class FeatureMaterializer:
                 for seq, event in batch:
                     self._last_seq = seq
                     meta = self._meta.get((event.app_id, event.item_id or ""))
-                    ts = event.event_ts.timestamp()
+                    ts = feature_time(event.event_ts.timestamp(), event.server_ts.timestamp())
                     for update in updates_for(
                         event.user_id,
                         event.item_id,

@@ -20,7 +20,7 @@ from recloop.config import Settings, TrainSourceConfig
 from recloop.data.cleaning import clean_events
 from recloop.data.interactions import retrieval_data
 from recloop.data.snapshots import Snapshot, open_snapshot, take_snapshot
-from recloop.data.training import build_training_set
+from recloop.data.training import TrainingSetConfig, build_training_set
 from recloop.errors import RecloopError, SnapshotExists
 from recloop.evaluation.retrieval_metrics import round_robin_merge
 from recloop.experiments.assignment import variant_surfaces
@@ -133,7 +133,7 @@ def train(
         # The same data at the same second: train on the snapshot already written.
         snapshot = open_snapshot(root / exc.version)
     progress("snapshot", 1, 1)
-    data = _training_data(snapshot)
+    data = _training_data(snapshot, settings)
     x = data.interactions
     if len(x) < settings.train.min_interactions:
         raise NotEnoughData(
@@ -230,12 +230,13 @@ def _train_ranker(
         built = build_training_set(
             snapshot,
             settings.data_dir / "datasets",
+            TrainingSetConfig(cleaning=settings.train.cleaning, labels=settings.train.labels),
             on_progress=lambda n: progress("training set", n, None),
         )
     except ValueError as exc:
-        # No served lists yet (a new app): the sources still ship, ranked by their scores,
-        # and LinUCB explores uniformly until the next training.
-        skipped = f"no training set: {exc}"
+        # Nothing labelled yet (a new app, or lists too young): the sources still ship,
+        # ranked by their scores, and LinUCB explores uniformly until the next training.
+        skipped = f"no labelled impressions: {exc}"
         return RankerFit(None, skipped=skipped), LinUCBFit(None, skipped=skipped)
     progress("training set", 1, 1)
     linucb = _fit_linucb(built.parts, directory, progress)
@@ -276,8 +277,8 @@ def _explores_with_linucb(settings: Settings) -> bool:
     return any(surface.exploration.name == "linucb" for surface in surfaces)
 
 
-def _training_data(snapshot: Snapshot) -> TrainingData:
-    events, _ = clean_events(snapshot.table("events"))
+def _training_data(snapshot: Snapshot, settings: Settings) -> TrainingData:
+    events, _ = clean_events(snapshot.table("events"), settings.train.cleaning)
     return retrieval_data(
         events, snapshot.table("items"), snapshot.table("users"), snapshot.impressions()
     )

@@ -205,13 +205,13 @@ def test_lag_is_measured_and_the_output_sorted_by_event_time_then_seq() -> None:
     assert stamps == sorted(stamps)
 
 
-def test_output_keeps_the_input_schema_and_extra_columns() -> None:
+def test_output_keeps_the_input_schema_and_extra_columns_and_adds_the_client_time() -> None:
     ev = Events()
     ev.add()
     ev.add(item="i2", value=3.5)
     table = ev.table().append_column("note", pa.array(["a", "b"]))
     cleaned, _ = clean_events(table, CleaningConfig())
-    assert cleaned.schema == table.schema
+    assert cleaned.schema == table.schema.append(pa.field("client_ts", pa.timestamp("us", "UTC")))
     assert cleaned.column("note").to_pylist() == ["a", "b"]
     assert cleaned.column("event_ts").type == pa.timestamp("us", tz="UTC")
 
@@ -242,12 +242,13 @@ def test_report_renders_every_step_and_serialises_to_json() -> None:
     text = report.render()
     lines = text.splitlines()
     assert lines[0].split() == ["step", "rows", "in", "dropped", "changed", "reason"]
-    rows = {line.split()[0]: line.split()[1:4] for line in lines[2:7]}
+    rows = {line.split()[0]: line.split()[1:4] for line in lines[2:8]}
     assert rows == {
         "dedupe_event_id": ["64", "1", "0"],
         "dedupe_repeats": ["63", "1", "0"],
         "bot_filter": ["62", "61", "0"],
         "dwell_cap": ["1", "0", "0"],
+        "align_clocks": ["1", "0", "0"],
         "late_events": ["1", "0", "0"],
     }
     assert "rows in 64, rows out 1" in text
@@ -269,3 +270,48 @@ def test_config_is_frozen_and_refuses_unknown_settings() -> None:
         config.repeat_window_s = 1  # type: ignore[misc]
     with pytest.raises(pydantic.ValidationError):
         CleaningConfig(dwell_cap_multiple=0)
+
+
+def test_a_session_whose_clock_is_months_behind_moves_onto_the_servers_timeline() -> None:
+    behind = 90 * 86400.0
+    ev = Events()
+    # A session stamped 90 days behind the server, one event of it uploaded a minute late.
+    ev.add(user="slow", session="s-slow", item="i1", at=0.0, lag=behind + 0.5)
+    ev.add(user="slow", session="s-slow", item="i2", at=10.0, lag=behind + 0.2)
+    ev.add(user="slow", session="s-slow", item="i3", at=20.0, lag=behind + 60.0)
+    # A session whose clock is right: latency only, left where it is.
+    ev.add(user="ok", session="s-ok", item="i1", at=5.0, lag=0.3)
+
+    cleaned, report = clean_events(ev.table(), CleaningConfig(clock_tolerance_s=2.0))
+
+    by_item_user = {(r["user_id"], r["item_id"]): r for r in cleaned.to_pylist()}
+    slow = [by_item_user[("slow", f"i{k}")] for k in (1, 2, 3)]
+    # One offset for the session (its least delay, 90 days + 0.2 s): order and gaps kept.
+    shift = timedelta(seconds=behind + 0.2)
+    assert [r["event_ts"] for r in slow] == [r["client_ts"] + shift for r in slow]
+    assert [r["client_ts"] for r in slow] == [
+        T0,
+        T0 + timedelta(seconds=10),
+        T0 + timedelta(seconds=20),
+    ]
+    ok = by_item_user[("ok", "i1")]
+    assert ok["event_ts"] == ok["client_ts"] == T0 + timedelta(seconds=5)
+    clock = report.clock
+    assert (clock.sessions, clock.corrected_sessions, clock.corrected_events) == (2, 1, 3)
+    assert clock.max_abs_offset_s == pytest.approx(behind + 0.2)
+    assert report.step("align_clocks").rows_changed == 3
+    assert "1 of 2 sessions (3 events)" in report.render()
+    # Sorted on the server's timeline: the corrected session comes after the other.
+    assert cleaned.column("user_id").to_pylist() == ["ok", "slow", "slow", "slow"]
+
+
+def test_a_clock_ahead_of_the_server_is_corrected_too() -> None:
+    ev = Events()
+    ev.add(user="fast", session="s", item="i1", at=0.0, lag=-120.0)
+    ev.add(user="fast", session="s", item="i2", at=30.0, lag=-119.0)
+    cleaned, report = clean_events(ev.table(), CleaningConfig())
+    assert [r["event_ts"] for r in cleaned.to_pylist()] == [
+        T0 - timedelta(seconds=120),
+        T0 + timedelta(seconds=30 - 120),
+    ]
+    assert report.clock.offset_p50_s == pytest.approx(-120.0)

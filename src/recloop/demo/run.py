@@ -39,8 +39,8 @@ from recloop.config import (
 )
 from recloop.demo.inprocess import InProcessClient
 from recloop.errors import RecloopError
+from recloop.retrieval.source_table import MODEL_SOURCES
 from recloop.runtime.process import Runtime, start_runtime
-from recloop.serving.components import MODEL_SOURCES
 from recloop.simulate.behaviour import Behaviour, BehaviourConfig, Session
 from recloop.simulate.clients import HttpClient, ServiceClient
 from recloop.simulate.driver import DriverConfig, Simulation, SimulationResult

@@ -5,11 +5,11 @@ A new component is one new file plus one line here; configs never hold import pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import ValidationError
 
 from recloop.errors import ConfigError
 from recloop.explore.linucb import LinUCBParams, TrainedLinUCB
@@ -28,19 +28,16 @@ from recloop.rerank.boosts import BusinessConfig, BusinessRules, FreshnessBoost,
 from recloop.rerank.diversity import MMR, AttributeCap, CapConfig, MMRConfig
 from recloop.rerank.protocols import RerankRule
 from recloop.rerank.recently_shown import RecentlyShownConfig, RecentlyShownDemotion
+from recloop.retrieval import source_table
 from recloop.retrieval.bundle import ModelIndex
-from recloop.retrieval.cold_start import FreshSource, InterestsSource
-from recloop.retrieval.model_source import ModelSource
-from recloop.retrieval.models import Seeds
 from recloop.retrieval.popularity import PopularityIndex
-from recloop.retrieval.popularity_sources import (
-    NewestSource,
-    PopularSource,
-    SameCategorySource,
-    TrendingSource,
-)
 from recloop.retrieval.protocols import CandidateSource
-from recloop.retrieval.registry import TRAINED_SOURCES
+from recloop.retrieval.source_table import (
+    SOURCES,
+    SourceInputs,
+    lookup,
+    no_params,
+)
 from recloop.serving.item_views import ContentVectors, SnapshotAttributes
 from recloop.store.protocols import Catalog, RecommendationLog
 
@@ -62,55 +59,6 @@ def _needs(log: RecommendationLog | None, rule: str) -> RecommendationLog:
     if log is None:
         raise ConfigError(f"rule {rule!r} reads served lists; this service has no store for them")
     return log
-
-
-def _no_params(key: str, params: Mapping[str, Any]) -> None:
-    if params:
-        raise ConfigError(f"{key}.params: this component takes no parameters, got {sorted(params)}")
-
-
-SOURCES: dict[str, Callable[[Resources], CandidateSource]] = {
-    "popular": lambda r: PopularSource(r.popularity),
-    "trending": lambda r: TrendingSource(r.popularity),
-    "same-category": lambda r: SameCategorySource(r.popularity),
-    "newest": lambda r: NewestSource(r.popularity),
-    "interests": lambda r: InterestsSource(r.popularity),
-    "fresh": lambda r: FreshSource(r.popularity, r.models),
-}
-
-
-class ModelSourceParams(BaseModel):
-    """What a surface may set on a trained source: its reasons, and which model it reads."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str | None = None
-    because: str = "Because you watched {title}"
-    similar: str = "Similar to {title}"
-    reason: str = "Picked for you"
-
-    @field_validator("because", "similar", "reason")
-    @classmethod
-    def _one_placeholder(cls, template: str) -> str:
-        # A template that would fail per request is refused at start-up instead.
-        try:
-            template.format(title="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"the only placeholder is {{title}}; got {template!r}") from exc
-        return template
-
-
-#: Trained sources: source name -> (what it feeds the model, the model's name in the live
-#: model version, unless the surface sets ``model``). Each model class says which sources it
-#: serves (``serves``); ``retrieval.registry`` lists the classes, so a new trained source
-#: needs no line here.
-MODEL_SOURCES: Mapping[str, tuple[Seeds, str]] = TRAINED_SOURCES
-
-#: Sources that are lookups in an in-memory snapshot, answering in microseconds: they run
-#: inline, since handing them to a thread would cost more than they do.
-INLINE_SOURCES: frozenset[str] = frozenset(
-    {"popular", "trending", "same-category", "newest", "interests"}
-)
 
 
 def _learned(resources: Resources, sources: list[str], params: Mapping[str, Any]) -> Ranker:
@@ -163,48 +111,20 @@ def _needs_stats(stats: ItemStats | None) -> ItemStats:
     return stats
 
 
-T = TypeVar("T")
-
-
-def _lookup(table: Mapping[str, T], name: str, key: str, also: Collection[str] = ()) -> T:
-    try:
-        return table[name]
-    except KeyError:
-        known = sorted({*table, *also})
-        raise ConfigError(
-            f"{key}: unknown name {name!r}; known: {', '.join(known) or 'none yet'}"
-        ) from None
-
-
 def build_source(
     name: str, params: Mapping[str, Any], resources: Resources, key: str
 ) -> CandidateSource:
     """The source called ``name``; ``key`` names the config entry in errors."""
-    if name in MODEL_SOURCES:
-        seeds, model = MODEL_SOURCES[name]
-        try:
-            config = ModelSourceParams.model_validate(params)
-        except ValidationError as exc:
-            raise ConfigError(f"{key}.params: {exc.errors(include_url=False)[0]['msg']}") from exc
-        return ModelSource(
-            name,
-            resources.models,
-            seeds=seeds,
-            model=config.model or model,
-            because=config.because,
-            similar=config.similar,
-            reason=config.reason,
-        )
-    factory = _lookup(SOURCES, name, f"{key}.name", also=MODEL_SOURCES)
-    _no_params(key, params)
-    return factory(resources)
+    return source_table.build_source(
+        name, params, SourceInputs(resources.popularity, resources.models), key
+    )
 
 
 def build_ranker(
     name: str, params: Mapping[str, Any], resources: Resources, sources: list[str], key: str
 ) -> Ranker:
     """The ranker called ``name``."""
-    factory = _lookup(RANKERS, name, f"{key}.name")
+    factory = lookup(RANKERS, name, f"{key}.name")
     try:
         return factory(resources, sources, params)
     except ValidationError as exc:
@@ -213,7 +133,7 @@ def build_ranker(
 
 def build_rule(name: str, params: Mapping[str, Any], resources: Resources, key: str) -> RerankRule:
     """The rerank rule called ``name``."""
-    factory = _lookup(RULES, name, f"{key}.name")
+    factory = lookup(RULES, name, f"{key}.name")
     try:
         return factory(resources, params)
     except ValidationError as exc:
@@ -224,9 +144,9 @@ def build_policy(
     name: str, params: Mapping[str, Any], resources: Resources, key: str
 ) -> ExplorationPolicy:
     """The exploration policy called ``name``."""
-    factory = _lookup(POLICIES, name, f"{key}.name")
+    factory = lookup(POLICIES, name, f"{key}.name")
     if name == "none":
-        _no_params(key, params)
+        no_params(key, params)
     try:
         return factory(params, resources)
     except ValidationError as exc:
@@ -237,4 +157,5 @@ def build_fallback(names: Sequence[str], resources: Resources, key: str) -> list
     """The fallback chain: sources the pipeline tries in turn until one has a servable item."""
     if not names:
         raise ConfigError(f"{key}: name at least one fallback source")
-    return [_lookup(SOURCES, name, f"{key}[{i}]")(resources) for i, name in enumerate(names)]
+    inputs = SourceInputs(resources.popularity, resources.models)
+    return [lookup(SOURCES, name, f"{key}[{i}]")(inputs) for i, name in enumerate(names)]

@@ -9,9 +9,9 @@ from recloop.config import BudgetSettings, SurfaceConfig
 from recloop.errors import ConfigError
 from recloop.features.definitions import FEATURE_NAMES
 from recloop.rerank.eligibility import ActiveCatalogGate, ExcludedItemsFilter
+from recloop.retrieval.source_table import INLINE_SOURCES
 from recloop.serving.budget import Budget
 from recloop.serving.components import (
-    INLINE_SOURCES,
     Resources,
     build_fallback,
     build_policy,

@@ -18,7 +18,7 @@ from recloop.retrieval.registry import (
     _sources,
     model_class,
 )
-from recloop.serving.components import MODEL_SOURCES
+from recloop.retrieval.source_table import MODEL_SOURCES
 from recloop.training.sources import FACTORIES
 
 pytestmark = pytest.mark.unit

@@ -122,7 +122,11 @@ class RankerTrainSettings(Section):
     """How ``recloop train`` fits the learned ranker on labelled impressions."""
 
     enabled: bool = True
-    objective: Literal["binary", "lambdarank"] = "binary"
+    objective: Literal["auto", "binary", "lambdarank"] = Field(
+        default="auto",
+        description="auto: lambdarank when the training set has candidate lists recalled from "
+        "interactions (they are rankings of hundreds of items), binary on served lists alone.",
+    )
     heads: tuple[Literal["click", "satisfaction"], ...] = ("click", "satisfaction")
     negative_rate: float = Field(
         default=0.3, gt=0, le=1, description="Share of negative impressions kept for training."
@@ -142,6 +146,30 @@ class RankerTrainSettings(Section):
         default=30, ge=1, description="A head with fewer positive training rows is not trained."
     )
     threads: int = Field(default=2, ge=1, le=64)
+    from_interactions: bool = Field(
+        default=True,
+        description="Also learn from what the sources recalled for users before the latest "
+        "time slice, labelled by what they engaged with next: the ranker trains on imported "
+        "histories with no served lists, and served lists do not make it forget the rest.",
+    )
+    max_cases: int = Field(
+        default=2000, ge=10, description="Users asked for candidates at the cut-off, at most."
+    )
+    max_negatives: int = Field(
+        default=100, ge=1, description="Negatives kept per training list of candidates."
+    )
+    ips_clip: float = Field(
+        default=10.0,
+        ge=1,
+        description="Served impressions weigh 1 / propensity, clipped at this; the report "
+        "says how much weight clipping removed.",
+    )
+    gate: bool = Field(
+        default=True,
+        description="Serve the learned ranker only where it beats the current ranker, every "
+        "single source's order and the sources' blend on the latest data; else the best of "
+        "those serves and the report says why.",
+    )
 
 
 class TrainSettings(Section):

@@ -10,6 +10,12 @@ click-only ranker learns that clickbait works.
 Position is a training feature. At serving every candidate is scored as if shown at the
 same position (``serving_position``), so the learned position bias cancels out instead of
 ranking items by where an earlier ranker happened to put them.
+
+A ranker also says what serves (``serve``): ``learned`` (its heads), or, when training's
+gate found the heads worse than simpler orderings on the latest data, ``blend`` (the
+sources' scores blended as before any training) or ``source:NAME`` (one source's order,
+the blend breaking its ties). Either is a choice, not a failure: the response is not a
+fallback, and its ``modelVersion`` names the choice.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recloop.domain import RequestContext
 from recloop.features.bandit_context import ContextEvidence
-from recloop.features.candidates import FeatureMatrix
+from recloop.features.candidates import FeatureMatrix, source_score_feature
 from recloop.ranking.calibration import Calibrator, sigmoid
 from recloop.ranking.category_codes import CategoryCodes
 from recloop.ranking.protocols import Ranker, Scores
@@ -42,6 +48,10 @@ HEADS = ("click", "satisfaction")
 MANIFEST = "ranker.json"
 #: The ranker's folder inside a model version.
 RANKER_DIR = "ranker"
+#: What a ranker may serve: its heads, the sources' blend, or one source's order.
+LEARNED = "learned"
+BLEND = "blend"
+SOURCE_PREFIX = "source:"
 
 Objective = Literal["binary", "lambdarank"]
 T = TypeVar("T")
@@ -97,6 +107,7 @@ class RankerModel:
     features: tuple[str, ...]
     heads: Mapping[str, Head]
     serving_position: float = 0.0
+    serve: str = LEARNED  # what orders candidates: LEARNED, BLEND or "source:NAME"
 
     def design(self, matrix: FeatureMatrix) -> np.ndarray:
         """The model's input: its features in its order, from the request's columns.
@@ -141,6 +152,7 @@ class RankerModel:
             "version": self.version,
             "features": list(self.features),
             "serving_position": self.serving_position,
+            "serve": self.serve,
             "heads": heads,
             **(extra or {}),
         }
@@ -168,6 +180,7 @@ class RankerModel:
             features=tuple(manifest["features"]),
             heads=heads,
             serving_position=float(manifest.get("serving_position", 0.0)),
+            serve=str(manifest.get("serve", LEARNED)),
         )
 
 
@@ -252,6 +265,8 @@ class LearnedRanker:
         model = self._models.get(ctx.app_id)
         if model is None:
             return self._fall_back(features, ctx, "no trained ranker yet")
+        if model.serve != LEARNED:
+            return self._chosen(features, ctx, model.serve)
         try:
             heads = model.predict(features)
         except Exception as exc:
@@ -263,6 +278,20 @@ class LearnedRanker:
             if name in heads:
                 combined += weight * heads[name]
         return Scores(combined, heads)
+
+    def _chosen(self, features: FeatureMatrix, ctx: RequestContext, serve: str) -> Scores:
+        """The ordering training's gate chose over the heads: the blend, or one source's."""
+        blend = self._fallback.score(features, ctx)
+        if serve == BLEND:
+            return Scores(blend.combined, version=f"{BLEND}:{self._fallback.version}")
+        source = serve.removeprefix(SOURCE_PREFIX)
+        primary = features.column(source_score_feature(source)).astype(np.float64)
+        # The blend breaks the source's ties (and orders what it did not recall) without
+        # ever overturning its order: a rank share far below its scores' resolution.
+        order = np.argsort(-blend.combined, kind="stable")
+        tie_break = np.empty(len(order), dtype=np.float64)
+        tie_break[order] = np.linspace(1.0, 0.0, num=len(order), endpoint=False)
+        return Scores(primary + 1e-7 * tie_break, version=f"{SOURCE_PREFIX}{source}")
 
     def _fall_back(self, features: FeatureMatrix, ctx: RequestContext, why: str) -> Scores:
         scores = self._fallback.score(features, ctx)

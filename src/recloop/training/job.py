@@ -9,31 +9,48 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from recloop.config import Settings, TrainSourceConfig
+from recloop.config import Settings, SurfaceConfig, TrainSourceConfig
 from recloop.data.cleaning import clean_events
 from recloop.data.interactions import retrieval_data
 from recloop.data.snapshots import Snapshot, open_snapshot, take_snapshot
-from recloop.data.training import TrainingSetConfig, build_training_set
+from recloop.data.training import (
+    TrainingSet,
+    TrainingSetConfig,
+    build_training_set,
+    point_in_time_features,
+)
 from recloop.errors import RecloopError, SnapshotExists
 from recloop.evaluation.retrieval_metrics import round_robin_merge
 from recloop.experiments.assignment import variant_surfaces
 from recloop.features.bandit_context import EVIDENCE_FILE
-from recloop.ranking.learned import RANKER_DIR
+from recloop.features.definitions import FEATURE_NAMES
+from recloop.ranking.learned import RANKER_DIR, LearnedRankerConfig, RankerModel
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.retrieval.interactions import TrainingData
+from recloop.retrieval.models import RetrievalModel
+from recloop.retrieval.popularity import PopularityConfig
 from recloop.store import Store
+from recloop.training.candidates import (
+    CandidateRowsConfig,
+    candidate_rows,
+    popularity_at,
+    satisfied_pairs,
+)
+from recloop.training.gate import PREVIOUS, GateResult, alternatives, judge
 from recloop.training.linucb import LinUCBFit, fit_linucb
 from recloop.training.ranker import (
     DEFAULT_FEATURES,
     RankerFit,
     fit_ranker,
+    ips_weights,
     with_source_scores,
 )
 from recloop.training.sources import (
@@ -133,7 +150,7 @@ def train(
         # The same data at the same second: train on the snapshot already written.
         snapshot = open_snapshot(root / exc.version)
     progress("snapshot", 1, 1)
-    data = _training_data(snapshot, settings)
+    data, events = _training_data(snapshot, settings)
     x = data.interactions
     if len(x) < settings.train.min_interactions:
         raise NotEnoughData(
@@ -145,10 +162,14 @@ def train(
     version = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     results: list[SourceResult] = []
     validation_lists: dict[str, list[list[str]]] = {}
+    # Each source fitted before the validation cut-off: the ranker's candidate rows are
+    # what these recall for the validation users, as a request at the cut-off would.
+    validation_models: dict[str, RetrievalModel] = {}
     with registry.writing(app_id, version) as directory:
         for config in settings.train.sources:
             result = _train_source(
                 validation_lists,
+                validation_models,
                 config,
                 data,
                 validation,
@@ -161,7 +182,18 @@ def train(
             results.append(result)
         trained = [r for r in results if r.skipped is None]
         merged = _merged_metrics(validation_lists, validation)
-        ranker, linucb = _train_ranker(settings, snapshot, directory, version, progress)
+        ranker, linucb = _train_ranker(
+            settings,
+            snapshot,
+            directory,
+            version,
+            progress,
+            events=events,
+            validation=validation,
+            validation_models=validation_models,
+            previous=_previous_ranker(registry, app_id),
+        )
+        validation_models.clear()
         if retune:
             _tuning_path(registry, app_id).write_text(json.dumps(tuning, indent=2))
         titles = {
@@ -213,19 +245,35 @@ def train(
 
 
 def _train_ranker(
-    settings: Settings, snapshot: Snapshot, directory: Path, version: str, progress: Progress
+    settings: Settings,
+    snapshot: Snapshot,
+    directory: Path,
+    version: str,
+    progress: Progress,
+    *,
+    events: pa.Table,
+    validation: Validation,
+    validation_models: Mapping[str, RetrievalModel],
+    previous: RankerModel | None,
 ) -> tuple[RankerFit, LinUCBFit]:
-    """The learned ranker and LinUCB's evidence on the snapshot's labelled impressions,
-    saved beside the sources."""
+    """The learned ranker and LinUCB's evidence, saved beside the sources.
+
+    The ranker learns from two kinds of lists: served lists whose impressions are labelled
+    (weighted by inverse propensity), and the candidates the surface's sources recall for
+    users before the validation cut-off, labelled by what they did next. Either alone is
+    enough; an imported history has only the second. The gate then decides what serves.
+    """
     config = settings.train.ranker
-    disabled = RankerFit(None, skipped="disabled (train.ranker.enabled)")
-    # The training set is the costly part: built for the ranker, or for a surface that
-    # explores with LinUCB; the evidence is fitted whenever it exists (a few matrix sums).
+    # The impressions' training set is the costly part: built for the ranker, or for a
+    # surface that explores with LinUCB; the evidence is fitted whenever it exists.
     if not config.enabled and not _explores_with_linucb(settings):
-        return disabled, LinUCBFit(
+        return RankerFit(None, skipped="disabled (train.ranker.enabled)"), LinUCBFit(
             None, skipped="no training set (train.ranker.enabled is false, no surface uses it)"
         )
     progress("training set", 0, None)
+    impressions: Mapping[str, pa.Table] = {}
+    no_impressions = ""
+    built: TrainingSet | None = None
     try:
         built = build_training_set(
             snapshot,
@@ -233,29 +281,190 @@ def _train_ranker(
             TrainingSetConfig(cleaning=settings.train.cleaning, labels=settings.train.labels),
             on_progress=lambda n: progress("training set", n, None),
         )
+        impressions = built.parts
     except ValueError as exc:
-        # Nothing labelled yet (a new app, or lists too young): the sources still ship,
-        # ranked by their scores, and LinUCB explores uniformly until the next training.
-        skipped = f"no labelled impressions: {exc}"
-        return RankerFit(None, skipped=skipped), LinUCBFit(None, skipped=skipped)
+        no_impressions = f"no labelled impressions: {exc}"
     progress("training set", 1, 1)
-    linucb = _fit_linucb(built.parts, directory, progress)
+    linucb = (
+        _fit_linucb(built.parts, directory, progress)
+        if built is not None
+        else LinUCBFit(None, skipped=no_impressions)
+    )
     if not config.enabled:
-        return disabled, linucb
+        return RankerFit(None, skipped="disabled (train.ranker.enabled)"), linucb
+    surface_name, surface = _ranked_surface(settings)
+    report: dict[str, Any] = {"surface": surface_name}
+    candidates: dict[str, pa.Table] = {}
+    if config.from_interactions and surface is not None and validation.cases:
+        progress("candidates", 0, len(validation.cases))
+        candidates, report["candidates"] = _candidate_rows(
+            settings, snapshot, surface_name, surface, events, validation, validation_models
+        )
+        progress("candidates", len(validation.cases), None)
+    elif not validation.cases:
+        report["candidates"] = {"skipped": "no validation users (too little history)"}
+    parts, report["ips"] = _combined_parts(impressions, candidates, config.ips_clip)
+    if not any(part.num_rows for part in parts.values()):
+        why = [no_impressions or "no labelled impressions"]
+        why.append(
+            "no candidate lists: "
+            + str(report.get("candidates", {}).get("skipped", "train.ranker.from_interactions"))
+        )
+        return RankerFit(None, report, "; ".join(why)), linucb
     progress("ranker", 0, len(config.heads))
-    parts, scored_by = with_source_scores(built.parts)
+    parts, scored_by = with_source_scores(parts)
     fitted = fit_ranker(
         parts,
         config,
         version=version,
         features=(*DEFAULT_FEATURES, *scored_by),
+        ranking=any(p.num_rows for p in candidates.values()),
         on_head=lambda name: progress("ranker", 1, None),
     )
-    fitted.report["training_set"] = str(built.path)
-    if fitted.model is not None:
-        fitted.model.save(directory / RANKER_DIR)
+    fitted.report.update(report)
+    if no_impressions:
+        fitted.report["impressions"] = no_impressions
+    if built is not None:
+        fitted.report["training_set"] = str(built.path)
+    if fitted.model is not None and surface is not None:
+        model = fitted.model
+        if config.gate:
+            gate = _gate(model, previous, surface, parts["test"])
+            fitted.report["gate"] = gate.as_dict()
+            if gate.serve == PREVIOUS and previous is not None:
+                model = previous
+            else:
+                model = replace(model, serve=gate.serve)
+            fitted.model = model
+        model.save(directory / RANKER_DIR, extra={"gate": fitted.report.get("gate")})
     (directory / "ranker_report.json").write_text(json.dumps(fitted.report, indent=2, default=str))
     return fitted, linucb
+
+
+def _ranked_surface(settings: Settings) -> tuple[str, SurfaceConfig | None]:
+    """The surface the learned ranker is trained for: ``home``, else the first that uses it."""
+    learned = {n: s for n, s in settings.surfaces.items() if s.ranker.name == "learned"}
+    if "home" in learned:
+        return "home", learned["home"]
+    for name, surface in learned.items():
+        return name, surface
+    return "", None
+
+
+def _candidate_rows(
+    settings: Settings,
+    snapshot: Snapshot,
+    surface_name: str,
+    surface: SurfaceConfig,
+    events: pa.Table,
+    validation: Validation,
+    models: Mapping[str, RetrievalModel],
+) -> tuple[dict[str, pa.Table], dict[str, Any]]:
+    """Candidate lists recalled at the validation cut-off, labelled and featurized."""
+    config = settings.train.ranker
+    cutoff = datetime.fromtimestamp(validation.cutoff_ts, UTC)
+    items = snapshot.table("items")
+    popularity = popularity_at(
+        events,
+        items,
+        cutoff,
+        PopularityConfig(half_life_hours=settings.serving.trending_half_life_h),
+    )
+    rows = candidate_rows(
+        surface_name,
+        surface,
+        models,
+        popularity,
+        validation.cases[: config.max_cases],
+        satisfied_pairs(events, cutoff, settings.train.labels.rules_for(surface_name)),
+        CandidateRowsConfig(max_negatives=config.max_negatives),
+    )
+    marked = [
+        part.append_column("part", pa.array([name] * part.num_rows, pa.string()))
+        for name, part in rows.parts.items()
+    ]
+    featured = point_in_time_features(pa.concat_tables(marked), events, items)
+    parts = {
+        name: featured.filter(pc.equal(featured.column("part"), name)).drop_columns(["part"])
+        for name in rows.parts
+    }
+    return parts, rows.report
+
+
+def _combined_parts(
+    impressions: Mapping[str, pa.Table], candidates: Mapping[str, pa.Table], clip: float
+) -> tuple[dict[str, pa.Table], dict[str, Any]]:
+    """Each part's impressions (weighted by inverse propensity) and candidate rows together."""
+    parts: dict[str, pa.Table] = {}
+    report: dict[str, Any] = {}
+    for name in ("train", "validation", "test"):
+        tables = []
+        if name in impressions and impressions[name].num_rows:
+            weighted, report[name] = ips_weights(impressions[name], clip)
+            tables.append(weighted.select([c for c in weighted.column_names if c in _KEEP]))
+        if name in candidates and candidates[name].num_rows:
+            table = candidates[name]
+            table = table.append_column("weight", pa.array([1.0] * table.num_rows, pa.float64()))
+            tables.append(table.select([c for c in table.column_names if c in _KEEP]))
+        parts[name] = (
+            pa.concat_tables(tables, promote_options="permissive") if tables else _EMPTY_PART
+        )
+    # A part with no rows keeps the columns of the others, so every head reads its features.
+    schema = next((p.schema for p in parts.values() if p.num_rows), None)
+    if schema is not None:
+        parts = {n: p if p.num_rows else schema.empty_table() for n, p in parts.items()}
+    return parts, report
+
+
+#: What a ranker training row keeps: its list, item, time, labels, weight and features.
+_KEEP = frozenset(
+    {
+        "request_id",
+        "user_id",
+        "item_id",
+        "surface",
+        "served_at",
+        "position",
+        "propensity",
+        "source_scores",
+        "label",
+        "label_click",
+        "weight",
+        "merge_rank",
+        "relevant_count",
+        *FEATURE_NAMES,
+    }
+)
+_EMPTY_PART = pa.table(
+    {
+        "request_id": pa.array([], pa.string()),
+        "item_id": pa.array([], pa.string()),
+        "label": pa.array([], pa.int64()),
+        "label_click": pa.array([], pa.int64()),
+        "position": pa.array([], pa.int32()),
+        **{name: pa.array([], pa.float64()) for name in FEATURE_NAMES},
+    }
+)
+
+
+def _gate(
+    model: RankerModel, previous: RankerModel | None, surface: SurfaceConfig, test: pa.Table
+) -> GateResult:
+    """What serves: the learned ranker, or the ordering that beat it on the test part."""
+    config = LearnedRankerConfig.model_validate(surface.ranker.params)
+    sources = [slot.name for slot in surface.sources]
+    has_candidates = "relevant_count" in test.column_names
+    is_candidate = (
+        pc.is_valid(test.column("relevant_count"))
+        if has_candidates
+        else pa.array([False] * test.num_rows)
+    )
+    return judge(
+        alternatives(model, previous, sources, config),
+        candidates=test.filter(is_candidate) if has_candidates else None,
+        logged=test.filter(pc.invert(is_candidate)),
+        weights=config.weights,
+    )
 
 
 def _fit_linucb(parts: Mapping[str, pa.Table], directory: Path, progress: Progress) -> LinUCBFit:
@@ -277,11 +486,28 @@ def _explores_with_linucb(settings: Settings) -> bool:
     return any(surface.exploration.name == "linucb" for surface in surfaces)
 
 
-def _training_data(snapshot: Snapshot, settings: Settings) -> TrainingData:
+def _training_data(snapshot: Snapshot, settings: Settings) -> tuple[TrainingData, pa.Table]:
+    """Retrieval's training data, and the cleaned events it came from."""
     events, _ = clean_events(snapshot.table("events"), settings.train.cleaning)
-    return retrieval_data(
+    data = retrieval_data(
         events, snapshot.table("items"), snapshot.table("users"), snapshot.impressions()
     )
+    return data, events
+
+
+def _previous_ranker(registry: ModelRegistry, app_id: str) -> RankerModel | None:
+    """The ranker of the version that serves now, if it has one that loads."""
+    current = registry.current(app_id)
+    if current is None:
+        return None
+    path = registry.path(app_id, current) / RANKER_DIR
+    if not (path / "ranker.json").exists():
+        return None
+    try:
+        return RankerModel.load(path)
+    except Exception:  # an unreadable ranker cannot serve: it is no alternative either
+        log.warning("the serving ranker of %s does not load; the gate leaves it out", current)
+        return None
 
 
 def _merged_metrics(lists: dict[str, list[list[str]]], validation: Validation) -> dict[str, float]:
@@ -295,6 +521,7 @@ def _merged_metrics(lists: dict[str, list[list[str]]], validation: Validation) -
 
 def _train_source(
     validation_lists: dict[str, list[list[str]]],
+    validation_models: dict[str, RetrievalModel],
     config: TrainSourceConfig,
     data: TrainingData,
     validation: Validation,
@@ -333,6 +560,7 @@ def _train_source(
             rankings, latencies = recall_lists(model, validation.cases)
             result.metrics = metrics_of(rankings, validation.cases, latencies)
             validation_lists[config.name] = rankings
+            validation_models[config.name] = model
         progress(f"validate {config.name}", 1, 1)
         progress(f"fit {config.name}", 0, 1)
         model, seconds = fit(kind, params, data)

@@ -35,7 +35,13 @@ from recloop.features.candidates import source_score_feature
 from recloop.features.definitions import CATEGORICAL, FEATURE_NAMES
 from recloop.ranking.calibration import Calibrator, fit_calibrator
 from recloop.ranking.category_codes import CategoryCodes
-from recloop.ranking.learned import POSITION_FEATURE, Head, LearnedRankerConfig, RankerModel
+from recloop.ranking.learned import (
+    POSITION_FEATURE,
+    Head,
+    LearnedRankerConfig,
+    Objective,
+    RankerModel,
+)
 
 #: The label column of each head.
 LABELS: Mapping[str, str] = {"click": "label_click", "satisfaction": "label"}
@@ -44,6 +50,8 @@ DEFAULT_FEATURES: tuple[str, ...] = (*FEATURE_NAMES, POSITION_FEATURE)
 NDCG_K = 10
 #: The share of training rows a source must have scored to become a ranker feature.
 SOURCE_MIN_SHARE = 0.01
+#: The optional column of per-row training weights.
+WEIGHT = "weight"
 
 
 @dataclass
@@ -68,6 +76,35 @@ def _matrix(table: pa.Table, features: Sequence[str]) -> np.ndarray:
 
 def _labels(table: pa.Table, column: str) -> np.ndarray:
     return np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _weights(table: pa.Table) -> np.ndarray | None:
+    """Per-row training weights (inverse propensity), or None when every row weighs 1."""
+    if WEIGHT not in table.column_names:
+        return None
+    return _labels(table, WEIGHT)
+
+
+def ips_weights(table: pa.Table, clip: float) -> tuple[pa.Table, dict[str, float]]:
+    """Logged impressions weighted by the inverse of the probability that the serving policy
+    showed each item where it did, clipped at ``clip``: an item the policy rarely showed
+    (an exploration slot) stands for the many times it was not shown.
+
+    Returns the table with a ``weight`` column, and what clipping cost: the share of rows
+    clipped and the share of the unclipped total weight that clipping removed.
+    """
+    propensity = np.nan_to_num(_labels(table, "propensity"), nan=1.0)
+    raw = 1.0 / np.clip(propensity, 1e-9, 1.0)
+    weights = np.minimum(raw, clip)
+    total = float(raw.sum())
+    report = {
+        "rows": float(len(raw)),
+        "clip": clip,
+        "clipped_rows_share": float(np.mean(raw > clip)) if len(raw) else 0.0,
+        "clipped_weight_share": float((raw - weights).sum() / total) if total else 0.0,
+        "mean_weight": float(weights.mean()) if len(raw) else 0.0,
+    }
+    return table.append_column(WEIGHT, pa.array(weights, pa.float64())), report
 
 
 def labelled(table: pa.Table, label: str) -> pa.Table:
@@ -128,6 +165,7 @@ def _fit_head(
     label = LABELS[name]
     train, valid = labelled(parts["train"], label), labelled(parts["validation"], label)
     x, y = _matrix(train, features), _labels(train, label)
+    w = _weights(train)
     rng = np.random.default_rng(seed)
     categorical = [i for i, f in enumerate(features) if f in CATEGORICAL]
     # LightGBM's names may not hold the colons of ``source_score:*``.
@@ -144,15 +182,18 @@ def _fit_head(
     train_set = lgb.Dataset(
         codes.apply(x[rows]),
         y[rows],
+        weight=None if w is None else w[rows],
         group=sizes,
         categorical_feature=categorical,
         feature_name=names,
         free_raw_data=True,
     )
     vorder, vsizes = _groups(np.asarray(valid.column("request_id").to_pylist(), dtype=object))
+    wv = _weights(valid)
     valid_set = lgb.Dataset(
         codes.apply(xv[vorder]),
         yv[vorder],
+        weight=None if wv is None else wv[vorder],
         group=vsizes,
         reference=train_set,
         categorical_feature=categorical,
@@ -174,17 +215,20 @@ def _fit_head(
         )
     fit_seconds = time.perf_counter() - started
     identity = Calibrator("none")
-    uncalibrated = Head(name, booster, settings.objective, settings.negative_rate, identity, codes)
+    objective: Objective = "lambdarank" if settings.objective == "lambdarank" else "binary"
+    uncalibrated = Head(name, booster, objective, settings.negative_rate, identity, codes)
     calibrator = (
         fit_calibrator(uncalibrated.uncalibrated(xv), yv, settings.calibration)
         if has_valid
         else identity
     )
-    head = Head(name, booster, settings.objective, settings.negative_rate, calibrator, codes)
+    head = Head(name, booster, objective, settings.negative_rate, calibrator, codes)
     gains = booster.feature_importance(importance_type="gain")
     total_gain = float(gains.sum()) or 1.0
     report: dict[str, Any] = {
         "label": label,
+        "objective": settings.objective,
+        "weighted": w is not None,
         "train_rows": len(keep),
         "train_positives": int(y.sum()),
         "negative_rate": settings.negative_rate,
@@ -295,13 +339,17 @@ def fit_ranker(
     version: str,
     features: Sequence[str] = DEFAULT_FEATURES,
     seed: int = 0,
+    ranking: bool = False,
     on_head: Callable[[str], None] = lambda name: None,
 ) -> RankerFit:
     """Fit every configured head on ``parts`` (train, validation, test) and report on test.
 
     A head with fewer than ``min_positives`` positive training rows is left out; with no
-    head left there is no ranker, and ``skipped`` says why.
+    head left there is no ranker, and ``skipped`` says why. An ``auto`` objective is
+    ``ranking`` (lambdarank within each list) when ``ranking`` is true, else binary.
     """
+    if settings.objective == "auto":
+        settings = settings.model_copy(update={"objective": "lambdarank" if ranking else "binary"})
     train = parts["train"]
     missing = [f for f in features if f not in train.column_names]
     if missing:

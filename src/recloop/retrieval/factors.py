@@ -210,11 +210,16 @@ class ALSModel(_FactorModel):
 
 
 class BPRModel(_FactorModel):
-    """Bayesian personalized ranking: factors trained so a user's items outrank others."""
+    """Bayesian personalized ranking: factors trained so a user's items outrank others.
+
+    ``threads`` are implicit's fitting threads (0: every core). Its SGD updates the factors
+    from all threads at once without locks, so only ``threads=1`` fits the same model twice
+    under the same ``seed``.
+    """
 
     kind: ClassVar[str] = "bpr"
     serves: ClassVar[Mapping[str, Seeds]] = {"bpr": "history"}
-    _PARAMS = ("learning_rate",)
+    _PARAMS = ("learning_rate", "threads")
 
     def __init__(
         self,
@@ -224,9 +229,13 @@ class BPRModel(_FactorModel):
         regularization: float = 0.01,
         learning_rate: float = 0.05,
         seed: int = 7,
+        threads: int = 0,
     ) -> None:
+        if threads < 0:
+            raise ValueError(f"threads must be 0 (every core) or more, got {threads}")
         super().__init__(factors, iterations, regularization, seed)
         self.learning_rate = learning_rate
+        self.threads = threads
 
     @classmethod
     def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
@@ -246,6 +255,7 @@ class BPRModel(_FactorModel):
             learning_rate=self.learning_rate,
             regularization=self.regularization,
             iterations=self.iterations,
+            num_threads=self.threads,
             random_state=self.seed,
         )
         model.fit(data.interactions.matrix(binary=True).astype(np.float32), show_progress=False)

@@ -132,6 +132,8 @@ class _ItemItemModel:
     def recall(self, query: RecallQuery, k: int) -> list[Recalled]:
         """The anchor's neighbours, or the summed neighbours of the session and history."""
         table = self._table()
+        if k <= 0:
+            return []
         if query.anchor_item_id is not None:
             seeds = [query.anchor_item_id]
         else:

@@ -4,6 +4,8 @@ Items sit in a latent taste space, clustered by category. Each has an attractive
 clicky its title is) kept apart from its quality (how satisfying it really is): clickbait is
 attractive and unsatisfying. Users mix a few categories, differ a lot in how active they are,
 and drift slowly. Everything comes from one seeded generator, so a seed gives one world.
+The shape of the world (how many categories, how peaked tastes are, how much clickbait and
+how strong its pull) is configuration; ``recloop.simulate.family`` draws whole shapes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CATEGORIES: tuple[str, ...] = (
     "Comedy", "Drama", "Sci-Fi", "Music", "Cooking", "Travel",
@@ -63,6 +65,16 @@ _VOCABULARY: dict[str, tuple[str, ...]] = {
         "fairy",
     ),
 }
+# Syllables for the made-up words of categories beyond the named ones. A category's words all
+# begin with its own onset-nucleus pair (unique per category, and never a prefix of another
+# category's, since a pair is read up to its first consonant after the vowels) and end in
+# one of eight endings, so every category has its own eight words.
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
+           "gl", "kr", "pl", "st", "tr", "zh")  # fmt: skip
+_NUCLEI = ("a", "e", "i", "o", "u", "ai", "ou", "ei")
+_CODAS = ("", "n", "r", "s", "x", "th", "k", "m")
+_ENDINGS = ("", "on", "ax", "el", "ir", "um", "os", "et", "ar")
+_MADE_UP = len(_ONSETS) * len(_NUCLEI)
 _ADJECTIVES = (
     "Quiet", "Golden", "Lost", "Electric", "Hidden", "Midnight", "Wild", "Broken",
     "Silver", "Endless", "Little", "Final", "Secret", "Bright", "Cold", "Last",
@@ -74,8 +86,39 @@ _DEVICES = ("ios", "android", "web")
 _AGE_GROUPS = ("13-17", "18-24", "25-34", "35-44", "45-54", "55+")
 
 
+def category_names(count: int) -> tuple[str, ...]:
+    """The names of ``count`` categories: the twelve named ones, then made-up words."""
+    extra = [_made_up_word(k, 0).title() for k in range(len(CATEGORIES), count)]
+    return (*CATEGORIES[:count], *extra)
+
+
+def category_vocabulary(category: str, index: int) -> tuple[str, ...]:
+    """The eight words that carry a category's signal into its items' text.
+
+    Named categories have real words; the others get made-up words that follow from the
+    category's index alone (not from any world's seed), unique across categories.
+    """
+    if category in _VOCABULARY:
+        return _VOCABULARY[category]
+    return tuple(_made_up_word(index, n) for n in range(1, len(_ENDINGS)))
+
+
+_REAL_WORDS = {c.lower() for c in CATEGORIES} | {w for ws in _VOCABULARY.values() for w in ws}
+
+
+def _made_up_word(index: int, n: int) -> str:
+    slot = (index - len(CATEGORIES)) % _MADE_UP
+    prefix = _ONSETS[slot % len(_ONSETS)] + _NUCLEI[slot // len(_ONSETS)]
+    rng = np.random.default_rng([index, n, 104729])
+    middle = str(rng.choice(_ONSETS)) + str(rng.choice(_NUCLEI)) + str(rng.choice(_CODAS))
+    word = prefix + middle + _ENDINGS[n]
+    # A made-up word that happens to be a real category's word would blur the two.
+    return word + "o" if word in _REAL_WORDS else word
+
+
 class WorldConfig(BaseModel):
-    """Sizes and rates of the world; the defaults make a demo of a few minutes on 2 cores."""
+    """Sizes, rates and shape of the world; the defaults make a demo of a few minutes on 2
+    cores (and are the world every earlier run used: 12 categories, 10 % clickbait)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -91,6 +134,64 @@ class WorldConfig(BaseModel):
     activity_sigma: float = Field(default=1.1, ge=0)
     taste_drift_per_day: float = Field(default=0.03, ge=0)
     creators_per_category: int = Field(default=25, ge=1)
+    categories: int = Field(
+        default=len(CATEGORIES),
+        ge=2,
+        le=len(CATEGORIES) + _MADE_UP,
+        description="How many categories; beyond the twelve named ones, names and "
+        "vocabulary are made up deterministically.",
+    )
+    category_skew: float = Field(
+        default=0.0,
+        ge=0,
+        description="Zipf exponent of category sizes: 0 gives every category the same share "
+        "of items, 1 makes the k-th category's share proportional to 1/k.",
+    )
+    item_spread: float = Field(
+        default=0.55, ge=0, description="Noise of an item's vector around its category centroid."
+    )
+    favourite_counts: tuple[int, ...] = Field(
+        default=(1, 2, 2, 3),
+        min_length=1,
+        description="How many categories a user mixes: drawn uniformly from this tuple.",
+    )
+    taste_concentration: float = Field(
+        default=2.0,
+        gt=0,
+        description="Dirichlet concentration of a user's weights over their favourite "
+        "categories: small values make one category dominate, large ones an even mix.",
+    )
+    taste_noise: float = Field(
+        default=0.3, ge=0, description="Noise of a user's taste around their category mix."
+    )
+    attractiveness_sigma: float = Field(
+        default=0.6, ge=0, description="Spread of items' attractiveness (logit scale)."
+    )
+    clickbait_pull: float = Field(
+        default=1.2, ge=0, description="Attractiveness clickbait gains (logit scale)."
+    )
+    clickbait_quality: tuple[float, float] = Field(
+        default=(1.5, 5.0), description="Beta parameters of clickbait's quality."
+    )
+    quality: tuple[float, float] = Field(
+        default=(4.0, 2.0), description="Beta parameters of other items' quality."
+    )
+
+    @field_validator("favourite_counts")
+    @classmethod
+    def _counts_fit(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if min(value) < 1:
+            raise ValueError("every favourite count must be at least 1")
+        return value
+
+    @model_validator(mode="after")
+    def _favourites_fit(self) -> WorldConfig:
+        if max(self.favourite_counts) > self.categories:
+            raise ValueError(
+                f"favourite_counts {self.favourite_counts} ask for more categories than the "
+                f"world's {self.categories}"
+            )
+        return self
 
 
 @dataclass(slots=True)
@@ -166,8 +267,15 @@ class World:
         self.rng = np.random.default_rng(config.seed)
         self.delivery_rng = np.random.default_rng([config.seed, 2])
         self.start = start
+        self.categories = category_names(config.categories)
+        self._vocabulary = [category_vocabulary(c, k) for k, c in enumerate(self.categories)]
+        # Category shares by a Zipf law; None keeps the uniform draw every earlier run made.
+        self._category_p: np.ndarray | None = None
+        if config.category_skew > 0:
+            weights = np.arange(1, config.categories + 1, dtype=float) ** -config.category_skew
+            self._category_p = weights / weights.sum()
         rng = self.rng
-        centroids = rng.normal(size=(len(CATEGORIES), config.dim))
+        centroids = rng.normal(size=(config.categories, config.dim))
         self.centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
         self.items: list[SimItem] = []
         self.users: list[SimUser] = []
@@ -188,12 +296,16 @@ class World:
 
     def _new_item(self, published_at: datetime) -> SimItem:
         rng = self.rng
-        k = int(rng.integers(len(CATEGORIES)))
-        category = CATEGORIES[k]
-        vector = self.centroids[k] + 0.55 * rng.normal(size=self.config.dim)
+        config = self.config
+        if self._category_p is None:
+            k = int(rng.integers(config.categories))
+        else:
+            k = int(rng.choice(config.categories, p=self._category_p))
+        category = self.categories[k]
+        vector = self.centroids[k] + config.item_spread * rng.normal(size=config.dim)
         vector /= np.linalg.norm(vector)
-        is_clickbait = bool(rng.random() < self.config.clickbait_share)
-        words = _VOCABULARY[category]
+        is_clickbait = bool(rng.random() < config.clickbait_share)
+        words = self._vocabulary[k]
         topic = [str(w) for w in rng.choice(words, size=2, replace=False)]
         title = f"{rng.choice(_ADJECTIVES)} {topic[0].title()} {topic[1].title()}"
         if is_clickbait:
@@ -209,9 +321,14 @@ class World:
             published_at=published_at,
             vector=vector,
             # Attractiveness is on the logit scale; clickbait titles pull clicks...
-            attractiveness=float(rng.normal(0.0, 0.6) + (1.2 if is_clickbait else 0.0)),
+            attractiveness=float(
+                rng.normal(0.0, config.attractiveness_sigma)
+                + (config.clickbait_pull if is_clickbait else 0.0)
+            ),
             # ...and disappoint: quality is what decides dwell, likes and shares.
-            quality=float(rng.beta(1.5, 5.0) if is_clickbait else rng.beta(4.0, 2.0)),
+            quality=float(
+                rng.beta(*config.clickbait_quality) if is_clickbait else rng.beta(*config.quality)
+            ),
             is_clickbait=is_clickbait,
         )
         self._item_count += 1
@@ -222,17 +339,19 @@ class World:
     def _new_user(self, joined_at: datetime) -> SimUser:
         rng = self.rng
         config = self.config
-        n_fav = int(rng.choice((1, 2, 2, 3)))
-        favourites = rng.choice(len(CATEGORIES), size=n_fav, replace=False)
-        weights = rng.dirichlet(np.ones(n_fav) * 2.0)
-        taste = weights @ self.centroids[favourites] + 0.3 * rng.normal(size=config.dim)
+        n_fav = int(rng.choice(config.favourite_counts))
+        favourites = rng.choice(config.categories, size=n_fav, replace=False)
+        weights = rng.dirichlet(np.ones(n_fav) * config.taste_concentration)
+        taste = weights @ self.centroids[favourites] + config.taste_noise * rng.normal(
+            size=config.dim
+        )
         taste /= np.linalg.norm(taste)
         locale_index = int(rng.integers(len(_LOCALES)))
         is_bot = bool(rng.random() < config.bot_share)
         user = SimUser(
             user_id=f"{'b' if is_bot else 'u'}{self._user_count:06d}",
             taste=taste,
-            favourite_categories=tuple(CATEGORIES[int(k)] for k in favourites),
+            favourite_categories=tuple(self.categories[int(k)] for k in favourites),
             # Log-normal activity: most users come rarely, a few come many times a day.
             sessions_per_day=float(
                 (20.0 if is_bot else 1.0)

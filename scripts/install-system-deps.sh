@@ -2,12 +2,16 @@
 # Installs what recloop needs from Debian's packages when missing:
 #   runtime: libgomp1 (OpenMP, for implicit's matrix factorization)
 #   (no argument): the runtime's, plus postgresql and redis-server (the tests start their own)
+#   bench: all of those, plus wrk (the benchmarks' load generator; no test needs it)
 set -euo pipefail
 missing=()
 ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1 ' || missing+=(libgomp1)
 if [ "${1:-}" != "runtime" ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+fi
+if [ "${1:-}" = "bench" ]; then
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then

@@ -1,4 +1,5 @@
-"""Serving latency of ``GET /api/recommendations`` on the full pipeline with trained models.
+"""How fast does ``GET /api/recommendations`` answer on the full pipeline with trained models,
+and at what request rate does it stop meeting p99 < 20 ms?
 
 What: the ``home`` surface as ``recloop serve`` runs it with default settings (12 sources,
 trained retrieval models, the learned LightGBM ranker on online features, the catalog gate,
@@ -10,16 +11,16 @@ How:
    in-process, about 5 minutes) is copied to a scratch directory (the store with SQLite's
    backup API, the models, the dev key), so the original is never written and every run
    starts from the same state;
-2. ``recloop serve`` runs on the copy as its own process with default settings; one
-   ``debug=true`` request checks that ranking is ``rank:learned`` (not a fallback) and that
-   the model version is ``learned+retrieval:<the promoted version>``;
+2. ``recloop serve`` runs on the copy as its own process (``harness.server``), with default
+   settings or ``--config``; one ``debug=true`` request checks that ranking is
+   ``rank:learned`` (not a fallback) and that the model version is
+   ``learned+retrieval:<the promoted version>``;
 3. users are the store's users with engagement history (80%) and unknown users (20%);
-4. open-loop load at fixed rates (``--rates``) from a separate client process, built on
-   ``benchmarks/bench_service.py``'s client: sends are scheduled at fixed times and latency
-   is measured from the scheduled time, so a server that falls behind shows it as latency
-   (a keep-alive connection idle for 4 s is not reused: uvicorn closes it at 5 s); then
-   rates between the highest sustained and the lowest unsustained one are bisected;
-5. closed loops with 1, 2 and 4 connections (bench_service's client): the most the server
+4. open-loop load at fixed rates (``--rates``) from a separate client process
+   (``harness.openloop``): latency runs from each request's scheduled send time, so a server
+   that falls behind shows it as latency; then rates between the highest sustained and the
+   lowest unsustained one are bisected;
+5. closed loops with 1, 2 and 4 connections from wrk (``harness.wrk``): the most the server
    answers per second;
 6. server CPU (user+sys from /proc) per request, so requests per second per fully used core;
 7. per-stage time from ``debug=true`` responses at a low and a moderate rate, and the number
@@ -27,8 +28,8 @@ How:
 8. in-process, after the server stopped: each component's own wall and thread-CPU time,
    one request at a time, and a cProfile of the request thread.
 
-Prints tables and writes ``benchmarks/results/serving_latency.json`` (``--out``). The target
-is p99 < 20 ms. On a shared machine, read the ``background`` and ``other`` figures.
+Prints tables and one JSON line, and writes ``benchmarks/results/serving_latency.json``
+(``--out``). On a shared machine, read the ``background`` and ``other`` figures.
 
     .venv/bin/python benchmarks/serving_latency.py --data-dir recloop-data/demo   # ~8 min
     .venv/bin/python benchmarks/serving_latency.py --prepare                      # + the demo
@@ -39,26 +40,22 @@ is p99 < 20 ms. On a shared machine, read the ``background`` and ``other`` figur
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import cProfile
 import io
 import math
-import multiprocessing as mp
 import os
 import pstats
 import random
 import re
 import shutil
-import signal
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,10 +63,30 @@ from urllib.parse import urlencode
 
 import orjson
 
-import bench_service as bs
+from harness.cpu import (
+    QUIET_CORES,
+    process_tree_cpu_s,
+    server_cpu_ms,
+    thread_cores,
+    thread_ticks,
+    wait_for_quiet,
+)
+from harness.openloop import OpenLoopJob, OpenLoopRun, draw_users, open_loop, schedule_length
+from harness.report import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    environment,
+    exit_on_sigterm,
+    json_line,
+    percentile,
+    summary,
+    table,
+    write_json,
+)
+from harness.server import BenchError, Target, http_json, recloop_server, tail
+from harness.wrk import HttpRequest, closed_loop, wrk_binary
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "serving_latency.json"
+DEFAULT_OUT = RESULTS_DIR / "serving_latency.json"
 DEFAULT_DATA_DIR = REPO_ROOT / "recloop-data" / "demo"
 APP = "default"
 SURFACE = "home"
@@ -87,10 +104,12 @@ IDLE_CORES = 0.15
 NOISY_CORES = 0.3
 #: Connections the open-loop client may hold at once.
 MAX_CONNS = 256
-#: A keep-alive connection idle for longer than this is not reused (uvicorn closes it at 5 s).
-KEEPALIVE_REUSE_S = 4.0
 #: recloop serve folds the whole event log into the online store before it listens.
 SERVER_START_TIMEOUT_S = 300.0
+CLIENT = (
+    "open loops: a separate Python process (asyncio, raw HTTP/1.1 keep-alive, requests "
+    "pre-encoded); closed loops: wrk"
+)
 
 
 @dataclass(frozen=True)
@@ -128,26 +147,6 @@ QUICK = Plan(
 
 class SetupError(RuntimeError):
     """The data directory or the server is not what the benchmark needs."""
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (as bench_service computes it); NaN for no values."""
-    return bs.percentile(values, q)
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
-    """n, p50, p95, p99, max and mean of ``values``."""
-    return {
-        "n": len(values),
-        "p50": pct(values, 0.50),
-        "p95": pct(values, 0.95),
-        "p99": pct(values, 0.99),
-        "max": max(values, default=math.nan),
-        "mean": sum(values) / len(values) if values else math.nan,
-    }
 
 
 # --------------------------------------------------------------------------- data directory
@@ -245,14 +244,14 @@ def store_figures(db: Path) -> tuple[list[str], dict[str, int]]:
 
 
 def rec_path(user: str, *, debug: bool) -> str:
-    """The request of the open loops (the closed loops' client leaves surface to its default)."""
+    """The request every phase sends."""
     query = {"userId": user, "surface": SURFACE, "limit": LIMIT}
     if debug:
         query["debug"] = "true"
     return "/api/recommendations?" + urlencode(query)
 
 
-def check_pipeline(target: bs.Target, users: Sequence[str], version: str) -> dict[str, Any]:
+def check_pipeline(target: Target, users: Sequence[str], version: str) -> dict[str, Any]:
     """One debug request: a full list, ranked by the trained ranker, named by the version.
 
     The first of ``users`` whose list is full is checked (a user who has consumed the whole
@@ -264,7 +263,7 @@ def check_pipeline(target: bs.Target, users: Sequence[str], version: str) -> dic
     expected = f"learned+retrieval:{version}"
     check: dict[str, Any] = {"ok": False}
     for user in users[:50]:
-        status, body = bs.http_json(target, "GET", rec_path(user, debug=True))
+        status, body = http_json(target, "GET", rec_path(user, debug=True))
         if status != 200:
             raise SetupError(f"GET /api/recommendations answered {status}: {str(body)[:300]}")
         ranks = [s for s in body["stages"] if s["stage"].startswith("rank:")]
@@ -296,44 +295,18 @@ def settle(pid: int, max_wait_s: float = 90.0) -> float:
     """Wait until the server's queue has drained (it is idle again); the seconds waited."""
     started = time.monotonic()
     while time.monotonic() - started < max_wait_s:
-        before = bs.process_tree_cpu_s(pid)
+        before = process_tree_cpu_s(pid)
         time.sleep(1.0)
-        if bs.process_tree_cpu_s(pid) - before < IDLE_CORES:
+        if process_tree_cpu_s(pid) - before < IDLE_CORES:
             break
     return time.monotonic() - started
 
 
 def idle_cores(pid: int, seconds: float = 5.0) -> float:
     """Cores the server uses with no request: its popularity, feature and model refreshes."""
-    before = bs.process_tree_cpu_s(pid)
+    before = process_tree_cpu_s(pid)
     time.sleep(seconds)
-    return (bs.process_tree_cpu_s(pid) - before) / seconds
-
-
-def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
-    """Each thread of ``pid``: its name and CPU ticks (user+sys) so far."""
-    out: dict[str, tuple[str, int]] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = bs._proc_stat(f"{pid}/task/{task.name}")
-            name = (task / "comm").read_text().strip()
-            out[task.name] = (name, int(fields[11]) + int(fields[12]))
-    return out
-
-
-def thread_cores(
-    before: Mapping[str, tuple[str, int]], after: Mapping[str, tuple[str, int]], wall_s: float
-) -> list[dict[str, Any]]:
-    """The server's threads that used CPU between two samples, busiest first.
-
-    Python's threads are not named at the OS level: the request threads, source threads and
-    refreshers all show the process's name, as do native worker threads (OpenBLAS, OpenMP).
-    """
-    rows = []
-    for tid, (name, ticks) in after.items():
-        used = ticks - before.get(tid, (name, 0))[1]
-        rows.append({"tid": int(tid), "name": name, "cores": used / bs._TICKS / wall_s})
-    return sorted((r for r in rows if r["cores"] > 0), key=lambda r: -r["cores"])
+    return (process_tree_cpu_s(pid) - before) / seconds
 
 
 def load_average() -> list[float]:
@@ -341,57 +314,108 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+@contextlib.contextmanager
+def busiest_threads(pid: int) -> Iterator[list[dict[str, Any]]]:
+    """The server's threads that used CPU inside the block, busiest first (filled at its end)."""
+    threads: list[dict[str, Any]] = []
+    before, t0 = thread_ticks(pid), time.monotonic()
+    yield threads
+    threads += thread_cores(before, thread_ticks(pid), time.monotonic() - t0)
+
+
+def per_core(cpu_ms: float) -> float:
+    """Requests per second one fully used core answers, at ``cpu_ms`` a request."""
+    return 1000.0 / cpu_ms if cpu_ms > 0 else math.nan
+
+
 # --------------------------------------------------------------------------- open and closed loops
 
 
-def open_loop(
-    target: bs.Target,
-    watched: Mapping[str, int],
-    users: Sequence[str],
-    rate: float,
-    seconds: float,
-    warmup_s: float,
-    seed: int,
-) -> dict[str, Any]:
-    """The open loop at ``rate`` (20% unknown users) from a client process; its figures."""
-    job = LoadJob(target, rate, seconds, warmup_s, tuple(users), False, seed)
-    load = load_average()
-    threads, t0 = thread_ticks(watched["server"]), time.monotonic()
-    o, cpu = run_load(job, watched)
-    server_threads = thread_cores(threads, thread_ticks(watched["server"]), time.monotonic() - t0)
-    ok = o.statuses.get(200, 0)
-    window = o.last_done - o.first_scheduled
-    cpu_ms = bs._server_cpu_ms(cpu, o.requests + o.warmup_requests)
-    result = {
-        "offered_per_s": rate,
-        "seconds": seconds,
-        "warmup_requests_not_counted": o.warmup_requests,
-        "requests": o.requests,
-        "achieved_ok_per_s": ok / window if window > 0 else math.nan,
-        "statuses": {str(k): v for k, v in sorted(o.statuses.items())},
-        "non_200": o.requests - ok,
-        "latency_ms": bs._ms(o.latency_s),
-        "service_ms": bs._ms(o.service_s),
-        "send_delay_ms": bs._ms(o.send_delay_s),
-        "fallback_share": (o.known_fallback + o.unknown_fallback) / ok if ok else math.nan,
-        "fallback_share_known_users": o.known_fallback / o.known_ok if o.known_ok else math.nan,
-        "fallback_share_unknown_users": (
-            o.unknown_fallback / o.unknown_ok if o.unknown_ok else math.nan
-        ),
-        "known_user_requests_ok": o.known_ok,
-        "unknown_user_requests_ok": o.unknown_ok,
-        "short_lists": o.short_lists,
-        "connections_opened": o.connections_opened,
-        "idle_connections_dropped": o.idle_dropped,
-        "cpu_cores": cpu,
-        "server_cpu_ms_per_request": cpu_ms,
-        "requests_per_core_s": 1000.0 / cpu_ms if cpu_ms > 0 else math.nan,
-        "server_threads": server_threads,
-        "load_average_before": load,
-    }
-    result["sustained"] = sustained(result)
-    result["meets_target"] = result["sustained"] and result["latency_ms"]["p99"] < TARGET_P99_MS
-    return result
+@dataclass(frozen=True)
+class Load:
+    """The server under load and the users who ask it."""
+
+    target: Target
+    pid: int
+    known: tuple[str, ...]  # users with engagement history
+    pool: tuple[str, ...]  # the closed loops draw from these: known and unknown users
+    seed: int
+
+    @property
+    def watched(self) -> dict[str, int]:
+        return {"server": self.pid}
+
+    def offer(
+        self, rate: float, seconds: float, warmup_s: float, seed: int, debug: bool = False
+    ) -> OpenLoopRun:
+        """An open loop at ``rate`` (20% unknown users); with ``debug``, every answer's stages."""
+        count = schedule_length(rate, seconds, warmup_s)
+        drawn = draw_users(self.known, UNKNOWN_SHARE, count, seed, f"unknown-{seed}-")
+        job = OpenLoopJob(
+            target=self.target,
+            rate=rate,
+            seconds=seconds,
+            warmup_s=warmup_s,
+            requests=tuple((rec_path(user, debug=debug), known) for user, known in drawn),
+            limit=LIMIT,
+            max_conns=MAX_CONNS,
+            keep_stages=debug,
+        )
+        return open_loop(job, self.watched)
+
+    def open_loop(self, rate: float, seconds: float, warmup_s: float) -> dict[str, Any]:
+        """The open loop at ``rate``: latency, throughput, CPU per request; sustained or not."""
+        load = load_average()
+        with busiest_threads(self.pid) as threads:
+            figures = self.offer(rate, seconds, warmup_s, self.seed).figures()
+        figures["requests_per_core_s"] = per_core(figures["server_cpu_ms_per_request"])
+        figures["server_threads"] = threads
+        figures["load_average_before"] = load
+        figures["sustained"] = sustained(figures)
+        figures["meets_target"] = (
+            figures["sustained"] and figures["latency_ms"]["p99"] < TARGET_P99_MS
+        )
+        return figures
+
+    def closed_loop(self, conns: int, requests: int) -> dict[str, Any]:
+        """``requests`` back to back on ``conns`` connections (wrk); throughput and latency."""
+        rng = random.Random(self.seed)
+        paths = [rec_path(rng.choice(self.pool), debug=False) for _ in range(requests)]
+        load = load_average()
+        with busiest_threads(self.pid) as threads:
+            run = closed_loop(
+                self.target,
+                [HttpRequest("GET", path) for path in paths],
+                connections=conns,
+                watched=self.watched,
+                timeout_s=600,
+            )
+        cpu_ms = server_cpu_ms(run.cpu_cores, run.requests)
+        return {
+            "connections": run.connections,
+            "requests": run.requests,
+            "non_200": requests - run.ok(),
+            "socket_errors": run.errors,
+            "seconds": run.seconds,
+            "ok_per_s": run.ok() / run.seconds,
+            "latency_ms": run.latency_ms,
+            "cpu_cores": run.cpu_cores,
+            "server_cpu_ms_per_request": cpu_ms,
+            "requests_per_core_s": per_core(cpu_ms),
+            "server_threads": threads,
+            "load_average_before": load,
+        }
+
+    def stages(self, rate: float, seconds: float) -> dict[str, Any]:
+        """Open loop with ``debug=true`` at ``rate``: each stage's time and the candidates."""
+        load = load_average()
+        run = self.offer(rate, seconds, 2.0, self.seed + 1, debug=True)
+        return {
+            "offered_per_s": rate,
+            **summarise_stages(run),
+            "load_average_before": load,
+            "cpu_cores": run.cpu_cores,
+        }
 
 
 def other_cores(run: Mapping[str, Any]) -> float:
@@ -411,7 +435,7 @@ def measured(
                 f"    other processes used {other_cores(runs[-1]):.2f} cores: running it again",
                 flush=True,
             )
-            bs.wait_for_quiet(quiet_wait_s)
+            wait_for_quiet(quiet_wait_s)
         run = attempt()
         run["settle_s"] = settle(pid)
         runs.append(run)
@@ -433,39 +457,6 @@ def sustained(run: Mapping[str, Any]) -> bool:
     )
 
 
-def closed_loop(
-    target: bs.Target,
-    watched: Mapping[str, int],
-    users: Sequence[str],
-    conns: int,
-    requests: int,
-    seed: int,
-) -> dict[str, Any]:
-    """``requests`` sent back to back on ``conns`` connections; throughput and latency."""
-    job = bs.ProbeJob(target, requests, conns, LIMIT, tuple(users), seed)
-    load = load_average()
-    threads, t0 = thread_ticks(watched["server"]), time.monotonic()
-    outcomes, cpu = bs.run_clients([job], watched, timeout_s=600)
-    server_threads = thread_cores(threads, thread_ticks(watched["server"]), time.monotonic() - t0)
-    o: bs.ClosedLoopOutcome = outcomes[0]
-    seconds = o.finished - o.started
-    ok = o.statuses.get(200, 0)
-    cpu_ms = bs._server_cpu_ms(cpu, o.requests)
-    return {
-        "connections": conns,
-        "requests": o.requests,
-        "non_200": o.requests - ok,
-        "seconds": seconds,
-        "ok_per_s": ok / seconds,
-        "latency_ms": bs._ms(o.latencies_s),
-        "cpu_cores": cpu,
-        "server_cpu_ms_per_request": cpu_ms,
-        "requests_per_core_s": 1000.0 / cpu_ms if cpu_ms > 0 else math.nan,
-        "server_threads": server_threads,
-        "load_average_before": load,
-    }
-
-
 def mixed_users(known: Sequence[str], seed: int) -> list[str]:
     """A list to draw from uniformly: the known users and a quarter as many unknown ones."""
     rng = random.Random(seed)
@@ -476,212 +467,10 @@ def mixed_users(known: Sequence[str], seed: int) -> list[str]:
 # --------------------------------------------------------------------------- stage sampling
 
 
-@dataclass(frozen=True)
-class LoadJob:
-    """One open loop, run by one client process."""
-
-    target: bs.Target
-    rate: float
-    seconds: float
-    warmup_s: float
-    users: tuple[str, ...]  # with history; UNKNOWN_SHARE of requests get a new user instead
-    debug: bool  # ask for and keep every answer's stages
-    seed: int
-
-
-@dataclass
-class LoadOutcome:
-    """What the open-loop client saw (warm-up requests excluded)."""
-
-    warmup_requests: int = 0
-    requests: int = 0
-    statuses: dict[int, int] = field(default_factory=dict)  # 0: connection error or timeout
-    latency_s: list[float] = field(default_factory=list)  # from the scheduled send time
-    service_s: list[float] = field(default_factory=list)  # from the actual send
-    send_delay_s: list[float] = field(default_factory=list)
-    known_ok: int = 0
-    unknown_ok: int = 0
-    known_fallback: int = 0
-    unknown_fallback: int = 0
-    short_lists: int = 0
-    first_scheduled: float = 0.0
-    last_done: float = 0.0
-    connections_opened: int = 0
-    idle_dropped: int = 0
-    client_cpu_s: float = 0.0
-    answers: list[tuple[bool, list[dict[str, Any]], int]] = field(default_factory=list)
-
-
-def _load_requests(job: LoadJob) -> list[tuple[bytes, bool]]:
-    rng = random.Random(job.seed)
-    total = math.ceil((job.warmup_s + job.seconds) * job.rate)
-    requests = []
-    for n in range(total):
-        known = rng.random() >= UNKNOWN_SHARE
-        user = rng.choice(job.users) if known else f"unknown-{job.seed}-{n}"
-        path = rec_path(user, debug=job.debug)
-        requests.append((bs.build_request(job.target, "GET", path), known))
-    return requests
-
-
-async def _open_loop(
-    job: LoadJob, requests: Sequence[tuple[bytes, bool]], out: LoadOutcome
-) -> None:
-    """Send request n at ``start + n / rate`` whatever became of the earlier ones.
-
-    As ``bench_service``'s open loop, except that a keep-alive connection idle for longer
-    than ``KEEPALIVE_REUSE_S`` is closed instead of reused: uvicorn closes connections idle
-    for 5 s, and a request written to one fails without reaching the server.
-    """
-    idle: list[tuple[bs.HttpConnection, float]] = []
-    slots = asyncio.Semaphore(MAX_CONNS)
-    warmup = int(job.warmup_s * job.rate)
-    start = time.monotonic() + 0.05
-    out.warmup_requests = warmup
-    out.first_scheduled = start + warmup / job.rate
-
-    def take() -> bs.HttpConnection | None:
-        while idle:
-            conn, since = idle.pop()
-            if time.monotonic() - since < KEEPALIVE_REUSE_S:
-                return conn
-            conn.close()
-            out.idle_dropped += 1
-        return None
-
-    async def one(n: int, request: bytes, known: bool, scheduled: float) -> None:
-        sent: float | None = None
-        try:
-            async with asyncio.timeout(bs.REC_REQUEST_TIMEOUT_S), slots:
-                conn = take()
-                sent = time.monotonic()
-                try:
-                    if conn is None:
-                        out.connections_opened += 1
-                        conn = await bs.HttpConnection.open(job.target)
-                    status, body = await conn.send(request)
-                except BaseException:
-                    if conn is not None:
-                        conn.close()
-                    raise
-                if conn.reusable:
-                    idle.append((conn, time.monotonic()))
-                else:
-                    conn.close()
-        except bs._NETWORK_ERRORS:
-            status, body = 0, b""
-        done = time.monotonic()
-        sent = done if sent is None else sent
-        if n < warmup:
-            return
-        out.requests += 1
-        out.statuses[status] = out.statuses.get(status, 0) + 1
-        out.latency_s.append(done - scheduled)
-        out.service_s.append(done - sent)
-        out.send_delay_s.append(sent - scheduled)
-        out.last_done = max(out.last_done, done)
-        if status != 200:
-            return
-        answer = orjson.loads(body)
-        fallback = bool(answer.get("fallback"))
-        if known:
-            out.known_ok += 1
-            out.known_fallback += fallback
-        else:
-            out.unknown_ok += 1
-            out.unknown_fallback += fallback
-        out.short_lists += len(answer["items"]) < LIMIT
-        if job.debug:
-            out.answers.append((known, answer["stages"], len(answer["items"])))
-
-    tasks = []
-    for n, (request, known) in enumerate(requests):
-        scheduled = start + n / job.rate
-        delay = scheduled - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(n, request, known, scheduled)))
-    await asyncio.gather(*tasks)
-    for conn, _ in idle:
-        conn.close()
-
-
-def load_client(job: LoadJob, ready: Any, go: Any, results: Any) -> None:
-    """The client process: encode every request, say so, wait for the start, run, report."""
-    where = f"client {os.getpid()}"
-    try:
-        requests = _load_requests(job)
-    except BaseException:
-        ready.put(bs.ChildFailure(where, traceback.format_exc()))
-        return
-    ready.put(where)
-    if not go.wait(bs.CLIENT_READY_TIMEOUT_S):
-        return
-    try:
-        cpu0 = time.process_time()
-        outcome = LoadOutcome()
-        bs._run_async(_open_loop(job, requests, outcome))
-        outcome.client_cpu_s = time.process_time() - cpu0
-        results.put(outcome)
-    except BaseException:
-        results.put(bs.ChildFailure(where, traceback.format_exc()))
-
-
-def run_load(
-    job: LoadJob, watched: Mapping[str, int]
-) -> tuple[LoadOutcome, dict[str, float] | None]:
-    """``job`` in its own process, started once it is ready; its outcome and the CPU used."""
-    ctx = mp.get_context("spawn")
-    ready: Any = ctx.Queue()
-    results: Any = ctx.Queue()
-    go = ctx.Event()
-    proc = ctx.Process(target=load_client, args=(job, ready, go, results))
-    try:
-        proc.start()
-        message = bs._receive(ready, [proc], time.monotonic() + bs.CLIENT_READY_TIMEOUT_S)
-        if isinstance(message, bs.ChildFailure):
-            raise bs.BenchError(f"{message.where} failed to prepare:\n{message.text}")
-        before = bs.cpu_sample(watched)
-        go.set()
-        timeout = job.warmup_s + job.seconds + bs.REC_REQUEST_TIMEOUT_S + 60
-        outcome = bs._receive(results, [proc], time.monotonic() + timeout)
-        if isinstance(outcome, bs.ChildFailure):
-            raise bs.BenchError(f"{outcome.where} failed:\n{outcome.text}")
-        after = bs.cpu_sample(watched)
-    finally:
-        go.set()
-        if proc.pid is not None:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
-    return outcome, bs.cpu_cores(before, after, outcome.client_cpu_s)
-
-
-def stage_sample(
-    target: bs.Target,
-    watched: Mapping[str, int],
-    users: Sequence[str],
-    rate: float,
-    seconds: float,
-    seed: int,
-) -> dict[str, Any]:
-    """Open loop with ``debug=true`` at ``rate``: each stage's time and the candidates."""
-    job = LoadJob(target, rate, seconds, 2.0, tuple(users), True, seed + 1)
-    load = load_average()
-    outcome, cpu = run_load(job, watched)
-    return {
-        "offered_per_s": rate,
-        **summarise_stages(outcome),
-        "load_average_before": load,
-        "cpu_cores": cpu,
-    }
-
-
 _ARROW = re.compile(r"(\d+)\s*->\s*(\d+)")
 
 
-def summarise_stages(sample: LoadOutcome) -> dict[str, Any]:
+def summarise_stages(sample: OpenLoopRun) -> dict[str, Any]:
     """Per stage p50/p99; candidates merged and ranked; where the request's time went."""
     per_stage: dict[str, list[float]] = {}
     outcomes: dict[str, dict[str, int]] = {}
@@ -996,7 +785,6 @@ def run(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
         if not known:
             raise SetupError("the store has no user with engagement history")
         result["store"] = sizes
-        pool = mixed_users(known, args.seed)
         print(
             f"data: {data_dir} (copied to {work})\n"
             f"      {sizes['events']:,} events, {sizes['items']:,} items, "
@@ -1004,38 +792,33 @@ def run(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
             f"{', '.join(result['model']['retrieval_models'])} + ranker "
             f"({'+'.join(result['model']['ranker_heads'])})"
         )
-        load = bs.wait_for_quiet(args.quiet_wait)
+        load = wait_for_quiet(args.quiet_wait)
         result["background_load_cores"] = load
         result["load_average_start"] = load_average()
         print(
             f"background: {load:.2f} cores busy before the run, load average "
             f"{' '.join(map(str, result['load_average_start']))}"
-            + ("" if load < bs.QUIET_CORES else "  << NOT QUIET")
+            + ("" if load < QUIET_CORES else "  << NOT QUIET")
         )
-        env = bs.service_env(work, None)
-        if args.config:
-            # A recloop.toml of its own (shadows, say) instead of the defaults.
-            env["RECLOOP_CONFIG"] = str(Path(args.config).resolve())
-            result["config"] = Path(args.config).read_text()
-        bs.SERVER_START_TIMEOUT_S = SERVER_START_TIMEOUT_S  # it folds the event log first
-        t0 = time.monotonic()
-        with bs.recloop_server(env, work) as (pid, port):
+        config = Path(args.config).resolve() if args.config else None
+        if config is not None:
+            result["config"] = config.read_text()  # shadows, say, instead of the defaults
+        with recloop_server(work, config=config, start_timeout_s=SERVER_START_TIMEOUT_S) as srv:
             result["server"] = {
                 "command": f"recloop serve ({args.config or 'default settings'})",
-                "startup_s": time.monotonic() - t0,
-                "pid": pid,
+                "startup_s": srv.startup_s,
+                "pid": srv.pid,
             }
-            watched = {"server": pid}
-            target = bs.Target(bs.HOST, port, (work / "dev-key").read_text().strip())
-            result["check"] = check_pipeline(target, known, version)
+            check = result["check"] = check_pipeline(srv.target, known, version)
             print(
-                f"server: up in {result['server']['startup_s']:.1f} s; check: "
-                f"{result['check']['rank_stage']} {result['check']['rank_outcome']}, "
-                f"modelVersion {result['check']['model_version']}, "
-                f"{result['check']['items']} items for {result['check']['user']}"
+                f"server: up in {srv.startup_s:.1f} s; check: {check['rank_stage']} "
+                f"{check['rank_outcome']}, modelVersion {check['model_version']}, "
+                f"{check['items']} items for {check['user']}"
             )
-            serve_phases(result, plan, target, watched, known, pool, pid, args)
-        result["server_log_tail"] = bs._tail(work / "server.log", 20)
+            pool = tuple(mixed_users(known, args.seed))
+            bench = Load(srv.target, srv.pid, tuple(known), pool, args.seed)
+            serve_phases(result, plan, bench, args)
+        result["server_log_tail"] = tail(work / "server.log", 20)
         if not args.no_profile:
             print(f"profiling in-process, {plan.profile_requests} requests one at a time ...")
             result["profile"] = profile_in_process(work, known, plan.profile_requests, args.seed)
@@ -1045,64 +828,66 @@ def run(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     return result
 
 
-def serve_phases(
-    result: dict[str, Any],
-    plan: Plan,
-    target: bs.Target,
-    watched: Mapping[str, int],
-    known: Sequence[str],
-    pool: Sequence[str],
-    pid: int,
-    args: argparse.Namespace,
-) -> None:
+def serve_phases(result: dict[str, Any], plan: Plan, load: Load, args: argparse.Namespace) -> None:
     """Idle cost, warm-up, stage samples, open loops with the bisection, closed loops."""
-    seed = args.seed
 
     def measure(attempt: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        return measured(attempt, pid, args.retries, args.quiet_wait)
+        return measured(attempt, load.pid, args.retries, args.quiet_wait)
 
-    result["server_idle_cores"] = idle_cores(pid)
+    def at(rate: float, seconds: float) -> dict[str, Any]:
+        return measure(lambda: load.open_loop(rate, seconds, plan.warmup_s))
+
+    result["server_idle_cores"] = idle_cores(load.pid)
     print(
         f"server idle (background refreshes only): {result['server_idle_cores']:.3f} cores",
         flush=True,
     )
     print(f"warm-up: {plan.warmup_requests} requests, closed loop ...", flush=True)
-    result["warmup"] = closed_loop(target, watched, pool, 1, plan.warmup_requests, seed)
-    settle(pid)
+    result["warmup"] = load.closed_loop(1, plan.warmup_requests)
+    settle(load.pid)
     result["stage_samples"] = []
-    stage_s, warmup_s, closed_n = plan.stage_seconds, plan.warmup_s, plan.closed_requests
     for rate in plan.stage_rates:
         print(f"stages: debug=true at {rate:g}/s for {plan.stage_seconds:g} s ...", flush=True)
-        result["stage_samples"].append(
-            measure(lambda r=rate: stage_sample(target, watched, known, r, stage_s, seed))
-        )
+        sample = measure(lambda r=rate: load.stages(r, plan.stage_seconds))
+        result["stage_samples"].append(sample)
     runs: list[dict[str, Any]] = []
-
-    def at(rate: float, seconds: float) -> dict[str, Any]:
-        return measure(lambda: open_loop(target, watched, known, rate, seconds, warmup_s, seed))
-
     for rate in plan.rates:
         print(f"open loop: {rate:g}/s for {plan.duration_s:g} s ...", flush=True)
         runs.append(at(rate, plan.duration_s))
         print_run(runs[-1])
     for _ in range(plan.search_steps):
-        rate = next_rate(runs)
-        if rate is None or any(r["offered_per_s"] == rate for r in runs):
+        next_one = next_rate(runs)
+        if next_one is None or any(r["offered_per_s"] == next_one for r in runs):
             break
-        print(f"search: {rate:g}/s for {plan.search_duration_s:g} s ...", flush=True)
-        runs.append(at(rate, plan.search_duration_s))
+        print(f"search: {next_one:g}/s for {plan.search_duration_s:g} s ...", flush=True)
+        runs.append(at(next_one, plan.search_duration_s))
         runs[-1]["search"] = True
         print_run(runs[-1])
     result["open_loop"] = sorted(runs, key=lambda r: r["offered_per_s"])
     result["closed_loop"] = []
+    n = plan.closed_requests
     for conns in plan.closed_conns:
-        print(f"closed loop: {conns} connection(s), {closed_n} requests ...", flush=True)
-        result["closed_loop"].append(
-            measure(lambda c=conns: closed_loop(target, watched, pool, c, closed_n, seed))
-        )
+        print(f"closed loop: {conns} connection(s), {n} requests ...", flush=True)
+        result["closed_loop"].append(measure(lambda c=conns: load.closed_loop(c, n)))
 
 
 # --------------------------------------------------------------------------- reporting
+
+
+OPEN_HEADER: tuple[str, ...] = (
+    "rate/s",
+    "OK/s",
+    "reqs",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "non200",
+    "fallbk",
+)
+OPEN_HEADER += ("cpu ms", "req/s/core", "cores srv/cli/oth", f"p99<{TARGET_P99_MS:g}", "")
+CLOSED_HEADER: tuple[str, ...] = ("conns", "reqs", "OK/s", "p50", "p99", "cpu ms", "req/s/core")
+CLOSED_HEADER += ("cores srv/cli/oth", "server threads, cores each (busiest first)")
 
 
 def _cores(cpu: Mapping[str, float] | None) -> str:
@@ -1123,113 +908,139 @@ def print_run(r: Mapping[str, Any]) -> None:
     )
 
 
+def _open_loop_row(r: Mapping[str, Any]) -> list[Any]:
+    lat = r["latency_ms"]
+    notes = [
+        note
+        for note, present in (
+            ("search", r.get("search")),
+            ("NOT sustained", not r["sustained"]),
+            ("NOISY", r.get("noisy")),
+        )
+        if present
+    ]
+    return [
+        f"{r['offered_per_s']:g}",
+        f"{r['achieved_ok_per_s']:.1f}",
+        r["requests"],
+        *(f"{lat[q]:.2f}" for q in ("p50", "p95", "p99")),
+        f"{lat['max']:.1f}",
+        r["non_200"],
+        f"{r['fallback_share']:.1%}",
+        f"{r['server_cpu_ms_per_request']:.2f}",
+        f"{r['requests_per_core_s']:.1f}",
+        _cores(r["cpu_cores"]),
+        "yes" if r["meets_target"] else "no",
+        ", ".join(notes),
+    ]
+
+
+def _outcomes(stage: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={n}" for k, n in sorted(stage["outcomes"].items()))
+
+
+def print_stages(s: Mapping[str, Any]) -> None:
+    lat = s["client_latency_ms"]
+    rows = [
+        [name, *(f"{v[q]:.2f}" for q in ("p50", "p99", "max")), _outcomes(v)]
+        for name, v in s["stages"].items()
+    ]
+    rows += [
+        [name, *(f"{v[q]:.2f}" for q in ("p50", "p99", "max")), ""]
+        for name, v in s["derived"].items()
+    ]
+    ranked, merged = s["candidates_ranked"], s["candidates_merged"]
+    table(
+        f"stages at {s['offered_per_s']:g}/s, debug=true, {s['requests']} requests "
+        f"(client p50 {lat['p50']:.2f} p99 {lat['p99']:.2f} ms; degraded "
+        f"{s['degraded_share']:.1%}; cores srv/cli/oth {_cores(s['cpu_cores'])}); ms",
+        ("stage", "p50", "p99", "max", "outcomes"),
+        rows,
+        note="a threaded source's time runs from the start of retrieval to when its answer "
+        "was collected\n"
+        f"candidates ranked (after the filter) p50/p99: known users "
+        f"{ranked['known']['p50']:.0f}/{ranked['known']['p99']:.0f} (merged "
+        f"{merged['known']['p50']:.0f}), unknown users "
+        f"{ranked['unknown']['p50']:.0f}/{ranked['unknown']['p99']:.0f}",
+    )
+
+
+def print_profile(p: Mapping[str, Any]) -> None:
+    fc = p["feature_cache"]
+    table(
+        f"in-process, one request at a time, {p['requests']} requests: recommend() p50 "
+        f"{p['recommend_ms']['p50']:.2f} p99 {p['recommend_ms']['p99']:.2f} ms",
+        ("component", "calls", "wall p50", "p99", "cpu p50", "p99"),
+        [
+            [name, v["wall_ms"]["n"]]
+            + [f"{v[kind][q]:.2f}" for kind in ("wall_ms", "cpu_ms") for q in ("p50", "p99")]
+            for name, v in p["components"].items()
+        ],
+        note=f"OnlineFeatures.matrix on {fc['candidates']['p50']:.0f} candidates: item entries "
+        f"cached {fc['warm_ms']['p50']:.2f} ms, none cached {fc['cold_ms']['p50']:.2f} ms "
+        f"(p50; entries live {fc['item_features_ttl_s']:g} s)",
+    )
+    table(
+        "cProfile of the request thread, top by own time, ms per request",
+        ("function", "own", "cum", "calls"),
+        [
+            [
+                row["function"],
+                f"{row['tottime_ms_per_request']:.3f}",
+                f"{row['cumtime_ms_per_request']:.3f}",
+                f"{row['calls_per_request']:.1f}",
+            ]
+            for row in p["cprofile_top_tottime"][:15]
+        ],
+    )
+
+
 def print_report(result: Mapping[str, Any]) -> None:
-    env = result["environment"]
-    print()
-    print("=== serving latency: GET /api/recommendations, surface home, full pipeline ===")
+    env, model = result["environment"], result["model"]
+    print("\n=== serving latency: GET /api/recommendations, surface home, full pipeline ===")
     print(
         f"{env['cpus']} CPUs, {env['platform']}, Python {env['python']}, recloop "
         f"{env['recloop']} ({env['git']}), code from {env['recloop_path']}"
     )
-    model = result["model"]
     print(
         f"model {model['version']}: {', '.join(model['retrieval_models'])}; ranker heads "
         f"{', '.join(model['ranker_heads'])} on {model['ranker_features']} features"
     )
     print(
         f"background before: {result['background_load_cores']:.2f} cores; load average "
-        f"start {result['load_average_start']} end {result['load_average_end']}"
+        f"start {result['load_average_start']} end {result['load_average_end']}\n"
     )
-    print()
-    print("open loop (20% unknown users; latency from the scheduled send; client process separate)")
-    print(
-        f"  {'rate/s':>7}{'OK/s':>8}{'reqs':>7}{'p50':>8}{'p95':>8}{'p99':>9}{'max':>9}"
-        f"{'non200':>7}{'fallbk':>7}{'cpu ms':>8}{'req/s/core':>11}  {'cores srv/cli/oth':<18}"
-        f"{'p99<20':>7}"
+    table(
+        "open loop (20% unknown users; latency from the scheduled send; client process "
+        "separate); ms",
+        OPEN_HEADER,
+        [_open_loop_row(r) for r in result["open_loop"]],
     )
-    for r in result["open_loop"]:
-        lat = r["latency_ms"]
-        print(
-            f"  {r['offered_per_s']:>7g}{r['achieved_ok_per_s']:>8.1f}{r['requests']:>7}"
-            f"{lat['p50']:>8.2f}{lat['p95']:>8.2f}{lat['p99']:>9.2f}{lat['max']:>9.1f}"
-            f"{r['non_200']:>7}{r['fallback_share']:>7.1%}{r['server_cpu_ms_per_request']:>8.2f}"
-            f"{r['requests_per_core_s']:>11.1f}  {_cores(r['cpu_cores']):<18}"
-            f"{('yes' if r['meets_target'] else 'no'):>7}"
-            + ("  (search)" if r.get("search") else "")
-            + ("" if r["sustained"] else "  NOT sustained")
-            + ("  NOISY" if r.get("noisy") else "")
-        )
-    print()
-    print("closed loop (requests back to back; 20% unknown users)")
-    print(
-        f"  {'conns':>6}{'reqs':>7}{'OK/s':>8}{'p50':>8}{'p99':>9}{'cpu ms':>8}{'req/s/core':>11}"
-        f"  {'cores srv/cli/oth':<18}"
+    table(
+        "closed loop (wrk; requests back to back; 20% unknown users); ms",
+        CLOSED_HEADER,
+        [
+            [
+                r["connections"],
+                r["requests"],
+                f"{r['ok_per_s']:.1f}",
+                f"{r['latency_ms']['p50']:.2f}",
+                f"{r['latency_ms']['p99']:.2f}",
+                f"{r['server_cpu_ms_per_request']:.2f}",
+                f"{r['requests_per_core_s']:.1f}",
+                _cores(r["cpu_cores"]),
+                " ".join(f"{t['cores']:.2f}" for t in r["server_threads"][:8]),
+            ]
+            for r in result["closed_loop"]
+        ],
     )
-    for r in result["closed_loop"]:
-        lat = r["latency_ms"]
-        print(
-            f"  {r['connections']:>6}{r['requests']:>7}{r['ok_per_s']:>8.1f}{lat['p50']:>8.2f}"
-            f"{lat['p99']:>9.2f}{r['server_cpu_ms_per_request']:>8.2f}"
-            f"{r['requests_per_core_s']:>11.1f}  {_cores(r['cpu_cores']):<18}"
-        )
-        busiest = " ".join(f"{t['cores']:.2f}" for t in r["server_threads"][:8])
-        print(f"         server threads, cores each (busiest first): {busiest}")
     for s in result["stage_samples"]:
-        print()
-        lat = s["client_latency_ms"]
-        print(
-            f"stages at {s['offered_per_s']:g}/s, debug=true, {s['requests']} requests "
-            f"(client p50 {lat['p50']:.2f} p99 {lat['p99']:.2f} ms; degraded "
-            f"{s['degraded_share']:.1%}; cores srv/cli/oth {_cores(s['cpu_cores'])}); ms"
-        )
-        print(
-            "  (a threaded source's time runs from the start of retrieval to when its answer was "
-            "collected)"
-        )
-        print(f"  {'stage':<28}{'p50':>8}{'p99':>8}{'max':>8}  outcomes")
-        for name, v in s["stages"].items():
-            outcomes = " ".join(f"{k}={n}" for k, n in sorted(v["outcomes"].items()))
-            print(f"  {name:<28}{v['p50']:>8.2f}{v['p99']:>8.2f}{v['max']:>8.2f}  {outcomes}")
-        for name, v in s["derived"].items():
-            print(f"  {name:<28}{v['p50']:>8.2f}{v['p99']:>8.2f}{v['max']:>8.2f}")
-        ranked, merged = s["candidates_ranked"], s["candidates_merged"]
-        print(
-            f"  candidates ranked (after the filter) p50/p99: known users "
-            f"{ranked['known']['p50']:.0f}/{ranked['known']['p99']:.0f} (merged "
-            f"{merged['known']['p50']:.0f}), unknown users "
-            f"{ranked['unknown']['p50']:.0f}/{ranked['unknown']['p99']:.0f}"
-        )
+        print_stages(s)
     if "profile" in result:
-        p = result["profile"]
-        print()
-        print(
-            f"in-process, one request at a time, {p['requests']} requests: recommend() p50 "
-            f"{p['recommend_ms']['p50']:.2f} p99 {p['recommend_ms']['p99']:.2f} ms"
-        )
-        print(f"  {'component':<52}{'calls':>6}{'wall p50':>9}{'p99':>8}{'cpu p50':>9}{'p99':>8}")
-        for name, v in p["components"].items():
-            w, c = v["wall_ms"], v["cpu_ms"]
-            print(
-                f"  {name:<52}{w['n']:>6}{w['p50']:>9.2f}{w['p99']:>8.2f}{c['p50']:>9.2f}"
-                f"{c['p99']:>8.2f}"
-            )
-        fc = p["feature_cache"]
-        print(
-            f"  OnlineFeatures.matrix on {fc['candidates']['p50']:.0f} candidates: item entries "
-            f"cached {fc['warm_ms']['p50']:.2f} ms, none cached {fc['cold_ms']['p50']:.2f} ms "
-            f"(p50; entries live {fc['item_features_ttl_s']:g} s)"
-        )
-        print("  cProfile of the request thread, top by own time, ms per request:")
-        for row in p["cprofile_top_tottime"][:15]:
-            print(
-                f"    {row['tottime_ms_per_request']:7.3f} own "
-                f"{row['cumtime_ms_per_request']:7.3f} cum "
-                f"{row['calls_per_request']:8.1f} calls  {row['function']}"
-            )
-    print()
+        print_profile(result["profile"])
     t = result["targets"]
     print(
-        f"target p99 < {TARGET_P99_MS:g} ms: met up to {t['highest_rate_meeting_target']} req/s "
+        f"\ntarget p99 < {TARGET_P99_MS:g} ms: met up to {t['highest_rate_meeting_target']} req/s "
         f"(tried {t['rates_tried']}); highest sustained rate {t['highest_sustained_rate']} req/s "
         f"(p99 <= {SUSTAINED_P99_MS:g} ms, >= {SUSTAINED_SHARE:.0%} answered, no errors); "
         f"max closed-loop {t['max_closed_loop_ok_per_s']:.1f} OK/s"
@@ -1249,16 +1060,17 @@ def targets(result: Mapping[str, Any]) -> dict[str, Any]:
         "max_closed_loop_ok_per_s": max(
             (r["ok_per_s"] for r in result["closed_loop"]), default=0.0
         ),
-        "requests_per_core_s_median": pct(
+        "requests_per_core_s_median": percentile(
             [r["requests_per_core_s"] for r in runs if r["sustained"]], 0.5
         ),
     }
 
 
-def environment() -> dict[str, Any]:
+def run_environment() -> dict[str, Any]:
+    """The harness's environment, and where recloop was imported from."""
     import recloop
 
-    meta = bs.environment()
+    meta = environment(CLIENT)
     path = Path(recloop.__file__).resolve().parent
     meta["recloop_path"] = str(path)
     meta["thread_env"] = {
@@ -1336,28 +1148,25 @@ def plan_of(args: argparse.Namespace) -> Plan:
     return plan
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally that stops the server
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()
     scrub_environment()
     try:
         plan = plan_of(args)
-    except SetupError as exc:
+        wrk_binary()
+    except (SetupError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    meta = environment()
+    meta = run_environment()
     print(
-        "serving latency benchmark: recloop serve (default settings) in its own process; "
-        f"client: {meta['client']}; {'quick' if args.quick else 'full'} plan"
+        f"serving latency benchmark: recloop serve ({args.config or 'default settings'}) in its "
+        f"own process; client: {meta['client']}; {'quick' if args.quick else 'full'} plan"
     )
     started = time.monotonic()
     try:
         result = run(args, plan)
-    except (SetupError, bs.BenchError, OSError, sqlite3.Error) as exc:
+    except (SetupError, BenchError, OSError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     result["wall_s"] = time.monotonic() - started
@@ -1367,16 +1176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["argv"] = sys.argv[1:] if argv is None else list(argv)
     result["quick"] = args.quick
     print_report(result)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(
-        orjson.dumps(
-            result,
-            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
-            default=str,
-        )
-    )
+    out = write_json(result, Path(args.out))
     print(f"(figures written to {out}; {result['wall_s']:.0f} s)")
+    t = result["targets"]
+    json_line(
+        "serving_latency",
+        {
+            "quick": args.quick,
+            "config": args.config,
+            "p99_ms_by_rate": t["p99_ms_by_rate"],
+            "highest_rate_meeting_target": t["highest_rate_meeting_target"],
+            "highest_sustained_rate": t["highest_sustained_rate"],
+            "max_closed_loop_ok_per_s": t["max_closed_loop_ok_per_s"],
+            "background_load_cores": result["background_load_cores"],
+        },
+    )
     return 0
 
 

@@ -68,7 +68,13 @@ from recloop.training.ranker import fit_ranker
 from recloop.training.sources import fit as fit_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval_quality import DATASETS, MostPopular, Reference, holdout_validation
+from retrieval_quality import (
+    DATASETS,
+    MostPopular,
+    Reference,
+    heldout_cases,
+    holdout_validation,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "ranking_quality.json"
 DEFAULT_SOURCES = ("popular", "covisitation", "item-knn", "ease", "als", "bpr")
@@ -150,26 +156,8 @@ def window_stage(data: TrainingData, start: float, end: float) -> Stage:
     x = data.interactions
     before = x.timestamps < start
     fit_on = TrainingData(x.select(before), data.items, None, data.user_attributes)
-    histories = fit_on.interactions.histories()
     window = (x.timestamps >= start) & (x.timestamps < end)
-    later: dict[int, set[int]] = {}
-    for u, it in zip(x.users[window].tolist(), x.items[window].tolist(), strict=True):
-        later.setdefault(u, set()).add(it)
-    ids = x.item_ids
-    cases = []
-    for u in sorted(later):
-        history = histories[u]
-        relevant = later[u] - set(history)
-        if history and relevant:
-            cases.append(
-                EvalCase(
-                    x.user_ids[u],
-                    tuple(ids[i] for i in history),
-                    frozenset(ids[i] for i in relevant),
-                    frozenset(ids[i] for i in history),
-                    start,
-                )
-            )
+    cases = heldout_cases(x, fit_on, window, start)
     return Stage(f"window@{start:.0f}", fit_on, cases)
 
 

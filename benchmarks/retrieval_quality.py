@@ -61,7 +61,7 @@ from recloop.evaluation.retrieval_metrics import (
     round_robin_merge,
     score_rankings,
 )
-from recloop.retrieval.interactions import TrainingData
+from recloop.retrieval.interactions import Interactions, TrainingData
 from recloop.retrieval.models import Recalled, RecallQuery
 
 DATASETS = Path(
@@ -437,9 +437,17 @@ def holdout_validation(
         if len(rows):
             keep[rng.permutation(rows)[round((1.0 - fraction) * len(rows)) :]] = False
     fit_on = TrainingData(x.select(keep), data.items, data.shown_negatives, data.user_attributes)
+    return fit_on, heldout_cases(x, fit_on, ~keep)
+
+
+def heldout_cases(
+    x: Interactions, fit_on: TrainingData, held: np.ndarray, now_ts: float | None = None
+) -> list[EvalCase]:
+    """One case per user with history in ``fit_on`` whose ``held`` rows of ``x`` bring items
+    outside it: relevant = those items; history and exclusions = the user's fitted items."""
     histories = fit_on.interactions.histories()
     later: dict[int, set[int]] = {}
-    for u, it in zip(x.users[~keep].tolist(), x.items[~keep].tolist(), strict=True):
+    for u, it in zip(x.users[held].tolist(), x.items[held].tolist(), strict=True):
         later.setdefault(u, set()).add(it)
     ids = x.item_ids
     cases = []
@@ -453,9 +461,10 @@ def holdout_validation(
                     tuple(ids[i] for i in history),
                     frozenset(ids[i] for i in relevant),
                     frozenset(ids[i] for i in history),
+                    now_ts,
                 )
             )
-    return fit_on, cases
+    return cases
 
 
 def validation_for(split: Split, options: TuneOptions) -> tuple[Any, dict[str, Any]]:

@@ -168,8 +168,11 @@ def test_linucb_explores_then_learns_from_the_logged_clicks_after_training(
         for item in body["items"]
         if GENRE.get(item["itemId"]) == fans[user]
     )
-    # Life goes on: labels wait an hour after an impression for late conversions, counted
-    # from the newest event.
+    # Life goes on: labels wait an hour after an impression for late conversions, on the
+    # service's clock.
+    clock = api.runtime.clock
+    assert isinstance(clock, Clock)
+    clock.now = T0 + timedelta(hours=2)
     api.post_events(
         [
             {

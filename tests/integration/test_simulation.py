@@ -92,10 +92,11 @@ def test_each_night_trains_a_version_that_the_next_day_is_served_from(tmp_path: 
     assert "each simulated night runs `recloop train`" in html
     assert "night 1: model version" in html
     assert "night 2: model version" in html
-    # Day 1 had no ranker (every home list fell back); day 2 had one.
+    # Day 1 had no ranker: the pipeline was cold (the sources' scores ranked), which is
+    # not a failure, so no list fell back; day 2 had one, and nothing failed either.
     home = trained.result.per_day["home"]
-    assert home[0]["fallback_share"] == 1.0
-    assert home[1]["fallback_share"] < 0.5
+    assert home[0]["fallback_share"] == 0.0
+    assert home[1]["fallback_share"] < 0.05
 
 
 def test_item_popularity_is_long_tailed(outcome: DemoOutcome) -> None:

@@ -129,7 +129,15 @@ class RecommendationsPublic(CamelModel):
     model_version: str
     experiment: str | None
     variant: str
-    fallback: bool = Field(description="Whether any stage fell back (see `stages` with debug).")
+    fallback: bool = Field(
+        description="Whether a stage that should have served did not: a source timed out or "
+        "failed, the ranker failed, features were unavailable (see `stages` with debug)."
+    )
+    cold: bool = Field(
+        default=False,
+        description="Whether the pipeline is in its cold state: a stage has nothing trained "
+        "yet (no ranker before the first `recloop train`), so a stand-in served. Not a failure.",
+    )
     stages: list[StagePublic] | None = Field(
         default=None, exclude_if=lambda v: v is None, description="Only with debug=true."
     )

@@ -39,6 +39,13 @@ class Metrics:
             ["surface", "fallback"],
             registry=self.registry,
         )
+        self.cold_recommendations = Counter(
+            "recloop_recommendations_cold",
+            "Recommendation requests served in the pipeline's cold state (nothing trained yet "
+            "for a stage, e.g. no ranker on a new app), by surface; not fallbacks.",
+            ["surface"],
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
             "recloop_recommendation_seconds",
             "Time to build one recommendation list, by surface.",
@@ -48,7 +55,7 @@ class Metrics:
         )
         self.stage_outcomes = Counter(
             "recloop_stage_outcomes",
-            "Pipeline stage results (ok, timeout, error, fallback, empty), by stage.",
+            "Pipeline stage results (ok, timeout, error, fallback, empty, cold), by stage.",
             ["stage", "outcome"],
             registry=self.registry,
         )

@@ -264,7 +264,13 @@ class LearnedRanker:
         """The weighted sum of the heads' probabilities."""
         model = self._models.get(ctx.app_id)
         if model is None:
-            return self._fall_back(features, ctx, "no trained ranker yet")
+            scores = self._fallback.score(features, ctx)
+            return Scores(
+                scores.combined,
+                scores.by_objective,
+                cold=f"no trained ranker yet; ranked by {self._fallback.version}",
+                version=self._fallback.version,
+            )
         if model.serve != LEARNED:
             return self._chosen(features, ctx, model.serve)
         try:

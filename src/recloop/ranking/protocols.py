@@ -18,7 +18,8 @@ class Scores:
 
     combined: np.ndarray
     by_objective: Mapping[str, np.ndarray] = field(default_factory=dict)
-    fallback: str = ""  # why the planned ranker did not rank, when it did not
+    fallback: str = ""  # why the planned ranker did not rank, when it failed to
+    cold: str = ""  # why it could not rank yet (nothing trained), when it could not
     version: str = ""  # the ranker that scored, when it is not the one configured
 
 

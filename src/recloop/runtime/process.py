@@ -11,7 +11,7 @@ import gc
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +67,9 @@ class Runtime:
     experiment_guard: ExperimentGuard | None = None  # stops experiments whose guardrail trips
     guard_task: PeriodicTask | None = None
     shadows: ShadowRunner | None = None  # runs shadow pipelines after served requests
+    # The server's clock: what requests are served at and events are received at. One
+    # clock for both, or labels would compare two (a simulation passes its own).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
@@ -275,6 +278,7 @@ def start_runtime(
         guard,
         guard_task,
         shadows,
+        clock,
     )
 
 

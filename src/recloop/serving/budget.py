@@ -6,7 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-Outcome = Literal["ok", "timeout", "error", "empty", "fallback", "skipped"]
+#: What a stage did. ``cold``: it could not do its planned work because nothing is trained
+#: for it yet (a new app), and its stand-in served; not a failure, and not a fallback.
+Outcome = Literal["ok", "timeout", "error", "empty", "fallback", "skipped", "cold"]
 
 
 @dataclass(frozen=True, slots=True)

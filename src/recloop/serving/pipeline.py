@@ -76,6 +76,8 @@ class ServedSlate:
     model_version: str
     fallback: bool
     trace: tuple[StageTrace, ...]
+    # A stage had nothing trained yet and its stand-in served (a new app): not a failure.
+    cold: bool = False
     # Computes the served policy's probability of every (item, position) for this request,
     # on demand (shadow mode's support check); None when the policy cannot say.
     support: Callable[[], Support] | None = None
@@ -186,6 +188,7 @@ class Pipeline:
             model_version=version,
             fallback=any(t.degraded for t in trace),
             trace=tuple(trace),
+            cold=any(t.outcome == "cold" for t in trace),
             support=support,
         )
 
@@ -346,8 +349,8 @@ class Pipeline:
                 raise ValueError("ranker returned a wrong-sized or non-finite score vector")
             # Stable sort: equal scores keep the order the sources gave.
             order = np.argsort(-scores, kind="stable").tolist()
-            outcome: Outcome = "fallback" if ranked.fallback else "ok"
-            detail = ranked.fallback
+            outcome: Outcome = "fallback" if ranked.fallback else "cold" if ranked.cold else "ok"
+            detail = ranked.fallback or ranked.cold
             version = ranked.version or self.ranker.version
         except Exception as exc:
             log.exception("ranker %s failed", self.ranker.version)

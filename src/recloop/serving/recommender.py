@@ -62,6 +62,7 @@ class Recommendations:
     fallback: bool
     trace: tuple[StageTrace, ...]
     latency_ms: float
+    cold: bool = False  # a stage had nothing trained yet (a new app); not a failure
 
 
 class Recommender:
@@ -196,6 +197,7 @@ class Recommender:
             fallback=served.fallback,
             trace=served.trace,
             latency_ms=latency_ms,
+            cold=served.cold,
         )
         self._log(ctx, result)
         if self._shadows is not None:
@@ -203,7 +205,7 @@ class Recommender:
         self.cache.put(
             key,
             (app_id, request.user_id),
-            CachedList(result.items, model_version, served.fallback, time.monotonic()),
+            CachedList(result.items, model_version, served.fallback, time.monotonic(), served.cold),
         )
         return result
 
@@ -233,7 +235,12 @@ class Recommender:
             for team, slate in ((team_a, a), (team_b, b))
             for stage in slate.trace
         )
-        return ServedSlate(drafted, model_version, a.fallback or b.fallback, trace), model_version
+        return (
+            ServedSlate(
+                drafted, model_version, a.fallback or b.fallback, trace, cold=a.cold or b.cold
+            ),
+            model_version,
+        )
 
     def forget_users(self, app_id: str, user_ids: Iterable[str]) -> None:
         """Drop cached lists of users who just sent events: what they did may change them."""
@@ -272,6 +279,7 @@ class Recommender:
             fallback=cached.fallback,
             trace=trace,
             latency_ms=watch.ms(),
+            cold=cached.cold,
         )
         # Served again is shown again: the log holds every list a user saw.
         self._log(ctx, result)
@@ -296,6 +304,8 @@ class Recommender:
             )
         )
         self._metrics.recommendations.labels(ctx.surface, str(result.fallback).lower()).inc()
+        if result.cold:
+            self._metrics.cold_recommendations.labels(ctx.surface).inc()
         self._metrics.request_seconds.labels(ctx.surface).observe(result.latency_ms / 1000.0)
         for stage in result.trace:
             # One label per stage: a filter's rule and an interleaved team's name are detail.

@@ -25,6 +25,7 @@ class CachedList:
     model_version: str
     fallback: bool
     stored_at: float  # monotonic seconds
+    cold: bool = False
 
 
 class ResponseCache:

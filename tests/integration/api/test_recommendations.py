@@ -51,11 +51,13 @@ def test_the_response_names_the_request_model_variant_and_fallback(catalog: Api)
 
     assert re.fullmatch(r"[0-9a-f]{32}", body["requestId"])
     # Home is configured with the learned ranker; none is trained yet, so the sources'
-    # scores rank, and the response says it fell back and which ranker served.
+    # scores rank: the response says the pipeline is cold (nothing failed) and which
+    # ranker served.
     assert body["modelVersion"] == "source-scores-1"
     assert body["variant"] == "default"
     assert body["experiment"] is None
-    assert body["fallback"] is True
+    assert body["cold"] is True
+    assert body["fallback"] is False
     assert body.get("stages") is None
     first = body["items"][0]
     assert set(first) == {"itemId", "score", "reason", "source"}
@@ -105,7 +107,7 @@ def test_debug_returns_every_stage(catalog: Api) -> None:
     # the learned ranker is not there yet, so the sources' scores rank instead.
     for stage in body["stages"]:
         if stage["stage"] == "rank:learned":
-            assert stage["outcome"] == "fallback"
+            assert stage["outcome"] == "cold"
             assert "no trained ranker" in stage["detail"]
             continue
         # A loaded machine may miss a source's 15 ms deadline; that is traced, not failed.

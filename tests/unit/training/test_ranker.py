@@ -177,14 +177,15 @@ def ctx() -> RequestContext:
     return RequestContext("app", "r", "home", "u", START)
 
 
-def test_without_a_trained_ranker_the_fallback_ranks_and_says_so() -> None:
+def test_without_a_trained_ranker_the_stand_in_ranks_in_the_cold_state_not_as_a_fallback() -> None:
     ranker = LearnedRanker(RankerModels(), Constant())
     matrix = FeatureMatrix(("a", "b"), (), np.zeros((2, 0)))
 
     scores = ranker.score(matrix, ctx())
 
     assert scores.combined.tolist() == [1.0, 1.0]
-    assert "no trained ranker" in scores.fallback
+    assert "no trained ranker" in scores.cold
+    assert scores.fallback == ""
     assert scores.version == "constant-1"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -61,7 +60,7 @@ async def post_events(request: Request, caller: IngestCaller, runtime: RuntimeDe
     An accepted event is on disk before this answers. A repeated ``eventId`` is acknowledged
     as a duplicate and stored once; send your own ``eventId`` to make retries safe.
     """
-    now = datetime.now(UTC)
+    now = runtime.clock()
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge("body", f"at most {MAX_BODY_BYTES} bytes")

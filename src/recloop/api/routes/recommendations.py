@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -102,6 +101,7 @@ async def get_recommendations(
         experiment=result.experiment,
         variant=result.variant,
         fallback=result.fallback,
+        cold=result.cold,
         stages=[
             StagePublic(stage=t.stage, elapsed_ms=t.elapsed_ms, outcome=t.outcome, detail=t.detail)
             for t in result.trace
@@ -128,7 +128,7 @@ async def post_feedback(
     item = await run_in_threadpool(runtime.store.catalog.get_item, caller.app_id, body.item_id)
     if item is None:
         raise NotFound("itemId", f"no item {body.item_id!r}")
-    now = datetime.now(UTC)
+    now = runtime.clock()
     event = Event(
         app_id=caller.app_id,
         event_id=uuid.uuid4().hex,

@@ -171,6 +171,8 @@ class ScoredItem:
     # In an interleaved list, the variant whose ranking contributed the item ("" for the
     # rankings' shared top, credited to neither).
     team: str | None = None
+    # Each ranker head's prediction for the item (click, satisfaction), for debugging.
+    heads: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

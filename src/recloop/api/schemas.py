@@ -104,11 +104,26 @@ class RecommendedItem(CamelModel):
     item_id: str
     score: float
     reason: str = Field(description="Why, in words a person can read.")
-    source: str = Field(description="The candidate source that recalled it first.")
+    source: str = Field(
+        description="The candidate source credited with it: of those that recalled it, the "
+        "one that scored it highest against its own best candidate; the reason is its."
+    )
     sources: list[str] | None = Field(
         default=None,
         exclude_if=lambda v: v is None,
         description="Every source that recalled it (only with debug=true).",
+    )
+    source_scores: dict[str, float] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Each recalling source's normalised score, as the ranker read it "
+        "(only with debug=true).",
+    )
+    heads: dict[str, float] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Each ranker head's calibrated prediction (click, satisfaction); the "
+        "score combines them by the surface's weights (only with debug=true).",
     )
 
 

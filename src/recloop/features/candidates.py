@@ -20,6 +20,8 @@ class MergedCandidate:
     source: str
     reason: str
     source_scores: dict[str, float] = field(default_factory=dict)
+    # Each recalling source's reason, so the one that most supported the item can speak.
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -28,7 +30,7 @@ class MergedCandidate:
 
 
 def merge_candidates(per_source: Sequence[Sequence[Candidate]]) -> list[MergedCandidate]:
-    """Merge source lists in order; an item keeps the reason of the first source that found it."""
+    """Merge source lists in order, keeping every source's score and reason for each item."""
     merged: dict[str, MergedCandidate] = {}
     find = merged.get
     for candidates in per_source:
@@ -40,9 +42,11 @@ def merge_candidates(per_source: Sequence[Sequence[Candidate]]) -> list[MergedCa
                     candidate.source,
                     candidate.reason,
                     {candidate.source: candidate.score},
+                    {candidate.source: candidate.reason},
                 )
             else:
                 entry.source_scores.setdefault(candidate.source, candidate.score)
+                entry.reasons.setdefault(candidate.source, candidate.reason)
     return list(merged.values())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -367,7 +367,8 @@ class Pipeline:
                 if d
             )
         trace.append(StageTrace(f"rank:{self.ranker.version}", elapsed, outcome, detail))
-        return _Ranked(candidates, list(order), scores, features, version)
+        heads = ranked.by_objective if outcome != "error" else {}
+        return _Ranked(candidates, list(order), scores, features, version, heads)
 
     def _rerank(self, slate: Slate, ctx: RequestContext, trace: list[StageTrace]) -> Slate:
         for rule in self.rules:
@@ -401,7 +402,7 @@ class _Ranked:
     so the items (and their logged source scores) below that are never built.
     """
 
-    __slots__ = ("_candidates", "_features", "_order", "_scores", "version")
+    __slots__ = ("_candidates", "_features", "_heads", "_order", "_scores", "version")
 
     def __init__(
         self,
@@ -410,11 +411,13 @@ class _Ranked:
         scores: np.ndarray,
         features: FeatureMatrix,
         version: str,
+        heads: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self._candidates = candidates
         self._order = order
         self._scores = scores
         self._features = features
+        self._heads = heads or {}
         self.version = version
 
     def __len__(self) -> int:
@@ -431,17 +434,39 @@ class _Ranked:
         logged = _source_scores(self._features, rows)
         candidates = self._candidates
         scores = self._scores[rows].tolist() if rows else []
-        return tuple(
-            ScoredItem(
-                item_id=candidates[row].item_id,
-                score=float(score),
-                source=candidates[row].source,
-                reason=candidates[row].reason,
-                sources=candidates[row].sources,
-                source_scores=pairs,
+        heads = [
+            (name, values[rows].tolist())
+            for name, values in self._heads.items()
+            if len(values) == len(candidates)
+        ]
+        out = []
+        for i, (row, score, pairs) in enumerate(zip(rows, scores, logged, strict=True)):
+            candidate = candidates[row]
+            source = _credited(candidate, pairs)
+            out.append(
+                ScoredItem(
+                    item_id=candidate.item_id,
+                    score=float(score),
+                    source=source,
+                    reason=candidate.reasons.get(source, candidate.reason),
+                    sources=candidate.sources,
+                    source_scores=pairs,
+                    heads=tuple((name, round(float(v[i]), 6)) for name, v in heads),
+                )
             )
-            for row, score, pairs in zip(rows, scores, logged, strict=True)
-        )
+        return tuple(out)
+
+
+def _credited(candidate: MergedCandidate, pairs: Sequence[tuple[str, float]]) -> str:
+    """The source that most supported a candidate: the one that scored it highest relative
+    to its own best candidate of the request (its normalised score), the first finder on a
+    tie. Its reason is the one the response gives, so a reason names the anchor of the
+    source that did most to put the item there, not of whichever source merged first."""
+    best, best_score = candidate.source, -1.0
+    for source, score in pairs:
+        if score > best_score or (score == best_score and source == candidate.source):
+            best, best_score = source, score
+    return best if best in candidate.reasons else candidate.source
 
 
 def _source_scores(

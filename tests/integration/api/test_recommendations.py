@@ -69,9 +69,14 @@ def test_debug_names_every_source_that_recalled_each_item(catalog: Api) -> None:
     plain = catalog.recommend(userId="stranger")
     debug = catalog.recommend(userId="stranger", debug="true")
 
-    assert all("sources" not in item for item in plain["items"])
+    assert all("sources" not in item and "sourceScores" not in item for item in plain["items"])
     for item in debug["items"]:
-        assert item["source"] == item["sources"][0]
+        # The credited source recalled it, and scored it best against its own best.
+        scores = item["sourceScores"]
+        assert item["source"] in item["sources"]
+        assert set(scores) <= set(item["sources"])
+        assert scores[item["source"]] == max(scores.values())
+        assert item["heads"] == {}  # no ranker trained yet: no head predicted
     # Popular items also trend here: some item was recalled by more than one source.
     assert any(len(item["sources"]) > 1 for item in debug["items"])
 

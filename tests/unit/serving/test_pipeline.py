@@ -203,10 +203,24 @@ def test_an_item_recalled_by_several_sources_keeps_every_source(
     by_id = {item.item_id: item for item in served.items}
     assert set(by_id) == {"x", "shared", "z"}
     assert by_id["shared"].sources == ("first", "second")
-    assert by_id["shared"].source == "first"
+    # Credited to the source that scored it highest against its own best: second's top
+    # item, first's second; the reason is the credited source's.
+    assert by_id["shared"].source == "second"
+    assert by_id["shared"].reason == "from second"
+    assert dict(by_id["shared"].source_scores) == {"first": 0.5, "second": 1.0}
     assert by_id["x"].sources == ("first",)
     assert by_id["z"].sources == ("second",)
     assert not served.fallback
+
+
+def test_a_tie_in_support_keeps_the_first_finder_and_its_reason(
+    executor: ThreadPoolExecutor,
+) -> None:
+    first = ListSource("first", [("shared", 3.0)])
+    second = ListSource("second", [("shared", 2.0)])
+    served = make_pipeline(executor, [slot(first), slot(second)]).run(context(), 10)
+    (item,) = served.items
+    assert (item.source, item.reason) == ("first", "from first")
 
 
 def test_a_healthy_pipeline_serves_by_score_without_fallback(executor: ThreadPoolExecutor) -> None:

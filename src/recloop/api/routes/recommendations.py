@@ -94,6 +94,8 @@ async def get_recommendations(
                 reason=i.reason,
                 source=i.source,
                 sources=list(i.sources) if debug else None,
+                source_scores=dict(i.source_scores) if debug else None,
+                heads=dict(i.heads) if debug else None,
             )
             for i in result.items
         ],

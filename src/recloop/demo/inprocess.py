@@ -6,6 +6,7 @@ Both transports speak the HTTP API's JSON, so the world cannot tell them apart.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,12 +16,26 @@ from recloop.serving.recommender import RecommendationRequest
 from recloop.simulate.clients import Served
 
 
-class InProcessClient:
-    """Calls the runtime directly: the same code paths minus HTTP, for speed."""
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self, runtime: Runtime, app_id: str = "default") -> None:
+
+class InProcessClient:
+    """Calls the runtime directly: the same code paths minus HTTP, for speed.
+
+    ``received_at`` is the service's time when a write arrives (what it stamps as
+    ``server_ts``): the wall clock, or a simulated service clock.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        app_id: str = "default",
+        received_at: Callable[[], datetime] = _wall_clock,
+    ) -> None:
         self._runtime = runtime
         self._app_id = app_id
+        self._received_at = received_at
 
     def put_items(self, items: list[dict[str, Any]]) -> None:
         """Insert or replace items."""
@@ -28,13 +43,13 @@ class InProcessClient:
         if rejected:
             raise RuntimeError(f"invalid simulated items: {rejected[:3]}")
         self._runtime.store.catalog.upsert_items(
-            self._app_id, [to_item(i, i.item_id) for i in good], datetime.now(UTC)
+            self._app_id, [to_item(i, i.item_id) for i in good], self._received_at()
         )
 
     def put_user(self, user_id: str, attributes: dict[str, Any]) -> None:
         """Insert or replace a user."""
         self._runtime.store.users.upsert_users(
-            self._app_id, [to_user(attributes, user_id)], datetime.now(UTC)
+            self._app_id, [to_user(attributes, user_id)], self._received_at()
         )
 
     def recommend(
@@ -59,6 +74,6 @@ class InProcessClient:
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
         """Validate and store events as the API would."""
-        result = self._runtime.ingestor.ingest(self._app_id, events, datetime.now(UTC))
+        result = self._runtime.ingestor.ingest(self._app_id, events, self._received_at())
         if result.rejected:
             raise RuntimeError(f"the service rejected simulated events: {result.rejected[:3]}")

@@ -11,6 +11,7 @@ report with charts in the data directory.
 from __future__ import annotations
 
 import itertools
+import math
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +44,7 @@ from recloop.retrieval.source_table import MODEL_SOURCES
 from recloop.runtime.process import Runtime, start_runtime
 from recloop.simulate.behaviour import Behaviour, BehaviourConfig, Session
 from recloop.simulate.clients import HttpClient, ServiceClient
+from recloop.simulate.clocks import ClientClockConfig, ServiceClock, ServiceClockConfig
 from recloop.simulate.driver import DriverConfig, Simulation, SimulationResult
 from recloop.simulate.report import write_report
 from recloop.simulate.world import World, WorldConfig
@@ -64,26 +66,6 @@ DEMO_SOURCE_TIMEOUT_MS = 2000.0
 REFRESH_EVERY_SESSIONS = 25
 
 
-class SimClock:
-    """The simulated time, moved forward by the driver and read by the service."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def set(self, now: datetime) -> None:
-        """Move the clock to ``now``.
-
-        Sessions are simulated one after another but overlap in simulated time, so a request
-        may be earlier than the previous one; each must be served at its own time, or events
-        would precede the list they came from.
-        """
-        self._now = now
-
-    def __call__(self) -> datetime:
-        """The current simulated time."""
-        return self._now
-
-
 @dataclass(frozen=True)
 class DemoConfig:
     """What the demo runs."""
@@ -100,6 +82,10 @@ class DemoConfig:
     # Given the running service and the users' behaviour, a hook called for every served
     # list before the user responds (a benchmark judging shadow lists in the same state).
     observer: Callable[[Runtime, Behaviour], Callable[[Session, str], None]] | None = None
+    # The clients' clocks and the service's own clock (see recloop.simulate.clocks); by
+    # default all three timelines agree.
+    clients: ClientClockConfig = field(default_factory=ClientClockConfig)
+    service_clock: ServiceClockConfig = field(default_factory=ServiceClockConfig)
 
 
 @dataclass(frozen=True)
@@ -110,6 +96,7 @@ class DemoOutcome:
     report_path: Path
     wall_s: float
     experiment: ExperimentReport | None = None
+    trainings: tuple[TrainResult, ...] = ()  # what each night's `recloop train` returned
 
 
 def demo_settings(
@@ -200,11 +187,20 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
     store = prepare_store(settings)
     key = ensure_dev_key(store, data_dir)
     assert key is not None
+    service = config.service_clock
+    if service.lead_days < service.min_lead_days(config.days):
+        raise ValueError(
+            f"a world {service.compression:g} times faster than the service must start at "
+            f"least {service.min_lead_days(config.days):.2f} days before it (lead_days), or "
+            "its clients' clocks would run ahead of the service's"
+        )
     # Midnight, far enough back that the whole run stays in the past of the server's clock.
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    world = World(config.world, start=today - timedelta(days=config.days + 1))
-    # The service's models and requests see the simulated time, so one seed gives one run.
-    clock = SimClock(world.start)
+    back = math.ceil(service.lead_days + config.days / service.compression) + 1
+    world = World(config.world, start=today - timedelta(days=back))
+    # The service's models and requests see the simulated time, so one seed gives one run:
+    # the world's time, or a clock of its own that the world's time drives.
+    clock = ServiceClock(world.start, service, arrivals_move_clock=config.transport == "http")
     # Exploration draws are seeded by the request id: ids from a seeded sequence keep one
     # seed one run.
     runtime = start_runtime(settings, store, clock=clock, request_ids=_request_ids(config))
@@ -221,14 +217,17 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
             with BackgroundServer(create_app(settings, runtime)) as server:
                 client = HttpClient(server.url, key)
                 try:
-                    result, nights = _simulate(
+                    result, nights, trainings = _simulate(
                         world, behaviour, client, runtime, clock, config, console
                     )
                 finally:
                     client.close()
         else:
-            client_ = InProcessClient(runtime)
-            result, nights = _simulate(world, behaviour, client_, runtime, clock, config, console)
+            # What it receives is stamped with the service's clock, as a server would.
+            client_ = InProcessClient(runtime, received_at=clock.received)
+            result, nights, trainings = _simulate(
+                world, behaviour, client_, runtime, clock, config, console
+            )
         runtime.writer.flush()
         logged = runtime.writer.stats.logs_written
         experiment = _experiment_report(runtime)
@@ -253,7 +252,7 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
     _print_summary(result, console, report_path, wall_s, what_ran)
     if experiment is not None:
         console.print(render_report(experiment), soft_wrap=True)
-    return DemoOutcome(result, report_path, wall_s, experiment)
+    return DemoOutcome(result, report_path, wall_s, experiment, tuple(trainings))
 
 
 def _request_ids(config: DemoConfig) -> Callable[[], str]:
@@ -277,10 +276,10 @@ def _simulate(
     behaviour: Behaviour,
     client: ServiceClient,
     runtime: Runtime,
-    clock: SimClock,
+    clock: ServiceClock,
     config: DemoConfig,
     console: Console,
-) -> tuple[SimulationResult, list[str]]:
+) -> tuple[SimulationResult, list[str], list[TrainResult]]:
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -291,6 +290,7 @@ def _simulate(
     tasks: dict[int, TaskID] = {}
     sessions_done = 0
     nights: list[str] = []
+    trainings: list[TrainResult] = []
 
     def on_day(day: int, sessions: int) -> None:
         tasks[day] = progress.add_task(f"day {day + 1}/{config.days}: sessions", total=sessions)
@@ -320,6 +320,7 @@ def _simulate(
             progress.remove_task(task)
             console.print(f"night {day + 1}: not trained ({exc})", soft_wrap=True)
             return
+        trainings.append(trained)
         runtime.model_loader.step()
         progress.update(task, total=1, completed=1)
         nights.append(_night_line(day, trained, time.perf_counter() - started))
@@ -333,15 +334,17 @@ def _simulate(
             days=config.days,
             variants=dict(config.variants),
             experiment_surface=DEMO_SURFACE if len(config.variants) > 1 else None,
+            clients=config.clients,
         ),
         on_night=on_night,
         on_day=on_day,
         on_session=on_session,
         on_clock=clock.set,
+        on_deliver=clock.deliver,
         **({"on_served": config.observer(runtime, behaviour)} if config.observer else {}),
     )
     with progress:
-        return simulation.run(), nights
+        return simulation.run(), nights, trainings
 
 
 def _night_line(day: int, trained: TrainResult, seconds: float) -> str:
@@ -434,9 +437,20 @@ def _print_summary(
                 f"{s['latency_p99_ms']:.0f}",
             )
     console.print(table)
-    totals = Table(title="whole run")
+    # The oracle: the world's own best lists for the same requests, in the same states.
+    totals = Table(title="whole run (true: the world's expected values; oracle: its best lists)")
     totals.add_column("variant")
-    for column in ("CTR", "true CTR", "satisfied/impr.", "hide rate", "coverage", "p99 ms"):
+    for column in (
+        "CTR",
+        "true CTR",
+        "oracle CTR",
+        "satisfied/impr.",
+        "true satisf.",
+        "oracle satisf.",
+        "hide rate",
+        "coverage",
+        "p99 ms",
+    ):
         totals.add_column(column, justify="right")
     for variant in result.variants:
         t = result.totals(variant)
@@ -444,7 +458,10 @@ def _print_summary(
             variant,
             f"{t['ctr']:.4f}",
             f"{t['true_ctr']:.4f}",
+            f"{t['oracle_true_ctr']:.4f}",
             f"{t['satisfaction']:.4f}",
+            f"{t['true_satisfaction']:.4f}",
+            f"{t['oracle_true_satisfaction']:.4f}",
             f"{t['hide_rate']:.4f}",
             f"{t['coverage']:.3f}",
             f"{t['latency_p99_ms']:.1f}",

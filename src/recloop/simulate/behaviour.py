@@ -99,35 +99,74 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _top(ids: list[str], values: np.ndarray, k: int) -> list[str]:
+    """The ids of the ``k`` largest values, largest first."""
+    chosen = np.argpartition(-values, k - 1)[:k]
+    return [ids[int(n)] for n in chosen[np.argsort(-values[chosen], kind="stable")]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Catalog:
+    """The world's items as arrays, for scoring all of them at once."""
+
+    ids: list[str]
+    index: dict[str, int]
+    vectors: np.ndarray
+    attractiveness: np.ndarray
+    quality: np.ndarray
+    published: np.ndarray  # POSIX seconds
+    categories: np.ndarray  # index into the world's categories
+    category_index: dict[str, int]
+
+
 class Behaviour:
     """The response model; its randomness comes from the session's generator."""
 
     def __init__(self, world: World, config: BehaviourConfig | None = None) -> None:
         self.world = world
         self.config = config or BehaviourConfig()
+        self._catalog_cache: _Catalog | None = None
 
     def _rng(self, session: Session) -> np.random.Generator:
         return session.rng if session.rng is not None else self.world.rng
 
     def truth(self, session: Session, item_ids: list[str]) -> ListTruth:
         """Expected click and satisfaction probability of every position of a list."""
-        c = self.config
-        user = session.user
         if not item_ids:
             empty = np.zeros(0)
             return ListTruth(empty, empty, empty)
         items = [self.world.item_by_id[i] for i in item_ids]
-        vectors = np.stack([item.vector for item in items])
-        match = vectors @ user.taste
-        attractiveness = np.array([item.attractiveness for item in items])
-        seen = np.array([user.seen.get(i, 0) for i in item_ids], dtype=float)
-        fatigue = np.array(
-            [session.shown_categories.get(item.category, 0) for item in items], dtype=float
+        click, satisfied_given_click = self._probabilities(
+            session,
+            np.stack([item.vector for item in items]),
+            np.array([item.attractiveness for item in items]),
+            np.array([item.quality for item in items]),
+            np.array([session.user.seen.get(i, 0) for i in item_ids], dtype=float),
+            np.array(
+                [session.shown_categories.get(item.category, 0) for item in items], dtype=float
+            ),
+            np.array(
+                [min(2, session.clicked_categories.get(item.category, 0)) for item in items],
+                dtype=float,
+            ),
         )
-        intent = np.array(
-            [min(2, session.clicked_categories.get(item.category, 0)) for item in items],
-            dtype=float,
-        )
+        examination = (1.0 + np.arange(len(items))) ** -self.config.position_decay
+        click = examination * click
+        return ListTruth(examination, click, click * satisfied_given_click)
+
+    def _probabilities(
+        self,
+        session: Session,
+        vectors: np.ndarray,
+        attractiveness: np.ndarray,
+        quality: np.ndarray,
+        seen: np.ndarray,
+        fatigue: np.ndarray,
+        intent: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """P(click | examined) and P(satisfied | click) of items in a session's state."""
+        c = self.config
+        match = vectors @ session.user.taste
         logits = (
             c.click_bias
             + c.taste_weight * match
@@ -136,11 +175,60 @@ class Behaviour:
             - c.seen_penalty * np.log1p(seen)
             - c.category_fatigue * fatigue
         )
-        examination = (1.0 + np.arange(len(items))) ** -c.position_decay
-        click = examination * _sigmoid(logits)
-        quality = np.array([item.quality for item in items])
-        satisfied_given_click = quality * _sigmoid(c.satisfaction_sharpness * match)
-        return ListTruth(examination, click, click * satisfied_given_click)
+        return _sigmoid(logits), quality * _sigmoid(c.satisfaction_sharpness * match)
+
+    def best_lists(self, session: Session, k: int, now: datetime) -> tuple[list[str], list[str]]:
+        """The world's own best lists of ``k`` items for a session in its current state.
+
+        The first maximises expected clicks, the second expected satisfied clicks, over every
+        item published by ``now``: examination depends only on position, so sorting items by
+        their own probability is optimal (the rearrangement inequality). They are oracles, the
+        ceiling any recommender could reach on the same request.
+        """
+        catalog = self._catalog()
+        available = catalog.published <= now.timestamp()
+        if k <= 0 or not available.any():
+            return [], []
+        user = session.user
+        seen = np.zeros(len(catalog.ids))
+        for item_id, count in user.seen.items():
+            seen[catalog.index[item_id]] = count
+        shown = np.zeros(len(self.world.categories))
+        clicked = np.zeros(len(self.world.categories))
+        for category, count in session.shown_categories.items():
+            shown[catalog.category_index[category]] = count
+        for category, count in session.clicked_categories.items():
+            clicked[catalog.category_index[category]] = min(2, count)
+        click, satisfied_given_click = self._probabilities(
+            session,
+            catalog.vectors,
+            catalog.attractiveness,
+            catalog.quality,
+            seen,
+            shown[catalog.categories],
+            clicked[catalog.categories],
+        )
+        click = np.where(available, click, -1.0)
+        satisfied = np.where(available, click * satisfied_given_click, -1.0)
+        k = min(k, int(available.sum()))
+        return _top(catalog.ids, click, k), _top(catalog.ids, satisfied, k)
+
+    def _catalog(self) -> _Catalog:
+        # The world only adds items, so the arrays are rebuilt when the count changes.
+        items = self.world.items
+        if self._catalog_cache is None or len(self._catalog_cache.ids) != len(items):
+            category_index = {c: k for k, c in enumerate(self.world.categories)}
+            self._catalog_cache = _Catalog(
+                ids=[item.item_id for item in items],
+                index={item.item_id: n for n, item in enumerate(items)},
+                vectors=np.stack([item.vector for item in items]),
+                attractiveness=np.array([item.attractiveness for item in items]),
+                quality=np.array([item.quality for item in items]),
+                published=np.array([item.published_at.timestamp() for item in items]),
+                categories=np.array([category_index[item.category] for item in items]),
+                category_index=category_index,
+            )
+        return self._catalog_cache
 
     def organic(self, session: Session, now: datetime) -> list[dict[str, Any]]:
         """Items the user finds outside recommendations (search, links, browsing).

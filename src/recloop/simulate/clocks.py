@@ -160,15 +160,25 @@ class ServiceClock:
     ``set`` is called with the world's time before every request; calling the clock gives
     the service's time then. ``deliver`` is called with the world's time at which a write
     (events, items, users) reaches the service; ``received`` gives the service's time then,
-    which stamps what it receives (``server_ts``). The two are kept apart because the driver
-    simulates overlapping sessions one after another: a batch may arrive later than the
-    request the service is answering.
+    which stamps what it receives (``server_ts``). The driver simulates overlapping sessions
+    one after another, so a batch may arrive later than the request the service last
+    answered. With ``arrivals_move_clock`` an arrival also moves the clock itself: a server
+    behind HTTP stamps what it receives with its own clock, which must then be the arrival
+    time, or a batch would be ahead of it. An in-process service is handed ``received``
+    instead, and its clock moves only with requests.
     """
 
-    def __init__(self, world_start: datetime, config: ServiceClockConfig | None = None) -> None:
+    def __init__(
+        self,
+        world_start: datetime,
+        config: ServiceClockConfig | None = None,
+        *,
+        arrivals_move_clock: bool = False,
+    ) -> None:
         self.config = config or ServiceClockConfig()
         self.world_start = world_start
         self.anchor = world_start + timedelta(days=self.config.lead_days)
+        self.arrivals_move_clock = arrivals_move_clock
         self._now = self.anchor
         self._received = self.anchor
 
@@ -195,6 +205,8 @@ class ServiceClock:
     def deliver(self, world_time: datetime) -> None:
         """A write reaches the service at the world's ``world_time``."""
         self._received = self.service_time(world_time)
+        if self.arrivals_move_clock:
+            self._now = self._received
 
     def received(self) -> datetime:
         """The service's time at the latest delivery."""

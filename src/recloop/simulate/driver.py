@@ -3,13 +3,17 @@
 Each day new items and users arrive, tastes drift, and every user starts a random number
 of sessions (a Poisson draw around their activity rate). A session asks for lists until the
 user leaves; each list's response goes back as events, some of them late and some twice,
-as mobile clients do. Users are split between variants (each a surface of the service) by a
-hash of their id, and every figure is kept per day and per variant.
+as mobile clients do. Events are stamped by their clients' clocks (``clocks.py``), and an
+offline client's session may reach the service hours after it happened. Users are split
+between variants (each a surface of the service) by a hash of their id, and every figure is
+kept per day and per variant, beside the same figures of the world's own best lists for the
+same requests (the oracle).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -20,8 +24,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from recloop.simulate.behaviour import Behaviour, Session
+from recloop.simulate.behaviour import Behaviour, ListTruth, Session
 from recloop.simulate.clients import ServiceClient
+from recloop.simulate.clocks import ClientClockConfig, ClientClocks
 from recloop.simulate.world import SimUser, World
 
 
@@ -46,6 +51,10 @@ class DriverConfig(BaseModel):
         "the service assigned (an experiment runs there); otherwise the driver splits users "
         "between the variants' surfaces itself.",
     )
+    clients: ClientClockConfig = Field(
+        default_factory=ClientClockConfig,
+        description="Client clocks and late uploads; by default every client is on time.",
+    )
 
 
 @dataclass
@@ -62,6 +71,8 @@ class DayStats:
     fallbacks: int = 0
     expected_clicks: float = 0.0
     expected_satisfied: float = 0.0
+    oracle_clicks: float = 0.0
+    oracle_satisfied: float = 0.0
     new_item_impressions: int = 0
     diversity_sum: float = 0.0
     diversity_lists: int = 0
@@ -80,6 +91,8 @@ class DayStats:
             "true_ctr": self.expected_clicks / impressions,
             "satisfaction": self.satisfied / impressions,
             "true_satisfaction": self.expected_satisfied / impressions,
+            "oracle_true_ctr": self.oracle_clicks / impressions,
+            "oracle_true_satisfaction": self.oracle_satisfied / impressions,
             "like_rate": self.likes / impressions,
             "hide_rate": self.hides / impressions,
             "coverage": len(self.served_items) / max(1, self.catalog_size),
@@ -108,6 +121,8 @@ class SimulationResult:
     late_events: int
     duplicate_events: int
     bots: int
+    late_uploads: int = 0
+    """Sessions whose events reached the service only after the client came back online."""
     per_user: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     """variant -> user -> summed figures (``USER_FIGURES``), people only."""
 
@@ -120,6 +135,8 @@ class SimulationResult:
             "true_ctr",
             "satisfaction",
             "true_satisfaction",
+            "oracle_true_ctr",
+            "oracle_true_satisfaction",
             "like_rate",
             "hide_rate",
             "new_item_share",
@@ -140,6 +157,8 @@ USER_FIGURES = (
     "hides",
     "expected_clicks",
     "expected_satisfied",
+    "oracle_clicks",
+    "oracle_satisfied",
 )
 
 
@@ -172,6 +191,8 @@ class Simulation:
         on_clock: called with the simulated time before every request.
         on_served: called with the session and request id of every served list, before the
             user responds to it.
+        on_deliver: called with the world's time at which the next write (items, users,
+            events) reaches the service, before it is made.
     """
 
     def __init__(
@@ -186,6 +207,7 @@ class Simulation:
         on_session: Callable[[], None] = lambda: None,
         on_clock: Callable[[datetime], None] = lambda now: None,
         on_served: Callable[[Session, str], None] = lambda session, request_id: None,
+        on_deliver: Callable[[datetime], None] = lambda at: None,
     ) -> None:
         self.world = world
         self.behaviour = behaviour
@@ -196,6 +218,12 @@ class Simulation:
         self._on_session = on_session
         self._on_clock = on_clock
         self._on_served = on_served
+        self._on_deliver = on_deliver
+        self._clocks = ClientClocks(config.clients, world.config.seed)
+        self._now = world.start  # the world's time of the latest request or arrival
+        # Sessions held by offline clients: (release time, session number, events).
+        self._uploads: list[tuple[datetime, int, list[dict[str, Any]]]] = []
+        self._late_uploads = 0
         self._late: list[dict[str, Any]] = []
         self._events_sent = self._late_count = self._duplicate_count = 0
         self._clicks_per_item: Counter[str] = Counter()
@@ -209,6 +237,7 @@ class Simulation:
         """Simulate every day and return the measurements."""
         world, config = self.world, self.config
         variants = list(config.variants)
+        self._on_deliver(world.start)
         self.client.put_items([item.as_json() for item in world.items])
         for user in world.users:
             self.client.put_user(user.user_id, user.attributes())
@@ -220,7 +249,9 @@ class Simulation:
             day_start = world.start + timedelta(days=day)
             days.append(day_start)
             self._on_clock(day_start)
+            self._now = day_start
             new_items, new_users = world.advance_day(day_start)
+            self._on_deliver(day_start)
             if new_items:
                 self.client.put_items([item.as_json() for item in new_items])
             for user in new_users:
@@ -230,8 +261,10 @@ class Simulation:
             self._on_day(day, len(sessions))
             for started_at, user in sessions:
                 variant = assign_variant(user.user_id, variants, config.salt)
+                self._release_uploads(started_at)
                 self._run_session(user, started_at, variant, stats)
                 self._on_session()
+            self._release_uploads(day_start + timedelta(days=1))
             self._flush_late()
             catalog = sum(
                 1 for item in world.items if item.published_at <= day_start + timedelta(days=1)
@@ -240,6 +273,8 @@ class Simulation:
                 stats[variant].catalog_size = catalog
                 per_day[variant].append(stats[variant].summary())
             self._on_night(day)
+        # Sessions still offline at the end arrive after the last night, for a complete log.
+        self._release_uploads(None)
         return SimulationResult(
             days=days,
             variants=variants,
@@ -253,6 +288,7 @@ class Simulation:
             duplicate_events=self._duplicate_count,
             bots=sum(1 for u in world.users if u.is_bot),
             per_user=self._per_user,
+            late_uploads=self._late_uploads,
         )
 
     def _schedule(self, day_start: datetime) -> list[tuple[datetime, SimUser]]:
@@ -277,12 +313,15 @@ class Simulation:
         session = Session(f"s{self._session_count:08d}", user, started_at, rng=rng)
         now = started_at
         surface = config.experiment_surface or config.variants[variant]
+        delay = self._clocks.upload_delay(self._session_count)
+        held: list[dict[str, Any]] | None = [] if delay is not None else None
         organic = self.behaviour.organic(session, now)
         if organic:
-            self._send(organic)
+            self._send(organic, held)
             self._count(user, organic)
         while True:
             self._on_clock(now)
+            self._now = now
             served = self.client.recommend(
                 user.user_id, surface, config.list_size, session.session_id, user.device
             )
@@ -293,6 +332,7 @@ class Simulation:
                         f"the service assigned variant {variant!r}, not one of {sorted(stats)}"
                     )
             truth = self.behaviour.truth(session, served.item_ids)
+            oracle = (0.0, 0.0) if user.is_bot else self._oracle(session, len(served.item_ids), now)
             # Before the user responds: an observer judges other lists in the same state.
             self._on_served(session, served.request_id)
             response = self.behaviour.respond(
@@ -306,15 +346,31 @@ class Simulation:
                     served.latency_ms,
                     served.fallback,
                     truth,
+                    oracle,
                     response,
                     now,
                 )
-                self._record_user(variant, user.user_id, len(served.item_ids), truth, response)
-            self._send(response.events)
+                self._record_user(
+                    variant, user.user_id, len(served.item_ids), truth, oracle, response
+                )
+            self._send(response.events, held)
             self._count(user, response.events)
             if response.leaves or not served.item_ids:
                 break
             now += timedelta(seconds=float(20 + 15 * len(response.clicks) + rng.exponential(20)))
+        if held is not None and delay is not None:
+            # The client was offline: the whole session goes up when it is back.
+            heapq.heappush(self._uploads, (now + delay, self._session_count, held))
+            self._late_uploads += 1
+
+    def _oracle(self, session: Session, k: int, now: datetime) -> tuple[float, float]:
+        """Expected clicks and satisfied clicks of the world's best lists for this request,
+        judged in the state the served list met."""
+        best_click, best_satisfied = self.behaviour.best_lists(session, k, now)
+        return (
+            self.behaviour.truth(session, best_click).expected_clicks,
+            float(self.behaviour.truth(session, best_satisfied).satisfaction.sum()),
+        )
 
     def _count(self, user: SimUser, events: list[dict[str, Any]]) -> None:
         for event in events:
@@ -328,7 +384,8 @@ class Simulation:
         item_ids: list[str],
         latency_ms: float,
         fallback: bool,
-        truth: Any,
+        truth: ListTruth,
+        oracle: tuple[float, float],
         response: Any,
         now: datetime,
     ) -> None:
@@ -344,6 +401,8 @@ class Simulation:
         stats.latencies_ms.append(latency_ms)
         stats.expected_clicks += truth.expected_clicks
         stats.expected_satisfied += float(truth.satisfaction.sum())
+        stats.oracle_clicks += oracle[0]
+        stats.oracle_satisfied += oracle[1]
         stats.served_items.update(item_ids)
         fresh = timedelta(hours=self.config.new_item_hours)
         stats.new_item_impressions += sum(
@@ -358,7 +417,13 @@ class Simulation:
             self._clicks_by_position[position] += 1
 
     def _record_user(
-        self, variant: str, user_id: str, shown: int, truth: Any, response: Any
+        self,
+        variant: str,
+        user_id: str,
+        shown: int,
+        truth: ListTruth,
+        oracle: tuple[float, float],
+        response: Any,
     ) -> None:
         figures = self._per_user[variant].setdefault(user_id, dict.fromkeys(USER_FIGURES, 0.0))
         figures["requests"] += 1
@@ -368,8 +433,13 @@ class Simulation:
         figures["hides"] += response.hides
         figures["expected_clicks"] += truth.expected_clicks
         figures["expected_satisfied"] += float(truth.satisfaction.sum())
+        figures["oracle_clicks"] += oracle[0]
+        figures["oracle_satisfied"] += oracle[1]
 
-    def _send(self, events: list[dict[str, Any]]) -> None:
+    def _send(self, events: list[dict[str, Any]], held: list[dict[str, Any]] | None = None) -> None:
+        if held is not None:
+            held.extend(events)
+            return
         rng = self.world.delivery_rng
         now_batch: list[dict[str, Any]] = []
         for event in events:
@@ -386,11 +456,36 @@ class Simulation:
             now_batch.extend(self._late)
             self._late = []
         if now_batch:
-            self.client.post_events(now_batch)
-            self._events_sent += len(now_batch)
+            self._post(now_batch)
 
     def _flush_late(self) -> None:
         if self._late:
-            self.client.post_events(self._late)
-            self._events_sent += len(self._late)
+            self._post(self._late)
             self._late = []
+
+    def _release_uploads(self, until: datetime | None) -> None:
+        """Send the held sessions due by ``until`` (all of them with None)."""
+        while self._uploads and (until is None or self._uploads[0][0] <= until):
+            at, _, events = heapq.heappop(self._uploads)
+            self._now = max(self._now, at)
+            self._post(events, at)
+
+    def _post(self, events: list[dict[str, Any]], at: datetime | None = None) -> None:
+        """Send events as their clients stamped them; they arrive at the world's ``at``, or
+        as soon as the last of them has happened."""
+        if at is None:
+            last = max(datetime.fromisoformat(e["eventTs"]) for e in events)
+            at = max(self._now, last)
+        if not self.config.clients.synced:
+            events = [self._stamped(e) for e in events]
+        self._on_deliver(at)
+        self.client.post_events(events)
+        self._events_sent += len(events)
+
+    def _stamped(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event as its client's clock stamps it (a copy: a duplicate is the same dict)."""
+        offset = self._clocks.offset(event["userId"])
+        if not offset:
+            return event
+        at = datetime.fromisoformat(event["eventTs"]) + offset
+        return {**event, "eventTs": at.isoformat()}

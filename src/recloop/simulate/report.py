@@ -57,7 +57,8 @@ def write_report(
         paragraphs=[
             "The service assigns each user a variant by a hash of their id. 'True' figures "
             "are the world's expected values for the lists actually served (its ground "
-            "truth), beside what the sampled users did.",
+            "truth), beside what the sampled users did; 'oracle' figures are those of the "
+            "world's own best lists for the same requests, in the same states.",
         ],
         charts=[
             line_chart(
@@ -74,7 +75,10 @@ def write_report(
         "requests",
         "CTR",
         "true CTR",
+        "oracle CTR",
         "satisfied",
+        "true satisf.",
+        "oracle satisf.",
         "hides",
         "coverage",
         "diversity",
@@ -91,7 +95,10 @@ def write_report(
                 f"{t['requests']:,.0f}",
                 f"{t['ctr']:.4f}",
                 f"{t['true_ctr']:.4f}",
+                f"{t['oracle_true_ctr']:.4f}",
                 f"{t['satisfaction']:.4f}",
+                f"{t['true_satisfaction']:.4f}",
+                f"{t['oracle_true_satisfaction']:.4f}",
                 f"{t['hide_rate']:.4f}",
                 f"{t['coverage']:.3f}",
                 f"{t['diversity']:.3f}",
@@ -154,7 +161,9 @@ def write_report(
         paragraphs=[
             what_ran,
             f"{result.events_sent:,} events sent over {transport} ({result.late_events:,} late, "
-            f"{result.duplicate_events:,} sent twice), {logged_lists:,} served lists logged, "
+            f"{result.duplicate_events:,} sent twice"
+            + (f", {result.late_uploads:,} sessions uploaded late" if result.late_uploads else "")
+            + f"), {logged_lists:,} served lists logged, "
             f"{result.bots} bot users. Seed {config.seed}; wall time {wall_s:.0f} s.",
             *nights,
         ],

@@ -213,7 +213,8 @@ def _train(
     for row, w in enumerate(windows):
         padded[row, len(padded[row]) - len(w) :] = w
 
-    full = spec.negatives == 0
+    # As many negatives as items cost more than the full softmax, which needs no sampling.
+    full = spec.negatives == 0 or spec.negatives >= n_items
     cdf: FloatArray | None = None
     log_q: Any = None
     if not full and spec.sampling == "popularity":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -144,6 +145,39 @@ def test_import_events_prints_a_summary_and_stores_the_good_rows(
     assert "stored 0" in flat(again.stdout)
     assert "duplicates (already stored) 2" in flat(again.stdout)
     assert store.events.count("default") == 2
+
+
+def test_an_imported_history_arrives_as_a_stream_ending_at_the_import(
+    data_dir: Path, tmp_path: Path, store: Store
+) -> None:
+    history = [
+        {"eventId": "h1", "userId": "u1", "itemId": "i1", "eventType": "click",
+         "eventTs": "1998-03-01T10:00:00Z"},
+        {"eventId": "h2", "userId": "u1", "itemId": "i2", "eventType": "click",
+         "eventTs": "1998-03-03T10:00:00Z"},
+    ]  # fmt: skip
+    before = datetime.now(UTC)
+    result = run("import", "--kind", "events", str(write_events(tmp_path / "h.jsonl", history)))
+    after = datetime.now(UTC)
+    assert result.exit_code == 0, result.output
+    assert "the history ends at the import" in flat(result.stdout)
+    stored = {e.event_id: e for _, e in store.events.scan(0, 100, app_id="default")}
+    # Stamped times are kept; arrivals are a stream whose newest event arrived at the import.
+    assert stored["h1"].event_ts == datetime(1998, 3, 1, 10, tzinfo=UTC)
+    assert before <= stored["h2"].server_ts <= after
+    assert stored["h2"].server_ts - stored["h1"].server_ts == timedelta(days=2)
+
+    now = [{**history[0], "eventId": "k1"}]
+    run(
+        "import",
+        "--kind",
+        "events",
+        "--arrivals",
+        "now",
+        str(write_events(tmp_path / "k.jsonl", now)),
+    )
+    stored = {e.event_id: e for _, e in store.events.scan(0, 100, app_id="default")}
+    assert stored["k1"].server_ts >= after
 
 
 def test_import_strict_exits_1_when_a_row_was_rejected(data_dir: Path, tmp_path: Path) -> None:

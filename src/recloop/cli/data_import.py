@@ -25,12 +25,22 @@ def import_(
     strict: Annotated[
         bool, typer.Option(help="Exit with status 1 if any row was rejected.")
     ] = False,
+    arrivals: Annotated[
+        str,
+        typer.Option(
+            help="Events: 'stream' (the file arrives as a stream ending at the import: its "
+            "newest event now, the others as long before as they happened) or 'now' "
+            "(every event arrives at the import)."
+        ),
+    ] = "stream",
 ) -> None:
     """Import items, users or events from CSV, JSONL or Parquet, with the API's rules."""
     from recloop.ingest.files import count_rows, detect_format
     from recloop.ingest.importer import RecordKind, import_file
     from recloop.store.bootstrap import ensure_dev_key, prepare_store
 
+    if arrivals not in ("stream", "now"):
+        raise typer.BadParameter("must be stream or now", param_hint="--arrivals")
     try:
         record_kind = RecordKind(kind)
     except ValueError as exc:
@@ -54,6 +64,7 @@ def import_(
                 file,
                 resolved_format,
                 now=datetime.now(UTC),
+                arrivals="now" if arrivals == "now" else "stream",
                 on_progress=lambda n: progress.advance(task, n),
             )
     except RecloopError as exc:
@@ -64,6 +75,12 @@ def import_(
     summary.add_row("stored", f"{report.stored:,}")
     if record_kind is RecordKind.EVENTS:
         summary.add_row("duplicates (already stored)", f"{report.duplicates:,}")
+        summary.add_row(
+            "arrivals",
+            f"each event's own time + {report.shift} (the history ends at the import)"
+            if arrivals == "stream"
+            else "all at the import",
+        )
     summary.add_row("rejected", f"{report.rejected:,}")
     console.print(summary)
     if report.rejections:

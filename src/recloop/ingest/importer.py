@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from recloop.domain import Event
 from recloop.ingest.files import Row, is_unreadable, read_rows
@@ -35,6 +36,8 @@ class ImportReport:
     duplicates: int = 0
     rejected: int = 0
     rejections: list[tuple[int, str, str]] = field(default_factory=list)
+    # Events: how far their times were moved to arrive as a stream ending at the import.
+    shift: timedelta = timedelta(0)
 
     def reject(self, number: int, field_name: str, reason: str) -> None:
         """Count a refused row, keeping the first ones for the summary."""
@@ -64,6 +67,7 @@ def import_file(
     now: datetime,
     max_future_skew: timedelta = timedelta(minutes=5),
     batch_size: int = 5000,
+    arrivals: Literal["stream", "now"] = "stream",
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> ImportReport:
     """Validate every row like the API would and store the good ones in batches.
@@ -71,8 +75,17 @@ def import_file(
     Events are idempotent on ``eventId``: a re-run of a file whose events carry ids stores
     nothing twice (events without one get a new id each run). Items and users are upserts.
     Progress is reported in rows.
+
+    An imported history arrives as if it had streamed in live and ended at the import:
+    each event's arrival (``server_ts``) is its own time plus ``shift``, by default the time
+    from the file's newest event to ``now`` (a first pass over the file finds it). Its
+    events keep the times they were stamped with; on the server's timeline the history then
+    ends now, so its recency means what it would have meant live, for training and serving
+    alike. ``arrivals="now"`` records every event as arriving at ``now`` instead.
     """
     report = ImportReport(kind)
+    if kind is RecordKind.EVENTS and arrivals == "stream":
+        report.shift = _shift_to_now(path, fmt, app_id, now)
     for batch in _batches(read_rows(path, fmt), batch_size):
         report.read += len(batch)
         readable: list[Row] = []
@@ -83,11 +96,25 @@ def import_file(
             else:
                 report.reject(row.number, "record", reason)
         if kind is RecordKind.EVENTS:
-            _store_events(store, app_id, readable, now, max_future_skew, report)
+            _store_events(store, app_id, readable, now, max_future_skew, report, report.shift)
         else:
             _store_catalog(store, app_id, kind, readable, now, report)
         on_progress(len(batch))
     return report
+
+
+def _shift_to_now(path: Path, fmt: str, app_id: str, now: datetime) -> timedelta:
+    """From the file's newest event time to ``now`` (zero when none is in the past)."""
+    newest: datetime | None = None
+    for row in read_rows(path, fmt):
+        if is_unreadable(row.record) is not None:
+            continue
+        outcome = validate_event(
+            row.record, app_id=app_id, now=now, max_future_skew=timedelta(days=36500)
+        )
+        if isinstance(outcome, Event) and (newest is None or outcome.event_ts > newest):
+            newest = outcome.event_ts
+    return max(now - newest, timedelta(0)) if newest is not None else timedelta(0)
 
 
 def _store_events(
@@ -97,6 +124,7 @@ def _store_events(
     now: datetime,
     skew: timedelta,
     report: ImportReport,
+    shift: timedelta,
 ) -> None:
     good: list[Event] = []
     for row in rows:
@@ -104,7 +132,9 @@ def _store_events(
         if isinstance(outcome, Rejection):
             report.reject(row.number, outcome.field, outcome.reason)
         else:
-            good.append(outcome)
+            good.append(
+                replace(outcome, server_ts=min(outcome.event_ts + shift, now)) if shift else outcome
+            )
     result = store.events.append(good)
     report.stored += result.inserted
     report.duplicates += len(good) - result.inserted

@@ -1,0 +1,1 @@
+"""Query suggestions: text normalization and safety for the suggestion surface."""

@@ -41,6 +41,12 @@ from many threads, and ``save`` writes each array to its own file so that ``load
 them (loading takes milliseconds at any size; pages come in as lookups touch them). A
 rebuild makes a new index off the request path and ``PrefixIndexSlot.publish`` swaps it in
 whole; readers take ``slot.current`` once per request.
+
+``benchmarks/suggest_index.py`` measures this layout against marisa-trie, a dict of short
+prefixes and a plain sorted list (build time, memory, lookups/s and p50/p99 by prefix
+length, 100k and 1M queries). On those numbers marisa-trie holds plain completions in about
+a fifth of the memory, so the completion and word-start tables may move onto it; the methods
+above do not depend on the layout.
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ def default_surfaces() -> dict[str, SurfaceConfig]:
                 SourceSlotConfig(name="ease", quota=100),
                 SourceSlotConfig(name="als", quota=100),
                 SourceSlotConfig(name="two-tower", quota=100),
+                SourceSlotConfig(name="sasrec", quota=100),
                 SourceSlotConfig(name="content", quota=50),
                 SourceSlotConfig(name="interests", quota=50),
                 SourceSlotConfig(name="segment-popular", quota=50),

@@ -27,6 +27,8 @@ def default_train_sources() -> list[TrainSourceConfig]:
         TrainSourceConfig(name="content"),
         TrainSourceConfig(name="two-tower"),
         TrainSourceConfig(name="segment-popular"),
+        # The next item from the order of the user's recent items (a transformer).
+        TrainSourceConfig(name="sasrec"),
     ]
 
 

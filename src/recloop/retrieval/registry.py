@@ -18,6 +18,7 @@ from recloop.retrieval.content import ContentModel
 from recloop.retrieval.factors import ALSModel, BPRModel
 from recloop.retrieval.item_item import EASE, CoVisitation, ItemKNN
 from recloop.retrieval.models import RetrievalModel, Seeds
+from recloop.retrieval.sasrec import SASRecModel
 from recloop.retrieval.segment_popular import SegmentPopularModel
 from recloop.retrieval.two_tower import TwoTowerModel
 
@@ -31,6 +32,7 @@ MODELS: tuple[type[RetrievalModel], ...] = (
     ContentModel,
     TwoTowerModel,
     SegmentPopularModel,
+    SASRecModel,
 )
 
 

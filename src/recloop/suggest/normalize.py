@@ -16,7 +16,8 @@ The rules of ``normalize``, in order, and why:
    and must cost the same whatever a client sends.
 2. Spacing accents: ´ and the modifier apostrophes become the apostrophe they stand in for
    (NFKC would make "don´t" two words); the others (¨ ¸ ˜ …) become a space, and the
-   combining mark NFKC leaves on no letter is removed.
+   combining mark NFKC leaves on no letter is removed; the Japanese spacing voicing marks
+   become combining ones ("カ゛" → "ガ").
 3. Invisible characters are removed: controls (tabs and newlines become spaces), format
    characters (zero-width space, soft hyphen, byte-order mark, tags, and the bidirectional
    controls, which only steer display and let "etah" be shown as "hate"), variation
@@ -83,8 +84,8 @@ _JOINING: Final = (
 )
 _STRAY_JOINER_RE: Final = re.compile(f"(?<![{_JOINING}])[{_JOINERS}]|[{_JOINERS}](?![{_JOINING}])")
 
-# Rule 2: spacing accents. Before NFKC, the acute and grave accents and the modifier
-# apostrophes become apostrophes, which they stand in for ("don´t"), and the Japanese
+# Rule 2: spacing accents. Before NFKC, the acute accent and the modifier apostrophes
+# become apostrophes, which they stand in for ("don´t"), and the Japanese
 # spacing voicing marks become the combining ones, so "カ゛" composes to "ガ". NFKC turns
 # the other spacing accents into a space and a combining mark; those marks, left on no
 # letter, are removed after it.

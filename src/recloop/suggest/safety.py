@@ -271,6 +271,7 @@ class SafetyFilter:
         self._policy = policy
         self._by_keys: dict[tuple[str, ...], _Rules] = {}
         self._keys_by_locale: dict[str | None, tuple[str, ...]] = {}
+        self._lists: dict[tuple[str, str | None, bool], dict[Tokens, _Entry]] = {}
         self._rules(None)  # compile the global lists now, not on the first request
         self._cached = functools.lru_cache(maxsize=cache_size)(self._check) if cache_size else None
 
@@ -350,39 +351,49 @@ class SafetyFilter:
         return tuple(k for k in candidates if k in self._policy.overrides)
 
     def _compile(self, keys: tuple[str, ...]) -> _Rules:
+        """The global lists, then each override of ``keys`` in turn."""
         policy = self._policy
-        blocked = {
-            term_skeleton(t): _Entry(term_skeleton(t), t, GLOBAL) for t in policy.blocked_terms
-        }
+        blocked = dict(self._entries(GLOBAL, policy.blocked_terms))
         topics = {
-            topic: {term_skeleton(t): _Entry(term_skeleton(t), t, GLOBAL, topic) for t in terms}
+            topic: dict(self._entries(GLOBAL, terms, topic))
             for topic, terms in policy.sensitive_topics.items()
         }
         patterns = [(p, GLOBAL) for p in policy.patterns]
         allow_list_mode, allow_scope = policy.allow_list_mode, GLOBAL
-        allowed = set(policy.allowed_queries)
+        allowed = {match_key(q) for q in policy.allowed_queries}
         for key in keys:
             override = policy.overrides[key]
-            for term in override.exempt_terms:
-                blocked.pop(term_skeleton(term), None)
-            blocked.update(
-                {term_skeleton(t): _Entry(term_skeleton(t), t, key) for t in override.blocked_terms}
-            )
+            for tokens in self._entries(key, override.exempt_terms, exempt=True):
+                blocked.pop(tokens, None)
+            blocked.update(self._entries(key, override.blocked_terms))
             for topic in override.exempt_topics:
                 topics.pop(topic, None)
             for topic, terms in override.sensitive_topics.items():
-                topics.setdefault(topic, {}).update(
-                    {term_skeleton(t): _Entry(term_skeleton(t), t, key, topic) for t in terms}
-                )
+                topics.setdefault(topic, {}).update(self._entries(key, terms, topic))
             patterns += [(p, key) for p in override.patterns]
             if override.allow_list_mode is not None:
                 allow_list_mode, allow_scope = override.allow_list_mode, key
-            allowed.update(override.allowed_queries)
+            allowed.update(match_key(q) for q in override.allowed_queries)
         return _Rules(
             blocked=_TermIndex(blocked.values()),
             topics=_TermIndex(e for terms in topics.values() for e in terms.values()),
             patterns=tuple((re.compile(p, re.IGNORECASE), p, scope) for p, scope in patterns),
             allow_list_mode=allow_list_mode,
             allow_scope=allow_scope,
-            allowed=frozenset(match_key(q) for q in allowed),
+            allowed=frozenset(allowed),
         )
+
+    def _entries(
+        self, scope: str, terms: tuple[str, ...], topic: str | None = None, *, exempt: bool = False
+    ) -> dict[Tokens, _Entry]:
+        """One list's entries by skeleton (blocked terms, exempt terms, or a topic's terms),
+        computed once per filter: a list is reused by every locale it applies to."""
+        list_key = (scope, topic, exempt)
+        cached = self._lists.get(list_key)
+        if cached is None:
+            cached = {}
+            for term in terms:
+                tokens = term_skeleton(term)
+                cached[tokens] = _Entry(tokens, term, scope, topic)
+            self._lists[list_key] = cached
+        return cached

@@ -285,3 +285,16 @@ def test_a_check_is_bounded_on_adversarial_text() -> None:
     for text in texts:
         f.check(text)
     assert time.perf_counter() - start < 1.0
+
+
+def test_a_topic_may_share_a_name_with_a_list() -> None:
+    f = SafetyFilter(
+        SafetyPolicy(
+            blocked_terms=("alpha",),
+            sensitive_topics={"blocked": ("beta",), "exempt": ("gamma",)},
+            overrides={"de": PolicyOverride(exempt_terms=("delta",))},
+        )
+    )
+    assert f.check("alpha", "de").reasons == (Reason("blocked_term", "alpha"),)
+    assert f.check("beta", "de").reasons == (Reason("sensitive_topic", "beta", topic="blocked"),)
+    assert f.check("gamma").reasons == (Reason("sensitive_topic", "gamma", topic="exempt"),)

@@ -132,6 +132,8 @@ class Event:
     position: int | None = None
     request_id: str | None = None
     context: dict[str, Any] | None = None
+    # A search's query, normalized, with personal data replaced by tags (``<email>``).
+    query: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

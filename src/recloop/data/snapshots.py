@@ -58,6 +58,7 @@ EVENTS_SCHEMA = pa.schema(
         ("event_ts", _TS),
         ("server_ts", _TS),
         ("context", pa.string()),  # JSON text, or null
+        ("query", pa.string()),  # a search's query; null for other events
     ]
 )
 

@@ -10,7 +10,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from recloop.domain import Event, EventType
+from recloop.errors import InvalidInput
 from recloop.ingest.wire import EventIn, first_error
+from recloop.suggest.normalize import validate_query
+from recloop.suggest.pii import scrub
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,14 @@ def validate_event(
         return Rejection(index, *first_error(exc))
     if event.item_id is None and event.event_type is not EventType.SEARCH:
         return Rejection(index, "itemId", f"required for eventType {event.event_type.value!r}")
+    query: str | None = None
+    if event.query is not None:
+        try:
+            validate_query(event.query)
+        except InvalidInput as exc:
+            return Rejection(index, exc.field, exc.rule)
+        # Stored scrubbed: an e-mail or card number typed into a search box is never kept.
+        query = scrub(event.query).text
     event_ts = now
     if event.event_ts is not None:
         event_ts = event.event_ts
@@ -76,4 +87,5 @@ def validate_event(
         position=event.position,
         request_id=event.request_id,
         context=event.context,
+        query=query,
     )

@@ -95,6 +95,16 @@ class EventIn(CamelModel):
         default=None, description="Client time, ISO 8601; naive means UTC; default: arrival."
     )
     context: Annotated[dict[str, Any], AfterValidator(_context)] | None = None
+    query: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)] | None = (
+        Field(
+            default=None,
+            description="A `search`'s submitted text, what query suggestions learn from (at "
+            "most 200 characters after normalization; personal data is replaced by tags such "
+            "as `<email>` before it is stored). With a suggestion's `requestId` and "
+            "`position` when the search came from one; `context.prefix` may hold what had "
+            "been typed.",
+        )
+    )
 
 
 Token = Annotated[

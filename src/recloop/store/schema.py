@@ -118,6 +118,8 @@ events = sa.Table(
     sa.Column("event_ts", UtcDateTime, nullable=False),
     sa.Column("server_ts", UtcDateTime, nullable=False),
     sa.Column("context", _json(), nullable=True),
+    # A search's query (normalized, personal data scrubbed); null for other events.
+    sa.Column("query", sa.Text, nullable=True),
     sa.UniqueConstraint("app_id", "event_id", name="uq_events_app_event_id"),
     sa.Index("ix_events_app_user_ts", "app_id", "user_id", "event_ts"),
     sa.Index("ix_events_app_item_ts", "app_id", "item_id", "event_ts"),

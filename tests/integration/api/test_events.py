@@ -116,6 +116,25 @@ def test_a_search_event_needs_no_item(api: Api) -> None:
     assert body["accepted"] == 1
 
 
+def test_a_search_query_is_stored_normalized_with_personal_data_scrubbed(api: Api) -> None:
+    body = api.post_events(
+        [
+            {
+                "eventId": "s1",
+                "userId": "u1",
+                "eventType": "search",
+                "query": "Call +44 20 7946 0958",
+            },
+            {"eventId": "s2", "userId": "u1", "eventType": "search", "query": "  Jazz   Piano "},
+        ]
+    )
+    assert body["accepted"] == 2
+    assert {e["event_id"]: e["query"] for e in stored_events(api)} == {
+        "s1": "call <phone>",
+        "s2": "jazz piano",
+    }
+
+
 def test_a_batch_of_only_bad_events_is_422_naming_each(client: TestClient, api: Api) -> None:
     response = client.post(
         "/api/events",

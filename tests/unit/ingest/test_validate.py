@@ -275,3 +275,32 @@ def test_accepted_event_ts_is_utc_and_never_later_than_now_plus_skew(
         assert outcome.event_ts <= now + skew
         assert outcome.event_ts == instant
         assert outcome.server_ts == now
+
+
+def test_a_search_query_is_normalized_and_its_personal_data_scrubbed_before_storage() -> None:
+    event = accepted(
+        {
+            "userId": "u1",
+            "eventType": "search",
+            "query": "  Refund  for ORDER from jane.doe@example.com ",
+        }
+    )
+    assert event.query == "refund for order from <email>"
+
+
+@pytest.mark.parametrize(
+    ("query", "rule"),
+    [
+        ("   ", "must not be empty after normalization"),
+        ("x" * 201, "must be at most 200 characters after normalization (has 201)"),
+    ],
+)
+def test_a_query_that_breaks_a_rule_is_refused_naming_the_field(query: str, rule: str) -> None:
+    outcome = validate_event(
+        {"userId": "u1", "eventType": "search", "query": query},
+        app_id="a",
+        now=NOW,
+        max_future_skew=timedelta(minutes=5),
+    )
+    assert isinstance(outcome, Rejection)
+    assert (outcome.field, outcome.reason) == ("query", rule)

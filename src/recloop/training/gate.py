@@ -9,13 +9,18 @@ same rows through the serving code itself (``LearnedRanker``, ``SourceScoreRanke
 - ``blend``: the sources' scores blended, as before any training;
 - ``source:NAME``: each single source's order.
 
-Two measures, each a mean NDCG@10 whose gain is the surface's weighted sum of the labels
-(click, satisfaction):
+Two measures, each over the same rows for every alternative, whose gain is the surface's
+weighted sum of the labels (click, satisfaction):
 
-- ``interactions``: over held-out users' candidate lists, the ideal counting every item
-  they engaged with next, recalled or not (what a full ranking would find);
-- ``logged``: within the served lists that had a click, on the impressions of the latest
-  time slice (the order the items would have had among those shown).
+- ``interactions``: mean NDCG@10 over held-out users' candidate lists, the ideal counting
+  every item they engaged with next, recalled or not (what a full ranking would find);
+- ``logged``: mean DCG@10 of the positives within the served lists of the latest time
+  slice that had one, reordered by the alternative, each positive weighted by the inverse
+  of the chance that its served position was looked at (an estimate, unbiased under a
+  position-based click model, of how the alternative would order what users saw), so the
+  order that served the lists does not win merely because the top of the screen gets the
+  clicks. That examination curve is the new ranker's own position effect (its click head
+  scored at every position).
 
 The alternative best on the primary measure (``interactions`` when there are enough lists
 with a positive, else ``logged``) serves; the learned ranker serves on a tie. Too few lists
@@ -38,6 +43,7 @@ from recloop.features.definitions import FEATURE_NAMES
 from recloop.ranking.learned import (
     BLEND,
     LEARNED,
+    POSITION_FEATURE,
     SOURCE_PREFIX,
     LearnedRanker,
     LearnedRankerConfig,
@@ -53,6 +59,7 @@ MIN_LISTS = 20
 NDCG_K = 10
 _APP = "gate"
 _LABELS = {"click": "label_click", "satisfaction": "label"}
+_METRIC = {"interactions": "NDCG@10", "logged": "IPS-weighted DCG@10"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class GateResult:
     figures: dict[str, dict[str, float]] = field(default_factory=dict)
     lists: dict[str, int] = field(default_factory=dict)
     reason: str = ""
+    examination: tuple[float, ...] = ()  # the logged measure's examination curve, if any
 
     def as_dict(self) -> dict[str, Any]:
         """As JSON data, for the training report and the version's manifest."""
@@ -73,6 +81,7 @@ class GateResult:
             "figures": self.figures,
             "lists": self.lists,
             "reason": self.reason,
+            "examination": [round(v, 4) for v in self.examination],
         }
 
 
@@ -140,15 +149,29 @@ def candidate_ndcg(
     return (float(np.mean(values)) if values else float("nan")), len(values)
 
 
-def logged_ndcg(
-    table: pa.Table, scores: np.ndarray, weights: Mapping[str, float]
+def logged_dcg(
+    table: pa.Table,
+    scores: np.ndarray,
+    weights: Mapping[str, float],
+    examination: np.ndarray | None = None,
 ) -> tuple[float, int]:
-    """Mean NDCG@10 within the served lists that had a positive, and their number."""
+    """Mean DCG@10 of the clicked (or satisfying) items within the served lists that had
+    one, when each list is reordered by ``scores``; and the number of such lists.
+
+    With ``examination`` (the chance that each position, 0 first, is looked at), each
+    positive counts ``1 / examination[its served position]``: under a position-based click
+    model that makes the figure an unbiased estimate of the reordered lists' DCG, so the
+    order that served the lists gains nothing from the top of the screen being looked at
+    most. Unnormalised: normalising by the lists' own best order would bring the bias back.
+    """
     if table.num_rows == 0:
         return float("nan"), 0
     gains = _gains(table, weights)
     groups = np.asarray(table.column("request_id").to_pylist(), dtype=object)
     position = np.asarray(table.column("position").to_numpy(zero_copy_only=False), float)
+    if examination is not None and len(examination):
+        at = np.clip(np.nan_to_num(position).astype(int), 0, len(examination) - 1)
+        gains = gains / examination[at]
     order = np.lexsort((position, -scores, groups))
     values = []
     start = 0
@@ -157,8 +180,7 @@ def logged_ndcg(
         start += size
         if gains[rows].sum() <= 0:
             continue
-        ideal = _dcg(np.sort(gains[rows])[::-1])
-        values.append(_dcg(gains[rows]) / ideal)
+        values.append(_dcg(gains[rows]))
     return (float(np.mean(values)) if values else float("nan")), len(values)
 
 
@@ -189,12 +211,38 @@ def alternatives(
     return out
 
 
+def examination_curve(
+    model: RankerModel, logged: pa.Table, positions: int = 50
+) -> np.ndarray | None:
+    """Each position's chance of being examined relative to the top, from the click head's
+    learned position effect: the mean predicted click at position p over the logged rows,
+    divided by the same at position 0, kept within [0.05, 1] and never rising down the list.
+    None when the ranker has no click head or no position feature."""
+    head = model.heads.get("click")
+    if head is None or POSITION_FEATURE not in model.features or logged.num_rows == 0:
+        return None
+    matrix = _matrix(logged)
+    design = model.design(matrix)
+    col = model.features.index(POSITION_FEATURE)
+    shown = np.asarray(logged.column("position").to_numpy(zero_copy_only=False), float)
+    top = int(min(np.nanmax(shown) + 1, positions)) if len(shown) else 1
+    means = []
+    for p in range(top):
+        design[:, col] = p
+        means.append(float(np.mean(head.predict(design))))
+    if means[0] <= 0:
+        return None
+    curve = np.clip(np.array(means) / means[0], 0.05, 1.0)
+    return np.minimum.accumulate(curve)
+
+
 def judge(
     rankers: Mapping[str, Ranker],
     *,
     candidates: pa.Table | None,
     logged: pa.Table | None,
     weights: Mapping[str, float],
+    examination: np.ndarray | None = None,
 ) -> GateResult:
     """Order the test rows with every alternative and choose what serves."""
     ctx = RequestContext(
@@ -202,15 +250,16 @@ def judge(
     )
     figures: dict[str, dict[str, float]] = {name: {} for name in rankers}
     lists: dict[str, int] = {}
-    for kind, table, metric in (
-        ("interactions", candidates, candidate_ndcg),
-        ("logged", logged, logged_ndcg),
-    ):
+    for kind, table in (("interactions", candidates), ("logged", logged)):
         if table is None or table.num_rows == 0:
             continue
         matrix = _matrix(table)
         for name, ranker in rankers.items():
-            value, n = metric(table, ranker.score(matrix, ctx).combined, weights)
+            scores = ranker.score(matrix, ctx).combined
+            if kind == "interactions":
+                value, n = candidate_ndcg(table, scores, weights)
+            else:
+                value, n = logged_dcg(table, scores, weights, examination)
             figures[name][kind] = value
             lists[kind] = n
     judged = next((m for m in ("interactions", "logged") if lists.get(m, 0) >= MIN_LISTS), None)
@@ -231,12 +280,13 @@ def judge(
     if best == LEARNED:
         runner_up = max((v, n) for n, v in scored.items() if n != LEARNED)
         reason = (
-            f"learned NDCG@10 {learned:.4f} on {measure} ({lists[measure]} lists) against "
-            f"{runner_up[1]} {runner_up[0]:.4f}, the best other ordering"
+            f"learned {_METRIC[measure]} {learned:.4f} on {measure} ({lists[measure]} lists) "
+            f"against {runner_up[1]} {runner_up[0]:.4f}, the best other ordering"
         )
     else:
         reason = (
-            f"{best} NDCG@10 {scored[best]:.4f} on {measure} ({lists[measure]} lists) beats "
-            f"the learned ranker's {learned:.4f}: {best} serves"
+            f"{best} {_METRIC[measure]} {scored[best]:.4f} on {measure} ({lists[measure]} "
+            f"lists) beats the learned ranker's {learned:.4f}: {best} serves"
         )
-    return GateResult(best, measure, figures, lists, reason)
+    curve = tuple(float(v) for v in examination) if examination is not None else ()
+    return GateResult(best, measure, figures, lists, reason, curve)

@@ -1,6 +1,6 @@
 """``recloop train``: snapshot → training data → fit and validate each source → training
-set of labelled impressions → learned ranker and LinUCB's evidence → a new model version,
-promoted so that running services load it without a restart.
+set of labelled impressions → learned ranker and LinUCB's evidence → the suggestion model
+→ a new model version, promoted so that running services load it without a restart.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from recloop.training.candidates import (
     popularity_at,
     satisfied_pairs,
 )
-from recloop.training.gate import PREVIOUS, GateResult, alternatives, judge
+from recloop.training.gate import PREVIOUS, GateResult, alternatives, examination_curve, judge
 from recloop.training.linucb import LinUCBFit, fit_linucb
 from recloop.training.ranker import (
     DEFAULT_FEATURES,
@@ -63,6 +63,7 @@ from recloop.training.sources import (
     time_validation,
     tune,
 )
+from recloop.training.suggestions import SuggestionsFit, train_suggestions
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class TrainResult:
     promoted: bool
     ranker: RankerFit = field(default_factory=lambda: RankerFit(None, skipped="not trained"))
     linucb: LinUCBFit = field(default_factory=lambda: LinUCBFit(None, skipped="not fitted"))
+    suggestions: SuggestionsFit = field(
+        default_factory=lambda: SuggestionsFit(None, skipped="not built")
+    )
 
 
 def _tuning_path(registry: ModelRegistry, app_id: str) -> Path:
@@ -202,6 +206,16 @@ def train(
             if title
         }
         (directory / "titles.json").write_text(json.dumps(titles))
+        progress("suggestions", 0, 1)
+        suggestions = train_suggestions(
+            events,
+            snapshot.table("items"),
+            settings.suggestions,
+            directory,
+            now=now,
+            version=version,
+        )
+        progress("suggestions", 1, 1)
         registry.write_manifest(
             directory,
             VersionManifest(
@@ -214,7 +228,8 @@ def train(
                 ),
                 notes=tuple(f"{r.name}: {r.skipped}" for r in results if r.skipped)
                 + ((f"ranker: {ranker.skipped}",) if ranker.skipped else ())
-                + ((f"linucb: {linucb.skipped}",) if linucb.skipped else ()),
+                + ((f"linucb: {linucb.skipped}",) if linucb.skipped else ())
+                + ((f"suggestions: {suggestions.skipped}",) if suggestions.skipped else ()),
                 extra={
                     "data_as_of": snapshot.manifest.created_at.isoformat(),
                     "interactions": len(x),
@@ -223,6 +238,7 @@ def train(
                     "merged_validation": merged,
                     "ranker": ranker.report.get("summary", {}),
                     "linucb": linucb.report,
+                    "suggestions": suggestions.report,
                 },
             ),
         )
@@ -241,6 +257,7 @@ def train(
         promoted=promote and any(r.skipped is None for r in results),
         ranker=ranker,
         linucb=linucb,
+        suggestions=suggestions,
     )
 
 
@@ -459,11 +476,13 @@ def _gate(
         if has_candidates
         else pa.array([False] * test.num_rows)
     )
+    logged = test.filter(pc.invert(is_candidate))
     return judge(
         alternatives(model, previous, sources, config),
         candidates=test.filter(is_candidate) if has_candidates else None,
-        logged=test.filter(pc.invert(is_candidate)),
+        logged=logged,
         weights=config.weights,
+        examination=examination_curve(model, logged),
     )
 
 

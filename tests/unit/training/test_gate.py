@@ -22,7 +22,7 @@ from recloop.ranking.learned import (
 )
 from recloop.ranking.protocols import Scores
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
-from recloop.training.gate import MIN_LISTS, candidate_ndcg, judge, logged_ndcg
+from recloop.training.gate import MIN_LISTS, candidate_ndcg, judge, logged_dcg
 from recloop.training.ranker import ips_weights
 
 pytestmark = pytest.mark.unit
@@ -68,7 +68,7 @@ def test_candidate_ndcg_counts_the_relevant_items_retrieval_missed() -> None:
     )
 
 
-def test_logged_ndcg_orders_within_each_served_list_with_a_click() -> None:
+def test_logged_dcg_orders_within_each_served_list_with_a_click() -> None:
     table = pa.table(
         {
             "request_id": ["r1", "r1", "r1", "r2", "r2"],
@@ -78,9 +78,9 @@ def test_logged_ndcg_orders_within_each_served_list_with_a_click() -> None:
             "label": [0, 0, 0, 0, 0],
         }
     )
-    value, lists = logged_ndcg(table, np.array([0.0, 0.0, 1.0, 0.0, 0.0]), CLICKS)
+    value, lists = logged_dcg(table, np.array([0.0, 0.0, 1.0, 0.0, 0.0]), CLICKS)
     assert (value, lists) == (1.0, 1)
-    assert logged_ndcg(table, np.zeros(5), CLICKS)[0] == pytest.approx(0.5)
+    assert logged_dcg(table, np.zeros(5), CLICKS)[0] == pytest.approx(0.5)
 
 
 class ByColumn:
@@ -181,3 +181,23 @@ def test_the_choice_is_saved_with_the_ranker(tmp_path: Path) -> None:
     _model("source:a").save(path)
     assert RankerModel.load(path).serve == "source:a"
     assert replace(RankerModel.load(path), serve=LEARNED).serve == LEARNED
+
+
+def test_a_click_low_in_a_list_counts_more_when_positions_are_debiased() -> None:
+    # Two lists, each clicked once: one at the top, one at the bottom. Without debiasing,
+    # keeping the served order and flipping it tie; once the bottom's low chance of being
+    # looked at is counted, its click weighs more, and the order that lifts it wins.
+    table = pa.table(
+        {
+            "request_id": ["r1", "r1", "r2", "r2"],
+            "item_id": ["a", "b", "c", "d"],
+            "position": [0, 1, 0, 1],
+            "label_click": [1, 0, 0, 1],
+            "label": [0, 0, 0, 0],
+        }
+    )
+    served = np.array([1.0, 0.0, 1.0, 0.0])
+    flipped = np.array([0.0, 1.0, 0.0, 1.0])
+    assert logged_dcg(table, served, CLICKS)[0] == logged_dcg(table, flipped, CLICKS)[0]
+    seen = np.array([1.0, 0.25])
+    assert logged_dcg(table, flipped, CLICKS, seen)[0] > logged_dcg(table, served, CLICKS, seen)[0]

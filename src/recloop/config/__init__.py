@@ -2,7 +2,8 @@
 
 One module per part: ``surfaces`` (pipelines as data), ``serving`` (budgets, caches,
 ingestion), ``training`` (what ``recloop train`` fits), ``experiments`` (experiments and
-shadows), and ``settings`` (the whole, and where it is read from). Import from here.
+shadows), ``suggestions`` (query suggestions), and ``settings`` (the whole, and where it is
+read from). Import from here.
 """
 
 from recloop.config.experiments import (
@@ -15,6 +16,7 @@ from recloop.config.experiments import (
 )
 from recloop.config.serving import BudgetSettings, IngestSettings, ServingSettings
 from recloop.config.settings import Settings
+from recloop.config.suggestions import SuggestionSettings, SuggestionWeights
 from recloop.config.surfaces import (
     ComponentConfig,
     SourceSlotConfig,
@@ -46,6 +48,8 @@ __all__ = [
     "Settings",
     "ShadowConfig",
     "SourceSlotConfig",
+    "SuggestionSettings",
+    "SuggestionWeights",
     "SurfaceConfig",
     "TrainSettings",
     "TrainSourceConfig",

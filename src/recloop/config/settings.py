@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from recloop.config.experiments import ExperimentConfig, ShadowConfig
 from recloop.config.serving import IngestSettings, ServingSettings
+from recloop.config.suggestions import SuggestionSettings
 from recloop.config.surfaces import SurfaceConfig, default_surfaces
 from recloop.config.training import TrainSettings
 
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     ingest: IngestSettings = IngestSettings()
     train: TrainSettings = TrainSettings()
+    suggestions: SuggestionSettings = SuggestionSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
     experiments: list[ExperimentConfig] = Field(default_factory=list)
     experiment_check_s: float = Field(

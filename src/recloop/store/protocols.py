@@ -36,6 +36,15 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchRecord:
+    """One of a user's searches, as the suggestion surface reads it back."""
+
+    query: str  # normalized, personal data replaced by tags
+    session_id: str | None
+    event_ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKeyRecord:
     """A stored API key: never the secret itself, only its hash."""
 
@@ -171,6 +180,10 @@ class EventLog(Protocol):
         self, app_id: str, user_id: str, event_types: Collection[str]
     ) -> list[tuple[str, str | None]]:
         """(item, session) of the user's events of ``event_types``, most recent first."""
+        ...
+
+    def recent_searches(self, app_id: str, user_id: str, limit: int) -> list[SearchRecord]:
+        """The user's latest ``limit`` searches that carry a query, most recent first."""
         ...
 
     def count(self, app_id: str) -> int:

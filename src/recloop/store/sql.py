@@ -32,7 +32,13 @@ from recloop.domain import (
 )
 from recloop.errors import RecloopError, StoreUnavailable, map_errors
 from recloop.store import schema as t
-from recloop.store.protocols import ApiKeyRecord, AppendResult, CatalogChange, CatalogCursor
+from recloop.store.protocols import (
+    ApiKeyRecord,
+    AppendResult,
+    CatalogChange,
+    CatalogCursor,
+    SearchRecord,
+)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -450,6 +456,29 @@ class SqlEventLog(_SqlRole):
                 (row.item_id, row.session_id)
                 for row in conn.execute(stmt)
                 if row.item_id is not None
+            ]
+
+    def recent_searches(self, app_id: str, user_id: str, limit: int) -> list[SearchRecord]:
+        """The user's latest ``limit`` searches that carry a query, most recent first."""
+        if limit <= 0:
+            return []
+        c = t.events.c
+        # The (app, user, ts) index serves the filter, the order and the limit (no index
+        # on query could steer the planner away from it, unlike engagement_history's item).
+        stmt = (
+            sa.select(c.query, c.session_id, c.event_ts)
+            .where(
+                c.app_id == app_id,
+                c.user_id == user_id,
+                c.event_type == "search",
+                c.query.is_not(None),
+            )
+            .order_by(c.event_ts.desc(), c.seq.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [
+                SearchRecord(row.query, row.session_id, row.event_ts) for row in conn.execute(stmt)
             ]
 
     def count(self, app_id: str) -> int:

@@ -71,11 +71,19 @@ RuleKind = Literal[
 ]
 
 
-def _valid_term(term: str) -> str:
+def term_problem(term: str) -> str | None:
+    """Why ``term`` cannot be a blocked term or a topic's term, or None when it can."""
     if len(term) > MAX_QUERY_CHARS:
-        raise ValueError(f"a term has at most {MAX_QUERY_CHARS} characters")
+        return f"a term has at most {MAX_QUERY_CHARS} characters"
     if not term_skeleton(term):
-        raise ValueError(f"{term!r} has no letters or digits to match")
+        return f"{term!r} has no letters or digits to match"
+    return None
+
+
+def _valid_term(term: str) -> str:
+    problem = term_problem(term)
+    if problem is not None:
+        raise ValueError(problem)
     return term
 
 

@@ -146,7 +146,7 @@ def test_the_learned_ranker_serves_without_falling_back_once_trained(trained: Se
         )
         version = ModelRegistry(trained.resolved_model_dir()).current("default")
         assert served.model_version == f"learned+retrieval:{version}"
-        assert not served.fallback
+        assert not served.fallback, [t for t in served.trace if t.degraded]
         rank = next(t for t in served.trace if t.stage == "rank:learned")
         assert rank.outcome == "ok"
         scores = [item.score for item in served.items]
@@ -170,7 +170,7 @@ def test_the_service_serves_trained_sources_with_reasons(trained: Settings) -> N
         version = ModelRegistry(trained.resolved_model_dir()).current("default")
         assert served.model_version == f"source-scores-1+retrieval:{version}"
         assert any(item.reason.startswith("Because you watched ") for item in served.items)
-        assert not served.fallback
+        assert not served.fallback, [t for t in served.trace if t.degraded]
     finally:
         runtime.close()
 

@@ -20,6 +20,7 @@ from recloop.api.routes import (
     items,
     recommendations,
     shadows,
+    suggestions,
     users,
 )
 from recloop.config import Settings
@@ -54,7 +55,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, events, recommendations, items, users, experiments, shadows):
+    for module in (
+        health,
+        events,
+        recommendations,
+        suggestions,
+        items,
+        users,
+        experiments,
+        shadows,
+    ):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

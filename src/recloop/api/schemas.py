@@ -303,3 +303,104 @@ class ShadowPublic(CamelModel):
             overrides=shadow.overrides,
             model_version=shadow.model_version,
         )
+
+
+class SuggestionPublic(CamelModel):
+    """One suggested query."""
+
+    query: str = Field(description="The query to show (and to submit when chosen).")
+    score: float
+    reason: str = Field(description="Why, in words a person can read.")
+    source: str = Field(
+        description="The source behind the largest part of its score: prefix, words, typo, "
+        "session, recent, related, trending, popular, item, catalog or categories."
+    )
+    sources: list[str] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Every source that recalled it (only with debug=true).",
+    )
+    features: dict[str, float] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="The score's features: popularity, match, personal, context, success, "
+        "trend (only with debug=true).",
+    )
+    propensity: float | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="The probability exploration put it at its position (only with debug=true).",
+    )
+
+
+class FilteredPublic(CamelModel):
+    """A query a rule kept out of the list (only with ``debug=true``)."""
+
+    query: str = Field(description="The query; scrubbed when it held personal data.")
+    rule: str = Field(description="safety, k_anonymity, min_length, zero_result or duplicate.")
+    detail: str = Field(description="Why: the safety reasons with their lists, the counts...")
+    source: str
+
+
+class SuggestionsPublic(CamelModel):
+    """A served list of queries; ``requestId`` and a position join a search to it."""
+
+    request_id: str
+    suggestions: list[SuggestionPublic]
+    model_version: str
+    experiment: str | None
+    variant: str
+    fallback: bool = Field(
+        description="Whether a stage that should have served did not: a source skipped past "
+        "the budget, or a related or feed list served what everyone searches instead."
+    )
+    cold: bool = Field(
+        default=False,
+        description="Whether no suggestion model is trained yet: catalog-derived and recent "
+        "queries served. Not a failure.",
+    )
+    prefix: str | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="The typed text as normalized (only with debug=true).",
+    )
+    stages: list[StagePublic] | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Only with debug=true."
+    )
+    filtered: list[FilteredPublic] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="What each rule filtered and why: the request's audit (only with debug=true).",
+    )
+
+
+class BlocklistIn(CamelModel):
+    """An app's suggestion blocklist, replacing the stored one."""
+
+    terms: list[str] = Field(
+        default_factory=list,
+        description="Blocked words or phrases, matched as whole words after normalization, "
+        "look-alike and leetspeak folding (at most 10,000).",
+    )
+    patterns: list[str] = Field(
+        default_factory=list,
+        description="Blocked regular expressions (Python syntax, case-insensitive), refused "
+        "when they could backtrack badly, match everything or run slowly.",
+    )
+
+
+class BlocklistPublic(CamelModel):
+    """An app's suggestion blocklist as stored."""
+
+    terms: list[str]
+    patterns: list[str]
+    updated_at: datetime | None
+
+
+__all__ += [
+    "BlocklistIn",
+    "BlocklistPublic",
+    "FilteredPublic",
+    "SuggestionPublic",
+    "SuggestionsPublic",
+]

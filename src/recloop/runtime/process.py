@@ -1,8 +1,8 @@
 """The composition root: everything one process runs, wired from settings.
 
 The store, the writer, the ingestor, the popularity refresher, the feature materializer,
-the model loader, the pipelines, the shadows and the experiment guard are built here, and
-only here; the HTTP app, the CLI and the demo start a ``Runtime`` and use its parts.
+the model loader, the pipelines, the shadows, the experiment guard and the suggester are
+built here, and only here; the HTTP app, the CLI and the demo start a ``Runtime`` and use its parts.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from recloop.analysis.guard import ExperimentGuard, StoppedExperiments
 from recloop.analysis.rollout import RampRecord
 from recloop.config import Settings, SurfaceConfig
+from recloop.errors import ConfigError
 from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
 from recloop.features.item_stats import OnlineItemStats
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
@@ -38,10 +40,15 @@ from recloop.serving.recommender import Recommender
 from recloop.serving.refresh import PeriodicTask, PopularityRefresher
 from recloop.serving.response_cache import ResponseCache
 from recloop.serving.shadow import Shadow, ShadowRunner, shadow_pipeline_name, shadow_surface
+from recloop.serving.suggest_cold import ColdSuggestions
+from recloop.serving.suggester import Suggester
 from recloop.serving.surfaces import build_pipeline, build_pipelines
 from recloop.store import Store
 from recloop.store.bootstrap import prepare_store
 from recloop.store.writer import StoreWriter
+from recloop.suggest.blocklist import SafetyFilters
+from recloop.suggest.model import SuggestionModels
+from recloop.suggest.safety import SafetyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,8 @@ class Runtime:
     # The server's clock: what requests are served at and events are received at. One
     # clock for both, or labels would compare two (a simulation passes its own).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    suggester: Suggester | None = None  # the query-suggestion surface
+    suggest_tasks: tuple[PeriodicTask, ...] = ()  # its cold-state and blocklist refreshes
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
@@ -80,6 +89,8 @@ class Runtime:
             self.guard_task.stop()
         if self.shadows is not None:
             self.shadows.close()
+        for task in self.suggest_tasks:
+            task.stop()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
@@ -109,6 +120,8 @@ def start_runtime(
     # BLAS adds worker threads that spin after each one, about 12 ms of CPU a request on
     # 2 cores (benchmarks/serving_latency.py).
     threadpool_limits(settings.serving.blas_threads, "blas")
+    # Checked before anything starts: a bad safety table must not leave threads behind.
+    safety_policy = suggestion_policy(settings)
     store = store or prepare_store(settings)
     metrics = Metrics()
     writer = StoreWriter(
@@ -160,6 +173,7 @@ def start_runtime(
         if s.model_version is not None
     }
     pinned = {v: (ModelIndex(), RankerModels()) for v in sorted(set(pinned_by_pipeline.values()))}
+    suggestion_models = SuggestionModels()
     model_loader = ModelLoader(
         ModelRegistry(settings.resolved_model_dir()),
         models,
@@ -167,6 +181,7 @@ def start_runtime(
         on_error=metrics.model_load_errors.inc,
         rankers=rankers,
         pinned=pinned,
+        suggestions=suggestion_models,
     )
     resources = Resources(
         index,
@@ -260,6 +275,17 @@ def start_runtime(
         settings.serving.request_threads, thread_name_prefix="recloop-request"
     )
     guard, guard_task = _guard(settings, store, assigner, metrics, clock)
+    suggester, suggest_tasks = _suggester(
+        settings,
+        safety_policy,
+        store,
+        writer,
+        metrics,
+        assigner,
+        suggestion_models,
+        clock,
+        request_ids,
+    )
     return Runtime(
         settings,
         store,
@@ -279,7 +305,84 @@ def start_runtime(
         guard_task,
         shadows,
         clock,
+        suggester,
+        suggest_tasks,
     )
+
+
+def suggestion_policy(settings: Settings) -> SafetyPolicy:
+    """``[suggestions.safety]`` validated into the suggestion surface's safety policy.
+
+    Raises:
+        ConfigError: naming each key of the table that is wrong, and why.
+    """
+    try:
+        return SafetyPolicy.model_validate(settings.suggestions.safety)
+    except ValidationError as exc:
+        problems = "; ".join(
+            "suggestions.safety." + ".".join(str(p) for p in error["loc"]) + f": {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(problems) from exc
+
+
+def suggestions_path(settings: Settings) -> Path:
+    """Where the apps' suggestion blocklists are kept: beside the model versions."""
+    return settings.resolved_model_dir() / "suggestions"
+
+
+def _suggester(
+    settings: Settings,
+    policy: SafetyPolicy,
+    store: Store,
+    writer: StoreWriter,
+    metrics: Metrics,
+    assigner: Assigner,
+    models: SuggestionModels,
+    clock: Callable[[], datetime],
+    request_ids: Callable[[], str] | None,
+) -> tuple[Suggester, tuple[PeriodicTask, ...]]:
+    """The suggestion surface, with the tasks that keep its cold models and blocklists
+    current."""
+    config = settings.suggestions
+    safety = SafetyFilters(policy, suggestions_path(settings), on_error=metrics.refresh_errors.inc)
+    try:
+        safety.refresh()
+    except Exception:
+        # An unreadable folder must not keep the service down; the refresh retries it.
+        log.exception("could not read the suggestion blocklists at start-up")
+        metrics.refresh_errors.inc()
+    cold = ColdSuggestions(store.events, store.catalog, config, clock)
+    suggester = Suggester(
+        config,
+        models=models,
+        cold=cold,
+        safety=safety,
+        events=store.events,
+        catalog=store.catalog,
+        writer=writer,
+        metrics=metrics,
+        assigner=assigner,
+        clock=clock,
+        request_ids=request_ids,
+    )
+    tasks = (
+        PeriodicTask(
+            "suggest-cold",
+            lambda: cold.refresh(skip=models.apps()),
+            config.cold_refresh_s,
+            on_error=metrics.refresh_errors.inc,
+        ),
+        PeriodicTask(
+            "suggest-blocklists",
+            safety.refresh,
+            config.blocklist_refresh_s,
+            on_error=metrics.refresh_errors.inc,
+        ),
+    )
+    for task in tasks:
+        task.start()
+    return suggester, tasks
 
 
 def _guard(

@@ -17,6 +17,8 @@ from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import ModelBundle, ModelIndex, load_model
 from recloop.retrieval.interactions import item_text
 from recloop.store.protocols import Catalog, CatalogCursor
+from recloop.suggest.model import MODEL_DIR as SUGGESTIONS_DIR
+from recloop.suggest.model import SuggestionModel, SuggestionModels
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class ModelLoader:
         rankers: where each version's learned ranker is published, if it has one.
         pinned: versions kept loaded beside the promoted one (experiment variants that pin
             a version), each with the index and rankers its pipelines read.
+        suggestions: where each version's suggestion model is published, if it has one.
     """
 
     def __init__(
@@ -53,8 +56,10 @@ class ModelLoader:
         on_error: Callable[[], None] = lambda: None,
         rankers: RankerModels | None = None,
         pinned: Mapping[str, tuple[ModelIndex, RankerModels]] | None = None,
+        suggestions: SuggestionModels | None = None,
     ) -> None:
         self._registry = registry
+        self._suggestions = suggestions
         self._pinned = dict(pinned or {})
         self._missing: set[str] = set()
         self._rankers = rankers
@@ -76,9 +81,13 @@ class ModelLoader:
                     bundle = self._load(app_id, version)
                     ranker = self._load_ranker(app_id, version)
                     evidence = self._load_evidence(app_id, version)
+                    suggestions = self._load_suggestions(app_id, version)
                     self._index.publish(app_id, bundle)
                     if self._rankers is not None:
                         self._rankers.publish(app_id, ranker, evidence)
+                    if self._suggestions is not None:
+                        # Swapped with the version: a version without one serves cold.
+                        self._suggestions.publish(app_id, suggestions)
                     log.info("serving model version %s for app %s", version, app_id)
                     # Re-read the catalog: items newer than this version's data need adding.
                     self._cursor = None
@@ -152,6 +161,20 @@ class ModelLoader:
             # Unreadable evidence must not keep the version's models from serving: LinUCB
             # falls back as if there were none, and the failure is counted.
             log.exception("could not load the LinUCB evidence of version %s of %s", version, app_id)
+            self._on_error()
+            return None
+
+    def _load_suggestions(self, app_id: str, version: str) -> SuggestionModel | None:
+        if self._suggestions is None:
+            return None
+        path = self._registry.path(app_id, version) / SUGGESTIONS_DIR
+        if not (path / "meta.json").exists():
+            return None  # trained with suggestions off, or before they existed
+        try:
+            return SuggestionModel.load(path)
+        except Exception:
+            # The version's other models still serve; suggestions fall back to the cold state.
+            log.exception("could not load the suggestion model of %s of %s", version, app_id)
             self._on_error()
             return None
 

@@ -18,6 +18,8 @@ ROUTES = {
     "/api/events": {"post"},
     "/api/recommendations": {"get"},
     "/api/recommendations/feedback": {"post"},
+    "/api/suggestions": {"get"},
+    "/api/admin/suggestions/blocklist": {"get", "put"},
     "/api/items": {"post"},
     "/api/items/{itemId}": {"put", "get", "delete"},
     "/api/users/{userId}": {"put", "get", "delete"},

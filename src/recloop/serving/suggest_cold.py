@@ -6,7 +6,8 @@ snapshot: the catalog's active items (catalog-derived queries) and the searches 
 engagements received in the last ``cold_window_days`` (recent live queries, still held to
 ``min_users`` distinct users). The first request of an app builds it; afterwards
 ``refresh`` (every ``cold_refresh_s``) reads only the events that arrived since, and
-re-reads an app's catalog only when the catalog changed.
+re-reads an app's catalog only when the catalog changed, and builds nothing when neither
+changed.
 """
 
 from __future__ import annotations
@@ -105,15 +106,19 @@ class ColdSuggestions:
                 # Start following the catalog from here: this first build reads it whole.
                 self._follow_catalog()
         since = now - timedelta(days=settings.cold_window_days)
+        read = 0
         while True:
             page = self._events.scan(state.last_seq, _PAGE, app_id=app_id, received_since=since)
+            read += len(page)
             for seq, event in page:
                 state.last_seq = seq
-                read = log_event(event)
-                if read is not None:
-                    state.events.append(read)
+                logged = log_event(event)
+                if logged is not None:
+                    state.events.append(logged)
             if len(page) < _PAGE:
                 break
+        if state.model is not None and not read and not state.catalog_stale:
+            return state.model  # nothing new: the build would be the same
         if state.catalog_stale:
             state.items = self._read_catalog(app_id)
             state.catalog_stale = False

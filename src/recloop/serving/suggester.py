@@ -284,8 +284,9 @@ class Suggester:
             )
         )
 
-        k = request.limit + settings.exploration_pool
-        ask = 2 * k
+        # Each source recalls the list and the exploration pool, and a margin for the rules.
+        need = request.limit + settings.exploration_pool
+        ask = need + 10
         candidates: list[QueryCandidate] = []
         fallback = False
         for name, run, required in self._plan(request, model, key, searches, categories, item, ask):
@@ -324,7 +325,7 @@ class Suggester:
         scored = score_candidates(candidates, model, settings.weights)
         trace.append(StageTrace("rank", stage.ms(), "ok", f"{len(scored)} queries scored"))
 
-        kept, filtered = self._apply_rules(app_id, scored, model, request, trace)
+        kept, filtered = self._apply_rules(app_id, scored, model, request, need, trace)
 
         stage = Stopwatch()
         by_display = {q.display: q for q in kept}
@@ -451,21 +452,35 @@ class Suggester:
         scored: list[ScoredQuery],
         model: SuggestionModel,
         request: SuggestionRequest,
+        need: int,
         trace: list[StageTrace],
     ) -> tuple[list[ScoredQuery], list[Filtered]]:
+        """The rules over the head of the scored list (twice what is served and explored),
+        or over all of it when the head keeps too few."""
         rules: tuple[QueryRule, ...] = default_rules(
             self.safety.get(app_id),
             min_users=self.settings.min_users,
             min_chars=self.settings.min_query_chars,
         )
         ctx = RuleContext(request.locale, model, explain=request.explain)
-        kept = scored
-        filtered: list[Filtered] = []
-        for rule in rules:
-            stage = Stopwatch()
-            kept, out = rule.apply(kept, ctx)
-            filtered.extend(out)
-            trace.append(StageTrace(f"rule:{rule.name}", stage.ms(), "ok", f"{len(out)} filtered"))
+
+        def judge(
+            queries: list[ScoredQuery],
+        ) -> tuple[list[ScoredQuery], list[Filtered], list[StageTrace]]:
+            kept, filtered, stages = queries, [], []
+            for rule in rules:
+                stage = Stopwatch()
+                kept, out = rule.apply(kept, ctx)
+                filtered.extend(out)
+                stages.append(
+                    StageTrace(f"rule:{rule.name}", stage.ms(), "ok", f"{len(out)} filtered")
+                )
+            return kept, filtered, stages
+
+        kept, filtered, stages = judge(scored[: 2 * need])
+        if len(kept) < need < len(scored):
+            kept, filtered, stages = judge(scored)
+        trace.extend(stages)
         return kept, filtered
 
     def _log(

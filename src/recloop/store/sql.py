@@ -462,23 +462,11 @@ class SqlEventLog(_SqlRole):
         """The user's latest ``limit`` searches that carry a query, most recent first."""
         if limit <= 0:
             return []
-        c = t.events.c
-        # The (app, user, ts) index serves the filter, the order and the limit (no index
-        # on query could steer the planner away from it, unlike engagement_history's item).
-        stmt = (
-            sa.select(c.query, c.session_id, c.event_ts)
-            .where(
-                c.app_id == app_id,
-                c.user_id == user_id,
-                c.event_type == "search",
-                c.query.is_not(None),
-            )
-            .order_by(c.event_ts.desc(), c.seq.desc())
-            .limit(limit)
-        )
+        params = {"app_id": app_id, "user_id": user_id, "limit": limit}
         with self._read() as conn:
             return [
-                SearchRecord(row.query, row.session_id, row.event_ts) for row in conn.execute(stmt)
+                SearchRecord(row.query, row.session_id, row.event_ts)
+                for row in conn.execute(_RECENT_SEARCHES, params)
             ]
 
     def count(self, app_id: str) -> int:
@@ -512,6 +500,22 @@ class SqlEventLog(_SqlRole):
                 (row.seq, _value(Event, row._mapping, event_type=EventType(row.event_type)))
                 for row in conn.execute(stmt)
             ]
+
+
+# Built once: this runs on every suggestion request, and building a select costs more than
+# SQLite takes to run it. The (app, user, ts) index serves the filter, the order and the
+# limit (no index on query could steer the planner away from it).
+_RECENT_SEARCHES = (
+    sa.select(t.events.c.query, t.events.c.session_id, t.events.c.event_ts)
+    .where(
+        t.events.c.app_id == sa.bindparam("app_id"),
+        t.events.c.user_id == sa.bindparam("user_id"),
+        t.events.c.event_type == "search",
+        t.events.c.query.is_not(None),
+    )
+    .order_by(t.events.c.event_ts.desc(), t.events.c.seq.desc())
+    .limit(sa.bindparam("limit"))
+)
 
 
 class SqlRecommendationLog(_SqlRole):

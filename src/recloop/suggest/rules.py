@@ -23,6 +23,7 @@ for personal data is shown there scrubbed (``<email>``...), never as it was.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -205,6 +206,7 @@ def singular(word: str, language: str = "") -> str:
     return word[:-1]
 
 
+@functools.lru_cache(maxsize=65_536)
 def dedupe_keys(key: str, language: str = "") -> tuple[str, str]:
     """Two keys under which near-duplicates of a match key meet: its singular words in
     sorted order, and the same words (in order) without spaces."""

@@ -325,6 +325,11 @@ def test_before_any_training_the_catalog_and_recent_searches_serve_cold(client: 
     )
     runtime_of(client).suggester.cold.refresh()  # type: ignore[union-attr]
     assert "marathon" in queries(get(client, userId="u", prefix="mara"))
+    # Nothing new since: the next refresh keeps the model it has.
+    cold = runtime_of(client).suggester.cold  # type: ignore[union-attr]
+    built = cold.get("default")
+    cold.refresh()
+    assert cold.get("default") is built
 
 
 def test_the_blocklist_applies_to_the_next_request(client: TestClient) -> None:

@@ -155,7 +155,10 @@ class RankerTrainSettings(Section):
         "histories with no served lists, and served lists do not make it forget the rest.",
     )
     max_cases: int = Field(
-        default=2000, ge=10, description="Users asked for candidates at the cut-off, at most."
+        default=5000,
+        ge=10,
+        description="Users asked for candidates at the cut-off, at most: the ranker's rows "
+        "from interactions (the sources' metrics ask 2000 of them).",
     )
     max_negatives: int = Field(
         default=100, ge=1, description="Negatives kept per training list of candidates."

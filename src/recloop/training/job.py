@@ -56,7 +56,9 @@ from recloop.training.ranker import (
 from recloop.training.sources import (
     KS,
     OBJECTIVE,
+    SOURCE_CASES,
     Validation,
+    even_sample,
     fit,
     metrics_of,
     recall_lists,
@@ -161,7 +163,17 @@ def train(
             f"{len(x)} engagements in app {app_id!r}; training needs at least "
             f"{settings.train.min_interactions} (train.min_interactions)"
         )
-    validation = time_validation(data, settings.train.validation_fraction)
+    ranker_cases = (
+        settings.train.ranker.max_cases
+        if settings.train.ranker.enabled and settings.train.ranker.from_interactions
+        else 0
+    )
+    # The ranker learns from up to ranker.max_cases validation users; the sources' metrics
+    # and tuning ask an even sample of SOURCE_CASES of them, which bounds their time.
+    validation = time_validation(
+        data, settings.train.validation_fraction, max(SOURCE_CASES, ranker_cases)
+    )
+    sample = even_sample(validation, SOURCE_CASES)
     tuning = _read_tuning(registry, app_id)
     version = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     results: list[SourceResult] = []
@@ -176,7 +188,7 @@ def train(
                 validation_models,
                 config,
                 data,
-                validation,
+                sample,
                 tuning,
                 retune,
                 trials or settings.train.tune_trials,
@@ -185,7 +197,7 @@ def train(
             )
             results.append(result)
         trained = [r for r in results if r.skipped is None]
-        merged = _merged_metrics(validation_lists, validation)
+        merged = _merged_metrics(validation_lists, sample)
         ranker, linucb = _train_ranker(
             settings,
             snapshot,
@@ -233,7 +245,7 @@ def train(
                 extra={
                     "data_as_of": snapshot.manifest.created_at.isoformat(),
                     "interactions": len(x),
-                    "validation_cases": len(validation.cases),
+                    "validation_cases": len(sample.cases),
                     "validation_cutoff_ts": validation.cutoff_ts,
                     "merged_validation": merged,
                     "ranker": ranker.report.get("summary", {}),
@@ -251,7 +263,7 @@ def train(
         interactions=len(x),
         users=x.n_users,
         items=x.n_items,
-        validation_cases=len(validation.cases),
+        validation_cases=len(sample.cases),
         sources=results,
         merged=merged,
         promoted=promote and any(r.skipped is None for r in results),

@@ -39,7 +39,23 @@ class Validation:
     cutoff_ts: float
 
 
-def time_validation(data: TrainingData, fraction: float, max_cases: int = 2000) -> Validation:
+#: The validation users the sources' metrics and tuning ask, at most.
+SOURCE_CASES = 2000
+
+
+def even_sample(validation: Validation, n: int) -> Validation:
+    """The same split with at most ``n`` of its cases, evenly spaced (the same users every
+    time)."""
+    cases = validation.cases
+    if len(cases) <= n:
+        return validation
+    picks = np.linspace(0, len(cases) - 1, n).astype(int)
+    return Validation(validation.train, tuple(cases[i] for i in picks), validation.cutoff_ts)
+
+
+def time_validation(
+    data: TrainingData, fraction: float, max_cases: int = SOURCE_CASES
+) -> Validation:
     """Hold out the latest ``fraction`` of the time span; cases are users seen before it.
 
     At most ``max_cases`` users (a fixed, even sample) are asked, which bounds tuning time.

@@ -80,6 +80,8 @@ _ADJECTIVES = (
     "Silver", "Endless", "Little", "Final", "Secret", "Bright", "Cold", "Last",
 )  # fmt: skip
 _BAIT = ("You Won't Believe", "Shocking", "Gone Wrong", "Must See", "Insane")
+#: The phrases clickbait titles open with (what a bait query holds).
+BAIT_PHRASES: tuple[str, ...] = _BAIT
 _LOCALES = ("en-US", "en-GB", "de-DE", "es-ES", "fr-FR")
 _REGIONS = ("NA", "EU", "EU", "EU", "EU")  # aligned with _LOCALES
 _DEVICES = ("ios", "android", "web")

@@ -39,13 +39,28 @@ class SuggestionSettings(Section):
         default=3,
         ge=1,
         description="A searched query becomes suggestible once this many distinct users "
-        "searched it (k-anonymity); catalog-derived queries need none.",
+        "searched it, each counted by their trust (k-anonymity, with fresh accounts "
+        "counting less); catalog-derived queries need none.",
     )
     min_link_users: int = Field(
         default=2,
         ge=1,
         description="Distinct users a co-click link (query -> engaged item) needs to count.",
     )
+    repeat_window_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="A user's repeated searches of one query within this window count once "
+        "toward its popularity.",
+    )
+    trust_hours: float = Field(
+        default=72.0,
+        ge=0,
+        description="A search counts by its account's age over this (since the account's "
+        "first event), at least min_trust; 0 turns the damping off. While the whole log is "
+        "younger than this (a new app), every account counts fully.",
+    )
+    min_trust: float = Field(default=0.05, gt=0, le=1)
     half_life_hours: float = Field(
         default=168.0, gt=0, description="Half-life of the main popularity count (a week)."
     )

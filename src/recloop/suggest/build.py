@@ -18,7 +18,13 @@ What happens to the log, in order:
    successes, reformulations, and the searches and successes of the zero-result window.
    A query holding a personal-data tag (``<email>``...) is dropped here: it can never be
    suggested.
-3. **k-anonymity**: a searched query is kept only with ``min_users`` distinct users. Links
+3. **Abuse is damped, then k-anonymity holds.** A user's repeated searches of one query
+   within ``repeat_window_hours`` count once toward its popularity, and each search weighs
+   by its account's trust: the account's age (since its first event in the log) over
+   ``trust_hours``, at least ``min_trust``, and 1 for everyone while the log itself is
+   younger than ``trust_hours``. A searched query is kept only when at least ``min_users``
+   distinct users searched it and their trust adds up to ``min_users``: a push by a crowd
+   of fresh accounts neither reaches the suggestions nor weighs much once it does. Links
    of a dropped query go with it, and a link needs ``min_link_users`` users of its own.
 4. **The catalog adds queries** with a low prior weight (``catalog_weight``): each active
    item's title (up to ``max_title_chars``), each category and tag (the prior grows with the
@@ -33,7 +39,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -100,6 +106,8 @@ class BuildReport:
     distinct_queries: int = 0
     below_min_users: int = 0
     tagged: int = 0  # searches whose query holds a personal-data tag: never suggestible
+    repeats: int = 0  # searches by a user who searched the same query within the window
+    untrusted_searches: int = 0  # searches by accounts younger than trust_hours
     searched_rows: int = 0
     catalog_rows: int = 0
     rows: int = 0
@@ -178,7 +186,7 @@ class _Counts:
         self.main = self.trend = self.long = 0.0
         self.searches = self.successes = self.reformulations = 0
         self.window_searches = self.window_successes = 0
-        self.users: set[str] = set()
+        self.users: dict[str, float] = {}  # each searcher's highest trust
         self.forms: Counter[str] = Counter()
 
 
@@ -206,6 +214,9 @@ def build_model(
         "long": _LN2 / settings.long_half_life_hours,
     }
     window_h = settings.zero_result_days * 24.0
+    trust = _trust(log, settings)
+    repeat_s = settings.repeat_window_hours * 3600.0
+    last_counted: dict[tuple[str, str], float] = {}
     keys: dict[str, str] = {}  # stored query -> match key ("" when never suggestible)
     counts: dict[str, _Counts] = {}
     link_weight: dict[tuple[str, str], float] = {}
@@ -224,24 +235,40 @@ def build_model(
         if c is None:
             c = counts[key] = _Counts()
         age_h = max(0.0, (now_ts - search.ts) / 3600.0)
-        main = math.exp(-rate["main"] * age_h)
+        weight = trust(search.user_id, search.ts)
+        report.untrusted_searches += weight < 1.0
+        last = last_counted.get((key, search.user_id))
+        if last is None or search.ts - last >= repeat_s:
+            last_counted[(key, search.user_id)] = search.ts
+        else:
+            weight = 0.0  # the same user again within the repeat window counts once
+            report.repeats += 1
+        main = weight * math.exp(-rate["main"] * age_h)
         c.main += main
-        c.trend += math.exp(-rate["trend"] * age_h)
-        c.long += math.exp(-rate["long"] * age_h)
+        c.trend += weight * math.exp(-rate["trend"] * age_h)
+        c.long += weight * math.exp(-rate["long"] * age_h)
         c.searches += 1
         c.successes += search.success
         c.reformulations += search.reformulation
         if age_h <= window_h:
             c.window_searches += 1
             c.window_successes += search.success
-        c.users.add(search.user_id)
+        c.users[search.user_id] = max(
+            c.users.get(search.user_id, 0.0), trust(search.user_id, search.ts)
+        )
         c.forms[search.query] += 1
         for item in search.items:
             pair = (key, item)
             link_weight[pair] = link_weight.get(pair, 0.0) + main
             link_users.setdefault(pair, set()).add(search.user_id)
     report.distinct_queries = len(counts)
-    kept = {k: c for k, c in counts.items() if len(c.users) >= settings.min_users}
+    # Distinct users, each counted by their trust: at least min_users real people, and more
+    # when some are fresh accounts.
+    kept = {
+        k: c
+        for k, c in counts.items()
+        if len(c.users) >= settings.min_users and sum(c.users.values()) >= settings.min_users - 1e-9
+    }
     report.below_min_users = len(counts) - len(kept)
     report.searched_rows = len(kept)
 
@@ -373,6 +400,27 @@ def build_model(
     )
     report.seconds = round(time.perf_counter() - started, 3)
     return model, report
+
+
+def _trust(log: Sequence[LogEvent], settings: SuggestionSettings) -> Callable[[str, float], float]:
+    """How much a user's search at a time counts: their account's age (since their first
+    event in the log) over ``trust_hours``, at least ``min_trust`` and at most 1. While the
+    log itself is younger than ``trust_hours`` (a new app), everyone counts fully."""
+    trust_s = settings.trust_hours * 3600.0
+    first_seen: dict[str, float] = {}
+    for event in log:
+        seen = first_seen.get(event.user_id)
+        if seen is None or event.ts < seen:
+            first_seen[event.user_id] = event.ts
+    log_start = min(first_seen.values(), default=0.0)
+
+    def trust(user_id: str, ts: float) -> float:
+        if trust_s <= 0 or ts - log_start < trust_s:
+            return 1.0
+        age = ts - first_seen.get(user_id, ts)
+        return min(1.0, max(settings.min_trust, age / trust_s))
+
+    return trust
 
 
 def _catalog_queries(

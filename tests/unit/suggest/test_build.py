@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,8 +42,11 @@ def searched(
 
 
 def build(
-    events: list[LogEvent], items: list[CatalogText] = (), **settings: object
+    events: list[LogEvent], items: Sequence[CatalogText] = (), **settings: object
 ) -> SuggestionModel:
+    """The model of ``events``; fresh accounts count fully unless a test asks otherwise (the
+    damping has tests of its own)."""
+    settings.setdefault("trust_hours", 0.0)
     model, _ = build_model(
         events, list(items), SuggestionSettings(**settings), now=NOW, version="v1"
     )
@@ -192,6 +196,75 @@ def test_co_click_links_need_their_own_users_and_feed_items_and_categories() -> 
     assert {r for r, _ in model.item_queries.get("m1")} == {matrix, keanu}
     assert model.item_queries.get("m9") == ()  # one user's link is not shown
     assert {r for r, _ in model.categories.get("sci-fi")} >= {matrix, keanu}
+
+
+# --- abuse ------------------------------------------------------------------------------
+
+
+def established(query: str, users: int, *, prefix: str) -> list[LogEvent]:
+    """``users`` accounts active for weeks (a click 20 days ago), each searching ``query``."""
+    events: list[LogEvent] = []
+    for n in range(users):
+        user = f"{prefix}{n}"
+        events.append(engage(user, "i0", T - 20 * 24 * HOUR, session=f"{user}-old"))
+        events.append(search(user, query, T - 2 * HOUR, session=user))
+        events.append(engage(user, "i1", T - 2 * HOUR + 5, session=user))
+    return events
+
+
+def test_a_users_repeated_searches_count_once_toward_popularity() -> None:
+    events = [search("fan", "my band", T - HOUR + n) for n in range(50)]
+    events += [search("u1", "my band", T - HOUR), search("u2", "my band", T - HOUR)]
+    model, report = build_model(events, [], SuggestionSettings(), now=NOW, version="v")
+    row = model.row("my band")
+    assert row is not None
+    assert model.stats.searches[row] == 52
+    assert model.stats.weight[row] == pytest.approx(3.0, rel=0.01)
+    assert report.repeats == 49
+    # A day later the same user counts again.
+    events.append(search("fan", "my band", T - HOUR + 25 * HOUR))
+    later, _ = build_model(events, [], SuggestionSettings(), now=NOW, version="v")
+    assert later.stats.weight[later.row("my band") or 0] > model.stats.weight[row]
+
+
+def test_a_push_by_fresh_accounts_fails_to_reach_the_suggestions() -> None:
+    organic = established("running shoes", 5, prefix="regular")
+    # 50 accounts created in the last hour, each searching the pushed query 5 times.
+    campaign = [
+        search(f"bot{n}", "buy followers cheap", T - HOUR + k * 60, session=f"bot{n}")
+        for n in range(50)
+        for k in range(5)
+    ]
+    model, report = build_model(organic + campaign, [], SuggestionSettings(), now=NOW, version="v")
+    assert model.row("running shoes") is not None
+    assert model.row("buy followers cheap") is None  # 50 fresh accounts weigh 2.5 users
+    assert report.untrusted_searches == 250
+    assert [c.query for c in model.index.complete("bu")] == []
+    # Eight times the accounts do reach k-anonymity, and still weigh less than 30 regulars.
+    bigger = [
+        search(f"bot{n}", "buy followers cheap", T - HOUR, session=f"bot{n}") for n in range(400)
+    ]
+    model, _ = build_model(
+        established("running shoes", 30, prefix="regular") + bigger,
+        [],
+        SuggestionSettings(),
+        now=NOW,
+        version="v",
+    )
+    pushed, organic_row = model.row("buy followers cheap"), model.row("running shoes")
+    assert pushed is not None
+    assert organic_row is not None
+    assert model.stats.weight[pushed] < model.stats.weight[organic_row]
+    assert model.trending[0] == organic_row
+
+
+def test_in_a_new_app_every_account_counts_fully() -> None:
+    # The whole log is an hour old: nobody can be older than anyone else by much.
+    model, report = build_model(
+        searched("first query", 3), [], SuggestionSettings(), now=NOW, version="v"
+    )
+    assert model.row("first query") is not None
+    assert report.untrusted_searches == 0
 
 
 # --- saving ---------------------------------------------------------------------------

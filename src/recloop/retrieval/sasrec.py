@@ -154,14 +154,14 @@ class SASRecModel:
             at least the catalogue's size) trains with the full softmax over the catalogue.
         sampling: draw negatives uniformly, or by popularity (count ** 0.75) with the
             logQ correction subtracted from every logit.
+        seed: seeds torch, the batch order and the negatives.
+        threads: torch threads while fitting.
+        max_seconds: stop training after this much wall time (None: run every epoch).
 
     The defaults are those chosen on the validation targets of the S3-Rec Beauty and LastFM
     files (``benchmarks/sasrec_quality.py``): dropout 0.5 kept validation flat from 35 to
     70 epochs on Beauty where 0.2 overfitted after 20, and 1024 popularity-drawn negatives
     reached the plateau in fewer epochs than 256 of them or 1024 uniform ones.
-        seed: seeds torch, the batch order and the negatives.
-        threads: torch threads while fitting.
-        max_seconds: stop training after this much wall time (None: run every epoch).
     """
 
     kind: ClassVar[str] = "sasrec"

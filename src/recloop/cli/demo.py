@@ -20,9 +20,17 @@ def demo(
     train: Annotated[
         bool, typer.Option("--train/--no-train", help="Run `recloop train` each simulated night.")
     ] = True,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search/--no-search",
+            help="Users also search, typing with query suggestions (the search box).",
+        ),
+    ] = True,
 ) -> None:
     """Run a simulated world against the service on the embedded store, with a report."""
     from recloop.demo.run import DemoConfig, run_demo
+    from recloop.simulate.search import SearchConfig
     from recloop.simulate.world import WorldConfig
 
     if transport not in ("http", "inprocess"):
@@ -33,6 +41,7 @@ def demo(
         days=days,
         transport="http" if transport == "http" else "inprocess",
         train_nightly=train,
+        search=SearchConfig() if search else None,
     )
     try:
         run_demo(config, settings, console)

@@ -13,7 +13,8 @@ from typing import Any
 from recloop.ingest.wire import ItemIn, to_item, to_user, validate_records
 from recloop.runtime.process import Runtime
 from recloop.serving.recommender import RecommendationRequest
-from recloop.simulate.clients import Served
+from recloop.serving.suggester import SuggestionRequest
+from recloop.simulate.clients import Served, Suggested
 
 
 def _wall_clock() -> datetime:
@@ -77,3 +78,43 @@ class InProcessClient:
         result = self._runtime.ingestor.ingest(self._app_id, events, self._received_at())
         if result.rejected:
             raise RuntimeError(f"the service rejected simulated events: {result.rejected[:3]}")
+
+    def suggest(
+        self,
+        user_id: str,
+        prefix: str,
+        *,
+        locale: str | None = None,
+        session_id: str | None = None,
+        limit: int = 8,
+        surface: str | None = None,
+        item_id: str | None = None,
+    ) -> Suggested:
+        """Ask the runtime's suggester directly; a runtime without one suggests nothing."""
+        suggester = self._runtime.suggester
+        if suggester is None:
+            # The user types every query; the world still measures its baseline and oracle
+            # in the same typing states.
+            return Suggested("", [], False, 0.0)
+        started = time.perf_counter()
+        result = suggester.suggest(
+            self._app_id,
+            SuggestionRequest(
+                user_id=user_id,
+                prefix=prefix,
+                locale=locale,
+                session_id=session_id,
+                limit=limit,
+                surface=surface or "suggest",
+                item_id=item_id,
+            ),
+        )
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Suggested(
+            result.request_id,
+            [s.query for s in result.suggestions],
+            bool(result.fallback),
+            latency_ms,
+            result.variant,
+            bool(result.cold),
+        )

@@ -47,6 +47,7 @@ from recloop.simulate.clients import HttpClient, ServiceClient
 from recloop.simulate.clocks import ClientClockConfig, ServiceClock, ServiceClockConfig
 from recloop.simulate.driver import DriverConfig, Simulation, SimulationResult
 from recloop.simulate.report import write_report
+from recloop.simulate.search import SearchConfig
 from recloop.simulate.world import World, WorldConfig
 from recloop.store.bootstrap import ensure_dev_key, prepare_store
 from recloop.training.job import TrainResult, train
@@ -86,6 +87,10 @@ class DemoConfig:
     # default all three timelines agree.
     clients: ClientClockConfig = field(default_factory=ClientClockConfig)
     service_clock: ServiceClockConfig = field(default_factory=ServiceClockConfig)
+    # The search box: search sessions typed with query suggestions between the item
+    # sessions (see recloop.simulate.search). Off by default, which serves exactly the
+    # item lists of a demo without it.
+    search: SearchConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -335,13 +340,18 @@ def _simulate(
             variants=dict(config.variants),
             experiment_surface=DEMO_SURFACE if len(config.variants) > 1 else None,
             clients=config.clients,
+            search=config.search,
         ),
         on_night=on_night,
         on_day=on_day,
         on_session=on_session,
         on_clock=clock.set,
         on_deliver=clock.deliver,
-        **({"on_served": config.observer(runtime, behaviour)} if config.observer else {}),
+        on_served=(
+            config.observer(runtime, behaviour)
+            if config.observer
+            else lambda session, request_id: None
+        ),
     )
     with progress:
         return simulation.run(), nights, trainings
@@ -467,9 +477,45 @@ def _print_summary(
             f"{t['latency_p99_ms']:.1f}",
         )
     console.print(totals)
+    if result.search_per_day:
+        console.print(_search_table(result))
     console.print(
         f"{result.events_sent:,} events sent ({result.late_events:,} late, "
         f"{result.duplicate_events:,} sent twice, {result.bots} bot users). {what_ran} "
         f"Report: [bold]{report_path}[/bold]. Wall time {wall_s:.0f} s.",
         soft_wrap=True,
     )
+
+
+def _search_table(result: SimulationResult) -> Table:
+    """The search box per suggestion variant: the served lists against most-popular
+    completion (MPC) and the world's best lists, in the same typing states."""
+    table = Table(
+        title="search box, whole run (per suggestion list: CTR and expected success of the "
+        "served list, of most-popular-completion (MPC) and of the world's best; per search: "
+        "success and keystrokes saved)"
+    )
+    rows = (
+        ("searches", "searches", "{:,.0f}"),
+        ("suggestion lists", "lists", "{:,.0f}"),
+        ("CTR observed", "suggestion_ctr", "{:.3f}"),
+        ("CTR true", "true_suggestion_ctr", "{:.3f}"),
+        ("CTR of MPC", "baseline_suggestion_ctr", "{:.3f}"),
+        ("CTR of world's best", "oracle_suggestion_ctr", "{:.3f}"),
+        ("search success observed", "success_rate", "{:.3f}"),
+        ("search success true", "true_success_rate", "{:.3f}"),
+        ("list's expected success", "list_success", "{:.3f}"),
+        ("MPC's expected success", "baseline_list_success", "{:.3f}"),
+        ("world's best expected success", "oracle_list_success", "{:.3f}"),
+        ("keystrokes saved", "keystrokes_saved", "{:.3f}"),
+        ("reformulations / search", "reformulation_rate", "{:.3f}"),
+        ("p99 ms", "latency_p99_ms", "{:.1f}"),
+    )
+    variants = list(result.search_per_day)
+    table.add_column("")
+    for variant in variants:
+        table.add_column(variant, justify="right")
+    totals = [result.search_totals(v) for v in variants]
+    for label, key, fmt in rows:
+        table.add_row(label, *(fmt.format(t[key]) for t in totals))
+    return table

@@ -1,4 +1,4 @@
-"""How the simulator reaches the service: the four calls it makes, and their HTTP transport.
+"""How the simulator reaches the service: the calls it makes, and their HTTP transport.
 
 The world knows only the public HTTP shape; an in-process transport with the same calls
 (``recloop.demo.inprocess``) lives above the service, beside the CLI.
@@ -24,8 +24,21 @@ class Served:
     variant: str = "default"
 
 
+@dataclass(frozen=True, slots=True)
+class Suggested:
+    """One suggestion list as the client saw it (empty, with no request id, where the
+    service has no suggestions to give)."""
+
+    request_id: str
+    queries: list[str]
+    fallback: bool
+    latency_ms: float
+    variant: str = "default"
+    cold: bool = False
+
+
 class ServiceClient(Protocol):
-    """The four calls the simulator makes."""
+    """The calls the simulator makes (``suggest`` only with search on)."""
 
     def put_items(self, items: list[dict[str, Any]]) -> None:
         """Insert or replace items."""
@@ -43,6 +56,20 @@ class ServiceClient(Protocol):
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
         """Send events (already valid; a refusal is an error of the simulator)."""
+        ...
+
+    def suggest(
+        self,
+        user_id: str,
+        prefix: str,
+        *,
+        locale: str | None = None,
+        session_id: str | None = None,
+        limit: int = 8,
+        surface: str | None = None,
+        item_id: str | None = None,
+    ) -> Suggested:
+        """Ask for query suggestions for what has been typed."""
         ...
 
 
@@ -104,3 +131,51 @@ class HttpClient:
                 raise RuntimeError(
                     f"the service rejected simulated events: {response.json()['rejected'][:3]}"
                 )
+
+    def suggest(
+        self,
+        user_id: str,
+        prefix: str,
+        *,
+        locale: str | None = None,
+        session_id: str | None = None,
+        limit: int = 8,
+        surface: str | None = None,
+        item_id: str | None = None,
+    ) -> Suggested:
+        """``GET /api/suggestions``; latency is measured around the HTTP call."""
+        params: dict[str, str | int] = {"userId": user_id, "prefix": prefix, "limit": limit}
+        for name, value in (
+            ("locale", locale),
+            ("sessionId", session_id),
+            ("surface", surface),
+            ("itemId", item_id),
+        ):
+            if value is not None:
+                params[name] = value
+        started = time.perf_counter()
+        response = self._http.get("/api/suggestions", params=params)
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response.status_code == 404 and _no_route(response):
+            # A service without the suggestion route (FastAPI's own 404) suggests nothing:
+            # the user types every query, and the world's baseline and oracle still run.
+            return Suggested("", [], False, latency_ms)
+        response.raise_for_status()
+        body = response.json()
+        return Suggested(
+            body["requestId"],
+            [s["query"] for s in body["suggestions"]],
+            body["fallback"],
+            latency_ms,
+            body["variant"],
+            bool(body.get("cold", False)),
+        )
+
+
+def _no_route(response: httpx.Response) -> bool:
+    """Whether a 404 is the framework's "no such route" rather than the route's own."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("detail") == "Not Found"

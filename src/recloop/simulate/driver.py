@@ -2,9 +2,12 @@
 
 Each day new items and users arrive, tastes drift, and every user starts a random number
 of sessions (a Poisson draw around their activity rate). A session asks for lists until the
-user leaves; each list's response goes back as events, some of them late and some twice,
-as mobile clients do. Events are stamped by their clients' clocks (``clocks.py``), and an
-offline client's session may reach the service hours after it happened. Users are split
+user leaves; with search on (``DriverConfig.search``), search sessions are interleaved with
+them: a user types a query, the client asks for suggestions as they type, and the search's
+outcome goes back as events (``search.py``). Each list's response goes back as events, some
+of them late and some twice, as mobile clients do. Events are stamped by their clients'
+clocks (``clocks.py``), and an offline client's session may reach the service hours after
+it happened. Users are split
 between variants (each a surface of the service) by a hash of their id, and every figure is
 kept per day and per variant, beside the same figures of the world's own best lists for the
 same requests (the oracle).
@@ -25,8 +28,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from recloop.simulate.behaviour import Behaviour, ListTruth, Session
-from recloop.simulate.clients import ServiceClient
+from recloop.simulate.clients import ServiceClient, Suggested
 from recloop.simulate.clocks import ClientClockConfig, ClientClocks
+from recloop.simulate.search import (
+    SEARCH_COUNTS,
+    Episode,
+    MostPopularCompletion,
+    SearchBehaviour,
+    SearchConfig,
+    SearchDayStats,
+    TypingState,
+    query_key,
+    search_rates,
+    typing_times,
+)
 from recloop.simulate.world import SimUser, World
 
 
@@ -54,6 +69,11 @@ class DriverConfig(BaseModel):
     clients: ClientClockConfig = Field(
         default_factory=ClientClockConfig,
         description="Client clocks and late uploads; by default every client is on time.",
+    )
+    search: SearchConfig | None = Field(
+        default=None,
+        description="Search sessions with query suggestions; None (the default) runs none, "
+        "and the item sessions are exactly those of a run without search.",
     )
 
 
@@ -125,6 +145,19 @@ class SimulationResult:
     """Sessions whose events reached the service only after the client came back online."""
     per_user: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     """variant -> user -> summed figures (``USER_FIGURES``), people only."""
+    search_per_day: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    """Suggestion variant (as the service named it) -> per day: the search counts and
+    rates (``search.search_rates``); empty when search was off."""
+
+    def search_totals(self, variant: str) -> dict[str, float]:
+        """The search figures of one suggestion variant over the whole run."""
+        days = self.search_per_day[variant]
+        counts = {k: sum(d[k] for d in days) for k in SEARCH_COUNTS}
+        out = {**counts, **search_rates(counts)}
+        for k in ("latency_p50_ms", "latency_p99_ms"):
+            with_lists = [d[k] for d in days if d["lists"]]
+            out[k] = statistics.fmean(with_lists) if with_lists else 0.0
+        return out
 
     def totals(self, variant: str) -> dict[str, float]:
         """Impression-weighted figures over the whole run for one variant."""
@@ -193,6 +226,8 @@ class Simulation:
             user responds to it.
         on_deliver: called with the world's time at which the next write (items, users,
             events) reaches the service, before it is made.
+        on_suggested: called with the typing state and the list of every suggestion
+            request, before the user looks at it (search on).
     """
 
     def __init__(
@@ -208,6 +243,7 @@ class Simulation:
         on_clock: Callable[[datetime], None] = lambda now: None,
         on_served: Callable[[Session, str], None] = lambda session, request_id: None,
         on_deliver: Callable[[datetime], None] = lambda at: None,
+        on_suggested: Callable[[TypingState, Suggested], None] = lambda state, served: None,
     ) -> None:
         self.world = world
         self.behaviour = behaviour
@@ -232,6 +268,14 @@ class Simulation:
         self._clicks_by_position = [0] * config.list_size
         self._session_count = 0
         self._per_user: dict[str, dict[str, dict[str, float]]] = {}
+        self._on_suggested = on_suggested
+        # Search draws from streams of its own, so that with search off nothing above moves.
+        self.search = (
+            SearchBehaviour(world, behaviour.config, config.search) if config.search else None
+        )
+        self.baseline = MostPopularCompletion()
+        self._search_count = 0
+        self._search_per_day: dict[str, list[dict[str, float]]] = {}
 
     def run(self) -> SimulationResult:
         """Simulate every day and return the measurements."""
@@ -258,11 +302,21 @@ class Simulation:
                 self.client.put_user(user.user_id, user.attributes())
             stats = {v: DayStats() for v in variants}
             sessions = self._schedule(day_start)
-            self._on_day(day, len(sessions))
-            for started_at, user in sessions:
-                variant = assign_variant(user.user_id, variants, config.salt)
+            searches = self._search_schedule(day, day_start)
+            search_stats: dict[str, SearchDayStats] = {}
+            self._on_day(day, len(sessions) + len(searches))
+            # Item sessions (kind 0) and search sessions (kind 1) in order of their start.
+            for started_at, _, kind, user in sorted(
+                [(t, u.user_id, 0, u) for t, u in sessions]
+                + [(t, u.user_id, 1, u) for t, u in searches],
+                key=lambda s: s[:3],
+            ):
                 self._release_uploads(started_at)
-                self._run_session(user, started_at, variant, stats)
+                if kind == 0:
+                    variant = assign_variant(user.user_id, variants, config.salt)
+                    self._run_session(user, started_at, variant, stats)
+                else:
+                    self._run_search(user, started_at, search_stats)
                 self._on_session()
             self._release_uploads(day_start + timedelta(days=1))
             self._flush_late()
@@ -272,6 +326,8 @@ class Simulation:
             for variant in variants:
                 stats[variant].catalog_size = catalog
                 per_day[variant].append(stats[variant].summary())
+            if self.search is not None:
+                self._close_search_day(day, search_stats)
             self._on_night(day)
         # Sessions still offline at the end arrive after the last night, for a complete log.
         self._release_uploads(None)
@@ -289,6 +345,7 @@ class Simulation:
             bots=sum(1 for u in world.users if u.is_bot),
             per_user=self._per_user,
             late_uploads=self._late_uploads,
+            search_per_day=self._search_per_day,
         )
 
     def _schedule(self, day_start: datetime) -> list[tuple[datetime, SimUser]]:
@@ -362,6 +419,222 @@ class Simulation:
             # The client was offline: the whole session goes up when it is back.
             heapq.heappush(self._uploads, (now + delay, self._session_count, held))
             self._late_uploads += 1
+
+    def _search_schedule(self, day: int, day_start: datetime) -> list[tuple[datetime, SimUser]]:
+        """Search sessions: Poisson(activity x ``searches_per_session``) per person a day,
+        at uniform times, from a generator of their own (bots do not search)."""
+        if self.search is None:
+            return []
+        rate = self.search.config.searches_per_session
+        rng = np.random.default_rng([self.world.config.seed, 3, day])
+        searches: list[tuple[datetime, SimUser]] = []
+        for user in self.world.users:
+            if user.is_bot or user.joined_at > day_start + timedelta(days=1):
+                continue
+            for _ in range(int(rng.poisson(user.sessions_per_day * rate))):
+                earliest = max(0.0, (user.joined_at - day_start).total_seconds())
+                offset = float(rng.uniform(earliest, 86_400.0))
+                searches.append((day_start + timedelta(seconds=offset), user))
+        return searches
+
+    def _run_search(
+        self, user: SimUser, started_at: datetime, stats: dict[str, SearchDayStats]
+    ) -> None:
+        """One search session: an intent typed with suggestions, submitted, then engaged
+        with, reformulated within seconds, or abandoned. Suggestions need the network, so
+        these sessions are never held by an offline client."""
+        search = self.search
+        assert search is not None
+        c = search.config
+        self._search_count += 1
+        rng = np.random.default_rng([self.world.config.seed, 5, self._search_count])
+        session_id = f"q{self._search_count:08d}"
+        episode = search.draw_episode(user, session_id, started_at, rng)
+        variant: str | None = None
+        tried: list[str] = []
+        reformulations = 0
+        while episode is not None:
+            times = typing_times(episode, c, rng)
+            submitted, typed_chars = episode.typed, len(episode.typed)
+            request_id: str | None = None
+            position: int | None = None
+            for state in search.states(episode):
+                at = episode.started_at + timedelta(seconds=float(times[state.typed_chars]))
+                self._on_clock(at)
+                self._now = at
+                served = self.client.suggest(
+                    user.user_id,
+                    state.prefix,
+                    locale=user.locale,
+                    session_id=session_id,
+                    limit=c.list_size,
+                    surface=c.surface,
+                )
+                # A session's figures go to the variant its first list was served from.
+                variant = variant or served.variant
+                day = stats.setdefault(variant, SearchDayStats())
+                self._judge_suggestions(day, state, served)
+                self._on_suggested(state, served)
+                choice = search.choose(state, served.queries, rng)
+                if choice.clicked is not None:
+                    day.add("clicks")
+                    submitted, typed_chars = served.queries[choice.clicked], state.typed_chars
+                    request_id, position = served.request_id, choice.clicked
+                    break
+            day = stats.setdefault(variant or "default", SearchDayStats())
+            at = episode.started_at + timedelta(seconds=float(times[typed_chars]) + 0.5)
+            events, success = self._submit(
+                episode, submitted, typed_chars, request_id, position, at, rng, day
+            )
+            self._send(events)
+            self._count(user, events)
+            if success:
+                day.add("sessions")
+                return
+            tried += [episode.intent, query_key(submitted)]
+            if reformulations >= c.max_reformulations or rng.random() >= c.reformulate_probability:
+                day.add("sessions")
+                day.add("abandoned")
+                return
+            episode = self._reformulate(episode, submitted, tried, at, rng)
+            if episode is None:  # nothing else to try for that item
+                day.add("sessions")
+                day.add("abandoned")
+            else:
+                reformulations += 1
+                day.add("reformulations")
+
+    def _reformulate(
+        self,
+        episode: Episode,
+        submitted: str,
+        tried: list[str],
+        at: datetime,
+        rng: np.random.Generator,
+    ) -> Episode | None:
+        """The next search after a failure, within seconds: the intent itself, carefully
+        typed, when what was submitted was not it (a typo, another suggestion); else
+        another query for the same item."""
+        search = self.search
+        assert search is not None
+        low, high = search.config.reformulate_after_s
+        start = at + timedelta(seconds=float(rng.uniform(low, high)))
+        meant, had_typo = search.corrected(submitted)
+        if had_typo or meant != episode.intent:
+            return Episode(
+                episode.user,
+                episode.session_id,
+                episode.intent,
+                episode.intent,
+                episode.kind,
+                episode.target,
+                start,
+            )
+        return search.draw_episode(
+            episode.user, episode.session_id, start, rng, target=episode.target, avoid=tried
+        )
+
+    def _submit(
+        self,
+        episode: Episode,
+        submitted: str,
+        typed_chars: int,
+        request_id: str | None,
+        position: int | None,
+        at: datetime,
+        rng: np.random.Generator,
+        day: SearchDayStats,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The search event, the world's verdict on its results, and the engagement of a
+        success (a click and a satisfied view of a result, on surface ``search``)."""
+        search = self.search
+        assert search is not None
+        user = episode.user
+        event: dict[str, Any] = {
+            "eventId": f"{rng.integers(1 << 62):016x}",
+            "userId": user.user_id,
+            "eventType": "search",
+            "query": submitted,
+            "surface": "search",
+            "sessionId": episode.session_id,
+            "device": user.device,
+            "eventTs": at.isoformat(),
+            "context": {"prefix": episode.typed[:typed_chars]},
+        }
+        if request_id is not None and position is not None:
+            event["requestId"] = request_id
+            event["position"] = position
+        events = [event]
+        self.baseline.add(submitted)
+        key = query_key(submitted)
+        p_success = search.success_probability(episode, submitted)
+        day.add("searches")
+        day.add("expected_success", p_success)
+        day.add("query_chars", len(key))
+        day.add("typed_chars", typed_chars)
+        if request_id is not None:
+            day.add("from_suggestion")
+            day.add("saved_chars", max(0, len(key) - typed_chars))
+        success = bool(rng.random() < p_success)
+        engaged = search.engaged_item(episode, submitted, rng) if success else None
+        if engaged is None:
+            return events, False
+        day.add("successes")
+        item_id, rank = engaged
+        user.seen[item_id] = user.seen.get(item_id, 0) + 1
+        clicked_at = at + timedelta(seconds=float(rng.uniform(2.0, 10.0)))
+        dwell = round(float(rng.uniform(30_000, 300_000)))
+        for event_type, offset, value in (("click", 0, None), ("view", 1, dwell)):
+            engagement: dict[str, Any] = {
+                "eventId": f"{rng.integers(1 << 62):016x}",
+                "userId": user.user_id,
+                "itemId": item_id,
+                "eventType": event_type,
+                "surface": "search",
+                "sessionId": episode.session_id,
+                "device": user.device,
+                "position": rank,
+                "eventTs": (clicked_at + timedelta(seconds=offset)).isoformat(),
+            }
+            if value is not None:
+                engagement["value"] = value
+            events.append(engagement)
+        return events, True
+
+    def _judge_suggestions(
+        self, day: SearchDayStats, state: TypingState, served: Suggested
+    ) -> None:
+        """The served list's truth beside most-popular-completion's and the world's best
+        lists', all in the state the served list met."""
+        search = self.search
+        assert search is not None
+        k = search.config.list_size
+        day.add("lists")
+        day.add("fallbacks", float(served.fallback))
+        day.add("empty_lists", float(not served.queries))
+        day.latencies_ms.append(served.latency_ms)
+        truth = search.truth(state, served.queries)
+        baseline = self.baseline.complete(state.prefix, k)
+        base = search.truth(state, baseline)
+        best_click, best_success = search.best_lists(state, k, against=[served.queries, baseline])
+        by_click = search.truth(state, best_click)
+        day.add("expected_clicks", truth.ctr)
+        day.add("baseline_clicks", base.ctr)
+        day.add("oracle_clicks", by_click.ctr)
+        day.add("success_value", truth.expected_success)
+        day.add("baseline_success_value", base.expected_success)
+        day.add("oracle_success_value", search.truth(state, best_success).expected_success)
+        day.add("expected_saved", truth.expected_saved)
+        day.add("baseline_saved", base.expected_saved)
+        day.add("oracle_saved", by_click.expected_saved)
+
+    def _close_search_day(self, day: int, stats: dict[str, SearchDayStats]) -> None:
+        """File the day's search figures; a variant first seen today gets zeros before."""
+        for variant in stats:
+            if variant not in self._search_per_day:
+                self._search_per_day[variant] = [SearchDayStats().summary() for _ in range(day)]
+        for variant, days in self._search_per_day.items():
+            days.append(stats.get(variant, SearchDayStats()).summary())
 
     def _oracle(self, session: Session, k: int, now: datetime) -> tuple[float, float]:
         """Expected clicks and satisfied clicks of the world's best lists for this request,

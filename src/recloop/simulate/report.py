@@ -169,6 +169,8 @@ def write_report(
         ],
     )
     sections = [ran, daily]
+    if result.search_per_day:
+        sections.append(search_section(result, labels))
     if experiment is not None:
         sections.append(experiment_section(experiment))
     sections.append(shape_section)
@@ -211,4 +213,110 @@ def experiment_section(report: ExperimentReport) -> Section:
             f"sample-ratio p={report.srm.p_value:.3g}"
             + (" (mismatch)" if report.srm.mismatch else "")
         )
+    return section
+
+
+_SEARCH_DAILY = (
+    ("suggestion_ctr", "Suggestion CTR (clicks per suggestion list)"),
+    ("success_rate", "Search success (searches followed by engagement)"),
+    ("keystrokes_saved", "Keystrokes saved (share of the submitted queries' characters)"),
+)
+
+
+def search_section(result: SimulationResult, labels: list[str]) -> Section:
+    """The search box: the served suggestion lists against most-popular-completion and the
+    world's best lists, in the same typing states, per suggestion variant."""
+    section = Section(
+        "Search box: query suggestions",
+        paragraphs=[
+            "Users search between their item sessions: they type an intended query a "
+            "keystroke at a time, the client asks for suggestions as they type, and they "
+            "click one or submit what they typed (docs/simulator.md, 'Search'). Per "
+            "suggestion list: observed and true CTR, and the expected success of the "
+            "search if it ends with that list or by typing the rest; the same for "
+            "most-popular-completion (MPC: the queries submitted so far that start with what "
+            "was typed) and for the world's best lists (which know the intent), in the "
+            "state each served list met. Per search: observed and true success, the share "
+            "that came from a suggestion, and the keystrokes saved.",
+        ],
+        charts=[
+            line_chart(
+                title,
+                labels,
+                {v: [d[key] for d in days] for v, days in result.search_per_day.items()},
+                x_label="simulated day",
+            )
+            for key, title in _SEARCH_DAILY
+        ],
+    )
+    per_list = []
+    per_search = []
+    for variant in result.search_per_day:
+        t = result.search_totals(variant)
+        per_list.append(
+            [
+                variant,
+                f"{t['lists']:,.0f}",
+                f"{t['suggestion_ctr']:.4f}",
+                f"{t['true_suggestion_ctr']:.4f}",
+                f"{t['baseline_suggestion_ctr']:.4f}",
+                f"{t['oracle_suggestion_ctr']:.4f}",
+                f"{t['list_success']:.4f}",
+                f"{t['baseline_list_success']:.4f}",
+                f"{t['oracle_list_success']:.4f}",
+                f"{t['saved_per_list']:.3f}",
+                f"{t['baseline_saved_per_list']:.3f}",
+                f"{t['empty_list_share']:.3f}",
+                f"{t['latency_p99_ms']:.1f}",
+            ]
+        )
+        per_search.append(
+            [
+                variant,
+                f"{t['sessions']:,.0f}",
+                f"{t['searches']:,.0f}",
+                f"{t['success_rate']:.4f}",
+                f"{t['true_success_rate']:.4f}",
+                f"{t['suggestion_use']:.4f}",
+                f"{t['keystrokes_saved']:.4f}",
+                f"{t['reformulation_rate']:.4f}",
+                f"{t['abandon_rate']:.4f}",
+            ]
+        )
+    section.tables.append(
+        (
+            [
+                "variant",
+                "lists",
+                "CTR",
+                "true CTR",
+                "MPC true CTR",
+                "oracle true CTR",
+                "success",
+                "MPC success",
+                "oracle success",
+                "chars saved",
+                "MPC chars saved",
+                "empty lists",
+                "p99 ms",
+            ],
+            per_list,
+        )
+    )
+    section.tables.append(
+        (
+            [
+                "variant",
+                "sessions",
+                "searches",
+                "success",
+                "true success",
+                "from a suggestion",
+                "keystrokes saved",
+                "reformulated",
+                "abandoned",
+            ],
+            per_search,
+        )
+    )
     return section

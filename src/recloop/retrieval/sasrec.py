@@ -288,6 +288,7 @@ class SASRecModel:
             heads=self.heads,
             max_len=self.max_len,
             dropout=self.dropout,
+            ln_eps=LN_EPS,
         )
         spec = TrainSpec(
             epochs=self.epochs,

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from recloop.retrieval.interactions import Float32Array, FloatArray, IntArray
-from recloop.retrieval.sasrec import LN_EPS, Sampling
 
 # Batches are cut from shuffled chunks of this many batches, sorted by length inside each
 # chunk: sequences are mostly short, and padding every batch to max_len wastes most steps.
@@ -42,6 +41,7 @@ class NetSpec:
     heads: int
     max_len: int
     dropout: float
+    ln_eps: float  # the LayerNorms' epsilon, the same as the numpy encoder's
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class TrainSpec:
     lr: float
     weight_decay: float
     negatives: int
-    sampling: Sampling
+    sampling: Literal["uniform", "popularity"]
     seed: int
     threads: int
     max_seconds: float | None
@@ -62,13 +62,13 @@ class TrainSpec:
 class _Block(nn.Module):
     """Pre-LayerNorm transformer block: causal multi-head attention, then a GELU MLP."""
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, ln_eps: float) -> None:
         super().__init__()
         self.heads = heads
-        self.ln1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ln1 = nn.LayerNorm(dim, eps=ln_eps)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.ln2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ln2 = nn.LayerNorm(dim, eps=ln_eps)
         self.ff1 = nn.Linear(dim, dim)
         self.ff2 = nn.Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
@@ -100,9 +100,9 @@ class SASRecNet(nn.Module):
         self.item_emb = nn.Embedding(spec.n_items + 1, spec.dim, padding_idx=spec.n_items)
         self.pos_emb = nn.Parameter(torch.empty(spec.max_len, spec.dim))
         self.blocks = nn.ModuleList(
-            [_Block(spec.dim, spec.heads, spec.dropout) for _ in range(spec.blocks)]
+            [_Block(spec.dim, spec.heads, spec.dropout, spec.ln_eps) for _ in range(spec.blocks)]
         )
-        self.ln_f = nn.LayerNorm(spec.dim, eps=LN_EPS)
+        self.ln_f = nn.LayerNorm(spec.dim, eps=spec.ln_eps)
         self.drop = nn.Dropout(spec.dropout)
         self.scale = math.sqrt(spec.dim)
         # Xavier-normal matrices, as in SASRec; inputs are scaled up by sqrt(dim) to match.

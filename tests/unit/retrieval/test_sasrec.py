@@ -18,6 +18,7 @@ import pytest
 from recloop.retrieval.interactions import Interactions, TrainingData
 from recloop.retrieval.models import RecallQuery, RetrievalModel
 from recloop.retrieval.sasrec import (
+    LN_EPS,
     SASRecModel,
     encode_sequence,
     training_windows,
@@ -153,7 +154,9 @@ def test_numpy_forward_matches_torch(blocks: int, heads: int, n: int) -> None:
     from recloop.retrieval.sasrec_net import NetSpec, SASRecNet
 
     torch.manual_seed(blocks)
-    spec = NetSpec(n_items=50, dim=16, blocks=blocks, heads=heads, max_len=12, dropout=0.5)
+    spec = NetSpec(
+        n_items=50, dim=16, blocks=blocks, heads=heads, max_len=12, dropout=0.5, ln_eps=LN_EPS
+    )
     net = SASRecNet(spec)
     with torch.no_grad():
         for p in net.parameters():  # LayerNorms and biases away from their 1 / 0 start

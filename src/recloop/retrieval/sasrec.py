@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 
+from recloop.retrieval.inner_product import best_rows
 from recloop.retrieval.interactions import Float32Array, IntArray, TrainingData
 from recloop.retrieval.models import Recalled, RecallQuery
 
@@ -378,19 +379,15 @@ class SASRecModel:
 
     def _search(self, vector: Float32Array, k: int, blocked: set[int]) -> list[tuple[int, float]]:
         """The ``k`` best item rows by inner product, best first, none of them blocked."""
-        if self._index is not None:
-            exclude = {self._item_ids[r] for r in blocked}
-            found = self._index.search(vector, k, exclude=exclude)
-            return [(self._item_index[item_id], score) for item_id, score in found]
-        scores = self._weights["item_emb"] @ vector
-        if blocked:
-            scores[np.fromiter(blocked, dtype=np.int64, count=len(blocked))] = -np.inf
-        k = min(k, len(scores) - len(blocked))
-        if k <= 0:
-            return []
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
-        return [(int(r), float(scores[r])) for r in top]
+        return best_rows(
+            vector,
+            k,
+            blocked,
+            items=self._weights["item_emb"],
+            index=self._index,
+            item_ids=self._item_ids,
+            item_index=self._item_index,
+        )
 
     def recall(self, query: RecallQuery, k: int) -> list[Recalled]:
         """At most ``k`` items that most likely come next after the query's items, best first.

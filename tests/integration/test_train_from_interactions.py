@@ -126,10 +126,13 @@ def test_an_imported_history_trains_a_ranker_from_its_interactions(
     gate = report["gate"]
     assert gate["measure"] == "interactions"
     assert gate["lists"]["interactions"] >= 20
-    # Every alternative was measured on the same lists, and what serves is the best.
+    # Every alternative was measured on the same lists; what serves is the blend, or the
+    # best of them when it beats the blend for sure, and the reason says which.
     figures = {name: f["interactions"] for name, f in gate["figures"].items()}
     assert set(figures) >= {"learned", "blend", "source:covisitation", "source:item-knn"}
-    assert figures[gate["serve"]] == max(figures.values())
+    best = max(figures, key=lambda name: figures[name])
+    assert gate["serve"] in ("blend", best)
+    assert "interval" in gate["reason"] or gate["serve"] == best == "blend"
     version = ModelRegistry(settings.resolved_model_dir()).current("default")
     assert version is not None
     saved = json.loads(

@@ -22,9 +22,13 @@ weighted sum of the labels (click, satisfaction):
   clicks. That examination curve is the new ranker's own position effect (its click head
   scored at every position).
 
-The alternative best on the primary measure (``interactions`` when there are enough lists
-with a positive, else ``logged``) serves; the learned ranker serves on a tie. Too few lists
-to judge and the learned ranker serves, and the report says so.
+The primary measure is ``interactions`` when there are enough lists with a positive, else
+``logged``. The blend is the default: the alternative best on the primary measure replaces
+it only when it beats the blend on the same lists with one-sided confidence
+``CONFIDENCE`` (a paired bootstrap over lists); too few lists to judge, a tie or a gain
+within the noise, and the blend serves. The report says which and why, with the interval.
+A ranker learned from a few hundred positives (an imported history's validation cases)
+thus serves only once it is better for sure.
 """
 
 from __future__ import annotations
@@ -128,8 +132,17 @@ def candidate_ndcg(
     The ideal ranks every item the user engaged with next at the top, recalled or not
     (``relevant_count``), so an ordering is judged against a full ranking.
     """
+    values = candidate_ndcg_lists(table, scores, weights)
+    return (float(np.mean(values)) if len(values) else float("nan")), len(values)
+
+
+def candidate_ndcg_lists(
+    table: pa.Table, scores: np.ndarray, weights: Mapping[str, float]
+) -> np.ndarray:
+    """NDCG@10 of each candidate list with a positive, in the order of their request ids
+    (the same lists, in the same order, whatever the scores)."""
     if table.num_rows == 0:
-        return float("nan"), 0
+        return np.zeros(0)
     gains = _gains(table, weights)
     groups = np.asarray(table.column("request_id").to_pylist(), dtype=object)
     merge = np.asarray(table.column("merge_rank").to_numpy(zero_copy_only=False), float)
@@ -146,7 +159,7 @@ def candidate_ndcg(
             continue
         ideal = _dcg(np.full(min(int(relevant[rows[0]]), NDCG_K), best or 1.0))
         values.append(_dcg(gains[rows]) / ideal if ideal > 0 else 0.0)
-    return (float(np.mean(values)) if values else float("nan")), len(values)
+    return np.asarray(values, dtype=np.float64)
 
 
 def logged_dcg(
@@ -164,8 +177,20 @@ def logged_dcg(
     order that served the lists gains nothing from the top of the screen being looked at
     most. Unnormalised: normalising by the lists' own best order would bring the bias back.
     """
+    values = logged_dcg_lists(table, scores, weights, examination)
+    return (float(np.mean(values)) if len(values) else float("nan")), len(values)
+
+
+def logged_dcg_lists(
+    table: pa.Table,
+    scores: np.ndarray,
+    weights: Mapping[str, float],
+    examination: np.ndarray | None = None,
+) -> np.ndarray:
+    """DCG@10 of each served list with a positive (see ``logged_dcg``), in the order of
+    their request ids."""
     if table.num_rows == 0:
-        return float("nan"), 0
+        return np.zeros(0)
     gains = _gains(table, weights)
     groups = np.asarray(table.column("request_id").to_pylist(), dtype=object)
     position = np.asarray(table.column("position").to_numpy(zero_copy_only=False), float)
@@ -181,7 +206,7 @@ def logged_dcg(
         if gains[rows].sum() <= 0:
             continue
         values.append(_dcg(gains[rows]))
-    return (float(np.mean(values)) if values else float("nan")), len(values)
+    return np.asarray(values, dtype=np.float64)
 
 
 def _learned(model: RankerModel, fallback: Ranker, weights: Mapping[str, float]) -> Ranker:
@@ -244,11 +269,19 @@ def judge(
     weights: Mapping[str, float],
     examination: np.ndarray | None = None,
 ) -> GateResult:
-    """Order the test rows with every alternative and choose what serves."""
+    """Order the test rows with every alternative and choose what serves.
+
+    The default is the blend (the learned ranker where the alternatives hold no blend):
+    it serves when there are too few lists to judge, and it keeps serving unless the
+    alternative best on the primary measure beats it on the same lists with a one-sided
+    confidence of ``CONFIDENCE`` (a paired bootstrap over lists), so that a ranker learned
+    from a few hundred positives does not replace the blend on noise.
+    """
     ctx = RequestContext(
         app_id=_APP, request_id="gate", surface="gate", user_id="gate", now=datetime.now(UTC)
     )
     figures: dict[str, dict[str, float]] = {name: {} for name in rankers}
+    per_list: dict[str, dict[str, np.ndarray]] = {name: {} for name in rankers}
     lists: dict[str, int] = {}
     for kind, table in (("interactions", candidates), ("logged", logged)):
         if table is None or table.num_rows == 0:
@@ -257,36 +290,65 @@ def judge(
         for name, ranker in rankers.items():
             scores = ranker.score(matrix, ctx).combined
             if kind == "interactions":
-                value, n = candidate_ndcg(table, scores, weights)
+                values = candidate_ndcg_lists(table, scores, weights)
             else:
-                value, n = logged_dcg(table, scores, weights, examination)
-            figures[name][kind] = value
-            lists[kind] = n
+                values = logged_dcg_lists(table, scores, weights, examination)
+            per_list[name][kind] = values
+            figures[name][kind] = float(np.mean(values)) if len(values) else float("nan")
+            lists[kind] = len(values)
+    default = BLEND if BLEND in rankers else LEARNED
+    curve = tuple(float(v) for v in examination) if examination is not None else ()
     judged = next((m for m in ("interactions", "logged") if lists.get(m, 0) >= MIN_LISTS), None)
     if judged is None:
         counts = ", ".join(f"{n} {m}" for m, n in lists.items()) or "none"
         return GateResult(
-            LEARNED,
+            default,
             None,
             figures,
             lists,
             f"too few test lists with a positive to judge ({counts}; {MIN_LISTS} needed): "
-            "the learned ranker serves",
+            f"{_NAME.get(default, default)} serves",
+            curve,
         )
     measure: str = judged
     scored = {name: f[measure] for name, f in figures.items() if not np.isnan(f[measure])}
-    best = max(scored, key=lambda name: (scored[name], name == LEARNED))
-    learned = scored.get(LEARNED, float("nan"))
-    if best == LEARNED:
-        runner_up = max((v, n) for n, v in scored.items() if n != LEARNED)
-        reason = (
-            f"learned {_METRIC[measure]} {learned:.4f} on {measure} ({lists[measure]} lists) "
-            f"against {runner_up[1]} {runner_up[0]:.4f}, the best other ordering"
-        )
-    else:
-        reason = (
-            f"{best} {_METRIC[measure]} {scored[best]:.4f} on {measure} ({lists[measure]} "
-            f"lists) beats the learned ranker's {learned:.4f}: {best} serves"
-        )
-    curve = tuple(float(v) for v in examination) if examination is not None else ()
-    return GateResult(best, measure, figures, lists, reason, curve)
+    best = max(scored, key=lambda name: (scored[name], name == default, name == LEARNED))
+    metric = f"{_METRIC[measure]} on {measure} ({lists[measure]} lists)"
+    if best == default:
+        runner_up = max(((v, n) for n, v in scored.items() if n != default), default=None)
+        against = f" against {runner_up[1]} {runner_up[0]:.4f}" if runner_up else ""
+        reason = f"{default} {metric} {scored[default]:.4f}{against}, the best other ordering"
+        return GateResult(default, measure, figures, lists, reason, curve)
+    low, high = paired_interval(per_list[best][measure], per_list[default][measure])
+    change = f"{best} {scored[best]:.4f} against {default} {scored[default]:.4f}, {metric}"
+    interval = (
+        f"difference {scored[best] - scored[default]:+.4f}, "
+        f"{_LEVEL} interval [{low:+.4f}, {high:+.4f}]"
+    )
+    if low > 0:
+        reason = f"{change}: {interval}: {best} serves"
+        return GateResult(best, measure, figures, lists, reason, curve)
+    reason = (
+        f"{change}: {interval} includes no gain for sure: {_NAME.get(default, default)} "
+        "keeps serving"
+    )
+    return GateResult(default, measure, figures, lists, reason, curve)
+
+
+#: One-sided confidence with which an alternative must beat the default to replace it.
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+_LEVEL = f"{round(100 * (2 * CONFIDENCE - 1))}%"
+_NAME = {BLEND: "the blend", LEARNED: "the learned ranker"}
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """The two-sided ``2 * CONFIDENCE - 1`` bootstrap interval of mean(a - b) over lists
+    (the same lists in the same order), so that its lower end is a one-sided bound."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    if len(diff) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (BOOTSTRAP_RESAMPLES, len(diff)))].mean(axis=1)
+    tail = 1.0 - CONFIDENCE
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))

@@ -22,7 +22,13 @@ from recloop.ranking.learned import (
 )
 from recloop.ranking.protocols import Scores
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
-from recloop.training.gate import MIN_LISTS, candidate_ndcg, judge, logged_dcg
+from recloop.training.gate import (
+    MIN_LISTS,
+    candidate_ndcg,
+    judge,
+    logged_dcg,
+    paired_interval,
+)
 from recloop.training.ranker import ips_weights
 
 pytestmark = pytest.mark.unit
@@ -116,8 +122,8 @@ def test_the_best_ordering_on_held_out_lists_serves_and_the_reason_says_why() ->
     assert result.measure == "interactions"
     assert result.figures["source:a"]["interactions"] == 1.0
     assert result.figures[LEARNED]["interactions"] == pytest.approx(1 / np.log2(5))
-    assert "source:a" in result.reason
-    assert "beats the learned ranker" in result.reason
+    assert "source:a 1.0000 against learned 0.4307" in result.reason
+    assert "interval [+0.5693, +0.5693]: source:a serves" in result.reason
 
 
 def test_the_learned_ranker_serves_when_it_is_best_or_tied() -> None:
@@ -132,6 +138,57 @@ def test_too_few_lists_to_judge_leave_the_learned_ranker_serving_and_say_so() ->
     result = judge(rankers, candidates=table, logged=None, weights=CLICKS)
     assert (result.serve, result.measure) == (LEARNED, None)
     assert "too few test lists" in result.reason
+
+
+def noisy_table(lists: int, flips: float, seed: int) -> pa.Table:
+    """Lists of four candidates with one positive: ``source_score:a`` puts it first in all
+    but a share ``flips`` of them (where it puts it last); ``source_score:b`` ranks it
+    second everywhere."""
+    rng = np.random.default_rng(seed)
+    table = candidates([[0, 0, 0, 1] for _ in range(lists)])
+    labels = np.asarray(table.column("label_click"), dtype=float)
+    flip = np.repeat(rng.random(lists) < flips, 4)
+    a = np.where(flip, 1.0 - labels, labels) + np.tile([0.3, 0.2, 0.1, 0.0], lists)
+    b = np.tile([1.0, 0.0, 0.5, 0.8], lists)  # the positive (last) second, after the first
+    return table.append_column("source_score:a", pa.array(a)).append_column(
+        "source_score:b", pa.array(b)
+    )
+
+
+def test_the_blend_keeps_serving_unless_an_alternative_beats_it_for_sure() -> None:
+    rankers = {LEARNED: ByColumn("source_score:a"), BLEND: ByColumn("source_score:b")}
+    # a is a little better in expectation (its positive first 40% of the time, else last:
+    # NDCG 0.4 + 0.6 / log2(5) = 0.658 against b's 1 / log2(3) = 0.631), but 30 lists
+    # cannot tell: the blend serves.
+    few = judge(rankers, candidates=noisy_table(30, 0.6, 2), logged=None, weights=CLICKS)
+    assert few.figures[BLEND]["interactions"] == pytest.approx(1 / np.log2(3))
+    assert few.figures[LEARNED]["interactions"] > few.figures[BLEND]["interactions"]
+    assert few.serve == BLEND
+    assert "the blend keeps serving" in few.reason
+    # The same ranker on 2,000 lists is better for sure: it serves.
+    many = judge(rankers, candidates=noisy_table(2000, 0.6, 2), logged=None, weights=CLICKS)
+    assert many.figures[LEARNED]["interactions"] > many.figures[BLEND]["interactions"]
+    assert many.serve == LEARNED
+    assert "learned serves" in many.reason
+
+
+def test_too_few_lists_leave_the_blend_serving_where_there_is_one() -> None:
+    table = gate_table(MIN_LISTS - 1, good="source_score:a")
+    rankers = {LEARNED: ByColumn("source_score:a"), BLEND: ByColumn("source_score:b")}
+    result = judge(rankers, candidates=table, logged=None, weights=CLICKS)
+    assert (result.serve, result.measure) == (BLEND, None)
+    assert "the blend serves" in result.reason
+
+
+def test_the_paired_interval_covers_the_mean_difference_and_shrinks_with_lists() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.random(4000), rng.random(4000)
+    small = paired_interval(a[:100] + 0.05, b[:100])
+    large = paired_interval(a + 0.05, b)
+    assert small[0] < float(np.mean(a[:100] + 0.05 - b[:100])) < small[1]
+    assert large[1] - large[0] < (small[1] - small[0]) / 4
+    assert large[0] > 0
+    assert np.isnan(paired_interval(np.zeros(0), np.zeros(0))[0])
 
 
 def test_ips_weights_are_inverse_propensities_clipped_and_the_clipping_reported() -> None:

@@ -148,18 +148,28 @@ def candidate_ndcg_lists(
     merge = np.asarray(table.column("merge_rank").to_numpy(zero_copy_only=False), float)
     relevant = np.asarray(table.column("relevant_count").to_numpy(zero_copy_only=False), int)
     best = max(weights.get("click", 0.0), 0.0) + max(weights.get("satisfaction", 0.0), 0.0)
-    # Group rows together, best score first, the merge order breaking ties.
-    order = np.lexsort((merge, -scores, groups))
     values = []
+    # The merge order breaks ties.
+    for rows in _lists_with_a_positive(groups, scores, merge, gains):
+        ideal = _dcg(np.full(min(int(relevant[rows[0]]), NDCG_K), best or 1.0))
+        values.append(_dcg(gains[rows]) / ideal if ideal > 0 else 0.0)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _lists_with_a_positive(
+    groups: np.ndarray, scores: np.ndarray, tiebreak: np.ndarray, gains: np.ndarray
+) -> list[np.ndarray]:
+    """Each list's rows, best score first (``tiebreak`` ascending on ties), for the lists
+    with a positive gain, in the order of their request ids."""
+    order = np.lexsort((tiebreak, -scores, groups))
+    out = []
     start = 0
     for size in np.unique(groups[order], return_counts=True)[1]:
         rows = order[start : start + size]
         start += size
-        if gains[rows].sum() <= 0:
-            continue
-        ideal = _dcg(np.full(min(int(relevant[rows[0]]), NDCG_K), best or 1.0))
-        values.append(_dcg(gains[rows]) / ideal if ideal > 0 else 0.0)
-    return np.asarray(values, dtype=np.float64)
+        if gains[rows].sum() > 0:
+            out.append(rows)
+    return out
 
 
 def logged_dcg(
@@ -197,16 +207,9 @@ def logged_dcg_lists(
     if examination is not None and len(examination):
         at = np.clip(np.nan_to_num(position).astype(int), 0, len(examination) - 1)
         gains = gains / examination[at]
-    order = np.lexsort((position, -scores, groups))
-    values = []
-    start = 0
-    for size in np.unique(groups[order], return_counts=True)[1]:
-        rows = order[start : start + size]
-        start += size
-        if gains[rows].sum() <= 0:
-            continue
-        values.append(_dcg(gains[rows]))
-    return np.asarray(values, dtype=np.float64)
+    # The served position breaks ties.
+    rows_of = _lists_with_a_positive(groups, scores, position, gains)
+    return np.asarray([_dcg(gains[rows]) for rows in rows_of], dtype=np.float64)
 
 
 def _learned(model: RankerModel, fallback: Ranker, weights: Mapping[str, float]) -> Ranker:

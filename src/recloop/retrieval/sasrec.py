@@ -14,7 +14,6 @@ loads and recalls with numpy alone.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ import numpy as np
 
 from recloop.retrieval.inner_product import best_rows
 from recloop.retrieval.interactions import Float32Array, IntArray, TrainingData
+from recloop.retrieval.model_files import load_model_files, save_model_files
 from recloop.retrieval.models import Recalled, RecallQuery
 
 if TYPE_CHECKING:
@@ -37,8 +37,7 @@ Sampling = Literal["uniform", "popularity"]
 
 #: LayerNorm's epsilon, shared with the torch network so both sides compute the same thing.
 LN_EPS = 1e-6
-_ARRAYS = "sasrec.npz"
-_META = "sasrec.json"
+_FILES = "sasrec"  # sasrec.npz and sasrec.json
 _FORMAT = 1
 # Up to this many items an exact matrix product is faster than any index (about 1 ms at
 # 50k x 64 on one core); above it, the vector index's HNSW keeps search sub-linear.
@@ -424,31 +423,21 @@ class SASRecModel:
     def save(self, path: Path) -> None:
         """Write the weights (``sasrec.npz``), the params and the item ids (JSON)."""
         self._require_fitted()
-        arrays: dict[str, Any] = dict(self._weights)
-        np.savez(path / _ARRAYS, **arrays)
         meta = {
             "kind": self.kind,
             "format": _FORMAT,
             "params": self.params(),
             "item_ids": list(self._item_ids),
         }
-        (path / _META).write_text(json.dumps(meta), encoding="utf-8")
-        if self._index is not None:
-            index_dir = path / "index"
-            index_dir.mkdir()
-            self._index.save(index_dir)
+        save_model_files(path, _FILES, self._weights, meta, self._index)
 
     @classmethod
     def load(cls, path: Path) -> Self:
         """Read a model written by :meth:`save`; needs numpy only (and faiss for a catalogue
         large enough to be indexed)."""
-        meta = json.loads((path / _META).read_text(encoding="utf-8"))
-        if meta.get("kind") != cls.kind or meta.get("format") != _FORMAT:
-            raise ValueError(f"{path} holds no {cls.kind} model of format {_FORMAT}")
+        meta, weights = load_model_files(path, _FILES, cls.kind, _FORMAT)
         model = cls(**meta["params"])
         model._item_ids = tuple(meta["item_ids"])
         model._item_index = {t: i for i, t in enumerate(model._item_ids)}
-        with np.load(path / _ARRAYS, allow_pickle=False) as arrays:
-            weights = {name: np.asarray(arrays[name], dtype=np.float32) for name in arrays.files}
         model._serve(weights, path / "index")
         return model

@@ -15,7 +15,6 @@ so loading a saved model and recalling need numpy only.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from recloop.retrieval.interactions import (
     ItemTable,
     TrainingData,
 )
+from recloop.retrieval.model_files import load_model_files, save_model_files
 from recloop.retrieval.models import Recalled, RecallQuery, Seeds
 from recloop.retrieval.text_embedding import HashingEmbedder
 
@@ -48,8 +48,7 @@ _MAX_AGE_LOG2 = 10  # items older than 2**10 days share the last age bucket
 _AGE_BUCKETS = _MAX_AGE_LOG2 + 2  # row 0: unknown creation time
 _CONTENT_DIM = 128  # hashed text buckets when fit() is given no content matrix
 _INIT_STD = 0.1
-_ARRAYS = "two_tower.npz"
-_META = "two_tower.json"
+_FILES = "two_tower"  # two_tower.npz and two_tower.json
 _FORMAT = 1
 _USER_WEIGHTS = ("user_emb", "history_emb", "device_emb", "w1", "b1", "w2", "b2")
 
@@ -414,8 +413,6 @@ class TwoTowerModel:
     def save(self, path: Path) -> None:
         """Write the numpy arrays (``two_tower.npz``) and params and vocabularies (JSON)."""
         self._require_fitted()
-        arrays: dict[str, Any] = {"item_vectors": self._items, **self._weights}
-        np.savez(path / _ARRAYS, **arrays)
         meta = {
             "kind": self.kind,
             "format": _FORMAT,
@@ -425,29 +422,21 @@ class TwoTowerModel:
             "devices": list(self._devices),
             "categories": list(self._categories),
         }
-        (path / _META).write_text(json.dumps(meta), encoding="utf-8")
-        if self._index is not None:
-            index_dir = path / "index"
-            index_dir.mkdir()
-            self._index.save(index_dir)
+        arrays = {"item_vectors": self._items, **self._weights}
+        save_model_files(path, _FILES, arrays, meta, self._index)
 
     @classmethod
     def load(cls, path: Path) -> Self:
         """Read a model written by :meth:`save`; needs numpy only."""
-        meta = json.loads((path / _META).read_text(encoding="utf-8"))
-        if meta.get("kind") != cls.kind or meta.get("format") != _FORMAT:
-            raise ValueError(f"{path} holds no {cls.kind} model of format {_FORMAT}")
+        meta, arrays = load_model_files(path, _FILES, cls.kind, _FORMAT)
         model = cls(**meta["params"])
         model._user_ids = tuple(meta["user_ids"])
         model._item_ids = tuple(meta["item_ids"])
         model._devices = tuple(meta["devices"])
         model._categories = tuple(meta["categories"])
         model._reindex()
-        with np.load(path / _ARRAYS, allow_pickle=False) as arrays:
-            model._items = np.asarray(arrays["item_vectors"], dtype=np.float32)
-            model._weights = {
-                name: np.asarray(arrays[name], dtype=np.float32) for name in _USER_WEIGHTS
-            }
+        model._items = arrays["item_vectors"]
+        model._weights = {name: arrays[name] for name in _USER_WEIGHTS}
         model._build_index(path / "index")
         model._fitted = True
         return model

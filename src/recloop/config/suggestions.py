@@ -152,6 +152,27 @@ class SuggestionSettings(Section):
         gt=0,
         description="How often a replica re-reads the admin blocklist that another wrote.",
     )
+    live: bool = Field(
+        default=True,
+        description="Fold searches received since the model's data cut-off into a live "
+        "overlay within seconds: a new query that min_users distinct users searched is "
+        "suggested before the next training, and a model query's popularity rises with them.",
+    )
+    live_refresh_s: float = Field(
+        default=1.0, gt=0, description="How often the live overlay reads new events."
+    )
+    live_max_queries: int = Field(
+        default=10_000,
+        ge=1,
+        description="The live overlay keeps at most this many queries per app: the heaviest, "
+        "where a newer search weighs more (so the most searched and most recent).",
+    )
+    live_max_events: int = Field(
+        default=100_000,
+        ge=1,
+        description="Searches kept per app to count again from a new model's cut-off when a "
+        "model is swapped in; older ones are forgotten.",
+    )
     weights: SuggestionWeights = SuggestionWeights()
     safety: dict[str, Any] = Field(
         default_factory=dict,

@@ -41,6 +41,7 @@ from recloop.serving.refresh import PeriodicTask, PopularityRefresher
 from recloop.serving.response_cache import ResponseCache
 from recloop.serving.shadow import Shadow, ShadowRunner, shadow_pipeline_name, shadow_surface
 from recloop.serving.suggest_cold import ColdSuggestions
+from recloop.serving.suggest_live import LiveSearches
 from recloop.serving.suggester import Suggester
 from recloop.serving.surfaces import build_pipeline, build_pipelines
 from recloop.store import Store
@@ -78,7 +79,7 @@ class Runtime:
     # clock for both, or labels would compare two (a simulation passes its own).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     suggester: Suggester | None = None  # the query-suggestion surface
-    suggest_tasks: tuple[PeriodicTask, ...] = ()  # its cold-state and blocklist refreshes
+    suggest_tasks: tuple[PeriodicTask, ...] = ()  # its cold state, blocklists and live overlay
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
@@ -342,8 +343,8 @@ def _suggester(
     clock: Callable[[], datetime],
     request_ids: Callable[[], str] | None,
 ) -> tuple[Suggester, tuple[PeriodicTask, ...]]:
-    """The suggestion surface, with the tasks that keep its cold models and blocklists
-    current."""
+    """The suggestion surface, with the tasks that keep its cold models, blocklists and live
+    overlay current."""
     config = settings.suggestions
     safety = SafetyFilters(policy, suggestions_path(settings), on_error=metrics.refresh_errors.inc)
     try:
@@ -353,6 +354,7 @@ def _suggester(
         log.exception("could not read the suggestion blocklists at start-up")
         metrics.refresh_errors.inc()
     cold = ColdSuggestions(store.events, store.catalog, config, clock)
+    live = _live_searches(settings, store, models, cold, clock) if config.live else None
     suggester = Suggester(
         config,
         models=models,
@@ -365,8 +367,9 @@ def _suggester(
         assigner=assigner,
         clock=clock,
         request_ids=request_ids,
+        live=live,
     )
-    tasks = (
+    tasks: tuple[PeriodicTask, ...] = (
         PeriodicTask(
             "suggest-cold",
             lambda: cold.refresh(skip=models.apps()),
@@ -380,9 +383,40 @@ def _suggester(
             on_error=metrics.refresh_errors.inc,
         ),
     )
+    if live is not None:
+        tasks += (
+            PeriodicTask(
+                "suggest-live",
+                live.step,
+                config.live_refresh_s,
+                on_error=metrics.refresh_errors.inc,
+            ),
+        )
     for task in tasks:
         task.start()
     return suggester, tasks
+
+
+def _live_searches(
+    settings: Settings,
+    store: Store,
+    models: SuggestionModels,
+    cold: ColdSuggestions,
+    clock: Callable[[], datetime],
+) -> LiveSearches:
+    """The live overlay of each app's searches since its model's cut-off: the trained
+    model's, else the cold one's. It reads back to the oldest trained model's cut-off (at
+    most ``cold_window_days``); the cold models, built later, read the store themselves."""
+    config = settings.suggestions
+
+    def cutoff(app_id: str) -> datetime | None:
+        model = models.get(app_id) or cold.peek(app_id)
+        return None if model is None else model.built_at
+
+    now = clock()
+    trained = [m.built_at for m in (models.get(a) for a in models.apps()) if m is not None]
+    start = max(min(trained, default=now), now - timedelta(days=config.cold_window_days))
+    return LiveSearches(store.events, config, cutoff, start=start)
 
 
 def _guard(

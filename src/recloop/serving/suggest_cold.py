@@ -74,6 +74,11 @@ class ColdSuggestions:
         with self._lock:
             return self._rebuild(app_id)
 
+    def peek(self, app_id: str) -> SuggestionModel | None:
+        """The app's cold model if one was built, without building it."""
+        state = self._apps.get(app_id)
+        return None if state is None else state.model
+
     def refresh(self, skip: Collection[str] = ()) -> None:
         """Rebuild the models of the apps asked for so far, except ``skip`` (apps that
         serve a trained model now)."""

@@ -4,12 +4,15 @@ The pipeline, stage by stage (each traced; ``debug=true`` returns the trace and 
 audit):
 
 1. **model**: the app's trained suggestion model (loaded with its model version), or the
-   cold model built from the store (traced ``cold``; the response says ``cold: true``).
+   cold model built from the store (traced ``cold``; the response says ``cold: true``),
+   and the live overlay of the searches received since its cut-off
+   (``serving.suggest_live``), when it counts from that model's cut-off.
 2. **context**: the user's latest searches from the store (strongly consistent, like the
    item history); for ``feed``, the categories of the items they engaged with; for
    ``related``, the anchor item.
-3. **sources** by mode (``suggest.sources``): typed text → prefix, word-start, typo
-   tolerance when few match, the user's and the session's matching searches; no text →
+3. **sources** by mode (``suggest.sources``): typed text → prefix, the overlay's queries
+   that enough users searched since the cut-off, word-start, typo tolerance when few
+   match, the user's and the session's matching searches; no text →
    the session's and the user's searches, the co-click walk from their last searches,
    trending, popular; ``related`` → the item's co-clicked queries and its catalog queries;
    ``feed`` → the user's categories' queries, their searches, trending, popular. An
@@ -17,9 +20,10 @@ audit):
    ``fallback: true``); the mode's main source (prefix; popular; the item's; the
    categories' and popular) always runs, and a cold model's first build does not count.
    A ``related`` or ``feed`` list with nothing to serve falls back to trending and popular.
-4. **rank**: the transparent score (``suggest.scoring``).
+4. **rank**: the transparent score (``suggest.scoring``); the overlay's counts add to the
+   model's.
 5. **rules** (``suggest.rules``): safety, k-anonymity, minimum length, zero-result,
-   near-duplicates; never skipped.
+   near-duplicates, over the overlay's queries as over the model's; never skipped.
 6. **explore**: epsilon-greedy (``explore.policies``) over the queries just below the list,
    with a propensity for every position.
 7. **log**: the list is queued for ``recommendation_log`` under surface ``suggest``,
@@ -51,9 +55,11 @@ from recloop.explore.policies import EpsilonGreedy, EpsilonGreedyConfig
 from recloop.monitoring.metrics import Metrics
 from recloop.serving.budget import StageTrace, Stopwatch
 from recloop.serving.suggest_cold import ColdSuggestions
+from recloop.serving.suggest_live import LiveSearches
 from recloop.store.protocols import Catalog, EventLog, SearchRecord
 from recloop.store.writer import StoreWriter
 from recloop.suggest.blocklist import SafetyFilters
+from recloop.suggest.live import LiveQueries
 from recloop.suggest.model import SuggestionModel, SuggestionModels
 from recloop.suggest.normalize import match_key, normalize, validate_query
 from recloop.suggest.rules import Filtered, QueryRule, RuleContext, default_rules
@@ -63,6 +69,7 @@ from recloop.suggest.sources import (
     category_candidates,
     item_candidates,
     item_catalog_candidates,
+    live_candidates,
     personal_candidates,
     popular_candidates,
     prefix_candidates,
@@ -181,6 +188,7 @@ class Suggester:
         metrics: where requests and stage outcomes are counted.
         assigner: assigns users to experiments on the suggestion surfaces.
         request_ids: makes request ids (exploration draws are seeded by them).
+        live: each app's overlay of the searches since its model's cut-off (None: off).
     """
 
     def __init__(
@@ -197,8 +205,10 @@ class Suggester:
         assigner: Assigner | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         request_ids: Callable[[], str] | None = None,
+        live: LiveSearches | None = None,
     ) -> None:
         self.settings = settings
+        self.live = live
         self.models = models
         self.cold = cold
         self.safety = safety
@@ -257,6 +267,7 @@ class Suggester:
             trace.append(
                 StageTrace("model", stage.ms(), "ok", f"{model.version} ({len(model)} queries)")
             )
+        live = self._live(app_id, model)
 
         stage = Stopwatch()
         searches: list[SearchRecord] = (
@@ -289,7 +300,8 @@ class Suggester:
         ask = need + 10
         candidates: list[QueryCandidate] = []
         fallback = False
-        for name, run, required in self._plan(request, model, key, searches, categories, item, ask):
+        plan = self._plan(request, model, live, key, searches, categories, item, ask)
+        for name, run, required in plan:
             if not required and watch.ms() - build_ms > settings.budget_ms:
                 trace.append(
                     StageTrace(f"source:{name}", 0.0, "timeout", "past the request's budget")
@@ -322,10 +334,18 @@ class Suggester:
             )
 
         stage = Stopwatch()
-        scored = score_candidates(candidates, model, settings.weights)
-        trace.append(StageTrace("rank", stage.ms(), "ok", f"{len(scored)} queries scored"))
+        scored = score_candidates(candidates, model, settings.weights, live)
+        trace.append(
+            StageTrace(
+                "rank",
+                stage.ms(),
+                "ok",
+                f"{len(scored)} queries scored"
+                + (f", {len(live)} live queries since the model" if live is not None else ""),
+            )
+        )
 
-        kept, filtered = self._apply_rules(app_id, scored, model, request, need, trace)
+        kept, filtered = self._apply_rules(app_id, scored, model, live, request, need, trace)
 
         stage = Stopwatch()
         by_display = {q.display: q for q in kept}
@@ -377,10 +397,20 @@ class Suggester:
         self._log(ctx, result, served.items)
         return result
 
+    def _live(self, app_id: str, model: SuggestionModel) -> LiveQueries | None:
+        """The app's overlay when it counts from this model's cut-off. Just after a swap,
+        until the follower's next step, it still counts from the last model's: the model
+        then serves alone rather than count searches twice."""
+        overlay = self.live.get(app_id) if self.live is not None else None
+        if overlay is None or overlay.since != model.built_at:
+            return None
+        return overlay
+
     def _plan(
         self,
         request: SuggestionRequest,
         model: SuggestionModel,
+        live: LiveQueries | None,
         key: str,
         searches: list[SearchRecord],
         categories: list[tuple[str, float]],
@@ -416,8 +446,14 @@ class Suggester:
                     return []
                 return typo_candidates(model, key, ask)
 
+            typed: list[tuple[str, _Source, bool]] = [
+                ("prefix", lambda _: prefix_candidates(model, key, ask), True)
+            ]
+            if live is not None:
+                overlay = live
+                typed.append(("live", lambda _: live_candidates(overlay, key, ask), False))
             return [
-                ("prefix", lambda _: prefix_candidates(model, key, ask), True),
+                *typed,
                 ("words", lambda _: word_candidates(model, key, ask), False),
                 ("typo", typo, False),
                 ("personal", personal, False),
@@ -451,6 +487,7 @@ class Suggester:
         app_id: str,
         scored: list[ScoredQuery],
         model: SuggestionModel,
+        live: LiveQueries | None,
         request: SuggestionRequest,
         need: int,
         trace: list[StageTrace],
@@ -462,7 +499,7 @@ class Suggester:
             min_users=self.settings.min_users,
             min_chars=self.settings.min_query_chars,
         )
-        ctx = RuleContext(request.locale, model, explain=request.explain)
+        ctx = RuleContext(request.locale, model, explain=request.explain, live=live)
 
         def judge(
             queries: list[ScoredQuery],

@@ -6,13 +6,15 @@ filtered, with why; the pipeline runs them in this order and never skips a manda
 - ``safety`` (mandatory): what the app's ``SafetyFilter`` refuses: blocked terms and
   patterns (configured, and the admin blocklist), sensitive topics, personal data and its
   tags, allow-list mode.
-- ``k_anonymity`` (mandatory): a query from the model with fewer than ``min_users``
-  distinct searchers that the catalog does not name. The model never holds one; the rule
-  holds if the setting was raised since the model was built. The user's own searches are
-  exempt: they are shown only to them.
+- ``k_anonymity`` (mandatory): a query with fewer than ``min_users`` distinct searchers,
+  in the model or in the live overlay of searches since its cut-off, that the catalog does
+  not name. The model never holds one, nor does the live source recall one; the rule holds
+  if the setting was raised since, and for any query neither knows. The user's own
+  searches are exempt: they are shown only to them.
 - ``min_length``: queries shorter than ``min_query_chars``.
 - ``zero_result``: queries searched ``zero_result_min_searches`` times or more in the
-  window and never followed by engagement.
+  window and never followed by engagement (for a query only the overlay holds: since the
+  model's cut-off).
 - ``duplicate``: a query whose words, each made singular, are those of a query above it in
   any order, or spell it without spaces ("running shoe" and "shoes running" under "running
   shoes", "iphone15" under "iphone 15").
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from recloop.suggest.live import LiveQueries
 from recloop.suggest.model import SuggestionModel
 from recloop.suggest.normalize import locale_rules
 from recloop.suggest.safety import SafetyFilter
@@ -55,6 +58,7 @@ class RuleContext:
     locale: str | None
     model: SuggestionModel | None
     explain: bool = False  # report every reason (debug), not only the first
+    live: LiveQueries | None = None  # searches since the model's cut-off
 
 
 class QueryRule(Protocol):
@@ -102,7 +106,7 @@ class SafetyRule:
 
 
 class KAnonymityRule:
-    """Refuses model queries searched by fewer than ``min_users`` people (see the table)."""
+    """Refuses queries searched by fewer than ``min_users`` people (see the module docstring)."""
 
     name = "k_anonymity"
     mandatory = True
@@ -113,23 +117,24 @@ class KAnonymityRule:
     def apply(
         self, queries: Sequence[ScoredQuery], ctx: RuleContext
     ) -> tuple[list[ScoredQuery], list[Filtered]]:
-        """Keep queries with enough users, from the catalog, or the user's own."""
+        """Keep queries with enough users (in the model or since its cut-off), from the
+        catalog, or the user's own."""
         model = ctx.model
         kept: list[ScoredQuery] = []
         filtered: list[Filtered] = []
         for q in queries:
             own = any(s in ("session", "recent") for s in q.sources)
-            row = q.row
-            if (
-                own
-                or model is None
-                or row is None
-                or bool(model.stats.catalog[row])
-                or int(model.stats.users[row]) >= self.min_users
-            ):
+            row = q.row if model is not None else None
+            catalog = model is not None and row is not None and bool(model.stats.catalog[row])
+            # The model's users and the overlay's may be the same people: either count
+            # must reach min_users on its own.
+            users = max(
+                int(model.stats.users[row]) if model is not None and row is not None else 0,
+                ctx.live.users(q.key) if ctx.live is not None else 0,
+            )
+            if own or catalog or users >= self.min_users:
                 kept.append(q)
             else:
-                users = int(model.stats.users[row])
                 filtered.append(
                     Filtered(
                         q.display,
@@ -172,23 +177,28 @@ class ZeroResultRule:
     def apply(
         self, queries: Sequence[ScoredQuery], ctx: RuleContext
     ) -> tuple[list[ScoredQuery], list[Filtered]]:
-        """Keep queries the model does not flag as zero-result."""
+        """Keep queries the model (or, for a query only it holds, the overlay) does not
+        flag as zero-result."""
         model = ctx.model
         kept: list[ScoredQuery] = []
         filtered: list[Filtered] = []
         for q in queries:
-            if model is not None and q.row is not None and model.stats.zero_result[q.row]:
-                searches = int(model.stats.window_searches[q.row])
-                filtered.append(
-                    Filtered(
-                        q.display,
-                        self.name,
-                        f"{searches} searches in the window, none followed by engagement",
-                        q.source,
+            detail = None
+            if model is not None and q.row is not None:
+                if model.stats.zero_result[q.row]:
+                    searches = int(model.stats.window_searches[q.row])
+                    detail = f"{searches} searches in the window, none followed by engagement"
+            elif ctx.live is not None:
+                recent = ctx.live.get(q.key)
+                if recent is not None and recent.zero_result:
+                    detail = (
+                        f"{recent.searches} searches since the model was built, none followed "
+                        "by engagement"
                     )
-                )
-            else:
+            if detail is None:
                 kept.append(q)
+            else:
+                filtered.append(Filtered(q.display, self.name, detail, q.source))
         return kept, filtered
 
 

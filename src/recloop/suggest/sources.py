@@ -9,6 +9,9 @@ sources by mode, merges their candidates by match key, scores and filters them.
 - ``words`` (typed): queries with a later word that starts with it ("shoes" finds
   "running shoes");
 - ``typo`` (typed, when few match): queries that start with it up to per-word typos;
+- ``live`` (typed): queries that at least ``min_users`` distinct users searched since the
+  model's cut-off (``suggest.live``) and that start with it or have a word that does,
+  whether the model holds them or not;
 - ``session`` (both): the searches of this session (typed: those that match);
 - ``recent`` (both): the user's own latest searches (typed: those that match);
 - ``related`` (zero-prefix): the co-click walk from the session's or user's last searches:
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 
 from recloop.domain import Item
 from recloop.store.protocols import SearchRecord
+from recloop.suggest.live import LiveQueries
 from recloop.suggest.model import SuggestionModel
 from recloop.suggest.normalize import match_key, normalize
 from recloop.suggest.prefix_index import Completion, MatchKind
@@ -39,6 +43,7 @@ REASONS: dict[str, str] = {
     "prefix": "Popular search",
     "words": "Popular search with a word you typed",
     "typo": "Did you mean this?",
+    "live": "Searched by others just now",
     "session": "You searched this a moment ago",
     "recent": "You searched this before",
     "related": "Related to your last search",
@@ -120,6 +125,18 @@ def typo_candidates(model: SuggestionModel, key: str, k: int) -> list[QueryCandi
             model, model.index.complete_fuzzy(key, k), {"prefix": "prefix", "typo": "typo"}
         )
         if c.edits > 0
+    ]
+
+
+def live_candidates(live: LiveQueries, key: str, k: int) -> list[QueryCandidate]:
+    """Queries of the live overlay that enough users searched since the model's cut-off and
+    that start with ``key`` or have a later word that does (source ``live``), scored by
+    their live weight."""
+    found = live.complete(key, k)
+    top = max((q.weight for q, _ in found), default=0.0)
+    return [
+        QueryCandidate(q.key, q.display, "live", q.weight / top if top > 0 else 0.0, match)
+        for q, match in found
     ]
 
 

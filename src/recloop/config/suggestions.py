@@ -111,6 +111,14 @@ class SuggestionSettings(Section):
         default=2, ge=1, le=200, description="Shorter queries are never suggested."
     )
     default_limit: int = Field(default=10, ge=1, le=50)
+    word_min_chars: int = Field(
+        default=3,
+        ge=1,
+        le=200,
+        description="Word-start matches (a later word of a query: 'shoes' finds 'running "
+        "shoes') need at least this many typed characters; one or two letters start too "
+        "many words to say what the user means.",
+    )
     typo_below: int = Field(
         default=5,
         ge=0,

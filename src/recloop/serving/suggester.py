@@ -452,9 +452,10 @@ class Suggester:
             if live is not None:
                 overlay = live
                 typed.append(("live", lambda _: live_candidates(overlay, key, ask), False))
+            if len(key) >= self.settings.word_min_chars:
+                typed.append(("words", lambda _: word_candidates(model, key, ask), False))
             return [
                 *typed,
-                ("words", lambda _: word_candidates(model, key, ask), False),
                 ("typo", typo, False),
                 ("personal", personal, False),
             ]

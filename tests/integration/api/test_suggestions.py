@@ -149,6 +149,17 @@ def test_trained_suggestions_complete_a_prefix_and_name_their_model(trained: Tes
     assert "sources" not in top
 
 
+def test_word_start_matches_wait_for_three_typed_characters(trained: TestClient) -> None:
+    # One or two letters start a later word in too many queries to mean anything.
+    for prefix in ("s", "sh"):
+        body = get(trained, userId="new-user", prefix=prefix, debug="true")
+        assert "source:words" not in {s["stage"] for s in body["stages"]}
+        assert all(q.startswith(prefix) for q in queries(body))
+    body = get(trained, userId="new-user", prefix="sho", debug="true")
+    assert "source:words" in {s["stage"] for s in body["stages"]}
+    assert "running shoes" in queries(body)
+
+
 def test_typos_and_accents_still_find_the_query(trained: TestClient) -> None:
     assert queries(get(trained, userId="u", prefix="runnign sh"))[0] == "running shoes"
     assert "dune" in queries(get(trained, userId="u", prefix="DÜN", locale="de"))

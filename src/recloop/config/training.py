@@ -171,9 +171,9 @@ class RankerTrainSettings(Section):
     )
     gate: bool = Field(
         default=True,
-        description="Serve the learned ranker only where it beats the current ranker, every "
-        "single source's order and the sources' blend on the latest data; else the best of "
-        "those serves and the report says why.",
+        description="Judge what serves on the latest data: the sources' blend, unless the "
+        "new ranker, the current one or a single source's order beats it there with 95% "
+        "confidence; the report says which and why. Off: the new ranker serves.",
     )
 
 

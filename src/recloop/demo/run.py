@@ -368,6 +368,9 @@ def _night_line(day: int, trained: TrainResult, seconds: float) -> str:
             for head in ("click", "satisfaction")
             if f"{head}_auc" in ranker
         )
+        gate = trained.ranker.report.get("gate")
+        if isinstance(gate, dict) and gate.get("serve"):
+            ranked += f"; serves {gate['serve']}"
     recall = trained.merged.get("recall@500")
     merged = f"merged recall@500 {recall:.3f}" if recall is not None else "no validation users"
     return (

@@ -22,7 +22,7 @@ from recloop.store.protocols import EventLog, RecommendationLog
 
 _PAGE = 5000
 HIDE_EVENTS = frozenset({EventType.HIDE, EventType.NOT_INTERESTED, EventType.REPORT})
-UNIT_FIGURES = ("requests", "impressions", "clicks", "satisfied", "hides")
+UNIT_FIGURES = ("requests", "impressions", "clicks", "satisfied", "hides", "fallbacks")
 
 
 @dataclass
@@ -139,6 +139,7 @@ def _read(
         unit["impressions"] += len(record.items)
         outcomes.latencies_ms.append(record.latency_ms)
         outcomes.fallbacks += record.fallback
+        unit["fallbacks"] += record.fallback
         items = frozenset(i.item_id for i in record.items)
         outcomes.served_items.update(items)
         outcomes.user_items.setdefault(record.user_id, set()).update(items)

@@ -268,11 +268,13 @@ def without_bots(outcomes: VariantOutcomes, rules: CleaningConfig) -> tuple[Vari
     }
     if not bots:
         return outcomes, 0
+    users = {u: unit for u, unit in outcomes.users.items() if u not in bots}
     kept = VariantOutcomes(
-        users={u: unit for u, unit in outcomes.users.items() if u not in bots},
+        users=users,
         latencies_ms=outcomes.latencies_ms,
         served_items=outcomes.served_items,
-        fallbacks=outcomes.fallbacks,
+        # The bots' lists leave the share's numerator with its denominator.
+        fallbacks=int(sum(unit["fallbacks"] for unit in users.values())),
         user_items={u: items for u, items in outcomes.user_items.items() if u not in bots},
     )
     return kept, len(bots)

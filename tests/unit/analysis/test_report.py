@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from recloop.analysis.outcomes import ExperimentOutcomes, VariantOutcomes, variant_in
-from recloop.analysis.report import experiment_report
-from recloop.config import ExperimentConfig
+from recloop.analysis.report import experiment_report, without_bots
+from recloop.config import CleaningConfig, ExperimentConfig
 from recloop.domain import RecommendationRecord, ServedItem
 
 pytestmark = pytest.mark.unit
@@ -107,3 +107,17 @@ def test_a_list_served_under_two_experiments_counts_for_each_with_its_own_varian
     assert variant_in(record, "rules") == "control"
     assert variant_in(record, "other") is None
     assert variant_in(_record(None, "default"), "ranking") is None
+
+
+def test_bots_left_out_take_their_fallback_lists_with_them() -> None:
+    outcomes = VariantOutcomes()
+    person = outcomes.unit("person")
+    person.update(requests=90, impressions=900, clicks=20, fallbacks=0)
+    bot = outcomes.unit("bot")
+    bot.update(requests=10, impressions=100, clicks=95, fallbacks=10)
+    outcomes.fallbacks = 10
+    kept, left_out = without_bots(outcomes, CleaningConfig())
+    assert left_out == 1
+    assert set(kept.users) == {"person"}
+    # The bots' requests and their fallback lists leave together: 0 of 90, not 10 of 90.
+    assert kept.fallbacks == 0

@@ -132,7 +132,7 @@ def test_an_imported_history_trains_a_ranker_from_its_interactions(
     assert set(figures) >= {"learned", "blend", "source:covisitation", "source:item-knn"}
     best = max(figures, key=lambda name: figures[name])
     assert gate["serve"] in ("blend", best)
-    assert "interval" in gate["reason"] or gate["serve"] == best == "blend"
+    assert "lower bound" in gate["reason"] or gate["serve"] == best == "blend"
     version = ModelRegistry(settings.resolved_model_dir()).current("default")
     assert version is not None
     saved = json.loads(

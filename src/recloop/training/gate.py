@@ -22,13 +22,16 @@ weighted sum of the labels (click, satisfaction):
   clicks. That examination curve is the new ranker's own position effect (its click head
   scored at every position).
 
-The primary measure is ``interactions`` when there are enough lists with a positive, else
-``logged``. The blend is the default: the alternative best on the primary measure replaces
-it only when it beats the blend on the same lists with one-sided confidence
-``CONFIDENCE`` (a paired bootstrap over lists); too few lists to judge, a tie or a gain
-within the noise, and the blend serves. The report says which and why, with the interval.
-A ranker learned from a few hundred positives (an imported history's validation cases)
-thus serves only once it is better for sure.
+The primary measure is the one with more lists with a positive (at least ``MIN_LISTS``;
+``interactions`` on a tie): an imported history has only held-out interactions, a running
+service usually far more logged lists. The blend is the default: the alternative best on
+the primary measure replaces it only when it beats the blend on the same lists with
+one-sided confidence ``CONFIDENCE``, Bonferroni-corrected for the number of alternatives it
+was picked from (the best of fifteen beats the blend by chance far more often than one
+does), by a paired bootstrap over lists; too few lists to judge, a tie or a gain within the
+noise, and the blend serves. The report says which and why, with the bound. A ranker
+learned from a few hundred positives (an imported history's validation cases) thus serves
+only once it is better for sure.
 """
 
 from __future__ import annotations
@@ -277,8 +280,9 @@ def judge(
     The default is the blend (the learned ranker where the alternatives hold no blend):
     it serves when there are too few lists to judge, and it keeps serving unless the
     alternative best on the primary measure beats it on the same lists with a one-sided
-    confidence of ``CONFIDENCE`` (a paired bootstrap over lists), so that a ranker learned
-    from a few hundred positives does not replace the blend on noise.
+    confidence of ``CONFIDENCE``, corrected for the number of alternatives (a paired
+    bootstrap over lists), so that neither a ranker learned from a few hundred positives
+    nor the luckiest of many orderings replaces the blend on noise.
     """
     ctx = RequestContext(
         app_id=_APP, request_id="gate", surface="gate", user_id="gate", now=datetime.now(UTC)
@@ -301,7 +305,8 @@ def judge(
             lists[kind] = len(values)
     default = BLEND if BLEND in rankers else LEARNED
     curve = tuple(float(v) for v in examination) if examination is not None else ()
-    judged = next((m for m in ("interactions", "logged") if lists.get(m, 0) >= MIN_LISTS), None)
+    enough = [m for m in ("interactions", "logged") if lists.get(m, 0) >= MIN_LISTS]
+    judged = max(enough, key=lambda m: lists[m], default=None)  # interactions on a tie
     if judged is None:
         counts = ", ".join(f"{n} {m}" for m, n in lists.items()) or "none"
         return GateResult(
@@ -322,36 +327,37 @@ def judge(
         against = f" against {runner_up[1]} {runner_up[0]:.4f}" if runner_up else ""
         reason = f"{default} {metric} {scored[default]:.4f}{against}, the best other ordering"
         return GateResult(default, measure, figures, lists, reason, curve)
-    low, high = paired_interval(per_list[best][measure], per_list[default][measure])
+    challengers = len(scored) - 1
+    tail = (1.0 - CONFIDENCE) / challengers
+    low, _ = paired_interval(per_list[best][measure], per_list[default][measure], tail)
     change = f"{best} {scored[best]:.4f} against {default} {scored[default]:.4f}, {metric}"
-    interval = (
-        f"difference {scored[best] - scored[default]:+.4f}, "
-        f"{_LEVEL} interval [{low:+.4f}, {high:+.4f}]"
+    bound = (
+        f"difference {scored[best] - scored[default]:+.4f}, lower bound {low:+.4f} at "
+        f"one-sided {1.0 - tail:.2%} ({CONFIDENCE:.0%} over {challengers} alternatives)"
     )
     if low > 0:
-        reason = f"{change}: {interval}: {best} serves"
+        reason = f"{change}: {bound}: {best} serves"
         return GateResult(best, measure, figures, lists, reason, curve)
-    reason = (
-        f"{change}: {interval} includes no gain for sure: {_NAME.get(default, default)} "
-        "keeps serving"
-    )
+    reason = f"{change}: {bound}: no gain for sure, {_NAME.get(default, default)} keeps serving"
     return GateResult(default, measure, figures, lists, reason, curve)
 
 
-#: One-sided confidence with which an alternative must beat the default to replace it.
+#: One-sided confidence with which an alternative must beat the default to replace it,
+#: before the correction for the number of alternatives.
 CONFIDENCE = 0.95
-BOOTSTRAP_RESAMPLES = 2000
-_LEVEL = f"{round(100 * (2 * CONFIDENCE - 1))}%"
+BOOTSTRAP_RESAMPLES = 4000
 _NAME = {BLEND: "the blend", LEARNED: "the learned ranker"}
 
 
-def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """The two-sided ``2 * CONFIDENCE - 1`` bootstrap interval of mean(a - b) over lists
-    (the same lists in the same order), so that its lower end is a one-sided bound."""
+def paired_interval(
+    a: np.ndarray, b: np.ndarray, tail: float = 1.0 - CONFIDENCE, seed: int = 0
+) -> tuple[float, float]:
+    """The ``tail`` and ``1 - tail`` quantiles of a paired bootstrap of mean(a - b) over
+    lists (the same lists in the same order): the lower end is a one-sided bound at
+    confidence ``1 - tail``."""
     diff = np.asarray(a, float) - np.asarray(b, float)
     if len(diff) == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), (BOOTSTRAP_RESAMPLES, len(diff)))].mean(axis=1)
-    tail = 1.0 - CONFIDENCE
     return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))

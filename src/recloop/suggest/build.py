@@ -49,6 +49,7 @@ from recloop.suggest.model import (
     MAX_CATEGORY_QUERIES,
     MAX_LINKS,
     MAX_TRENDING,
+    STAT_COLUMNS,
     Links,
     SuggestionModel,
     stats_of,
@@ -287,21 +288,7 @@ def build_model(
 
     all_keys = sorted(set(kept) | set(catalog_prior))
     row_of = {k: i for i, k in enumerate(all_keys)}
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "weight",
-            "users",
-            "searches",
-            "successes",
-            "reformulations",
-            "window_searches",
-            "window_successes",
-            "trend",
-            "catalog",
-            "zero_result",
-        )
-    }
+    columns: dict[str, list[Any]] = {name: [] for name in STAT_COLUMNS}
     display: list[str] = []
     trend_share = settings.trend_half_life_hours / settings.long_half_life_hours
     for key in all_keys:

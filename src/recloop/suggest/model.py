@@ -57,7 +57,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
 
 
-_NUMERIC: Final = (
+#: The per-query statistics, in the order the model stores them.
+STAT_COLUMNS: Final = (
     "weight",
     "users",
     "searches",
@@ -94,7 +95,7 @@ class QueryStats:
     def table(self) -> pa.Table:
         """The columns as an Arrow table."""
         columns: dict[str, Any] = {"key": list(self.keys), "display": list(self.display)}
-        columns.update({name: getattr(self, name) for name in _NUMERIC})
+        columns.update({name: getattr(self, name) for name in STAT_COLUMNS})
         return pa.table(columns)
 
     @classmethod

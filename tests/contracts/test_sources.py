@@ -29,6 +29,7 @@ from tests.contracts.support import CALL_MS_BOUND, COSTS, Fitted, per_call_ms
 from tests.contracts.world import (
     APP,
     ASKERS,
+    BEST_CLICK_RATE,
     FRESH_AGE_DAYS,
     MOST_POPULAR,
     NEWEST,
@@ -51,6 +52,7 @@ each_source = pytest.mark.parametrize("name", NAMES)
 KNOWN_ANSWERS: dict[str, Callable[[list[str], str], bool]] = {
     "popular": lambda found, group: found[0] == MOST_POPULAR,
     "trending": lambda found, group: found[0] == TRENDING,
+    "click-rate": lambda found, group: found[0] == BEST_CLICK_RATE,
     "newest": lambda found, group: (
         found[: len(FRESH_AGE_DAYS)] == list(FRESH_AGE_DAYS) and found[0] == NEWEST
     ),

@@ -6,8 +6,9 @@ asked for a new user with an ``a`` history must answer mostly ``a`` items. Each 
 items share words in their texts, a category, and their users a region and an interest:
 content and segment sources know the answer as well. A few answers are planted for the
 sources that do not personalise: ``a00`` is the most engaged item of all time, ``b01`` the
-one engaged most in the last day, ``a11`` the newest; four items were created in the last
-three days.
+one engaged most in the last day, ``a11`` the newest, ``b04`` the one clicked most often
+when shown (every other engaged item was shown ten times per click); four items were
+created in the last three days.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ WORDS = {
 MOST_POPULAR = "a00"
 TRENDING = "b01"
 NEWEST = "a11"
+BEST_CLICK_RATE = "b04"
 #: Created in the last three days (the fresh source's default window): newest first.
 FRESH_AGE_DAYS = {"a11": 1 / 24, "b11": 1.0, "a10": 2.0, "b10": 2.5}
 #: The share of a personalised answer that must come from the asker's own group. Every
@@ -201,18 +203,17 @@ class World:
         return TrainingData(x, table, negatives, self.user_attributes)
 
     def events(self) -> list[EventRecord]:
-        """The engagements as the event log holds them."""
+        """The engagements as the event log holds them, each after the impressions that
+        led to it: ten per click, but five per four clicks of ``BEST_CLICK_RATE``."""
         x = self.interactions
-        return [
-            EventRecord(
-                seq=n,
-                app_id=APP,
-                item_id=x.item_ids[int(item)],
-                event_type=EventType.CLICK,
-                event_ts=datetime.fromtimestamp(float(t), UTC),
-            )
-            for n, (item, t) in enumerate(zip(x.items, x.timestamps, strict=True))
-        ]
+        out: list[EventRecord] = []
+        for n, (item, t) in enumerate(zip(x.items, x.timestamps, strict=True)):
+            item_id = x.item_ids[int(item)]
+            at = datetime.fromtimestamp(float(t), UTC)
+            shown = (2 if n % 4 == 0 else 1) if item_id == BEST_CLICK_RATE else 10
+            for event_type in [EventType.IMPRESSION] * shown + [EventType.CLICK]:
+                out.append(EventRecord(len(out), APP, item_id, event_type, at))
+        return out
 
     def catalog_changes(self, blocked: frozenset[str] = frozenset()) -> list[CatalogChange]:
         """Every item as the catalog follower sees it."""

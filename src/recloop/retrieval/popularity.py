@@ -3,6 +3,12 @@
 ``PopularityModel`` follows the model habit: ``update(events)`` and ``apply_catalog(changes)``
 fold new data in (off the request path, from a background refresher), and ``snapshot()``
 publishes an immutable ``PopularitySnapshot`` that request threads read without locks.
+
+Besides engagement counts it keeps each item's impressions and clicks: the click-rate list
+ranks items by how often they are clicked *when shown*, which engagement counts cannot
+tell (an item shown everywhere collects clicks however dull it is). Raw rates of items
+shown a handful of times are noise, so each is shrunk toward the catalog's rate by an
+empirical-Bayes Beta prior fitted to the counts themselves (``click_rates``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recloop.domain import ENGAGEMENT_WEIGHTS, EventRecord, EventType
 from recloop.store.protocols import CatalogChange
+
+#: Bounds of the prior's strength, in impressions: at least one, and never so strong that
+#: thousands of impressions could not move an item off the catalog's rate.
+MIN_PRIOR_IMPRESSIONS = 1.0
+MAX_PRIOR_IMPRESSIONS = 1_000.0
+#: The events the click-rate list counts: impressions and clicks.
+_RATE_EVENTS = frozenset({EventType.IMPRESSION, EventType.CLICK})
 
 #: A ranked list: item ids best first, and their scores.
 Ranked = tuple[tuple[str, ...], tuple[float, ...]]
@@ -39,22 +52,31 @@ class PopularitySnapshot:
     popular: Ranked = _EMPTY
     trending: Ranked = _EMPTY
     newest: Ranked = _EMPTY
+    click_rate: Ranked = _EMPTY
     popular_by_category: Mapping[str, Ranked] = field(default_factory=dict)
     trending_by_category: Mapping[str, Ranked] = field(default_factory=dict)
     newest_by_category: Mapping[str, Ranked] = field(default_factory=dict)
+    click_rate_by_category: Mapping[str, Ranked] = field(default_factory=dict)
     category_of: Mapping[str, str] = field(default_factory=dict)
     creator_of: Mapping[str, str] = field(default_factory=dict)
     created_of: Mapping[str, float] = field(default_factory=dict)  # seconds since the epoch
     events_seen: int = 0
 
     def ranked(self, kind: str, category: str | None) -> Ranked:
-        """The ``popular``, ``trending`` or ``newest`` list, within one category when given."""
+        """The ``popular``, ``trending``, ``newest`` or ``click-rate`` list, within one
+        category when given."""
         if category is None:
-            return {"popular": self.popular, "trending": self.trending, "newest": self.newest}[kind]
+            return {
+                "popular": self.popular,
+                "trending": self.trending,
+                "newest": self.newest,
+                "click-rate": self.click_rate,
+            }[kind]
         by_category = {
             "popular": self.popular_by_category,
             "trending": self.trending_by_category,
             "newest": self.newest_by_category,
+            "click-rate": self.click_rate_by_category,
         }[kind]
         return by_category.get(category, _EMPTY)
 
@@ -72,6 +94,8 @@ class PopularityModel:
         self._ids: list[str] = []
         self._counts = np.zeros(0, dtype=np.float64)
         self._trend = np.zeros(0, dtype=np.float64)
+        self._shown = np.zeros(0, dtype=np.float64)
+        self._clicked = np.zeros(0, dtype=np.float64)
         # Trending scores are stored relative to a reference time and rescaled when it moves,
         # so folding in an event never touches the other items.
         self._ref_ts: float | None = None
@@ -92,6 +116,8 @@ class PopularityModel:
                 grow = max(1024, len(self._counts))
                 self._counts = np.concatenate([self._counts, np.zeros(grow)])
                 self._trend = np.concatenate([self._trend, np.zeros(grow)])
+                self._shown = np.concatenate([self._shown, np.zeros(grow)])
+                self._clicked = np.concatenate([self._clicked, np.zeros(grow)])
         return slot
 
     def update(self, events: Iterable[EventRecord]) -> None:
@@ -100,6 +126,13 @@ class PopularityModel:
         half_life_s = self.config.half_life_hours * 3600.0
         for event in events:
             self._events_seen += 1
+            if event.item_id is not None and event.event_type in _RATE_EVENTS:
+                slot = self._slot(event.item_id)
+                if event.event_type == EventType.IMPRESSION:
+                    self._shown[slot] += 1.0
+                else:
+                    self._clicked[slot] += 1.0
+                self._dirty = True
             weight = weights.get(event.event_type, 0.0)
             if weight <= 0.0 or event.item_id is None:
                 continue
@@ -159,27 +192,67 @@ class PopularityModel:
         age_days = np.maximum(0.0, (now.timestamp() - created) / 86_400.0)
         recency = np.where(np.isnan(created), 0.0, 1.0 / (1.0 + np.nan_to_num(age_days)))
         is_new = active & ~np.isnan(created)
+        # Only items with logged impressions have a rate: clicks alone (an imported history,
+        # a client that sends no impressions) say nothing of how often they were passed over.
+        shown = self._shown[:n]
+        rates = click_rates(shown, self._clicked[:n])
+        rated = active & (shown > 0)
         top_n = self.config.top_n
         popular_by: dict[str, Ranked] = {}
         trending_by: dict[str, Ranked] = {}
         newest_by: dict[str, Ranked] = {}
+        rate_by: dict[str, Ranked] = {}
         for category in set(categories[active].tolist()) - {""}:
             in_category = categories == category
             popular_by[category] = _top(ids, counts, eligible & in_category, top_n)
             trending_by[category] = _top(ids, trend, eligible & in_category, top_n)
             newest_by[category] = _top(ids, recency, is_new & in_category, top_n)
+            rate_by[category] = _top(ids, rates, rated & in_category, top_n)
         return PopularitySnapshot(
             popular=_top(ids, counts, eligible, top_n),
             trending=_top(ids, trend, eligible, top_n),
             newest=_top(ids, recency, is_new, top_n),
+            click_rate=_top(ids, rates, rated, top_n),
             popular_by_category=popular_by,
             trending_by_category=trending_by,
             newest_by_category=newest_by,
+            click_rate_by_category=rate_by,
             category_of=dict(self._category),
             creator_of=dict(self._creator),
             created_of=dict(self._created),
             events_seen=self._events_seen,
         )
+
+
+def click_rates(shown: np.ndarray, clicked: np.ndarray) -> np.ndarray:
+    """Each item's click-through rate, shrunk toward the catalog's by an empirical-Bayes prior.
+
+    The prior is a Beta with the catalog's pooled rate ``m`` as its mean and a strength of
+    ``n0`` impressions, fitted by the method of moments: the spread of the items' raw rates,
+    less the spread that binomial noise alone would give them, is the spread of their true
+    rates ``tau**2``, and ``n0 = m (1 - m) / tau**2 - 1``. Each item's estimate is then
+    ``(clicks + n0 m) / (impressions + n0)``: items shown a few times stay near ``m``, items
+    shown often earn their own rate. Items never shown get ``m``; clicks beyond an item's
+    impressions count as its impressions.
+    """
+    shown = np.asarray(shown, dtype=np.float64)
+    clicked = np.minimum(np.asarray(clicked, dtype=np.float64), shown)
+    seen = shown > 0
+    total = float(shown[seen].sum())
+    if total <= 0:
+        return np.zeros(len(shown))
+    m = min(max(float(clicked[seen].sum()) / total, 1e-6), 1 - 1e-6)
+    n = shown[seen]
+    raw = clicked[seen] / n
+    # E[sum n_i (p_i - m)^2] = tau^2 sum n_i + (items - 1) m (1 - m) under the Beta-binomial.
+    spread = float(np.sum(n * (raw - m) ** 2)) - (len(n) - 1) * m * (1 - m)
+    tau2 = spread / total
+    if tau2 <= 0:
+        strength = MAX_PRIOR_IMPRESSIONS
+    else:
+        strength = min(max(m * (1 - m) / tau2 - 1, MIN_PRIOR_IMPRESSIONS), MAX_PRIOR_IMPRESSIONS)
+    out: np.ndarray = (clicked + strength * m) / (shown + strength)
+    return out
 
 
 def _top(ids: np.ndarray, scores: np.ndarray, mask: np.ndarray, n: int) -> Ranked:

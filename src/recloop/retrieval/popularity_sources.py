@@ -1,4 +1,4 @@
-"""Popular (all-time), trending (time-decayed) and same-category sources.
+"""Popular (all-time), trending (time-decayed), click-rate, newest and same-category sources.
 
 They read the latest ``PopularitySnapshot``; popular is also every surface's fallback.
 """
@@ -57,6 +57,17 @@ class TrendingSource(_RankedListSource):
     name = "trending"
     reason = "Trending now"
     reason_in = "Trending in {category}"
+
+
+class ClickRateSource(_RankedListSource):
+    """Items clicked most often when shown: impressions and clicks, each item's rate shrunk
+    toward the catalog's by an empirical-Bayes prior (``popularity.click_rates``). Unlike
+    engagement counts it does not follow exposure, so the lists' own feedback loop does
+    not feed it; it recalls nothing until impressions are logged."""
+
+    name = "click-rate"
+    reason = "Often clicked"
+    reason_in = "Often clicked in {category}"
 
 
 class NewestSource(_RankedListSource):

@@ -21,6 +21,7 @@ from recloop.retrieval.model_source import ModelSource
 from recloop.retrieval.models import Seeds
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.retrieval.popularity_sources import (
+    ClickRateSource,
     NewestSource,
     PopularSource,
     SameCategorySource,
@@ -42,6 +43,7 @@ class SourceInputs:
 SOURCES: dict[str, Callable[[SourceInputs], CandidateSource]] = {
     "popular": lambda r: PopularSource(r.popularity),
     "trending": lambda r: TrendingSource(r.popularity),
+    "click-rate": lambda r: ClickRateSource(r.popularity),
     "same-category": lambda r: SameCategorySource(r.popularity),
     "newest": lambda r: NewestSource(r.popularity),
     "interests": lambda r: InterestsSource(r.popularity),
@@ -55,7 +57,7 @@ MODEL_SOURCES: Mapping[str, tuple[Seeds, str]] = TRAINED_SOURCES
 #: Sources that are lookups in an in-memory snapshot, answering in microseconds: they run
 #: inline, since handing them to a thread would cost more than they do.
 INLINE_SOURCES: frozenset[str] = frozenset(
-    {"popular", "trending", "same-category", "newest", "interests"}
+    {"popular", "trending", "click-rate", "same-category", "newest", "interests"}
 )
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,8 +18,10 @@ from recloop.retrieval.popularity import (
     PopularityModel,
     PopularitySnapshot,
     Ranked,
+    click_rates,
 )
 from recloop.retrieval.popularity_sources import (
+    ClickRateSource,
     NewestSource,
     PopularSource,
     SameCategorySource,
@@ -338,9 +341,13 @@ def test_snapshot_is_clean_until_something_changes() -> None:
     model.snapshot(T0)
 
     assert not model.is_dirty()
-    model.update(events(("a", EventType.IMPRESSION, T0)))
+    model.update(events(("a", EventType.SKIP, T0)))
     assert not model.is_dirty()
     model.update(events(("a", EventType.CLICK, T0)))
+    assert model.is_dirty()
+    model.snapshot(T0)
+    # An impression changes the item's click rate.
+    model.update(events(("a", EventType.IMPRESSION, T0)))
     assert model.is_dirty()
 
 
@@ -612,3 +619,153 @@ def test_every_source_returns_at_most_k_of_its_own_candidates(
         assert set(item_ids_of(found)) <= set(clicks)
     same = SameCategorySource(index).retrieve(ctx, k)
     assert anchor not in item_ids_of(same)
+
+
+# --- Click rates --------------------------------------------------------------------------------
+
+
+def test_click_rate_ranks_by_clicks_per_impression_not_by_clicks() -> None:
+    # "shown" has the most clicks only because it was shown the most.
+    model = model_of(
+        {"shown": None, "liked": None, "dull": None},
+        [
+            *repeat("shown", EventType.IMPRESSION, 400),
+            *repeat("shown", EventType.CLICK, 8),
+            *repeat("liked", EventType.IMPRESSION, 100),
+            *repeat("liked", EventType.CLICK, 6),
+            *repeat("dull", EventType.IMPRESSION, 100),
+        ],
+    )
+
+    snapshot = model.snapshot(T0)
+
+    assert ids(snapshot.popular)[0] == "shown"
+    assert ids(snapshot.click_rate) == ("liked", "shown", "dull")
+
+
+def test_click_rate_leaves_out_items_never_shown_and_inactive_items() -> None:
+    model = PopularityModel()
+    model.apply_catalog(catalog({"a": None, "b": None, "gone": None}))
+    model.apply_catalog([CatalogChange(APP, "gone", None, False, T0)])
+    model.update(
+        events(
+            *repeat("a", EventType.IMPRESSION, 3),
+            *repeat("gone", EventType.IMPRESSION, 3),
+            *repeat("gone", EventType.CLICK, 3),
+        )
+    )
+
+    assert ids(model.snapshot(T0).click_rate) == ("a",)
+
+
+def test_items_clicked_without_logged_impressions_have_no_rate() -> None:
+    # An imported history, or a client that logs no impressions: clicks alone cannot tell
+    # how often an item was passed over.
+    model = model_of(
+        {"a": None, "b": None},
+        [*repeat("a", EventType.CLICK, 5), *repeat("b", EventType.IMPRESSION, 5)],
+    )
+
+    assert ids(model.snapshot(T0).click_rate) == ("b",)
+    assert ids(model_of({"a": None}, repeat("a", EventType.CLICK, 5)).snapshot(T0).click_rate) == ()
+
+
+def test_click_rate_per_category_holds_only_its_category() -> None:
+    model = model_of(
+        {"a": "x", "b": "y"},
+        [*repeat("a", EventType.IMPRESSION, 5), *repeat("b", EventType.IMPRESSION, 5)],
+    )
+
+    snapshot = model.snapshot(T0)
+
+    assert ids(snapshot.ranked("click-rate", "x")) == ("a",)
+    assert ids(snapshot.ranked("click-rate", "y")) == ("b",)
+
+
+def test_click_rate_source_recalls_the_click_rate_list() -> None:
+    index = PopularityIndex()
+    model = model_of(
+        {"a": None, "b": None},
+        [
+            *repeat("a", EventType.IMPRESSION, 50),
+            *repeat("b", EventType.IMPRESSION, 50),
+            *repeat("b", EventType.CLICK, 10),
+        ],
+    )
+    index.publish(APP, model.snapshot(T0))
+
+    got = ClickRateSource(index).retrieve(context(), 10)
+
+    assert [c.item_id for c in got] == ["b", "a"]
+    assert {c.source for c in got} == {"click-rate"}
+
+
+def test_equal_rates_shrink_to_the_pooled_rate_with_the_strongest_prior() -> None:
+    # Every item's raw rate is the same: no spread of true rates, the prior is as strong as
+    # allowed, and every estimate is the pooled rate.
+    shown = np.array([100.0, 200.0, 50.0])
+    clicked = np.array([10.0, 20.0, 5.0])
+
+    rates = click_rates(shown, clicked)
+
+    assert np.allclose(rates, 0.1)
+
+
+def test_items_never_shown_get_the_pooled_rate() -> None:
+    rates = click_rates(np.array([100.0, 100.0, 0.0]), np.array([2.0, 30.0, 0.0]))
+
+    assert rates[2] == pytest.approx(32.0 / 200.0)
+
+
+def test_nothing_shown_gives_zero_rates() -> None:
+    assert np.all(click_rates(np.zeros(3), np.zeros(3)) == 0.0)
+
+
+def test_well_measured_rates_are_close_to_the_raw_rates() -> None:
+    # Rates that differ far more than binomial noise could make them: a weak prior.
+    shown = np.full(20, 10_000.0)
+    clicked = shown * np.linspace(0.01, 0.3, 20)
+
+    rates = click_rates(shown, clicked)
+
+    assert np.allclose(rates, clicked / shown, atol=0.01)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 500), st.integers(0, 500)).map(lambda t: (max(t), min(t))),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_each_rate_lies_between_its_raw_rate_and_the_pooled_rate(
+    counts: list[tuple[int, int]],
+) -> None:
+    shown = np.array([float(n) for n, _ in counts])
+    clicked = np.array([float(c) for _, c in counts])
+    rates = click_rates(shown, clicked)
+    if shown.sum() == 0:
+        assert np.all(rates == 0.0)
+        return
+    pooled = clicked.sum() / shown.sum()
+    assert np.all((rates >= 0.0) & (rates <= 1.0))
+    for n, c, r in zip(shown, clicked, rates, strict=True):
+        raw = c / n if n > 0 else pooled
+        low, high = min(raw, pooled), max(raw, pooled)
+        assert low - 1e-6 <= r <= high + 1e-6
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 400), st.integers(0, 50), st.integers(0, 50))
+def test_more_clicks_on_the_same_impressions_never_lower_an_items_rank(
+    shown: int, clicks_a: int, extra: int
+) -> None:
+    # Two items with the same impressions: the one with more clicks is estimated higher.
+    clicks_a = min(clicks_a, shown)
+    clicks_b = min(clicks_a + extra, shown)
+    rates = click_rates(
+        np.array([float(shown), float(shown), 300.0]),
+        np.array([float(clicks_a), float(clicks_b), 9.0]),
+    )
+    assert rates[1] >= rates[0] - 1e-12

@@ -69,6 +69,8 @@ def default_surfaces() -> dict[str, SurfaceConfig]:
                 SourceSlotConfig(name="segment-popular", quota=50),
                 SourceSlotConfig(name="trending", quota=100),
                 SourceSlotConfig(name="popular", quota=100),
+                # What is clicked when shown, not merely shown often (popular's echo).
+                SourceSlotConfig(name="click-rate", quota=100),
                 # New items get a share of attention before they have any engagement.
                 SourceSlotConfig(name="fresh", quota=30),
                 SourceSlotConfig(name="newest", quota=20),
@@ -87,11 +89,14 @@ def default_surfaces() -> dict[str, SurfaceConfig]:
             # show items ranked just below the list (with their propensities logged), which
             # in the simulator more than halved the CTR loss of a run that drifted.
             exploration=ComponentConfig(name="epsilon-greedy", params={"epsilon": 0.1, "pool": 50}),
-            # One creator should not fill the screen.
             rules=[
+                # An item served and passed over goes below the rest for three days: people
+                # tire of seeing the same thing, and the slot is worth more to something new.
+                ComponentConfig(name="recently-shown", params={"max_shown": 1, "window_h": 72}),
+                # One creator should not fill the screen (last, so that nothing undoes it).
                 ComponentConfig(
                     name="cap", params={"attribute": "creator", "max_items": 2, "window": 10}
-                )
+                ),
             ],
         ),
         "trending": SurfaceConfig(sources=[SourceSlotConfig(name="trending", quota=300)]),

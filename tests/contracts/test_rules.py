@@ -66,6 +66,7 @@ class _ServedLists:
         since: datetime,
         limit: int = 50,
         until: datetime | None = None,
+        surface: str | None = None,
     ) -> dict[str, int]:
         return dict(SHOWN) if app_id == APP else {}
 

@@ -511,3 +511,14 @@ def test_shown_counts_count_a_users_served_items_within_the_window(apps: Store) 
         "i1": 1,
         "i2": 1,
     }
+
+
+def test_shown_counts_of_one_surface_leave_the_others_out(apps: Store) -> None:
+    apps.rec_log.append(
+        [make_record("h1"), make_record("h2"), make_record("s1", surface="similar")]
+    )
+    since = T0 - timedelta(hours=1)
+
+    assert apps.rec_log.shown_counts(APP, "u1", since, surface="home") == {"i1": 2, "i2": 2}
+    assert apps.rec_log.shown_counts(APP, "u1", since, surface="similar") == {"i1": 1, "i2": 1}
+    assert apps.rec_log.shown_counts(APP, "u1", since) == {"i1": 3, "i2": 3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,12 +12,14 @@ from recloop.store.protocols import RecommendationLog
 
 
 class RecentlyShownConfig(BaseModel):
-    """Items served at least ``max_shown`` times in the last ``window_h`` hours go last."""
+    """Items served at least ``max_shown`` times in the last ``window_h`` hours go last;
+    ``surfaces`` says whose lists count: this surface's (``same``) or every surface's."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     window_h: float = Field(default=24.0, gt=0)
     max_shown: int = Field(default=3, ge=1)
+    surfaces: Literal["same", "all"] = "same"
 
 
 class RecentlyShownDemotion:
@@ -39,7 +42,13 @@ class RecentlyShownDemotion:
         since = ctx.now - timedelta(hours=self.config.window_h)
         # Lists served before this request only: a shadow run of the same request must not
         # count the list that request served.
-        counts = self._log.shown_counts(ctx.app_id, ctx.user_id, since, until=ctx.now)
+        counts = self._log.shown_counts(
+            ctx.app_id,
+            ctx.user_id,
+            since,
+            until=ctx.now,
+            surface=ctx.surface if self.config.surfaces == "same" else None,
+        )
         limit = self.config.max_shown
         fresh = [item for item in slate.items if counts.get(item.item_id, 0) < limit]
         stale = [item for item in slate.items if counts.get(item.item_id, 0) >= limit]

@@ -224,9 +224,10 @@ class RecommendationLog(Protocol):
         since: datetime,
         limit: int = 50,
         until: datetime | None = None,
+        surface: str | None = None,
     ) -> dict[str, int]:
         """How often each item was served to the user from ``since`` to before ``until``
-        (latest ``limit`` lists)."""
+        (latest ``limit`` lists), on ``surface`` only when given."""
         ...
 
     def scan(

@@ -541,15 +541,18 @@ class SqlRecommendationLog(_SqlRole):
         since: datetime,
         limit: int = 50,
         until: datetime | None = None,
+        surface: str | None = None,
     ) -> dict[str, int]:
         """How often each item was served to the user from ``since`` to before ``until``
-        (latest ``limit`` lists)."""
+        (latest ``limit`` lists), on ``surface`` only when given."""
         c = t.recommendation_log.c
         stmt = sa.select(c["items"]).where(  # c.items is the column collection's own method
             c.app_id == app_id, c.user_id == user_id, c.served_at >= since
         )
         if until is not None:
             stmt = stmt.where(c.served_at < until)
+        if surface is not None:
+            stmt = stmt.where(c.surface == surface)
         stmt = stmt.order_by(c.served_at.desc()).limit(limit)
         counts: dict[str, int] = {}
         with self._read() as conn:

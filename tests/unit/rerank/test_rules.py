@@ -116,6 +116,7 @@ class _Log:
     def __init__(self, counts: dict[str, int]) -> None:
         self.counts = counts
         self.asked: list[tuple[datetime, datetime | None]] = []
+        self.surfaces: list[str | None] = []
 
     def shown_counts(
         self,
@@ -124,8 +125,10 @@ class _Log:
         since: datetime,
         limit: int = 50,
         until: datetime | None = None,
+        surface: str | None = None,
     ) -> dict[str, int]:
         self.asked.append((since, until))
+        self.surfaces.append(surface)
         return self.counts
 
 
@@ -135,3 +138,14 @@ def test_items_shown_again_and_again_go_last_in_their_order() -> None:
     assert rule.apply(_slate("a", "b", "c", "d"), CTX).item_ids() == ["b", "d", "a", "c"]
     # Only lists served before this request count (a shadow run must not count its own).
     assert log.asked == [(NOW - timedelta(hours=12), NOW)]
+    # By default only this surface's own lists count.
+    assert log.surfaces == [CTX.surface]
+
+
+def test_every_surfaces_lists_count_when_asked() -> None:
+    log = _Log({"a": 1})
+    config = RecentlyShownConfig(window_h=12, max_shown=1, surfaces="all")
+    rule = RecentlyShownDemotion(config, log)  # type: ignore[arg-type]
+
+    assert rule.apply(_slate("a", "b"), CTX).item_ids() == ["b", "a"]
+    assert log.surfaces == [None]

@@ -69,6 +69,7 @@ class NothingServed:
         since: datetime,
         limit: int = 50,
         until: datetime | None = None,
+        surface: str | None = None,
     ) -> dict[str, int]:
         return {}
 

@@ -107,3 +107,27 @@ def surfaces_without_home_exploration() -> dict[str, SurfaceConfig]:
         update={"exploration": ComponentConfig(name="none")}
     )
     return surfaces
+
+
+class ServedListsStub:
+    """The recommendation log as far as ``recently-shown`` reads it: fixed counts, and a
+    record of what was asked."""
+
+    def __init__(self, counts: dict[str, int] | None = None) -> None:
+        self.counts = dict(counts or {})
+        self.asked: list[tuple[datetime, datetime | None]] = []
+        self.surfaces: list[str | None] = []
+
+    def shown_counts(
+        self,
+        app_id: str,
+        user_id: str,
+        since: datetime,
+        limit: int = 50,
+        until: datetime | None = None,
+        surface: str | None = None,
+    ) -> dict[str, int]:
+        """The fixed counts, whatever is asked."""
+        self.asked.append((since, until))
+        self.surfaces.append(surface)
+        return self.counts

@@ -12,6 +12,7 @@ from recloop.domain import RequestContext, ScoredItem, Slate
 from recloop.rerank.boosts import BusinessConfig, BusinessRules, FreshnessBoost, FreshnessConfig
 from recloop.rerank.diversity import MMR, AttributeCap, CapConfig, MMRConfig
 from recloop.rerank.recently_shown import RecentlyShownConfig, RecentlyShownDemotion
+from tests.factories import ServedListsStub
 
 pytestmark = pytest.mark.unit
 
@@ -112,28 +113,8 @@ def test_a_pin_never_brings_back_an_item_that_is_not_in_the_slate() -> None:
     assert rule.apply(_slate("a", "b"), CTX).item_ids() == ["a", "b"]
 
 
-class _Log:
-    def __init__(self, counts: dict[str, int]) -> None:
-        self.counts = counts
-        self.asked: list[tuple[datetime, datetime | None]] = []
-        self.surfaces: list[str | None] = []
-
-    def shown_counts(
-        self,
-        app_id: str,
-        user_id: str,
-        since: datetime,
-        limit: int = 50,
-        until: datetime | None = None,
-        surface: str | None = None,
-    ) -> dict[str, int]:
-        self.asked.append((since, until))
-        self.surfaces.append(surface)
-        return self.counts
-
-
 def test_items_shown_again_and_again_go_last_in_their_order() -> None:
-    log = _Log({"a": 3, "c": 5, "b": 1})
+    log = ServedListsStub({"a": 3, "c": 5, "b": 1})
     rule = RecentlyShownDemotion(RecentlyShownConfig(window_h=12, max_shown=3), log)  # type: ignore[arg-type]
     assert rule.apply(_slate("a", "b", "c", "d"), CTX).item_ids() == ["b", "d", "a", "c"]
     # Only lists served before this request count (a shadow run must not count its own).
@@ -143,7 +124,7 @@ def test_items_shown_again_and_again_go_last_in_their_order() -> None:
 
 
 def test_every_surfaces_lists_count_when_asked() -> None:
-    log = _Log({"a": 1})
+    log = ServedListsStub({"a": 1})
     config = RecentlyShownConfig(window_h=12, max_shown=1, surfaces="all")
     rule = RecentlyShownDemotion(config, log)  # type: ignore[arg-type]
 

@@ -31,6 +31,7 @@ from recloop.serving.components import Resources
 from recloop.serving.pipeline import Pipeline
 from recloop.serving.surfaces import build_pipeline, build_pipelines
 from recloop.store.protocols import Catalog, RecommendationLog
+from tests.factories import ServedListsStub
 
 pytestmark = pytest.mark.unit
 
@@ -59,28 +60,13 @@ class ZeroFeatures:
         return FeatureMatrix(tuple(item_ids), (), np.zeros((len(item_ids), 0)))
 
 
-class NothingServed:
-    """A recommendation log with no lists in it (``home`` demotes what was served)."""
-
-    def shown_counts(
-        self,
-        app_id: str,
-        user_id: str,
-        since: datetime,
-        limit: int = 50,
-        until: datetime | None = None,
-        surface: str | None = None,
-    ) -> dict[str, int]:
-        return {}
-
-
 @pytest.fixture
 def resources() -> Resources:
     return Resources(
         PopularityIndex(),
         cast(Catalog, EmptyCatalog()),
         features=ZeroFeatures(),
-        rec_log=cast(RecommendationLog, NothingServed()),
+        rec_log=cast(RecommendationLog, ServedListsStub()),
     )
 
 

@@ -331,6 +331,14 @@ def _simulate(
         nights.append(_night_line(day, trained, time.perf_counter() - started))
         console.print(nights[-1], soft_wrap=True)
 
+    def on_clock(now: datetime) -> None:
+        clock.set(now)
+        # A person asks again seconds after the last list, by when the service has written
+        # it (group commit). Waiting for the writer makes that so on every run: rules that
+        # read what was served (recently-shown) must see the same lists, as one seed gives
+        # one run.
+        runtime.writer.flush()
+
     simulation = Simulation(
         world,
         behaviour,
@@ -345,7 +353,7 @@ def _simulate(
         on_night=on_night,
         on_day=on_day,
         on_session=on_session,
-        on_clock=clock.set,
+        on_clock=on_clock,
         on_deliver=clock.deliver,
         on_served=(
             config.observer(runtime, behaviour)

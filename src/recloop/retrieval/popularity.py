@@ -232,8 +232,8 @@ def click_rates(shown: np.ndarray, clicked: np.ndarray) -> np.ndarray:
     less the spread that binomial noise alone would give them, is the spread of their true
     rates ``tau**2``, and ``n0 = m (1 - m) / tau**2 - 1``. Each item's estimate is then
     ``(clicks + n0 m) / (impressions + n0)``: items shown a few times stay near ``m``, items
-    shown often earn their own rate. Items never shown get ``m``; clicks beyond an item's
-    impressions count as its impressions.
+    shown often earn their own rate. Items never shown get ``m``; an item's clicks are
+    capped at its impressions.
     """
     shown = np.asarray(shown, dtype=np.float64)
     clicked = np.minimum(np.asarray(clicked, dtype=np.float64), shown)
@@ -244,7 +244,8 @@ def click_rates(shown: np.ndarray, clicked: np.ndarray) -> np.ndarray:
     m = min(max(float(clicked[seen].sum()) / total, 1e-6), 1 - 1e-6)
     n = shown[seen]
     raw = clicked[seen] / n
-    # E[sum n_i (p_i - m)^2] = tau^2 sum n_i + (items - 1) m (1 - m) under the Beta-binomial.
+    # Under the Beta-binomial, E[sum n_i (p_i - m)^2] is about tau^2 sum n_i + (items - 1)
+    # m (1 - m) when items are shown many times each (exactly, tau^2 (sum n_i - items) + ...).
     spread = float(np.sum(n * (raw - m) ** 2)) - (len(n) - 1) * m * (1 - m)
     tau2 = spread / total
     if tau2 <= 0:

@@ -9,6 +9,7 @@ most to each result (the "Because you watched X" reason).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,12 +20,14 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from recloop.retrieval.interactions import Interactions, TrainingData
-from recloop.retrieval.models import Recalled, RecallQuery, Seeds
+from recloop.retrieval.models import MAX_HISTORY, Recalled, RecallQuery, Seeds
 
 if TYPE_CHECKING:
     from optuna.trial import BaseTrial
 
 _DAY_S = 86_400.0
+#: The history fadings ``query_options`` offers, in items: fast, slow, none in practice.
+_HALF_LIVES = (5.0, 20.0, 100.0, 1e6)
 
 
 class ItemNeighbours:
@@ -129,6 +132,25 @@ class _ItemItemModel:
             raise RuntimeError(f"{type(self).__name__} is not fitted")
         return self.neighbours_
 
+    def query_options(self) -> list[dict[str, Any]]:
+        """The current history length and fading, then the whole history (``MAX_HISTORY``)
+        fading fast, slowly or not at all: data whose order says little wants the last."""
+        current = {"history_len": self.history_len, "recency_half_life": self.recency_half_life}
+        options = [current]
+        for half_life in _HALF_LIVES:
+            option = {"history_len": MAX_HISTORY, "recency_half_life": half_life}
+            if option != current:
+                options.append(option)
+        return options
+
+    def with_query(self, options: Mapping[str, Any]) -> Self:
+        """The same neighbour table, answering with other history settings."""
+        model = copy.copy(self)
+        for name in ("history_len", "recency_half_life"):
+            if name in options:
+                setattr(model, name, type(getattr(self, name))(options[name]))
+        return model
+
     def recall(self, query: RecallQuery, k: int) -> list[Recalled]:
         """The anchor's neighbours, or the summed neighbours of the session and history."""
         table = self._table()
@@ -148,34 +170,49 @@ class _ItemItemModel:
         if not rows:
             return []
         parts = [table.row(r) for r in rows]
-        cols = np.concatenate([p[0] for p in parts])
+        cols = np.concatenate([p[0] for p in parts]).astype(np.int64)
         if len(cols) == 0:
             return []
         contrib = np.concatenate(
             [p[1].astype(np.float64) * w for p, w in zip(parts, weights, strict=True)]
         )
-        seed_of = np.repeat(np.arange(len(rows)), [len(p[0]) for p in parts])
-        unique, inverse = np.unique(cols, return_inverse=True)
-        totals = np.bincount(inverse, weights=contrib)
-        # The seed that contributed most to each candidate: sort by candidate, then weight.
-        order = np.lexsort((-contrib, inverse))
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = inverse[order][1:] != inverse[order][:-1]
-        best_seed = np.empty(len(unique), dtype=np.int64)
-        best_seed[inverse[order][first]] = seed_of[order][first]
-        exclude, seen = query.exclude, set(seeds)
-        ranked = np.argsort(-totals, kind="stable")
-        out: list[Recalled] = []
         ids = table.item_ids
-        columns, scores, best = unique.tolist(), totals.tolist(), best_seed.tolist()
-        for j in ranked.tolist():
-            item_id = ids[columns[j]]
+        # Each candidate's summed weight, candidates in index order (so that ties break as
+        # they always did): through one dense vector when the entries are many beside the
+        # catalogue (a bincount is far cheaper than sorting them), else by sorting them.
+        if len(ids) <= 16 * len(cols):
+            dense = np.bincount(cols, weights=contrib, minlength=len(ids))
+            candidates = np.flatnonzero(np.bincount(cols, minlength=len(ids)))
+            totals = dense[candidates]
+        else:
+            candidates, inverse = np.unique(cols, return_inverse=True)
+            totals = np.bincount(inverse, weights=contrib)
+        exclude, seen = query.exclude, set(seeds)
+        chosen: list[int] = []
+        chosen_scores: list[float] = []
+        for at in np.argsort(-totals, kind="stable").tolist():
+            j = int(candidates[at])
+            item_id = ids[j]
             if item_id in exclude or item_id in seen:
                 continue
-            out.append(Recalled(item_id, scores[j], ids[rows[best[j]]]))
-            if len(out) >= k:
+            chosen.append(j)
+            chosen_scores.append(float(totals[at]))
+            if len(chosen) >= k:
                 break
-        return out
+        if not chosen:
+            return []
+        # The seed that contributed most to each chosen candidate (the "because").
+        seed_of = np.repeat(np.arange(len(rows)), [len(p[0]) for p in parts])
+        mine = np.flatnonzero(np.isin(cols, chosen))
+        order = np.lexsort((-contrib[mine], cols[mine]))  # by candidate, then weight
+        by_col = cols[mine][order]
+        first = np.ones(len(by_col), dtype=bool)
+        first[1:] = by_col[1:] != by_col[:-1]
+        best = dict(zip(by_col[first].tolist(), seed_of[mine][order][first].tolist(), strict=True))
+        return [
+            Recalled(ids[j], score, ids[rows[best[j]]])
+            for j, score in zip(chosen, chosen_scores, strict=True)
+        ]
 
     def save(self, path: Path) -> None:
         """Write the neighbour table and the hyper-parameters."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 from recloop.retrieval.interactions import TrainingData
 
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 #: What a source feeds its model: the whole history (with the session first), or only the
 #: current session's items.
 Seeds = Literal["history", "session"]
+
+#: How many of a user's most recent distinct items a request hands the sources (serving)
+#: and a validation case holds (training): the same number, so validation asks what
+#: serving will ask.
+MAX_HISTORY = 200
 
 
 def scalar_attributes(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
@@ -102,4 +107,18 @@ class RetrievalModel(Protocol):
     def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
         """The hyper-parameters tuning searches, suggested on an Optuna trial
         (define-by-run); the others keep the constructor's defaults."""
+        ...
+
+
+@runtime_checkable
+class QueryTunable(Protocol):
+    """A model with settings that shape its answers but not its fit (how much of the history
+    it reads, how fast older items fade): training picks them on validation after one fit."""
+
+    def query_options(self) -> list[dict[str, Any]]:
+        """The settings to try, the current ones first."""
+        ...
+
+    def with_query(self, options: Mapping[str, Any]) -> Self:
+        """The same fitted model answering with ``options``."""
         ...

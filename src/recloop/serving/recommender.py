@@ -20,6 +20,7 @@ from recloop.errors import InvalidInput
 from recloop.experiments.assignment import Assigner, Assignment
 from recloop.monitoring.metrics import Metrics
 from recloop.retrieval.bundle import ModelIndex
+from recloop.retrieval.models import MAX_HISTORY
 from recloop.serving.budget import StageTrace, Stopwatch
 from recloop.serving.interleave import interleave_lists
 from recloop.serving.pipeline import Pipeline, ServedSlate
@@ -30,7 +31,7 @@ from recloop.store.writer import StoreWriter
 
 _CONSUMING = sorted(t.value for t in CONSUMING_EVENTS)
 #: How many of a user's most recent distinct items the sources see.
-HISTORY_LEN = 100
+HISTORY_LEN = MAX_HISTORY
 #: How many recent engagements are searched for the current session's items.
 SESSION_SCAN = 200
 

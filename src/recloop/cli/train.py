@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from recloop.training.ranker import RankerFit
 
 
+#: How the training report names each validation split (train.validation_split).
+_SPLITS = {
+    "time": "split time: what they did after a cut-off",
+    "user": "split user: each user's latest interactions",
+    "random": "split random: a random share of each user's interactions",
+}
+
+
 def _print_ranker(fitted: RankerFit) -> None:
     """The learned ranker's test figures: quality, calibration, what it relies on."""
     if fitted.model is None:
@@ -96,7 +104,7 @@ def train(
     console.print(
         f"model version {result.version} from snapshot {result.snapshot_version}: "
         f"{result.interactions:,} engagements, {result.users:,} users, {result.items:,} items; "
-        f"validated on {result.validation_cases:,} users",
+        f"validated on {result.validation_cases:,} users ({_SPLITS[result.validation_split]})",
         soft_wrap=True,
     )
     table = Table(

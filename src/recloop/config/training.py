@@ -183,7 +183,19 @@ class TrainSettings(Section):
     sources: list[TrainSourceConfig] = Field(default_factory=default_train_sources)
     ranker: RankerTrainSettings = RankerTrainSettings()
     validation_fraction: float = Field(
-        default=0.1, gt=0, lt=0.5, description="The latest share of time held out to evaluate."
+        default=0.1,
+        gt=0,
+        lt=0.5,
+        description="The share held out to evaluate: of the time span (split time), or of "
+        "each user's interactions (split user or random).",
+    )
+    validation_split: Literal["auto", "time", "user", "random"] = Field(
+        default="auto",
+        description="What validation holds out. time: everything after a cut-off in time "
+        "(a live service's users come back). user: each user's own latest interactions, "
+        "for imported histories whose users came once each. random: a random share of "
+        "each user's interactions, for data whose order means little. auto: time, unless "
+        "it finds under a quarter of the users it could ask; then user.",
     )
     tune_trials: int = Field(default=20, ge=1, description="Optuna trials per source (--tune).")
     min_interactions: int = Field(default=20, ge=1)

@@ -111,6 +111,21 @@ def popularity_at(
     return index
 
 
+def held_out_mask(events: pa.Table, held_out: frozenset[tuple[str, str]]) -> pa.Array:
+    """Which events belong to a held-out (user, item) pair."""
+    return pa.array(
+        [
+            (user, item) in held_out
+            for user, item in zip(
+                events.column("user_id").to_pylist(),
+                events.column("item_id").to_pylist(),
+                strict=True,
+            )
+        ],
+        pa.bool_(),
+    )
+
+
 def satisfied_pairs(events: pa.Table, after: datetime, rules: LabelRules) -> set[tuple[str, str]]:
     """(user, item) pairs with a satisfying engagement (by ``rules``) after ``after``."""
     later = events.filter(
@@ -147,7 +162,7 @@ def candidate_rows(
         surface: its configuration.
         models: trained models fitted before the cases' cut-off, by their source name.
         popularity: the popularity snapshot as of the cut-off (``popularity_at``).
-        cases: validation cases (``training.sources.time_validation``).
+        cases: validation cases (``training.sources.make_validation``).
         satisfied: (user, item) pairs whose later engagement satisfied (``satisfied_pairs``).
         config: how many negatives to keep.
     """

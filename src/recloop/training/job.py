@@ -41,6 +41,7 @@ from recloop.store import Store
 from recloop.training.candidates import (
     CandidateRowsConfig,
     candidate_rows,
+    held_out_mask,
     popularity_at,
     satisfied_pairs,
 )
@@ -60,10 +61,11 @@ from recloop.training.sources import (
     Validation,
     even_sample,
     fit,
+    make_validation,
     metrics_of,
     recall_lists,
-    time_validation,
     tune,
+    tune_query,
 )
 from recloop.training.suggestions import SuggestionsFit, train_suggestions
 
@@ -105,6 +107,7 @@ class TrainResult:
     users: int
     items: int
     validation_cases: int
+    validation_split: str
     sources: list[SourceResult]
     merged: dict[str, float]  # validation of every trained source's lists interleaved
     promoted: bool
@@ -170,8 +173,11 @@ def train(
     )
     # The ranker learns from up to ranker.max_cases validation users; the sources' metrics
     # and tuning ask an even sample of SOURCE_CASES of them, which bounds their time.
-    validation = time_validation(
-        data, settings.train.validation_fraction, max(SOURCE_CASES, ranker_cases)
+    validation = make_validation(
+        data,
+        settings.train.validation_split,
+        settings.train.validation_fraction,
+        max(SOURCE_CASES, ranker_cases),
     )
     sample = even_sample(validation, SOURCE_CASES)
     tuning = _read_tuning(registry, app_id)
@@ -247,6 +253,7 @@ def train(
                     "interactions": len(x),
                     "validation_cases": len(sample.cases),
                     "validation_cutoff_ts": validation.cutoff_ts,
+                    "validation_split": validation.split,
                     "merged_validation": merged,
                     "ranker": ranker.report.get("summary", {}),
                     "linucb": linucb.report,
@@ -264,6 +271,7 @@ def train(
         users=x.n_users,
         items=x.n_items,
         validation_cases=len(sample.cases),
+        validation_split=validation.split,
         sources=results,
         merged=merged,
         promoted=promote and any(r.skipped is None for r in results),
@@ -393,6 +401,16 @@ def _candidate_rows(
     config = settings.train.ranker
     cutoff = datetime.fromtimestamp(validation.cutoff_ts, UTC)
     items = snapshot.table("items")
+    rules = settings.train.labels.rules_for(surface_name)
+    if validation.held_out:
+        # Each user has a cut-off of their own (or none, at random): features and labels
+        # are told apart by the held-out pairs, not by one time.
+        held = held_out_mask(events, validation.held_out)
+        labelled = events.filter(held)
+        events = events.filter(pc.invert(held))
+        satisfied = satisfied_pairs(labelled, datetime.fromtimestamp(0, UTC), rules)
+    else:
+        satisfied = satisfied_pairs(events, cutoff, rules)
     popularity = popularity_at(
         events,
         items,
@@ -405,7 +423,7 @@ def _candidate_rows(
         models,
         popularity,
         validation.cases[: config.max_cases],
-        satisfied_pairs(events, cutoff, settings.train.labels.rules_for(surface_name)),
+        satisfied,
         CandidateRowsConfig(max_negatives=config.max_negatives),
     )
     marked = [
@@ -588,6 +606,11 @@ def _train_source(
         progress(f"validate {config.name}", 0, 1)
         if validation.cases:
             model, _ = fit(kind, params, validation.train)
+            # Settings that shape answers but not the fit (how much history, how fast it
+            # fades) are picked here on validation, once, for the version serving loads.
+            model, chosen = tune_query(model, validation, config.params)
+            if chosen:
+                result.params = params = {**params, **chosen}
             rankings, latencies = recall_lists(model, validation.cases)
             result.metrics = metrics_of(rankings, validation.cases, latencies)
             validation_lists[config.name] = rankings

@@ -1,7 +1,18 @@
 """Fit, validate and tune one trained retrieval source.
 
-Validation is time-based: models fit on everything before a cut-off and are asked to recall
-what each user engaged with after it (full ranking, the user's earlier items excluded).
+Validation holds out what users did last and asks each model to recall it (full ranking,
+the user's earlier items excluded). Three ways to hold out (``train.validation_split``):
+
+- ``time``: everything after a cut-off in time; models fit on what came before. The
+  natural split for a live service, whose users come back.
+- ``user``: each user's own latest share of interactions, at the user's own cut-off. For
+  imported histories whose users came once each, months apart, where a cut-off in time
+  would find only a handful of users on both sides of it.
+- ``random``: a random share of each user's interactions, for data whose order means
+  little, or an offline protocol that holds out at random.
+
+``auto`` takes ``time`` unless it finds fewer than a quarter of the users it could ask,
+then ``user``.
 """
 
 from __future__ import annotations
@@ -9,14 +20,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 
 from recloop.evaluation.retrieval_metrics import EvalCase, score_rankings
 from recloop.retrieval.interactions import TrainingData
-from recloop.retrieval.models import RetrievalModel, scalar_attributes
+from recloop.retrieval.models import (
+    MAX_HISTORY,
+    QueryTunable,
+    RetrievalModel,
+    scalar_attributes,
+)
 from recloop.retrieval.registry import MODEL_KINDS
 
 log = logging.getLogger(__name__)
@@ -30,13 +46,24 @@ OBJECTIVE = "recall@100"
 KS = (10, 50, 100, 500)
 
 
+ValidationSplit = Literal["auto", "time", "user", "random"]
+
+
 @dataclass(frozen=True)
 class Validation:
-    """A time split of training data: fit on ``train``, ask for ``cases``."""
+    """A split of training data: fit on ``train``, ask for ``cases``.
+
+    ``cutoff_ts`` is the latest time a case is asked at. ``held_out`` names the (user, item)
+    pairs taken out of ``train`` when the split is not one cut-off in time (``user``,
+    ``random``): what was done after the cut-off is then not all that is hidden, so point-in-
+    time features must leave these pairs out too.
+    """
 
     train: TrainingData
     cases: tuple[EvalCase, ...]
     cutoff_ts: float
+    split: str = "time"
+    held_out: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
 
 #: The validation users the sources' metrics and tuning ask, at most.
@@ -50,7 +77,93 @@ def even_sample(validation: Validation, n: int) -> Validation:
     if len(cases) <= n:
         return validation
     picks = np.linspace(0, len(cases) - 1, n).astype(int)
-    return Validation(validation.train, tuple(cases[i] for i in picks), validation.cutoff_ts)
+    return replace(validation, cases=tuple(cases[i] for i in picks))
+
+
+def make_validation(
+    data: TrainingData, split: ValidationSplit, fraction: float, max_cases: int = SOURCE_CASES
+) -> Validation:
+    """The validation ``split`` asks for (see the module's docstring); ``auto`` decides."""
+    if split in ("time", "auto"):
+        by_time = time_validation(data, fraction, max_cases)
+        if split == "time" or len(by_time.cases) >= _askable(data, max_cases) / 4:
+            return by_time
+    return user_validation(data, fraction, max_cases, at_random=split == "random")
+
+
+def _askable(data: TrainingData, max_cases: int) -> int:
+    """How many users a split could ask: those with two items or more, at most ``max_cases``."""
+    x = data.interactions
+    if len(x) == 0:
+        return 0
+    pairs = np.unique(np.stack([x.users, x.items]), axis=1)
+    per_user = np.bincount(pairs[0], minlength=x.n_users)
+    return min(int((per_user >= 2).sum()), max_cases)
+
+
+def user_validation(
+    data: TrainingData,
+    fraction: float,
+    max_cases: int = SOURCE_CASES,
+    *,
+    at_random: bool = False,
+    seed: int = 0,
+) -> Validation:
+    """Hold out each user's latest ``fraction`` of interactions (at least one; users with
+    one interaction keep it), or a random such share with ``at_random``.
+
+    A case is asked at its user's own cut-off (the time of the first held-out interaction);
+    at random, after the last interaction of all.
+    """
+    x = data.interactions
+    if len(x) == 0:
+        return Validation(data, (), 0.0, "random" if at_random else "user")
+    n = len(x)
+    order_key = (
+        np.random.default_rng(seed).random(n) if at_random else x.timestamps.astype(np.float64)
+    )
+    # Rows grouped by user, each group in hold-out order: the last rows of a group go.
+    order = np.lexsort((np.arange(n), order_key, x.users))
+    users_sorted = x.users[order]
+    counts = np.bincount(x.users, minlength=x.n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank_from_end = counts[users_sorted] - 1 - (np.arange(n) - starts[users_sorted])
+    keep_n = np.where(counts >= 2, np.maximum(1, np.rint(fraction * counts)), 0).astype(int)
+    held = np.zeros(n, dtype=bool)
+    held[order] = rank_from_end < keep_n[users_sorted]
+    train = TrainingData(x.select(~held), data.items, data.shown_negatives, data.user_attributes)
+    histories = train.interactions.histories(max_len=MAX_HISTORY)
+    seen: list[set[int]] = [set(h) for h in histories]
+    later: dict[int, set[int]] = {}
+    cut: dict[int, float] = {}
+    for u, it, ts in zip(
+        x.users[held].tolist(), x.items[held].tolist(), x.timestamps[held].tolist(), strict=True
+    ):
+        cut[u] = min(cut.get(u, ts), ts)
+        if histories[u] and it not in seen[u]:
+            later.setdefault(u, set()).add(it)
+    last = float(x.timestamps.max()) + 1.0
+    users = sorted(later)
+    held_out = frozenset(
+        (x.user_ids[u], x.item_ids[it])
+        for u, it in zip(x.users[held].tolist(), x.items[held].tolist(), strict=True)
+    )
+    if len(users) > max_cases:
+        users = [users[i] for i in np.linspace(0, len(users) - 1, max_cases).astype(int)]
+    ids = x.item_ids
+    cases = tuple(
+        EvalCase(
+            user_id=x.user_ids[u],
+            history=tuple(ids[i] for i in histories[u]),
+            relevant=frozenset(ids[i] for i in later[u]),
+            exclude=frozenset(ids[i] for i in seen[u]),
+            now_ts=last if at_random else cut[u],
+            attributes=scalar_attributes(data.user_attributes.get(x.user_ids[u])),
+        )
+        for u in users
+    )
+    cutoff = max((c.now_ts or 0.0 for c in cases), default=last)
+    return Validation(train, cases, cutoff, "random" if at_random else "user", held_out)
 
 
 def time_validation(
@@ -67,7 +180,7 @@ def time_validation(
     cutoff = hi - (hi - lo) * fraction
     before = x.timestamps < cutoff
     train = TrainingData(x.select(before), data.items, data.shown_negatives, data.user_attributes)
-    histories = train.interactions.histories(max_len=100)
+    histories = train.interactions.histories(max_len=MAX_HISTORY)
     seen: list[set[int]] = [set(h) for h in histories]
     later: dict[int, set[int]] = {}
     for u, it in zip(x.users[~before].tolist(), x.items[~before].tolist(), strict=True):
@@ -89,6 +202,31 @@ def time_validation(
         for u in users
     )
     return Validation(train, cases, cutoff)
+
+
+#: Cases asked per query option: enough to rank a handful of options, cheap beside a fit.
+QUERY_CASES = 500
+
+
+def tune_query(
+    model: RetrievalModel, validation: Validation, fixed: Mapping[str, Any]
+) -> tuple[RetrievalModel, dict[str, Any]]:
+    """The fitted model answering with the query options (``QueryTunable``) that recall most
+    on validation, and those options; the model as it is when it has none to try. Options
+    the configuration fixes are not tried."""
+    if not isinstance(model, QueryTunable) or not validation.cases:
+        return model, {}
+    options = [o for o in model.query_options() if all(fixed.get(k, v) == v for k, v in o.items())]
+    if len(options) < 2:
+        return model, {}
+    sample = even_sample(validation, QUERY_CASES).cases
+    scored = [
+        (evaluate(model.with_query(option), sample).get(OBJECTIVE, 0.0), -n, option)
+        for n, option in enumerate(options)
+    ]
+    # The best score wins; a tie goes to the earlier option (the current settings first).
+    _, _, best = max(scored, key=lambda entry: (entry[0], entry[1]))
+    return model.with_query(best), dict(best)
 
 
 def segment_of(case: EvalCase) -> str:

@@ -380,9 +380,15 @@ def surfaces_config(sources: Sequence[str]) -> dict[str, dict[str, Any]]:
     return surfaces
 
 
-def write_config(path: Path, surfaces: Mapping[str, Mapping[str, Any]]) -> None:
-    """A recloop.toml with these surfaces and nothing else; checked by loading it."""
+def write_config(
+    path: Path, surfaces: Mapping[str, Mapping[str, Any]], train: Mapping[str, Any] | None = None
+) -> None:
+    """A recloop.toml with these surfaces, the ``train`` settings given and nothing else;
+    checked by loading it."""
     lines = ["# written by benchmarks/served_quality.py: default settings, extra surfaces"]
+    if train:
+        lines.append("\n[train]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in train.items())
     for name, surface in surfaces.items():
         lines.append(f"\n[surfaces.{json.dumps(name)}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in surface.items())
@@ -400,7 +406,7 @@ def write_config(path: Path, surfaces: Mapping[str, Mapping[str, Any]]) -> None:
                 os.environ[k] = v
     if loaded.surfaces["home"] != default_surfaces()["home"]:
         raise BenchError("the benchmark's recloop.toml changed the home surface")
-    if loaded.train != TrainSettings():
+    if loaded.train != TrainSettings(**(train or {})):
         raise BenchError("the benchmark's recloop.toml changed training settings")
 
 
@@ -716,7 +722,8 @@ def run_dataset(prepared: Prepared, args: argparse.Namespace, work: Path) -> dic
     data_dir.mkdir(parents=True)
     sources = single_sources()
     config = data_dir / "recloop.toml"
-    write_config(config, surfaces_config(sources))
+    train = {} if args.validation_split == "auto" else {"validation_split": args.validation_split}
+    write_config(config, surfaces_config(sources), train)
     timings: dict[str, float] = {}
 
     files = {"items": prepared.items, "users": prepared.users, "events": prepared.events}
@@ -921,6 +928,8 @@ def run_dataset(prepared: Prepared, args: argparse.Namespace, work: Path) -> dic
         "train_output": train_out,
         "trained_sources": trained,
         "manifest_notes": manifest.get("notes", []),
+        "source_params": {m["name"]: m.get("params", {}) for m in manifest.get("models", [])},
+        "validation_split": manifest.get("extra", {}).get("validation_split"),
         "gate": gate,
         "ranker_report": {k: v for k, v in ranker_report.items() if k != "gate"},
         "cleaning": cleaning,
@@ -941,6 +950,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--ml100k-split", default="user,item", help="user, item or user,item")
     parser.add_argument("--stamps", choices=("gap", "hourly"), default="gap")
+    parser.add_argument(
+        "--validation-split",
+        choices=("auto", "time", "user", "random"),
+        default="auto",
+        help="train.validation_split in the benchmark's recloop.toml (auto: the default)",
+    )
     parser.add_argument(
         "--event-type",
         default="purchase",

@@ -26,12 +26,17 @@ The primary measure is the one with more lists with a positive (at least ``MIN_L
 ``interactions`` on a tie): an imported history has only held-out interactions, a running
 service usually far more logged lists. The blend is the default: the alternative best on
 the primary measure replaces it only when it beats the blend on the same lists with
-one-sided confidence ``CONFIDENCE``, Bonferroni-corrected for the number of alternatives it
-was picked from (the best of fifteen beats the blend by chance far more often than one
-does), by a paired bootstrap over lists; too few lists to judge, a tie or a gain within the
-noise, and the blend serves. The report says which and why, with the bound. A ranker
-learned from a few hundred positives (an imported history's validation cases) thus serves
-only once it is better for sure.
+one-sided confidence ``CONFIDENCE`` by a paired bootstrap over lists, Bonferroni-corrected
+for the number of distinct orderings it was picked from (the best of fifteen beats the
+blend by chance far more often than one does; an ordering identical to another on every
+list is no further chance). Where no list was ever served (an imported history), two steps
+share that error: the learned ranker, named before the test, is compared with the blend at
+half of it; the best other alternative must then beat whichever serves at the other half,
+corrected. Where lists were served, held-out interactions are largely what users were
+shown, which flatters a ranker learned from them, and the single corrected step holds. Too
+few lists to judge, a tie or a gain within the noise, and the blend serves. The report says
+which and why, with the bound. A ranker learned from a few hundred positives (an imported
+history's validation cases) thus serves only once it is better for sure.
 """
 
 from __future__ import annotations
@@ -278,11 +283,12 @@ def judge(
     """Order the test rows with every alternative and choose what serves.
 
     The default is the blend (the learned ranker where the alternatives hold no blend):
-    it serves when there are too few lists to judge, and it keeps serving unless the
-    alternative best on the primary measure beats it on the same lists with a one-sided
-    confidence of ``CONFIDENCE``, corrected for the number of alternatives (a paired
-    bootstrap over lists), so that neither a ranker learned from a few hundred positives
-    nor the luckiest of many orderings replaces the blend on noise.
+    it serves when there are too few lists to judge, and it keeps serving unless the best
+    alternative beats it on the same lists at one-sided ``CONFIDENCE``, corrected for the
+    number of distinct alternatives (paired bootstraps over lists); with no served lists,
+    the learned ranker is first compared alone at half that error (see the module). So
+    neither a ranker learned from a few hundred positives nor the luckiest of many
+    orderings replaces the blend on noise.
     """
     ctx = RequestContext(
         app_id=_APP, request_id="gate", surface="gate", user_id="gate", now=datetime.now(UTC)
@@ -320,26 +326,86 @@ def judge(
         )
     measure: str = judged
     scored = {name: f[measure] for name, f in figures.items() if not np.isnan(f[measure])}
-    best = max(scored, key=lambda name: (scored[name], name == default, name == LEARNED))
+    by_list = {name: per_list[name][measure] for name in scored}
     metric = f"{_METRIC[measure]} on {measure} ({lists[measure]} lists)"
+    best = max(scored, key=lambda name: (scored[name], name == default, name == LEARNED))
     if best == default:
         runner_up = max(((v, n) for n, v in scored.items() if n != default), default=None)
         against = f" against {runner_up[1]} {runner_up[0]:.4f}" if runner_up else ""
         reason = f"{default} {metric} {scored[default]:.4f}{against}, the best other ordering"
         return GateResult(default, measure, figures, lists, reason, curve)
-    challengers = len(scored) - 1
-    tail = (1.0 - CONFIDENCE) / challengers
-    low, _ = paired_interval(per_list[best][measure], per_list[default][measure], tail)
-    change = f"{best} {scored[best]:.4f} against {default} {scored[default]:.4f}, {metric}"
-    bound = (
-        f"difference {scored[best] - scored[default]:+.4f}, lower bound {low:+.4f} at "
-        f"one-sided {1.0 - tail:.2%} ({CONFIDENCE:.0%} over {challengers} alternatives)"
+    serving, steps = default, []
+    alpha = 1.0 - CONFIDENCE
+    # Where no list was ever served (an imported history), held-out interactions are not
+    # the service's own echo, and the learned ranker, named before the test, is compared
+    # with the blend alone at half the error allowed; the other half is shared among the
+    # rest. Where lists were served, what users did next is largely what they were shown,
+    # which flatters an ordering learned from it: one corrected step, as for any other.
+    named_first = default == BLEND and LEARNED in scored and (logged is None or not logged.num_rows)
+    if named_first:
+        alpha /= 2.0
+        passed, text = _beats(LEARNED, BLEND, scored, by_list, alpha, metric, "named before")
+        steps.append(text)
+        if passed:
+            serving = LEARNED
+    pool = [n for n in scored if n not in (default, serving) and not (named_first and n == LEARNED)]
+    others = _distinct(pool, by_list, by_list[serving])
+    if others:
+        challenger = max(others, key=lambda name: scored[name])
+        if scored[challenger] > scored[serving]:
+            passed, text = _beats(
+                challenger,
+                serving,
+                scored,
+                by_list,
+                alpha / len(others),
+                metric,
+                f"{CONFIDENCE:.0%} over {len(others)} alternatives",
+            )
+            steps.append(text)
+            if passed:
+                serving = challenger
+    verdict = (
+        f"{serving} serves"
+        if serving != default
+        else f"no gain for sure, {_NAME.get(default, default)} keeps serving"
     )
-    if low > 0:
-        reason = f"{change}: {bound}: {best} serves"
-        return GateResult(best, measure, figures, lists, reason, curve)
-    reason = f"{change}: {bound}: no gain for sure, {_NAME.get(default, default)} keeps serving"
-    return GateResult(default, measure, figures, lists, reason, curve)
+    return GateResult(serving, measure, figures, lists, "; ".join([*steps, verdict]), curve)
+
+
+def _beats(
+    name: str,
+    incumbent: str,
+    scored: Mapping[str, float],
+    values: Mapping[str, np.ndarray],
+    tail: float,
+    metric: str,
+    why: str,
+) -> tuple[bool, str]:
+    """Whether ``name`` beats ``incumbent`` on the same lists with one-sided confidence
+    ``1 - tail`` (a paired bootstrap), and the sentence that says so."""
+    low, _ = paired_interval(values[name], values[incumbent], tail)
+    text = (
+        f"{name} {scored[name]:.4f} against {incumbent} {scored[incumbent]:.4f}, {metric}: "
+        f"difference {scored[name] - scored[incumbent]:+.4f}, lower bound {low:+.4f} at "
+        f"one-sided {1.0 - tail:.2%} ({why})"
+    )
+    return bool(low > 0), text
+
+
+def _distinct(
+    names: Sequence[str], values: Mapping[str, np.ndarray], incumbent: np.ndarray
+) -> list[str]:
+    """The alternatives that order the lists unlike the incumbent and unlike each other:
+    one that scores every list as another does (a source that recalled nothing leaves the
+    blend's order) is no further chance of a lucky win."""
+    out: list[str] = []
+    seen = [incumbent]
+    for name in names:
+        if not any(np.array_equal(values[name], other) for other in seen):
+            out.append(name)
+            seen.append(values[name])
+    return out
 
 
 #: One-sided confidence with which an alternative must beat the default to replace it,

@@ -200,6 +200,62 @@ def test_the_best_of_many_alternatives_must_clear_a_corrected_bound() -> None:
     assert "(95% over 14 alternatives)" in result.reason
 
 
+def test_the_learned_ranker_is_judged_against_the_blend_at_half_the_error_alone() -> None:
+    rankers = {LEARNED: ByColumn("source_score:a"), BLEND: ByColumn("source_score:b")}
+    result = judge(rankers, candidates=noisy_table(2000, 0.6, 2), logged=None, weights=CLICKS)
+    assert result.serve == LEARNED
+    assert "at one-sided 97.50% (named before)" in result.reason
+
+
+def test_where_lists_were_served_the_learned_ranker_is_one_alternative_among_all() -> None:
+    # Held-out interactions of served users are largely what they were shown: the learned
+    # ranker gets no step of its own there.
+    rankers = {LEARNED: ByColumn("source_score:a"), BLEND: ByColumn("source_score:b")}
+    served = pa.table(
+        {
+            "request_id": ["r0", "r0"],
+            "item_id": ["i0", "i1"],
+            "position": [0, 1],
+            "label_click": [0, 1],
+            "label": [0, 0],
+            "source_score:a": [0.0, 1.0],
+            "source_score:b": [1.0, 0.0],
+        }
+    )
+    table = noisy_table(2000, 0.6, 2)
+    result = judge(rankers, candidates=table, logged=served, weights=CLICKS)
+    assert result.measure == "interactions"
+    assert "named before" not in result.reason
+    assert "(95% over 1 alternatives)" in result.reason
+
+
+def test_orderings_identical_to_the_blend_do_not_raise_the_bar() -> None:
+    # Sources that recalled nothing leave the blend's order: they are no chance of a lucky
+    # win, so they neither count in the correction nor change the verdict.
+    table = noisy_table(400, 0.6, 4)
+    two = {LEARNED: ByColumn("source_score:a"), BLEND: ByColumn("source_score:b")}
+    dead = {f"source:dead{n}": ByColumn("source_score:b") for n in range(14)}
+    alone = judge(two, candidates=table, logged=None, weights=CLICKS)
+    crowded = judge({**two, **dead}, candidates=table, logged=None, weights=CLICKS)
+    assert (crowded.serve, crowded.reason) == (alone.serve, alone.reason)
+
+
+def test_a_source_must_beat_the_learned_ranker_that_beat_the_blend() -> None:
+    table = gate_table(300, good="source_score:a")
+    noise = np.random.default_rng(1).random(table.num_rows) * 0.01
+    labels = np.asarray(table.column("label_click"), dtype=float)
+    # c puts the positive first like a, by a smaller margin: as good as a, never better.
+    table = table.append_column("source_score:c", pa.array(labels * 0.6 + noise))
+    rankers = {
+        LEARNED: ByColumn("source_score:a"),
+        BLEND: ByColumn("source_score:b"),
+        "source:c": ByColumn("source_score:c"),
+    }
+    result = judge(rankers, candidates=table, logged=None, weights=CLICKS)
+    assert result.serve == LEARNED
+    assert result.reason.endswith("learned serves")
+
+
 def test_the_measure_with_more_lists_judges() -> None:
     rankers = {LEARNED: ByColumn("source_score:a"), BLEND: ByColumn("source_score:b")}
     few = gate_table(MIN_LISTS, good="source_score:b")  # the blend is best on these

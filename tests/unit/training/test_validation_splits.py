@@ -61,12 +61,16 @@ def test_a_user_split_holds_out_each_users_latest_share_at_the_users_own_cut_off
         times = np.sort(x.timestamps[x.users == u])
         # 10 interactions, 20 %: the last two are held out, the cut-off is the first of them.
         assert case.now_ts == times[-2]
-        assert case.history and not case.relevant & case.exclude
+        assert case.history
+        assert not case.relevant & case.exclude
         assert all((case.user_id, item) in validation.held_out for item in case.relevant)
     train = validation.train.interactions
     assert len(train) == len(x) - 2 * x.n_users
-    kept = {(train.user_ids[u], train.item_ids[i]) for u, i in zip(train.users, train.items)}
-    held = {(x.user_ids[u], x.item_ids[i]) for u, i in zip(x.users, x.items)} - kept
+    kept = {
+        (train.user_ids[u], train.item_ids[i])
+        for u, i in zip(train.users, train.items, strict=True)
+    }
+    held = {(x.user_ids[u], x.item_ids[i]) for u, i in zip(x.users, x.items, strict=True)} - kept
     assert held <= validation.held_out
 
 
@@ -107,21 +111,22 @@ def test_even_sample_keeps_the_split_and_its_held_out_pairs() -> None:
     validation = user_validation(_one_visit_each(), 0.2)
     sample = even_sample(validation, 5)
     assert len(sample.cases) == 5
-    assert sample.split == "user" and sample.held_out == validation.held_out
+    assert sample.split == "user"
+    assert sample.held_out == validation.held_out
 
 
 def test_the_query_options_picked_recall_best_of_all_tried_on_validation() -> None:
     validation = user_validation(_returning(), 0.2, at_random=True)
     model, _ = fit("ease", {}, validation.train)
     tuned, chosen = tune_query(model, validation, {})
-    assert chosen and chosen in model.query_options()  # type: ignore[attr-defined]
+    assert chosen
+    assert chosen in model.query_options()
     scores = [
-        evaluate(model.with_query(o), validation.cases)["recall@100"]  # type: ignore[attr-defined]
-        for o in model.query_options()  # type: ignore[attr-defined]
+        evaluate(model.with_query(o), validation.cases)["recall@100"] for o in model.query_options()
     ]
     assert evaluate(tuned, validation.cases)["recall@100"] == max(scores)
     # The fitted table is shared, not refitted.
-    assert tuned.neighbours_ is model.neighbours_  # type: ignore[attr-defined]
+    assert tuned.neighbours_ is model.neighbours_
 
 
 def test_query_options_the_configuration_fixes_are_not_tried() -> None:
@@ -130,7 +135,7 @@ def test_query_options_the_configuration_fixes_are_not_tried() -> None:
     tuned, chosen = tune_query(model, validation, {"history_len": 7})
     assert tuned.params()["history_len"] == 7
     assert chosen.get("history_len", 7) == 7
-    options = model.query_options()  # type: ignore[attr-defined]
+    options = model.query_options()
     assert options[0]["history_len"] == 7
     assert any(o["history_len"] == MAX_HISTORY for o in options)
 
@@ -139,7 +144,8 @@ def test_a_model_without_query_options_is_returned_as_it_is() -> None:
     validation = user_validation(_returning(), 0.2)
     model, _ = fit("als", {"factors": 4, "iterations": 2}, validation.train)
     same, chosen = tune_query(model, validation, {})
-    assert same is model and chosen == {}
+    assert same is model
+    assert chosen == {}
 
 
 def test_held_out_mask_marks_every_event_of_a_held_out_pair() -> None:

@@ -143,27 +143,40 @@ def user_validation(
         if histories[u] and it not in seen[u]:
             later.setdefault(u, set()).add(it)
     last = float(x.timestamps.max()) + 1.0
-    users = sorted(later)
     held_out = frozenset(
         (x.user_ids[u], x.item_ids[it])
         for u, it in zip(x.users[held].tolist(), x.items[held].tolist(), strict=True)
     )
+    cases = _cases(data, histories, later, lambda u: last if at_random else cut[u], max_cases)
+    cutoff = max((c.now_ts or 0.0 for c in cases), default=last)
+    return Validation(train, cases, cutoff, "random" if at_random else "user", held_out)
+
+
+def _cases(
+    data: TrainingData,
+    histories: list[list[int]],
+    later: Mapping[int, set[int]],
+    now_of: Callable[[int], float],
+    max_cases: int,
+) -> tuple[EvalCase, ...]:
+    """A case per user with held-out items (at most ``max_cases``, an even sample of them):
+    their history before, what they did later, asked at ``now_of(user)``."""
+    x = data.interactions
+    users = sorted(later)
     if len(users) > max_cases:
         users = [users[i] for i in np.linspace(0, len(users) - 1, max_cases).astype(int)]
     ids = x.item_ids
-    cases = tuple(
+    return tuple(
         EvalCase(
             user_id=x.user_ids[u],
             history=tuple(ids[i] for i in histories[u]),
             relevant=frozenset(ids[i] for i in later[u]),
-            exclude=frozenset(ids[i] for i in seen[u]),
-            now_ts=last if at_random else cut[u],
+            exclude=frozenset(ids[i] for i in histories[u]),
+            now_ts=now_of(u),
             attributes=scalar_attributes(data.user_attributes.get(x.user_ids[u])),
         )
         for u in users
     )
-    cutoff = max((c.now_ts or 0.0 for c in cases), default=last)
-    return Validation(train, cases, cutoff, "random" if at_random else "user", held_out)
 
 
 def time_validation(
@@ -186,21 +199,7 @@ def time_validation(
     for u, it in zip(x.users[~before].tolist(), x.items[~before].tolist(), strict=True):
         if histories[u] and it not in seen[u]:
             later.setdefault(u, set()).add(it)
-    users = sorted(later)
-    if len(users) > max_cases:
-        users = [users[i] for i in np.linspace(0, len(users) - 1, max_cases).astype(int)]
-    ids = x.item_ids
-    cases = tuple(
-        EvalCase(
-            user_id=x.user_ids[u],
-            history=tuple(ids[i] for i in histories[u]),
-            relevant=frozenset(ids[i] for i in later[u]),
-            exclude=frozenset(ids[i] for i in seen[u]),
-            now_ts=cutoff,
-            attributes=scalar_attributes(data.user_attributes.get(x.user_ids[u])),
-        )
-        for u in users
-    )
+    cases = _cases(data, histories, later, lambda u: cutoff, max_cases)
     return Validation(train, cases, cutoff)
 
 

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recloop.config import ComponentConfig, Settings, SurfaceConfig, default_surfaces
 from recloop.domain import (
     Event,
@@ -21,6 +23,7 @@ from recloop.domain import (
     ShadowRecord,
     Slate,
 )
+from recloop.retrieval.interactions import Interactions, TrainingData
 
 APP = "app1"
 OTHER_APP = "app2"
@@ -131,3 +134,16 @@ class ServedListsStub:
         self.asked.append((since, until))
         self.surfaces.append(surface)
         return self.counts
+
+
+def returning_users(users: int = 80, days: int = 12, seed: int = 5) -> TrainingData:
+    """Every user back every day, each on the items of one of four groups: a live service's
+    engagement log, as retrieval training sees it."""
+    rng = np.random.default_rng(seed)
+    user_ids, item_ids, ts = [], [], []
+    for u in range(users):
+        for step in range(days):
+            user_ids.append(f"u{u}")
+            item_ids.append(f"g{u % 4}-{rng.integers(0, 12)}")
+            ts.append(step * 86_400.0 + u)
+    return TrainingData(Interactions.from_records(user_ids, item_ids, ts))

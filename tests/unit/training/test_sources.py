@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from recloop.retrieval.interactions import Interactions, TrainingData
 from recloop.training.sources import evaluate, fit, time_validation, tune
+from tests.factories import returning_users
 
 pytestmark = pytest.mark.unit
 
-DAY = 86_400.0
-
-
-def _data() -> TrainingData:
-    rng = np.random.default_rng(5)
-    users, items, ts = [], [], []
-    for u in range(80):
-        group = u % 4
-        for step in range(12):
-            users.append(f"u{u}")
-            items.append(f"g{group}-{rng.integers(0, 12)}")
-            ts.append(step * DAY + u)
-    return TrainingData(Interactions.from_records(users, items, ts))
-
 
 def test_validation_asks_about_later_items_only_of_users_seen_before() -> None:
-    data = _data()
+    data = returning_users()
     validation = time_validation(data, 0.2)
     train = validation.train.interactions
     assert train.timestamps.max() < validation.cutoff_ts
@@ -37,7 +22,7 @@ def test_validation_asks_about_later_items_only_of_users_seen_before() -> None:
 
 
 def test_tuning_never_ends_worse_on_validation_than_the_parameters_it_started_from() -> None:
-    validation = time_validation(_data(), 0.2)
+    validation = time_validation(returning_users(), 0.2)
     start = {"window": 1, "alpha": 1.0}
     baseline, _ = fit("covisitation", start, validation.train)
     before = evaluate(baseline, validation.cases)["recall@100"]
@@ -48,13 +33,13 @@ def test_tuning_never_ends_worse_on_validation_than_the_parameters_it_started_fr
 
 
 def test_fixed_parameters_are_kept_out_of_the_search() -> None:
-    validation = time_validation(_data(), 0.2)
+    validation = time_validation(returning_users(), 0.2)
     result = tune("ease", validation, trials=2, fixed={"l2": 42.0})
     assert result.params["l2"] == 42.0
 
 
 def test_the_first_trial_is_the_starting_point() -> None:
-    validation = time_validation(_data(), 0.2)
+    validation = time_validation(returning_users(), 0.2)
     start = {"window": 3, "alpha": 0.25, "half_life_days": 7.0, "recency_half_life": 2.0}
     baseline, _ = fit("covisitation", start, validation.train)
     result = tune("covisitation", validation, trials=1, start=start)

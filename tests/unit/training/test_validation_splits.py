@@ -19,6 +19,7 @@ from recloop.training.sources import (
     tune_query,
     user_validation,
 )
+from tests.factories import returning_users
 
 pytestmark = pytest.mark.unit
 
@@ -35,18 +36,6 @@ def _one_visit_each(n_users: int = 60, per_user: int = 10) -> TrainingData:
             users.append(f"u{u}")
             items.append(f"g{group}-{rng.integers(0, 15)}")
             ts.append(u * DAY + step * 60.0)
-    return TrainingData(Interactions.from_records(users, items, ts))
-
-
-def _returning() -> TrainingData:
-    """Every user comes back every day: a live service's log."""
-    rng = np.random.default_rng(5)
-    users, items, ts = [], [], []
-    for u in range(40):
-        for step in range(12):
-            users.append(f"u{u}")
-            items.append(f"g{u % 4}-{rng.integers(0, 12)}")
-            ts.append(step * DAY + u)
     return TrainingData(Interactions.from_records(users, items, ts))
 
 
@@ -97,9 +86,9 @@ def test_a_user_with_one_interaction_keeps_it() -> None:
 
 
 def test_auto_takes_time_for_returning_users_and_user_for_one_visit_each() -> None:
-    returning = make_validation(_returning(), "auto", 0.2)
+    returning = make_validation(returning_users(40), "auto", 0.2)
     assert returning.split == "time"
-    assert len(returning.cases) == len(time_validation(_returning(), 0.2).cases)
+    assert len(returning.cases) == len(time_validation(returning_users(40), 0.2).cases)
     once = _one_visit_each()
     assert len(time_validation(once, 0.1).cases) < 60 / 4
     assert make_validation(once, "auto", 0.1).split == "user"
@@ -116,7 +105,7 @@ def test_even_sample_keeps_the_split_and_its_held_out_pairs() -> None:
 
 
 def test_the_query_options_picked_recall_best_of_all_tried_on_validation() -> None:
-    validation = user_validation(_returning(), 0.2, at_random=True)
+    validation = user_validation(returning_users(40), 0.2, at_random=True)
     model, _ = fit("ease", {}, validation.train)
     tuned, chosen = tune_query(model, validation, {})
     assert chosen
@@ -130,7 +119,7 @@ def test_the_query_options_picked_recall_best_of_all_tried_on_validation() -> No
 
 
 def test_query_options_the_configuration_fixes_are_not_tried() -> None:
-    validation = user_validation(_returning(), 0.2)
+    validation = user_validation(returning_users(40), 0.2)
     model, _ = fit("item-knn", {"history_len": 7}, validation.train)
     tuned, chosen = tune_query(model, validation, {"history_len": 7})
     assert tuned.params()["history_len"] == 7
@@ -141,7 +130,7 @@ def test_query_options_the_configuration_fixes_are_not_tried() -> None:
 
 
 def test_a_model_without_query_options_is_returned_as_it_is() -> None:
-    validation = user_validation(_returning(), 0.2)
+    validation = user_validation(returning_users(40), 0.2)
     model, _ = fit("als", {"factors": 4, "iterations": 2}, validation.train)
     same, chosen = tune_query(model, validation, {})
     assert same is model

@@ -148,6 +148,19 @@ class ExperimentGuard:
                 stopped_now.append(experiment.name)
         return stopped_now
 
+    def follow(self) -> None:
+        """Apply recorded stops and stages without judging anything: what a process does
+        while another one guards the experiments (``recloop serve --workers``)."""
+        for name in self._stopped.read():
+            self._on_stopped(name)
+        if self._ramps is None:
+            return
+        states = self._ramps.read()
+        for experiment in self._experiments:
+            state = states.get(experiment.name)
+            if experiment.ramp and state is not None:
+                self._on_stage(experiment.name, state.stage)
+
     def _ramp(self, experiment: ExperimentConfig, now: datetime) -> str | None:
         """Judge a ramp's current stage in every app; the reason to stop it, if any.
 

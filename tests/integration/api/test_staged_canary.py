@@ -155,3 +155,37 @@ def test_an_unreadable_ramp_record_is_a_503_naming_the_file(
     assert "ramps.json" in listed.json()["detail"]
     # Serving goes on at the stage last applied.
     assert api_with_items.recommend(userId="user-1", surface="trending", limit=5)["items"]
+
+
+def test_a_following_process_applies_the_leaders_stages_and_stops_and_judges_nothing(
+    api_with_items: Api, settings: Settings
+) -> None:
+    leader = _guard(api_with_items, settings)
+    leader.step()
+    stages: list[tuple[str, int]] = []
+    stopped: list[str] = []
+    follower = ExperimentGuard(
+        settings.experiments,
+        api_with_items.runtime.store.rec_log,
+        api_with_items.runtime.store.events,
+        StoppedExperiments(stopped_experiments_path(settings)),
+        stopped.append,
+        min_users=5,
+        ramps=RampRecord(ramps_path(settings)),
+        on_stage=lambda name, stage: stages.append((name, stage)),
+    )
+    _serve(api_with_items)
+    time.sleep(STAGE_HOURS * 3600 * 1.2)
+    follower.follow()  # the stage has passed, but only the leader moves the ramp on
+    assert stages == [("newest-canary", 0)]
+    assert RampRecord(ramps_path(settings)).read()["newest-canary"].stage == 0
+
+    leader.step()
+    follower.follow()
+    assert stages[-1] == ("newest-canary", 1)
+    _serve(api_with_items, hide_on_canary=True)
+    follower.follow()
+    assert stopped == []  # the hides trip the guardrail, but a follower does not judge
+    assert leader.step() == ["newest-canary"]
+    follower.follow()
+    assert stopped == ["newest-canary"]

@@ -24,23 +24,36 @@ from recloop.api.routes import (
     users,
 )
 from recloop.config import Settings
-from recloop.runtime.process import Runtime, start_runtime
+from recloop.runtime.leadership import Leadership
+from recloop.runtime.process import Runtime, freeze_heap, start_runtime
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    *,
+    leadership: Leadership | None = None,
+    freeze: bool = False,
+) -> FastAPI:
     """The application. Stores are opened and models loaded at start-up, not at import.
 
     Args:
         settings: configuration; read from the environment and ``recloop.toml`` when None.
         runtime: an already started runtime to serve (tests, the demo); the app then
             leaves closing it to the caller.
+        leadership: for the runtime the app starts: whether this process runs the work
+            that runs once when several processes serve.
+        freeze: move what start-up allocated out of the garbage collector's sight (a
+            serving process's models), once the runtime it starts is up.
     """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
-        app.state.runtime = runtime or start_runtime(settings)
+        app.state.runtime = runtime or start_runtime(settings, leadership=leadership)
+        if owned and freeze:
+            freeze_heap()
         app.state.key_cache = KeyCache(settings.serving.key_cache_ttl_s)
         try:
             yield

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from typing import Annotated
 
 import typer
@@ -16,11 +19,21 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the store, the online store and the models "
+            "(about one per core); one of them runs what must run once.",
+        ),
+    ] = 1,
 ) -> None:
     """Start the HTTP service (OpenAPI docs at /docs)."""
     import uvicorn
 
     from recloop.api.app import create_app
+    from recloop.errors import ConfigError
     from recloop.runtime.process import freeze_heap, start_runtime
     from recloop.store.bootstrap import ensure_dev_key, prepare_store
 
@@ -38,6 +51,17 @@ def serve(
                     f"(saved in {settings.data_dir / 'dev-key'}):\n{key}",
                     soft_wrap=True,
                 )
+        if workers > 1:
+            store.close()
+            if settings.serving.response_cache_ttl_s > 0:
+                # A process drops a user's cached list when it stores their event; the
+                # other processes would go on serving theirs.
+                raise ConfigError(
+                    "serving.response_cache_ttl_s: must be 0 with --workers above 1 (a "
+                    "cached list is dropped only by the process that stored the user's event)"
+                )
+            _serve_workers(settings.resolved_store_url(), host, port, log_level, workers)
+            return
         runtime = start_runtime(settings, store)
     except RecloopError as exc:
         raise fail(exc) from exc
@@ -56,3 +80,34 @@ def serve(
         )
     finally:
         runtime.close()
+
+
+def _serve_workers(store_url: str, host: str, port: int, log_level: str, workers: int) -> None:
+    """uvicorn's supervisor with ``workers`` processes, each building its own runtime."""
+    import uvicorn
+
+    from recloop.api.workers import WORKERS_ENV
+    from recloop.monitoring.metrics import MULTIPROCESS_ENV
+
+    # Each worker writes its metrics here and any one's /metrics sums them: a fresh folder,
+    # or a previous run's counts would be summed in too.
+    metrics_dir = tempfile.mkdtemp(prefix="recloop-metrics-")
+    os.environ[MULTIPROCESS_ENV] = metrics_dir
+    os.environ[WORKERS_ENV] = str(workers)
+    console.print(
+        f"recloop serving {store_url} on http://{host}:{port} with {workers} worker "
+        "processes (docs: /docs)",
+        soft_wrap=True,
+    )
+    try:
+        uvicorn.run(
+            "recloop.api.workers:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,24 +1,38 @@
-"""Prometheus metrics of one process, on a registry of its own (so apps in tests don't clash)."""
+"""Prometheus metrics of one process, on a registry of its own (so apps in tests don't clash).
+
+When several server processes serve one deployment (``recloop serve --workers``), the
+environment names a folder in ``PROMETHEUS_MULTIPROC_DIR`` before any of them starts: each
+process then writes its values there, and a scrape of any one of them sums them all.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+#: Set (to a folder) when several processes share the metrics; read by prometheus_client.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class _CallbackCounters(Collector):
-    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+    def __init__(self, read: Callable[[], dict[str, float]], pid: str | None = None) -> None:
         self._read = read
+        self._pid = pid
 
     def collect(self) -> Iterator[Metric]:
+        # Another component's own counts are this process's only: with several processes
+        # each scrape labels them with the answering process (sum them over ``pid``).
+        labels = ["pid"] if self._pid is not None else []
         for name, value in self._read().items():
-            family = CounterMetricFamily(name, f"{name} (from the store writer)")
-            family.add_metric([], value)
+            family = CounterMetricFamily(name, f"{name} (from the store writer)", labels=labels)
+            family.add_metric([self._pid] if self._pid is not None else [], value)
             yield family
 
 
@@ -27,6 +41,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
+        self._callbacks = CollectorRegistry()
         self.events = Counter(
             "recloop_events",
             "Events received, by outcome (accepted, duplicate, rejected).",
@@ -103,6 +119,8 @@ class Metrics:
             "The stage a staged canary serves at (0 is the first).",
             ["experiment"],
             registry=self.registry,
+            # Every process follows the same record: any one's value is the stage.
+            multiprocess_mode="max",
         )
         self.ramp_moves = Counter(
             "recloop_experiment_ramp_moves",
@@ -113,8 +131,15 @@ class Metrics:
 
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         """Export counters that another component keeps (read at scrape time)."""
-        self.registry.register(_CallbackCounters(read))
+        if self._multiprocess:
+            self._callbacks.register(_CallbackCounters(read, str(os.getpid())))
+        else:
+            self.registry.register(_CallbackCounters(read))
 
     def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+        """The text exposition format: every process's values summed when several serve."""
+        if not self._multiprocess:
+            return generate_latest(self.registry)
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+        return generate_latest(shared) + generate_latest(self._callbacks)

@@ -27,12 +27,13 @@ from recloop.features.item_stats import OnlineItemStats
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
-from recloop.online import open_online_store
+from recloop.online import MemoryOnlineStore, open_online_store
 from recloop.online.protocols import OnlineStore
 from recloop.ranking.learned import RankerModels
 from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
+from recloop.runtime.leadership import Leadership, SoleProcess
 from recloop.serving.components import Resources
 from recloop.serving.model_loader import ModelLoader
 from recloop.serving.pipeline import Pipeline
@@ -80,6 +81,8 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     suggester: Suggester | None = None  # the query-suggestion surface
     suggest_tasks: tuple[PeriodicTask, ...] = ()  # its cold state, blocklists and live overlay
+    # Whether this process runs the work that runs once (one of several workers may not).
+    leadership: Leadership = field(default_factory=SoleProcess)
 
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
@@ -97,6 +100,7 @@ class Runtime:
         self.request_executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         self.online.close()
+        self.leadership.close()
 
 
 def _wall_clock() -> datetime:
@@ -108,6 +112,7 @@ def start_runtime(
     store: Store | None = None,
     clock: Callable[[], datetime] = _wall_clock,
     request_ids: Callable[[], str] | None = None,
+    leadership: Leadership | None = None,
 ) -> Runtime:
     """Wire and start every part; configuration errors are raised here, not per request.
 
@@ -116,7 +121,12 @@ def start_runtime(
         store: an opened store; opened (and migrated when embedded) from settings if None.
         clock: what the models and requests take as "now" (a simulation passes its own).
         request_ids: makes request ids (random by default; a simulation passes a seeded one).
+        leadership: whether this process runs what must run once when several serve (the
+            experiment guard; the materializer of a shared online store); alone by default.
     """
+    leadership = leadership or SoleProcess()
+    # Elected at start-up, not at the first task that asks: the lock file names the leader.
+    leadership.leads()
     # Requests do many small matrix products on several threads at once: a multithreaded
     # BLAS adds worker threads that spin after each one, about 12 ms of CPU a request on
     # 2 cores (benchmarks/serving_latency.py).
@@ -225,9 +235,16 @@ def start_runtime(
     )
     # Feature state is kept only when a surface reads it: folding every event in costs CPU.
     folder = FeatureMaterializer(store.events, store.catalog, online)
+    # Each process folds the log into its own memory; a shared store is folded by one.
+    shared_online = not isinstance(online, MemoryOnlineStore)
+
+    def materialize() -> None:
+        if not shared_online or leadership.leads():
+            folder.step()
+
     materializer = PeriodicTask(
         "materialize",
-        folder.step,
+        materialize,
         settings.serving.popularity_refresh_s,
         on_error=metrics.materialize_errors.inc,
     )
@@ -270,12 +287,12 @@ def start_runtime(
     model_task.start()
     if uses_features:
         # Features read before the log is folded in would all be zero: fold it first.
-        folder.step()
+        materialize()
         materializer.start()
     request_executor = ThreadPoolExecutor(
         settings.serving.request_threads, thread_name_prefix="recloop-request"
     )
-    guard, guard_task = _guard(settings, store, assigner, metrics, clock)
+    guard, guard_task = _guard(settings, store, assigner, metrics, clock, leadership)
     suggester, suggest_tasks = _suggester(
         settings,
         safety_policy,
@@ -308,6 +325,7 @@ def start_runtime(
         clock,
         suggester,
         suggest_tasks,
+        leadership,
     )
 
 
@@ -425,8 +443,10 @@ def _guard(
     assigner: Assigner,
     metrics: Metrics,
     clock: Callable[[], datetime],
+    leadership: Leadership,
 ) -> tuple[ExperimentGuard | None, PeriodicTask | None]:
-    """Stops recorded before start-up apply at once; guarded experiments are then checked."""
+    """Stops recorded before start-up apply at once; guarded experiments are then checked,
+    by the leader only: the others follow its record."""
     if not settings.experiments:
         return None, None
 
@@ -450,8 +470,15 @@ def _guard(
         on_stage=staged,
         on_advanced=lambda name: metrics.ramp_moves.labels(name).inc(),
     )
+
+    def check() -> None:
+        if leadership.leads():
+            guard.step()
+        else:
+            guard.follow()
+
     try:
-        guard.step()
+        check()
     except Exception:
         # A record that cannot be read must not keep the service down: experiments run as
         # configured, and the failure is counted (and retried every check).
@@ -459,7 +486,7 @@ def _guard(
         metrics.experiment_check_errors.inc()
     task = PeriodicTask(
         "experiments",
-        guard.step,
+        check,
         settings.experiment_check_s,
         on_error=metrics.experiment_check_errors.inc,
     )

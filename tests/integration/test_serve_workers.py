@@ -1,0 +1,134 @@
+"""``recloop serve --workers 2``: two processes answer on one port, a scrape of either sums
+both, and one of them is the leader."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REQUESTS = 40
+
+
+def _recloop() -> str:
+    script = Path(sys.executable).with_name("recloop")
+    return str(script) if script.exists() else (shutil.which("recloop") or "recloop")
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP_")}
+    env.update(RECLOOP_DATA_DIR=str(data_dir), RECLOOP_CONFIG=str(data_dir / "none.toml"))
+    env.update(extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    port = _free_port()
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [_recloop(), "serve", "--workers", "2", "--port", str(port), "--log-level", "warning"],
+        env=_env(data_dir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "recloop serve --workers 2 did not start"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield url, (data_dir / "dev-key").read_text().strip(), proc, data_dir
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _workers(pid: int) -> set[int]:
+    """The server processes uvicorn spawned (not multiprocessing's resource tracker)."""
+    out = subprocess.run(
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
+    )
+    rows = [line.split(maxsplit=1) for line in out.stdout.strip().splitlines()]
+    return {int(p) for p, args in rows if "spawn_main" in args}
+
+
+def _sample(text: str, name: str) -> dict[str, float]:
+    """Every sample of a metric: its label set (as written) -> value."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line.rpartition(" ")
+            found[labels[len(name) :]] = float(value)
+    return found
+
+
+def test_two_workers_serve_and_every_scrape_sums_them(
+    server: tuple[str, str, subprocess.Popen[bytes], Path],
+) -> None:
+    url, key, proc, data_dir = server
+    headers = {"Authorization": f"Bearer {key}"}
+    workers = _workers(proc.pid)
+    assert len(workers) == 2
+    for n in range(REQUESTS):
+        # A new connection each time: the kernel hands each to either process.
+        response = httpx.get(
+            f"{url}/api/recommendations",
+            params={"userId": f"u{n}", "surface": "home"},
+            headers=headers,
+        )
+        assert response.status_code == 200
+    time.sleep(1.5)  # the writers flush the served lists' log in the background
+    answering: set[int] = set()
+    for _ in range(30):
+        text = httpx.get(f"{url}/metrics", headers=headers).text
+        served = _sample(text, "recloop_recommendations_total")
+        assert sum(served.values()) == REQUESTS  # whichever process answers, both counted
+        # The store writer's own counters are the answering process's, labelled with it.
+        for labels in _sample(text, "recloop_reclog_written_total"):
+            answering.add(int(labels.split('"')[1]))
+        if len(answering) == 2:
+            break
+    assert answering == workers
+    leader = int((data_dir / "run" / "leader.lock").read_text())
+    assert leader in workers
+
+
+def test_workers_refuse_a_response_cache_they_could_not_keep_consistent(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [_recloop(), "serve", "--workers", "2", "--port", str(_free_port())],
+        env=_env(tmp_path, RECLOOP_SERVING__RESPONSE_CACHE_TTL_S="5"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "serving.response_cache_ttl_s: must be 0 with --workers above 1" in " ".join(
+        result.stderr.split()
+    )

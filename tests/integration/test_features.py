@@ -324,3 +324,26 @@ def test_impressions_of_bots_removed_by_cleaning_are_not_training_rows() -> None
     kept = without_users(impressions, {"bot"})
     assert kept.column("user_id").to_pylist() == ["u1", "u2"]
     assert without_users(impressions, set()).num_rows == 4
+
+
+def test_a_new_materializer_goes_on_where_the_last_one_stopped(
+    sqlite_store: Store, online: OnlineStore
+) -> None:
+    # A restarted process, or another worker taking the lead over a shared store.
+    events = _events(seed=5)
+    half = len(events) // 2
+    sqlite_store.events.append(events[:half])
+    assert FeatureMaterializer(sqlite_store.events, sqlite_store.catalog, online).step() == half
+    sqlite_store.events.append(events[half:])
+    successor = FeatureMaterializer(sqlite_store.events, sqlite_store.catalog, online)
+    assert successor.step() == len(events) - half  # the new events only, each counted once
+    assert successor.step() == 0
+
+    alone = open_online_store("memory://")
+    FeatureMaterializer(sqlite_store.events, sqlite_store.catalog, alone).step()
+    for user_id in USERS[:5]:
+        args = ("default", user_id, ITEMS[:20])
+        kwargs = {"session_id": "s1", "device": "web", "surface": "home", "now": END}
+        expected = OnlineFeatures(alone).matrix(*args, **kwargs).values  # type: ignore[arg-type]
+        got = OnlineFeatures(online).matrix(*args, **kwargs).values  # type: ignore[arg-type]
+        np.testing.assert_array_equal(got, expected)

@@ -35,6 +35,8 @@ from recloop.store.protocols import Catalog, CatalogCursor, EventLog
 COUNTER_TTL = timedelta(days=RETENTION_DAYS + 1)
 SESSION_TTL = timedelta(hours=12)
 _PAGE = 20_000
+#: Where the materializer records the last event ``seq`` it folded in, beside what it wrote.
+POSITION_KEY = "p:materializer"
 
 
 def counters_key(app_id: str, entity: str, entity_id: str) -> str:
@@ -77,8 +79,12 @@ def _decode_session(raw: str) -> SessionEntry:
 class FeatureMaterializer:
     """Folds new events and catalog changes into the online store.
 
-    Where it stands in the log (the last ``seq`` applied) is kept in this process; one
-    materializer per deployment writes the online store (several would count twice).
+    Where it stands in the log (the last ``seq`` applied) is kept in the online store itself,
+    written after each page's counts and read before each step: a restarted process, or
+    another process taking over a shared store, goes on from there instead of counting the
+    log again (a crash between a page's counts and its position counts that page twice; an
+    emptied store starts again from the log's beginning). One materializer per deployment
+    writes a shared online store (two at once would count twice).
     """
 
     def __init__(self, events: EventLog, catalog: Catalog, online: OnlineStore) -> None:
@@ -94,6 +100,8 @@ class FeatureMaterializer:
         """Apply what is new; returns how many events were folded in."""
         with self._lock:
             self._follow_catalog()
+            stored = self._online.get_many([POSITION_KEY])[0]
+            self._last_seq = int(stored) if stored else 0
             applied = 0
             while True:
                 batch = self._events.scan(self._last_seq, _PAGE)
@@ -126,6 +134,7 @@ class FeatureMaterializer:
                 self._online.hincr_many(increments_, ttl=COUNTER_TTL)
                 for key, values in sessions.items():
                     self._online.push_capped(key, values, SESSION_LENGTH, ttl=SESSION_TTL)
+                self._online.set_many({POSITION_KEY: str(self._last_seq).encode()})
                 applied += len(batch)
                 if len(batch) < _PAGE:
                     break

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from harness.cpu import process_tree_cpu_s
+
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 20.0
 
@@ -135,16 +137,20 @@ def recloop_server(
     config: Path | None = None,
     key: str | None = None,
     start_timeout_s: float = 60.0,
+    workers: int = 1,
 ) -> Iterator[Server]:
     """``recloop serve`` on a free loopback port until the context exits.
 
     It runs in ``data_dir`` with the environment of ``service_env`` and logs warnings to
-    ``data_dir/server.log``. It is up once ``/readyz`` answers 200 (its store answers). The
-    key sent is ``key``, or else the dev key the server wrote into ``data_dir``.
+    ``data_dir/server.log``. It is up once ``/readyz`` answers 200 (its store answers); with
+    ``workers`` above 1, once every worker has also finished starting (the process tree is
+    idle: ``/readyz`` is answered by whichever worker is up first). The key sent is ``key``,
+    or else the dev key the server wrote into ``data_dir``.
     """
     port = free_port()
     log = data_dir / "server.log"
     command = [*recloop_command(), "serve", "--host", HOST, "--port", str(port)]
+    command += ["--workers", str(workers)]
     started = time.monotonic()
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -166,6 +172,8 @@ def recloop_server(
             if time.monotonic() > deadline:
                 raise BenchError(f"recloop serve was not ready in time:\n{tail(log)}")
             time.sleep(0.1)
+        if workers > 1:
+            _wait_idle(proc.pid, deadline)
         startup_s = time.monotonic() - started
         if key is None:
             key = (data_dir / "dev-key").read_text().strip()
@@ -178,3 +186,13 @@ def recloop_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def _wait_idle(pid: int, deadline: float, cores: float = 0.1) -> None:
+    """Until the server's processes together use under ``cores`` over half a second."""
+    while time.monotonic() < deadline:
+        before = process_tree_cpu_s(pid)
+        time.sleep(0.5)
+        if (process_tree_cpu_s(pid) - before) / 0.5 < cores:
+            return
+    raise BenchError("recloop serve's workers were still starting at the deadline")

@@ -448,6 +448,34 @@ def test_event_context_is_stored_as_json(apps: Store) -> None:
     assert stored == context
 
 
+def test_an_appended_event_is_stored_exactly_as_the_typed_insert_stores_it(apps: Store) -> None:
+    # Appends hand the driver plain tuples; the typed columns' insert is the reference.
+    india = timezone(timedelta(hours=5, minutes=30))
+    events = [
+        make_event("e1", event_ts=datetime(2024, 5, 1, 18, 15, 7, 654321, tzinfo=india)),
+        make_event("e2", context={"q": "jazz", "n": [1, 2.5]}, value=3.5, position=4),
+        make_event("e3", event_ts=datetime(2024, 5, 1, 0, 0, 0, tzinfo=india), context=None),
+    ]
+    apps.events.append(events)
+    columns = [c for c in t.events.columns if c.name != "seq"]
+    with apps.engine.begin() as conn:
+        conn.execute(
+            t.events.insert(),
+            [
+                {c.name: getattr(e, c.name) for c in columns}
+                | {"event_id": "typed-" + e.event_id, "event_type": e.event_type.value}
+                for e in events
+            ],
+        )
+        # Raw, as stored: text timestamps and JSON on SQLite, typed on PostgreSQL.
+        names = ", ".join(f'"{c.name}"' for c in columns if c.name != "event_id")
+        rows = conn.exec_driver_sql(f"SELECT event_id, {names} FROM events ORDER BY seq").fetchall()
+    stored = {row[0]: tuple(row[1:]) for row in rows}
+    assert len(stored) == 2 * len(events)
+    for e in events:
+        assert stored[e.event_id] == stored["typed-" + e.event_id]
+
+
 # --- recommendation log and suppressions -----------------------------------------------------
 
 

@@ -327,8 +327,10 @@ def fdatasync_ms(directory: Path, rounds: int = 100) -> float:
     return percentile(times, 0.5) * 1000
 
 
-def run_backend(backend: str, sizes: Sizes, pg_fsync: bool, seed: int) -> dict[str, Any]:
-    """Every phase against one backend; the figures."""
+def run_backend(
+    backend: str, sizes: Sizes, pg_fsync: bool, seed: int, workers: int = 1
+) -> dict[str, Any]:
+    """Every phase against one backend (``recloop serve --workers workers``); the figures."""
     result: dict[str, Any] = {"backend": backend, "started_at": datetime.now(UTC).isoformat()}
     work = Path(tempfile.mkdtemp(prefix=f"recloop-bench-{backend}-"))
     try:
@@ -342,12 +344,13 @@ def run_backend(backend: str, sizes: Sizes, pg_fsync: bool, seed: int) -> dict[s
             result["data_dir"] = str(work)
             result["filesystem"] = filesystem_of(work)
             result["fdatasync_ms_p50"] = fdatasync_ms(work)
-            with recloop_server(work, store_url=store_url, key=key) as server:
+            with recloop_server(work, store_url=store_url, key=key, workers=workers) as server:
                 target, watched = server.target, {"server": server.pid, **store_pids}
                 result["server"] = {
                     "pid": server.pid,
                     "port": target.port,
-                    "command": "recloop serve",
+                    "command": f"recloop serve --workers {workers}",
+                    "workers": workers,
                 }
                 result["catalog"] = load_catalog(target, sizes)
                 batched, users = ingest_phase(target, watched, sizes, "batched", seed)
@@ -588,6 +591,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds to wait at most for other work on the machine to stop (default 60)",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="recloop serve --workers (default 1)"
+    )
     return parser.parse_args(argv)
 
 
@@ -628,7 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"recloop service benchmark: {', '.join(backends)}; "
         f"{'quick' if args.quick else 'full'} size; {meta['cpus']} CPUs\n"
-        "server: `recloop serve` (one process, default settings), in its own process\n"
+        f"server: `recloop serve --workers {args.workers}` (default settings), in its own "
+        "process tree\n"
         f"client: {meta['client']}"
     )
     results = []
@@ -637,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nrunning {backend} ...", flush=True)
         load = wait_for_quiet(args.quiet_wait)
         try:
-            result = run_backend(backend, sizes, args.pg_fsync == "on", args.seed)
+            result = run_backend(backend, sizes, args.pg_fsync == "on", args.seed, args.workers)
         except (BenchError, subprocess.SubprocessError, OSError) as exc:
             print(f"error: {backend} benchmark failed: {exc}", file=sys.stderr)
             failed = True

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from recloop.analysis.guard import ExperimentGuard, StoppedExperiments
 from recloop.analysis.rollout import RampRecord
 from recloop.config import Settings, SurfaceConfig
-from recloop.errors import ConfigError
+from recloop.errors import ConfigError, StoreUnavailable
 from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
 from recloop.features.item_stats import OnlineItemStats
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
@@ -286,8 +286,14 @@ def start_runtime(
     )
     model_task.start()
     if uses_features:
-        # Features read before the log is folded in would all be zero: fold it first.
-        materialize()
+        # Features read before the log is folded in would all be zero: fold it first. An
+        # online store that does not answer must not keep the service down: requests fall
+        # back to default features, and the materializer retries.
+        try:
+            materialize()
+        except StoreUnavailable:
+            log.exception("could not fold the event log into the online store at start-up")
+            metrics.materialize_errors.inc()
         materializer.start()
     request_executor = ThreadPoolExecutor(
         settings.serving.request_threads, thread_name_prefix="recloop-request"

@@ -21,6 +21,7 @@ from recloop.domain import (
 from recloop.store import CatalogChange, CatalogCursor, Store
 from recloop.store import schema as t
 from recloop.store.keys import issue_key, key_id_of, verify_key
+from recloop.store.sql import _items_json
 from tests.factories import APP, OTHER_APP, T0, make_event, make_record, make_shadow
 
 pytestmark = pytest.mark.integration
@@ -502,6 +503,31 @@ def test_recommendation_record_round_trips(apps: Store) -> None:
     assert got.served_at.utcoffset() == timedelta(0)
     assert apps.rec_log.get(OTHER_APP, "r1") is None
     assert apps.rec_log.get(APP, "missing") is None
+
+
+def test_a_served_list_is_stored_exactly_as_the_typed_insert_stores_it(apps: Store) -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    records = [
+        make_record("r1", served_at=datetime(2024, 5, 1, 18, 15, 7, 654321, tzinfo=india)),
+        make_record("r2", items=(), experiment=None, fallback=True, session_id=None),
+    ]
+    apps.rec_log.append(records)
+    with apps.engine.begin() as conn:
+        conn.execute(
+            t.recommendation_log.insert(),
+            [
+                {c.name: getattr(r, c.name) for c in t.recommendation_log.columns}
+                | {"request_id": "typed-" + r.request_id, "items": _items_json(r.items)}
+                for r in records
+            ],
+        )
+        names = ", ".join(f'"{c.name}"' for c in t.recommendation_log.columns)
+        rows = conn.exec_driver_sql(f"SELECT {names} FROM recommendation_log").fetchall()
+    stored = {row[0]: tuple(row[1:]) for row in rows}
+    assert len(stored) == 2 * len(records)
+    for r in records:
+        assert stored[r.request_id] == stored["typed-" + r.request_id]
+        assert apps.rec_log.get(APP, r.request_id) == r
 
 
 def test_adding_a_suppression_twice_keeps_one_with_the_first_reason(apps: Store) -> None:

@@ -119,6 +119,63 @@ def create_sql_engine(url: str) -> Engine:
     )
 
 
+def _sqlite_timestamp(value: datetime) -> str:
+    """A timestamp as SQLite's columns hold it: naive UTC text with microseconds, exactly
+    as SQLAlchemy writes and reads it."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    )
+
+
+#: The events table's written columns, in the order ``SqlEventLog._event_row`` gives them.
+_EVENT_ROW = (
+    "app_id",
+    "event_id",
+    "user_id",
+    "item_id",
+    "event_type",
+    "value",
+    "surface",
+    "session_id",
+    "device",
+    "position",
+    "request_id",
+    "event_ts",
+    "server_ts",
+    "context",
+    "query",
+)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC)
+
+
+def _sqlite_read_timestamp(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _sqlite_read_json(value: str | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+def _pg_read_timestamp(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _pg_read_json(value: Any) -> Any:
+    return value  # psycopg decodes jsonb itself
+
+
+_EVENT_TYPES = {kind.value: kind for kind in EventType}
+
+
 class _SqlRole:
     """Shared plumbing: an engine, and transactions that translate driver failures."""
 
@@ -127,7 +184,13 @@ class _SqlRole:
         # The driver's placeholder, for the statements that skip SQLAlchemy: the ones every
         # request or every followed event runs, where its per-row processing costs more than
         # the database does.
-        self._mark = "%s" if engine.dialect.name == "postgresql" else "?"
+        postgres = engine.dialect.name == "postgresql"
+        self._mark = "%s" if postgres else "?"
+        # Values as the typed columns write and read them.
+        self._timestamp: Any = _utc if postgres else _sqlite_timestamp
+        self._read_timestamp: Any = _pg_read_timestamp if postgres else _sqlite_read_timestamp
+        self._read_json: Any = _pg_read_json if postgres else _sqlite_read_json
+        self._json_mark = "CAST(%s AS JSONB)" if postgres else "?"
 
     def _marks(self, n: int) -> str:
         """``n`` placeholders, comma-separated (an IN list)."""
@@ -372,63 +435,6 @@ class SqlUsers(_SqlRole):
         return [_value(User, row) for row in page]
 
 
-def _sqlite_timestamp(value: datetime) -> str:
-    """A timestamp as SQLite's columns hold it: naive UTC text with microseconds, exactly
-    as SQLAlchemy writes and reads it."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    v = value.astimezone(UTC)
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
-    )
-
-
-#: The events table's written columns, in the order ``SqlEventLog._event_row`` gives them.
-_EVENT_ROW = (
-    "app_id",
-    "event_id",
-    "user_id",
-    "item_id",
-    "event_type",
-    "value",
-    "surface",
-    "session_id",
-    "device",
-    "position",
-    "request_id",
-    "event_ts",
-    "server_ts",
-    "context",
-    "query",
-)
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC)
-
-
-def _sqlite_read_timestamp(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def _sqlite_read_json(value: str | None) -> Any:
-    return None if value is None else orjson.loads(value)
-
-
-def _pg_read_timestamp(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def _pg_read_json(value: Any) -> Any:
-    return value  # psycopg decodes jsonb itself
-
-
-_EVENT_TYPES = {kind.value: kind for kind in EventType}
-
-
 class SqlEventLog(_SqlRole):
     """Events in SQL: append-only, idempotent on (app_id, event_id).
 
@@ -442,16 +448,7 @@ class SqlEventLog(_SqlRole):
         columns = _written_columns(t.events)
         if columns != _EVENT_ROW:
             raise RuntimeError("the events table changed: update SqlEventLog._event_row")
-        if engine.dialect.name == "postgresql":
-            marks = ["CAST(%s AS JSONB)" if c == "context" else "%s" for c in columns]
-            self._timestamp: Any = _utc
-            self._read_timestamp: Any = _pg_read_timestamp
-            self._read_json: Any = _pg_read_json
-        else:
-            marks = ["?"] * len(columns)
-            self._timestamp = _sqlite_timestamp
-            self._read_timestamp = _sqlite_read_timestamp
-            self._read_json = _sqlite_read_json
+        marks = [self._json_mark if c == "context" else self._mark for c in columns]
         names = ", ".join(f'"{c}"' for c in columns)
         self._names = names
         self._insert_events = (
@@ -677,16 +674,61 @@ _RECENT_SEARCHES = (
 )
 
 
+#: The served-list log's columns, in the order ``SqlRecommendationLog.append`` gives them.
+_LIST_ROW = (
+    "request_id",
+    "app_id",
+    "user_id",
+    "surface",
+    "served_at",
+    "items",
+    "model_version",
+    "experiment",
+    "variant",
+    "fallback",
+    "latency_ms",
+    "session_id",
+    "device",
+)
+
+
 class SqlRecommendationLog(_SqlRole):
     """Served lists in SQL, one row per request."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        if _written_columns(t.recommendation_log) != _LIST_ROW:
+            raise RuntimeError("the recommendation_log table changed: update its append")
+        marks = [self._json_mark if c == "items" else self._mark for c in _LIST_ROW]
+        names = ", ".join(f'"{c}"' for c in _LIST_ROW)
+        self._insert_lists = f"INSERT INTO recommendation_log ({names}) VALUES ({', '.join(marks)})"
 
     def append(self, records: Sequence[RecommendationRecord]) -> None:
         """Store served lists in one transaction."""
         if not records:
             return
-        rows = [_row(t.recommendation_log, r, items=_items_json(r.items)) for r in records]
+        # Every served list: plain driver rows, built in the forms the typed columns write.
+        stamp = self._timestamp
+        rows = [
+            (
+                r.request_id,
+                r.app_id,
+                r.user_id,
+                r.surface,
+                stamp(r.served_at),
+                _json_dumps(_items_json(r.items)),
+                r.model_version,
+                r.experiment,
+                r.variant,
+                r.fallback,
+                r.latency_ms,
+                r.session_id,
+                r.device,
+            )
+            for r in records
+        ]
         with self._begin() as conn:
-            conn.execute(t.recommendation_log.insert(), rows)
+            conn.exec_driver_sql(self._insert_lists, rows)
 
     def get(self, app_id: str, request_id: str) -> RecommendationRecord | None:
         """One served list by its request id."""

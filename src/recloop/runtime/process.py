@@ -84,6 +84,18 @@ class Runtime:
     # Whether this process runs the work that runs once (one of several workers may not).
     leadership: Leadership = field(default_factory=SoleProcess)
 
+    def catalog_changed(self) -> None:
+        """Fold catalog writes this process has just committed into its in-memory views
+        (newest, fresh, popular by category) now, not at the next timed refresh: the next
+        request here can serve a new item. Other processes see it at their next refresh
+        (``serving.popularity_refresh_s``). A failure is counted, never raised: the write
+        itself is committed."""
+        try:
+            self.refresher.refresh()
+        except Exception:
+            log.exception("could not refresh the catalog views after a catalog write")
+            self.metrics.refresh_errors.inc()
+
     def close(self) -> None:
         """Stop background work, write what is queued, close the store."""
         self.refresher.stop()

@@ -37,6 +37,7 @@ def put_item(
         raise InvalidInput("itemId", "must match the itemId in the path")
     catalog = runtime.store.catalog
     catalog.upsert_items(caller.app_id, [to_item(body, item_id)], datetime.now(UTC))
+    runtime.catalog_changed()
     stored = catalog.get_item(caller.app_id, item_id)
     assert stored is not None
     return ItemPublic.model_validate(stored)
@@ -55,6 +56,8 @@ def post_items(body: ItemBatchIn, caller: IngestCaller, runtime: RuntimeDep) -> 
     runtime.store.catalog.upsert_items(
         caller.app_id, [to_item(item, item.item_id) for item in good], datetime.now(UTC)
     )
+    if good:
+        runtime.catalog_changed()
     return ItemsUpserted(
         upserted=len(good),
         rejected=[RejectedRecord(index=i, field=f, reason=r) for i, f, r in rejected],
@@ -77,4 +80,5 @@ async def delete_item(item_id: ItemIdPath, caller: AdminCaller, runtime: Runtime
     """Delete an item; it is never served again. Its events stay (they are history)."""
     if not await run_in_threadpool(runtime.store.catalog.delete_item, caller.app_id, item_id):
         raise NotFound("itemId", f"no item {item_id!r}")
+    await run_in_threadpool(runtime.catalog_changed)
     return Response(status_code=204)

@@ -1125,6 +1125,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="short runs: about 2 minutes")
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile")
+    parser.add_argument(
+        "--profile-requests", type=int, help="requests timed in-process (default 400; quick 100)"
+    )
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="the JSON written")
     parser.add_argument(
         "--quiet-wait",
@@ -1171,6 +1174,10 @@ def plan_of(args: argparse.Namespace) -> Plan:
         plan = replace(plan, duration_s=args.duration, search_duration_s=args.duration)
     if args.search_steps is not None:
         plan = replace(plan, search_steps=max(0, args.search_steps))
+    if args.profile_requests is not None:
+        if args.profile_requests < 1:
+            raise SetupError("--profile-requests must be positive")
+        plan = replace(plan, profile_requests=args.profile_requests)
     return plan
 
 

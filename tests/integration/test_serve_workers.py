@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -132,3 +133,22 @@ def test_workers_refuse_a_response_cache_they_could_not_keep_consistent(tmp_path
     assert "serving.response_cache_ttl_s: must be 0 with --workers above 1" in " ".join(
         result.stderr.split()
     )
+
+
+def test_a_killed_leader_is_replaced_and_a_live_worker_leads(
+    server: tuple[str, str, subprocess.Popen[bytes], Path],
+) -> None:
+    url, _, proc, data_dir = server
+    lock = data_dir / "run" / "leader.lock"
+    leader = int(lock.read_text())
+    assert leader in _workers(proc.pid)
+    os.kill(leader, signal.SIGKILL)  # no chance to let go: the kernel frees the lock
+    deadline = time.monotonic() + 60
+    while True:
+        workers = _workers(proc.pid)
+        text = lock.read_text().strip()
+        if leader not in workers and len(workers) == 2 and text and int(text) in workers:
+            break
+        assert time.monotonic() < deadline, f"no live leader: lock {text!r}, workers {workers}"
+        time.sleep(0.2)
+    assert httpx.get(f"{url}/readyz").status_code == 200

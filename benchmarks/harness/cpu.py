@@ -117,14 +117,30 @@ def wait_for_quiet(max_wait_s: float) -> float:
     return load
 
 
+def child_pids(root: int) -> list[int]:
+    """The live direct children of ``root`` (a server's worker processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(proc_stat(entry.name)[1]) == root:
+                    found.append(int(entry.name))
+    return found
+
+
 def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
-    """Each thread of ``pid``: its name and CPU ticks (user+sys) so far."""
+    """Each thread of ``pid`` and of its live direct children (the workers of ``recloop
+    serve --workers``): its name and CPU ticks (user+sys) so far."""
     out: dict[str, tuple[str, int]] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = proc_stat(f"{pid}/task/{task.name}")
-            name = (task / "comm").read_text().strip()
-            out[task.name] = (name, int(fields[11]) + int(fields[12]))
+    for process in (pid, *child_pids(pid)):
+        tasks: list[Path] = []
+        with contextlib.suppress(OSError):  # a process that exited in between
+            tasks = list(Path(f"/proc/{process}/task").iterdir())
+        for task in tasks:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = proc_stat(f"{process}/task/{task.name}")
+                name = (task / "comm").read_text().strip()
+                out[task.name] = (name, int(fields[11]) + int(fields[12]))
     return out
 
 

@@ -152,3 +152,16 @@ def test_a_killed_leader_is_replaced_and_a_live_worker_leads(
         assert time.monotonic() < deadline, f"no live leader: lock {text!r}, workers {workers}"
         time.sleep(0.2)
     assert httpx.get(f"{url}/readyz").status_code == 200
+
+
+def test_workers_refuse_a_data_dir_where_the_leader_lock_cannot_be_made(tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("a file where the lock's folder belongs")
+    result = subprocess.run(
+        [_recloop(), "serve", "--workers", "2", "--port", str(_free_port())],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "data_dir: --workers needs a writable" in " ".join(result.stderr.split())

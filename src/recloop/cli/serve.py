@@ -33,6 +33,7 @@ def serve(
     import uvicorn
 
     from recloop.api.app import create_app
+    from recloop.api.workers import leader_lock
     from recloop.errors import ConfigError
     from recloop.runtime.process import freeze_heap, start_runtime
     from recloop.store.bootstrap import ensure_dev_key, prepare_store
@@ -60,6 +61,15 @@ def serve(
                     "serving.response_cache_ttl_s: must be 0 with --workers above 1 (a "
                     "cached list is dropped only by the process that stored the user's event)"
                 )
+            try:
+                # Each worker opens it at start; a folder it cannot write is said here, once,
+                # not as a worker failing to start over and over.
+                leader_lock(settings).close()
+            except OSError as exc:
+                raise ConfigError(
+                    f"data_dir: --workers needs a writable {settings.data_dir / 'run'} for "
+                    f"the leader's lock file ({exc.strerror or exc})"
+                ) from exc
             _serve_workers(settings.resolved_store_url(), host, port, log_level, workers)
             return
         runtime = start_runtime(settings, store)

@@ -7,11 +7,14 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 
 class ServerMissing(RuntimeError):
@@ -150,3 +153,50 @@ def create_database(admin_url: str, name: str) -> str:
                 raise
             time.sleep(0.2)
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def recloop_command() -> str:
+    """The ``recloop`` script of the running interpreter's environment."""
+    script = Path(sys.executable).with_name("recloop")
+    return str(script) if script.exists() else (shutil.which("recloop") or "recloop")
+
+
+def recloop_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """This environment without RECLOOP_* settings, pointed at ``data_dir``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP_")}
+    env.update(RECLOOP_DATA_DIR=str(data_dir), RECLOOP_CONFIG=str(data_dir / "none.toml"))
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def recloop_serve(
+    data_dir: Path, log_path: Path, *args: str, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``recloop serve`` in a process of its own on a free port, ready; yields its base URL
+    and the process, and terminates it on exit."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [recloop_command(), "serve", "--port", str(port), "--log-level", "warning", *args],
+            env=recloop_env(data_dir, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, f"recloop serve {args} did not start"
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            yield url, proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

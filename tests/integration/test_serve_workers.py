@@ -4,11 +4,8 @@ both, and one of them is the leader."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,59 +13,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from recloop.api.server import free_port
+from tests.servers import recloop_command, recloop_env, recloop_serve
+
 pytestmark = pytest.mark.integration
 
 REQUESTS = 40
 
 
-def _recloop() -> str:
-    script = Path(sys.executable).with_name("recloop")
-    return str(script) if script.exists() else (shutil.which("recloop") or "recloop")
-
-
-def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP_")}
-    env.update(RECLOOP_DATA_DIR=str(data_dir), RECLOOP_CONFIG=str(data_dir / "none.toml"))
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    port = _free_port()
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [_recloop(), "serve", "--workers", "2", "--port", str(port), "--log-level", "warning"],
-        env=_env(data_dir),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "recloop serve --workers 2 did not start"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    with recloop_serve(data_dir, tmp_path / "server.log", "--workers", "2") as (url, proc):
         yield url, (data_dir / "dev-key").read_text().strip(), proc, data_dir
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def _workers(pid: int) -> set[int]:
@@ -123,8 +80,8 @@ def test_two_workers_serve_and_every_scrape_sums_them(
 
 def test_workers_refuse_a_response_cache_they_could_not_keep_consistent(tmp_path: Path) -> None:
     result = subprocess.run(
-        [_recloop(), "serve", "--workers", "2", "--port", str(_free_port())],
-        env=_env(tmp_path, RECLOOP_SERVING__RESPONSE_CACHE_TTL_S="5"),
+        [recloop_command(), "serve", "--workers", "2", "--port", str(free_port())],
+        env=recloop_env(tmp_path, RECLOOP_SERVING__RESPONSE_CACHE_TTL_S="5"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -157,8 +114,8 @@ def test_a_killed_leader_is_replaced_and_a_live_worker_leads(
 def test_workers_refuse_a_data_dir_where_the_leader_lock_cannot_be_made(tmp_path: Path) -> None:
     (tmp_path / "run").write_text("a file where the lock's folder belongs")
     result = subprocess.run(
-        [_recloop(), "serve", "--workers", "2", "--port", str(_free_port())],
-        env=_env(tmp_path),
+        [recloop_command(), "serve", "--workers", "2", "--port", str(free_port())],
+        env=recloop_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,

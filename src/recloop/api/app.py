@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 import recloop
+from recloop.api.body_limit import BodyLimit, BodyLimits
 from recloop.api.deps import KeyCache
 from recloop.api.errors import install_error_handlers
 from recloop.api.routes import (
@@ -68,6 +69,12 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        limits=BodyLimits(
+            batch=settings.ingest.max_batch_body_bytes, other=settings.serving.max_body_bytes
+        ),
+    )
     for module in (
         health,
         events,

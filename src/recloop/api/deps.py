@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -69,6 +69,30 @@ class KeyCache:
         return record
 
 
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header value, or None."""
+    if not authorization:
+        return None
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip()
+    return key if scheme.lower() == "bearer" and key else None
+
+
+async def authenticate(state: Any, runtime: Runtime, key: str | None) -> ApiKeyRecord:
+    """The record of an API key, through the app's key cache (``state.key_cache``).
+
+    Raises:
+        Unauthorized: no key, or an unknown or revoked one.
+    """
+    if key is None:
+        raise Unauthorized("Authorization: send `Bearer <api key>`")
+    cache: KeyCache = state.key_cache
+    record = await cache.get(key, lambda k: verify_key(runtime.store.tenancy, k))
+    if record is None:
+        raise Unauthorized("Authorization: unknown or revoked API key")
+    return record
+
+
 def requires(*scopes: Scope) -> Callable[..., Awaitable[Caller]]:
     """A dependency that admits a key holding any of ``scopes`` (``admin`` holds them all)."""
 
@@ -77,14 +101,10 @@ def requires(*scopes: Scope) -> Callable[..., Awaitable[Caller]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthorized("Authorization: send `Bearer <api key>`")
-        cache: KeyCache = request.app.state.key_cache
-        record = await cache.get(
-            credentials.credentials, lambda key: verify_key(runtime.store.tenancy, key)
-        )
-        if record is None:
-            raise Unauthorized("Authorization: unknown or revoked API key")
+        key = None
+        if credentials is not None and credentials.scheme.lower() == "bearer":
+            key = credentials.credentials
+        record = await authenticate(request.app.state, runtime, key)
         if Scope.ADMIN not in record.scopes and not record.scopes & set(scopes):
             needed = " or ".join(s.value for s in scopes)
             raise Forbidden(f"Authorization: this key lacks the {needed} scope")

@@ -54,15 +54,20 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _recloop_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RecloopError)
+def error_response(exc: RecloopError, path: str) -> JSONResponse:
+    """The response for a recloop error raised while answering ``path``."""
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             if isinstance(exc, FieldProblem):
                 return problem(status, str(exc), [{"field": exc.field, "rule": exc.rule}])
             return problem(status, str(exc))
-    log.error("unmapped recloop error on %s: %r", request.url.path, exc)
+    log.error("unmapped recloop error on %s: %r", path, exc)
     return problem(500, "internal error")
+
+
+async def _recloop_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RecloopError)
+    return error_response(exc, request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

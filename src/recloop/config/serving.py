@@ -24,6 +24,12 @@ class ServingSettings(Section):
     popularity_rebuild_s: float = Field(default=600.0, gt=0)
     trending_half_life_h: float = Field(default=24.0, gt=0)
     key_cache_ttl_s: float = Field(default=10.0, ge=0)
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="The largest request body a route other than a batch may carry; larger "
+        "ones get 413 before they are read.",
+    )
     source_threads: int = Field(default=4, ge=1, le=64)
     request_threads: int = Field(
         default=2, ge=1, le=64, description="Recommendation requests built at once (~cores)."
@@ -59,6 +65,12 @@ class IngestSettings(Section):
     """How events are accepted."""
 
     max_batch_events: int = Field(default=1000, ge=1, le=100_000)
+    max_batch_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="The largest body of a batch (`POST /api/events`, `POST /api/items`); "
+        "larger ones get 413 before they are read.",
+    )
     max_future_skew_s: float = Field(default=300.0, ge=0)
     writer_max_rows: int = Field(default=5000, ge=1)
     ack_timeout_s: float = Field(default=10.0, gt=0)

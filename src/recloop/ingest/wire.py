@@ -30,6 +30,14 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _no_nul_in(values: list[str] | None) -> list[str] | None:
+    return values if values is None else [_no_nul(value) for value in values]
+
+
+#: For a request's path and query parameters: the same NUL rule as the bodies'.
+NO_NUL = AfterValidator(lambda value: value if value is None else _no_nul(value))
+NO_NUL_IN = AfterValidator(_no_nul_in)
+
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_no_nul)]
 Label = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_nul)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,11 @@ from schemathesis.checks import not_a_server_error
 from recloop.api.app import create_app
 from recloop.config import Settings
 from recloop.runtime.process import start_runtime
+from recloop.store import open_store
 from recloop.store.bootstrap import ensure_dev_key, prepare_store
+from recloop.store.migrate import upgrade
 from tests.factories import settings_with
+from tests.servers import create_database
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +33,23 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, str]]:
-    """One started app for every fuzzed operation, with its development key."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FastAPI, str]]:
+    """One started app per store for every fuzzed operation, with its development key."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    app_settings = settings_with(data_dir)
+    if request.param == "sqlite":
+        app_settings = settings_with(data_dir)
+    else:
+        # PostgreSQL refuses what SQLite keeps (NUL in text): the fuzz must reach both.
+        admin: str = request.getfixturevalue("postgres_admin_url")
+        url = create_database(admin, f"fuzz_{uuid.uuid4().hex[:12]}")
+        migrated = open_store(url)
+        upgrade(migrated.engine)
+        migrated.close()
+        data_dir.mkdir(parents=True)
+        app_settings = settings_with(data_dir, store_url=url)
     store = prepare_store(app_settings)
     key = ensure_dev_key(store, data_dir)
     assert key is not None

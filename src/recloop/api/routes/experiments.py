@@ -16,12 +16,13 @@ from recloop.api.errors import problem_responses
 from recloop.api.schemas import ExperimentPublic
 from recloop.config import Settings
 from recloop.errors import NotFound, StoreUnavailable
+from recloop.ingest.wire import NO_NUL
 from recloop.runtime.process import ramps_path, stopped_experiments_path
 
 router = APIRouter(tags=["experiments"])
 
 _ERRORS = problem_responses(401, 403)
-NamePath = Annotated[str, Path(min_length=1, max_length=63)]
+NamePath = Annotated[str, Path(min_length=1, max_length=63), NO_NUL]
 
 
 @router.get(

@@ -19,12 +19,12 @@ from recloop.api.schemas import (
     RejectedRecord,
 )
 from recloop.errors import InvalidInput, NotFound, PayloadTooLarge
-from recloop.ingest.wire import MAX_ID_LENGTH, to_item, validate_records
+from recloop.ingest.wire import MAX_ID_LENGTH, NO_NUL, to_item, validate_records
 
 router = APIRouter(tags=["catalog"])
 
 MAX_BATCH_ITEMS = 1000
-ItemIdPath = Annotated[str, Path(alias="itemId", min_length=1, max_length=MAX_ID_LENGTH)]
+ItemIdPath = Annotated[str, Path(alias="itemId", min_length=1, max_length=MAX_ID_LENGTH), NO_NUL]
 _ERRORS = problem_responses(401, 403, 422)
 
 

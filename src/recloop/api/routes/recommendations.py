@@ -20,37 +20,41 @@ from recloop.api.schemas import (
 )
 from recloop.domain import Event, EventType
 from recloop.errors import InvalidInput, NotFound
-from recloop.ingest.wire import MAX_ID_LENGTH
+from recloop.ingest.wire import MAX_ID_LENGTH, NO_NUL, NO_NUL_IN
 from recloop.serving.recommender import RecommendationRequest
 
 router = APIRouter(tags=["recommendations"])
 
 _ERRORS = problem_responses(401, 403, 422)
 MAX_EXCLUDED = 1000
-OptionalId = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
+OptionalId = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH), NO_NUL]
 
 
 @router.get("/api/recommendations", response_model=RecommendationsPublic, responses=_ERRORS)
 async def get_recommendations(
     caller: ServeCaller,
     runtime: RuntimeDep,
-    user_id: Annotated[str, Query(alias="userId", min_length=1, max_length=MAX_ID_LENGTH)],
-    surface: Annotated[str, Query(min_length=1, max_length=64)] = "home",
+    user_id: Annotated[str, Query(alias="userId", min_length=1, max_length=MAX_ID_LENGTH), NO_NUL],
+    surface: Annotated[str, Query(min_length=1, max_length=64), NO_NUL] = "home",
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
     item_id: Annotated[
         str | None,
         Query(alias="itemId", min_length=1, max_length=MAX_ID_LENGTH, description="Anchor item."),
+        NO_NUL,
     ] = None,
-    category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=64), NO_NUL] = None,
     exclude_ids: Annotated[
         list[str] | None,
         Query(
             alias="excludeIds", description="Item ids never to return; repeat or comma-separate."
         ),
+        NO_NUL_IN,
     ] = None,
-    session_id: Annotated[str | None, Query(alias="sessionId", max_length=MAX_ID_LENGTH)] = None,
-    device: Annotated[str | None, Query(max_length=64)] = None,
-    locale: Annotated[str | None, Query(max_length=64)] = None,
+    session_id: Annotated[
+        str | None, Query(alias="sessionId", max_length=MAX_ID_LENGTH), NO_NUL
+    ] = None,
+    device: Annotated[str | None, Query(max_length=64), NO_NUL] = None,
+    locale: Annotated[str | None, Query(max_length=64), NO_NUL] = None,
     debug: Annotated[bool, Query(description="Include each stage's time and outcome.")] = False,
 ) -> RecommendationsPublic:
     """Recommend items for a user on a surface (home, trending, similar with ``itemId``).

@@ -12,11 +12,12 @@ from recloop.api.deps import AdminCaller, RuntimeDep
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import ShadowPublic
 from recloop.errors import NotFound
+from recloop.ingest.wire import NO_NUL
 
 router = APIRouter(tags=["experiments"])
 
 _ERRORS = problem_responses(401, 403)
-NamePath = Annotated[str, Path(min_length=1, max_length=63)]
+NamePath = Annotated[str, Path(min_length=1, max_length=63), NO_NUL]
 
 
 @router.get("/api/admin/shadows", response_model=list[ShadowPublic], responses=_ERRORS)

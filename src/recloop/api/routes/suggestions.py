@@ -20,7 +20,7 @@ from recloop.api.schemas import (
     SuggestionsPublic,
 )
 from recloop.errors import StoreUnavailable
-from recloop.ingest.wire import MAX_ID_LENGTH
+from recloop.ingest.wire import MAX_ID_LENGTH, NO_NUL
 from recloop.runtime.process import Runtime
 from recloop.serving.suggester import Suggester, SuggestionRequest
 from recloop.suggest.blocklist import Blocklist, validate_blocklist
@@ -41,7 +41,7 @@ def _suggester(runtime: Runtime) -> Suggester:
 async def get_suggestions(
     caller: ServeCaller,
     runtime: RuntimeDep,
-    user_id: Annotated[str, Query(alias="userId", min_length=1, max_length=MAX_ID_LENGTH)],
+    user_id: Annotated[str, Query(alias="userId", min_length=1, max_length=MAX_ID_LENGTH), NO_NUL],
     prefix: Annotated[
         str | None,
         Query(
@@ -51,8 +51,10 @@ async def get_suggestions(
             "characters after normalization.",
         ),
     ] = None,
-    locale: Annotated[str | None, Query(max_length=64)] = None,
-    session_id: Annotated[str | None, Query(alias="sessionId", max_length=MAX_ID_LENGTH)] = None,
+    locale: Annotated[str | None, Query(max_length=64), NO_NUL] = None,
+    session_id: Annotated[
+        str | None, Query(alias="sessionId", max_length=MAX_ID_LENGTH), NO_NUL
+    ] = None,
     limit: Annotated[int | None, Query(ge=1, le=50)] = None,
     surface: Annotated[
         str,
@@ -66,6 +68,7 @@ async def get_suggestions(
     item_id: Annotated[
         str | None,
         Query(alias="itemId", min_length=1, max_length=MAX_ID_LENGTH, description="Anchor item."),
+        NO_NUL,
     ] = None,
     debug: Annotated[
         bool, Query(description="Include each stage, the features and what each rule filtered.")

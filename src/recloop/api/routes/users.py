@@ -12,11 +12,11 @@ from recloop.api.deps import AdminCaller, IngestCaller, RuntimeDep, ServeCaller
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import UserPublic, UserPut
 from recloop.errors import InvalidInput, NotFound
-from recloop.ingest.wire import MAX_ID_LENGTH, to_user
+from recloop.ingest.wire import MAX_ID_LENGTH, NO_NUL, to_user
 
 router = APIRouter(tags=["users"])
 
-UserIdPath = Annotated[str, Path(alias="userId", min_length=1, max_length=MAX_ID_LENGTH)]
+UserIdPath = Annotated[str, Path(alias="userId", min_length=1, max_length=MAX_ID_LENGTH), NO_NUL]
 _ERRORS = problem_responses(401, 403, 422)
 
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from recloop.domain import Event, RecommendationRecord, ShadowRecord
 from recloop.errors import StoreError, StoreUnavailable
 from recloop.store.protocols import EventLog, RecommendationLog, ShadowLog
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", RecommendationRecord, ShadowRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,33 +223,44 @@ class StoreWriter:
             job.done.set_result(EventAck(accepted, len(job.events) - accepted))
 
     def _commit_logs(self, records: list[RecommendationRecord]) -> None:
-        for attempt in range(3):
-            try:
-                self._rec_log.append(records)
-            except Exception:
-                log.warning("recommendation log write failed (attempt %d)", attempt + 1)
-                continue
-            self.stats.logs_written += len(records)
-            break
-        else:
-            self.stats.logs_dropped += len(records)
+        written = _append_apart(self._rec_log.append, records, "recommendation log")
+        self.stats.logs_written += written
+        self.stats.logs_dropped += len(records) - written
         for _ in records:
             self._log_budget.release()
 
     def _commit_shadows(self, records: list[ShadowRecord]) -> None:
         assert self._shadow_log is not None
-        for attempt in range(3):
-            try:
-                self._shadow_log.append(records)
-            except Exception:
-                log.warning("shadow log write failed (attempt %d)", attempt + 1)
-                continue
-            self.stats.shadows_written += len(records)
-            break
-        else:
-            self.stats.shadows_dropped += len(records)
+        written = _append_apart(self._shadow_log.append, records, "shadow log")
+        self.stats.shadows_written += written
+        self.stats.shadows_dropped += len(records) - written
         for _ in records:
             self._log_budget.release()
+
+
+def _append_apart(append: Callable[[Sequence[R]], None], records: Sequence[R], what: str) -> int:
+    """Append ``records`` in one transaction, retried; how many were written.
+
+    While the store is unavailable the batch is retried as a whole and then dropped. A
+    batch the store refuses for its data is halved until the records it refuses stand
+    alone: one bad row costs itself, not the lists of everyone served beside it.
+    """
+    for attempt in range(3):
+        try:
+            append(records)
+        except StoreUnavailable:
+            log.warning("%s write failed (attempt %d): store unavailable", what, attempt + 1)
+            continue
+        except Exception:
+            if len(records) == 1:
+                log.warning("%s: a record the store refuses was dropped", what, exc_info=True)
+                return 0
+            half = len(records) // 2
+            return _append_apart(append, records[:half], what) + _append_apart(
+                append, records[half:], what
+            )
+        return len(records)
+    return 0
 
 
 def _rows(job: _Job) -> int:

@@ -60,14 +60,22 @@ class FakeEventLog:
 
 
 class FakeRecLog:
-    """The real recommendation log behind a gate."""
+    """The real recommendation log behind a gate; a batch holding poison fails, as does
+    every batch while ``down``."""
 
     def __init__(self, inner: RecommendationLog) -> None:
         self.inner = inner
         self.gate = Gate()
+        self.down = False
+        self.batches = 0
 
     def append(self, records: Sequence[RecommendationRecord]) -> None:
         self.gate.pass_through()
+        self.batches += 1
+        if self.down:
+            raise StoreUnavailable("the store is down")
+        if any(r.user_id == POISON for r in records):
+            raise ValueError("poison list in the batch")
         self.inner.append(records)
 
     def get(self, app_id: str, request_id: str) -> RecommendationRecord | None:
@@ -253,6 +261,46 @@ def test_full_log_queue_drops_and_counts_the_recommendation(
     assert store.rec_log.get(APP, "r3") is not None
     assert writer.stats.logs_written == 2
     assert writer.stats.logs_dropped == 1
+
+
+def _queue_behind_a_held_write(
+    writer: StoreWriter, fake_rec_log: FakeRecLog, records: Sequence[RecommendationRecord]
+) -> None:
+    """Log ``records`` while the writer is held inside another write, so they form one batch."""
+    fake_rec_log.gate.armed = True
+    assert writer.log_recommendation(make_record("held"))
+    assert fake_rec_log.gate.entered.wait(WAIT_S)
+    for record in records:
+        assert writer.log_recommendation(record)
+    wait_queued(writer, len(records))
+    fake_rec_log.gate.open()
+    writer.flush()
+
+
+def test_one_list_the_store_refuses_does_not_sink_its_batch(
+    writer: StoreWriter, store: Store, fake_rec_log: FakeRecLog
+) -> None:
+    records = [make_record(f"r{n}", user_id=POISON if n == 6 else "u1") for n in range(10)]
+
+    _queue_behind_a_held_write(writer, fake_rec_log, records)
+
+    assert [store.rec_log.get(APP, f"r{n}") is not None for n in range(10)] == [
+        n != 6 for n in range(10)
+    ]
+    assert writer.stats.logs_written == 1 + 9
+    assert writer.stats.logs_dropped == 1
+    assert fake_rec_log.batches < 1 + 2 * 4 + 2  # halving: a few tries, not one per list
+
+
+def test_lists_are_retried_whole_and_dropped_while_the_store_is_down(
+    writer: StoreWriter, store: Store, fake_rec_log: FakeRecLog
+) -> None:
+    fake_rec_log.down = True
+
+    _queue_behind_a_held_write(writer, fake_rec_log, [make_record(f"r{n}") for n in range(10)])
+
+    assert writer.stats.logs_dropped == 11
+    assert fake_rec_log.batches == 3 + 3  # each batch tried three times, never split
 
 
 def test_append_before_start_raises_store_unavailable(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -70,9 +71,17 @@ async def _recloop_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc, request.url.path)
 
 
+def _problem_of(error: Mapping[str, Any]) -> dict[str, str]:
+    """One validation error as ``{field, rule}``; a body that is not JSON is the body's."""
+    if error.get("type") == "json_invalid":
+        found = (error.get("ctx") or {}).get("error", error["msg"])
+        return {"field": "body", "rule": f"invalid JSON: {found}"}
+    return {"field": _field(tuple(error["loc"])), "rule": str(error["msg"])}
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"field": _field(tuple(e["loc"])), "rule": str(e["msg"])} for e in exc.errors()]
+    errors = [_problem_of(e) for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['rule']}" for e in errors) or "invalid request"
     return problem(422, detail, errors)
 

@@ -106,3 +106,28 @@ def test_served_lists_beside_refused_requests_are_all_logged(client: TestClient)
 
     assert all(runtime.store.rec_log.get(DEFAULT_APP, request_id) for request_id in served)
     assert runtime.writer.stats.logs_dropped == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("PUT", "/api/items/i2"),
+        ("POST", "/api/items"),
+        ("PUT", "/api/users/u2"),
+        ("POST", "/api/recommendations/feedback"),
+        ("POST", "/api/events"),
+        ("PUT", "/api/admin/suggestions/blocklist"),
+    ],
+)
+def test_a_body_that_is_not_json_gets_the_same_error_on_every_route(
+    client: TestClient, method: str, url: str
+) -> None:
+    response = client.request(
+        method, url, content=b'{"itemId": "i', headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert [e["field"] for e in body["errors"]] == ["body"]
+    assert body["errors"][0]["rule"].startswith("invalid JSON")
+    assert body["detail"].startswith("body: invalid JSON")

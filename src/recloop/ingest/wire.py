@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 from pydantic.alias_generators import to_camel
 
 from recloop.domain import EventType, Item, ItemStatus, User
@@ -69,6 +77,32 @@ def check_json_object(value: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     return value
 
 
+#: A number given as a time is seconds since 1970-01-01 UTC, up to this (the year 2286).
+MAX_EPOCH_SECONDS = 1e10
+
+
+def _seconds_only(value: Any) -> Any:
+    """Read a number (or numeric text) as seconds since the epoch, and refuse one too large
+    to be seconds, which a lenient parser would quietly read as milliseconds."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+    if isinstance(number, int | float) and not isinstance(number, bool):
+        if not math.isfinite(number) or abs(number) > MAX_EPOCH_SECONDS:
+            raise ValueError(
+                f"a number is seconds since 1970-01-01 UTC, at most {MAX_EPOCH_SECONDS:.0e}; "
+                "send milliseconds divided by 1000, or an ISO 8601 time"
+            )
+        return datetime.fromtimestamp(number, UTC)
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_seconds_only)]
+
+
 def _context(value: dict[str, Any]) -> dict[str, Any]:
     return check_json_object(value, MAX_CONTEXT_BYTES)
 
@@ -99,7 +133,7 @@ class EventIn(CamelModel):
     device: Label | None = None
     position: int | None = Field(default=None, ge=0, le=10_000, description="0 is the top.")
     request_id: Id | None = Field(default=None, description="The list this event came from.")
-    event_ts: datetime | None = Field(
+    event_ts: Timestamp | None = Field(
         default=None, description="Client time, ISO 8601; naive means UTC; default: arrival."
     )
     context: Annotated[dict[str, Any], AfterValidator(_context)] | None = None
@@ -136,7 +170,7 @@ class ItemFields(CamelModel):
     creator_id: Id | None = None
     locale: Label | None = None
     status: ItemStatus = ItemStatus.ACTIVE
-    created_at: Annotated[datetime | None, AfterValidator(_exists_in_utc)] = Field(
+    created_at: Annotated[Timestamp | None, AfterValidator(_exists_in_utc)] = Field(
         default=None, description="Default: when first stored."
     )
     metadata: Annotated[dict[str, Any], AfterValidator(_metadata)] = Field(default_factory=dict)

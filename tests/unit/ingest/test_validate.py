@@ -118,6 +118,22 @@ def test_event_ts_with_an_offset_is_converted_to_utc() -> None:
     assert event.event_ts.tzinfo is UTC
 
 
+@pytest.mark.parametrize("seconds", [1714564800, 1714564800.5, "1714564800"])
+def test_a_number_as_event_ts_is_seconds_since_the_epoch(seconds: Any) -> None:
+    event = accepted({**BASE, "eventTs": seconds})
+    assert event.event_ts == datetime.fromtimestamp(float(seconds), UTC)
+
+
+@pytest.mark.parametrize("number", [1714564800000, 2.5e10, "1714564800000", -2e10])
+def test_a_number_too_large_to_be_seconds_is_refused_not_read_as_milliseconds(
+    number: Any,
+) -> None:
+    outcome = validate({**BASE, "eventTs": number})
+    assert isinstance(outcome, Rejection), outcome
+    assert outcome.field == "eventTs"
+    assert "seconds since 1970" in outcome.reason
+
+
 def test_absent_event_ts_defaults_to_arrival() -> None:
     assert accepted(BASE).event_ts == NOW
 

@@ -278,6 +278,7 @@ def start_runtime(
         request_ids=request_ids,
         assigner=assigner,
         shadows=shadows,
+        catalog=store.catalog,
     )
     ingestor = EventIngestor(
         writer,

@@ -16,7 +16,7 @@ from recloop.domain import (
     ScoredItem,
     served_items,
 )
-from recloop.errors import InvalidInput
+from recloop.errors import InvalidInput, NotFound
 from recloop.experiments.assignment import Assigner, Assignment
 from recloop.monitoring.metrics import Metrics
 from recloop.retrieval.bundle import ModelIndex
@@ -26,7 +26,7 @@ from recloop.serving.interleave import interleave_lists
 from recloop.serving.pipeline import Pipeline, ServedSlate
 from recloop.serving.response_cache import CachedList, ResponseCache
 from recloop.serving.shadow import ShadowRunner
-from recloop.store.protocols import EventLog, Suppressions, Users
+from recloop.store.protocols import Catalog, EventLog, Suppressions, Users
 from recloop.store.writer import StoreWriter
 
 _CONSUMING = sorted(t.value for t in CONSUMING_EVENTS)
@@ -85,6 +85,7 @@ class Recommender:
         request_ids: makes each request's id (random; a simulation passes a seeded one, since
             exploration draws are seeded by it).
         shadows: runs shadow pipelines on the requests they follow, after the response.
+        catalog: read for the anchor ``itemId`` a request names (unknown: 404).
     """
 
     def __init__(
@@ -106,8 +107,10 @@ class Recommender:
         variant_models: Mapping[str, ModelIndex] | None = None,
         request_ids: Callable[[], str] | None = None,
         shadows: ShadowRunner | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self._pipelines = dict(pipelines)
+        self._catalog = catalog
         self._variants = dict(variants or {})
         self._assigner = assigner or Assigner([])
         self._variant_models = dict(variant_models or {})
@@ -139,6 +142,7 @@ class Recommender:
 
         Raises:
             InvalidInput: the surface is unknown, or needs an ``itemId`` that is missing.
+            NotFound: the request names an ``itemId`` the catalog does not hold.
         """
         watch = Stopwatch()
         pipeline = self._pipelines.get(request.surface)
@@ -148,6 +152,12 @@ class Recommender:
             )
         if request.surface in self._requires_item and request.item_id is None:
             raise InvalidInput("itemId", f"required for surface {request.surface!r}")
+        if (
+            request.item_id is not None
+            and self._catalog is not None
+            and self._catalog.get_item(app_id, request.item_id) is None
+        ):
+            raise NotFound("itemId", f"no item {request.item_id!r}")
         assignment = self._assigner.assign(request.user_id, request.surface, self._clock())
         pipeline = self._variants.get(assignment.pipeline, pipeline)
         key = (app_id, request, assignment.pipeline)

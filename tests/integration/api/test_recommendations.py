@@ -249,10 +249,14 @@ def test_similar_never_serves_its_anchor_and_prefers_its_category(catalog: Api) 
     assert set(served[3:]) == set(NEWS)
 
 
-def test_similar_for_an_unknown_anchor_still_serves_popular_items(catalog: Api) -> None:
-    served = catalog.recommended_ids(userId="alice", surface="similar", itemId="unknown")
+def test_similar_for_an_unknown_anchor_is_404_naming_the_item(catalog: Api) -> None:
+    response = catalog.client.get(
+        "/api/recommendations", params={"userId": "alice", "surface": "similar", "itemId": "nope"}
+    )
 
-    assert served == BY_POPULARITY
+    assert response.status_code == 404
+    assert error_fields(response) == ["itemId"]
+    assert "'nope'" in response.json()["detail"]
 
 
 def test_a_category_filter_returns_only_that_category(catalog: Api) -> None:

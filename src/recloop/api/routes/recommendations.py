@@ -30,7 +30,11 @@ MAX_EXCLUDED = 1000
 OptionalId = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH), NO_NUL]
 
 
-@router.get("/api/recommendations", response_model=RecommendationsPublic, responses=_ERRORS)
+@router.get(
+    "/api/recommendations",
+    response_model=RecommendationsPublic,
+    responses=_ERRORS | problem_responses(404),
+)
 async def get_recommendations(
     caller: ServeCaller,
     runtime: RuntimeDep,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -299,3 +300,17 @@ def test_experiment_power_on_a_surface_with_nothing_served_says_so(data_dir: Pat
     assert "served fewer than two users in the last 7 days" in flat(result.stderr)
     unknown = run("experiment", "power", "--surface", "nope")
     assert "no surface named 'nope'" in flat(unknown.stderr)
+
+
+def test_serve_on_a_port_in_use_says_so_once_and_exits_1(data_dir: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        result = run("serve", "--port", str(port))
+
+    assert result.exit_code == 1
+    assert f"port: 127.0.0.1:{port} is in use" in flat(result.stderr)
+    assert "serving" not in result.output
+    assert not (data_dir / "recloop.db").exists()  # refused before anything was opened

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from typing import Annotated
 
@@ -43,6 +45,9 @@ def serve(
     )
     settings = load_settings()
     try:
+        # Said once, before a store is opened or a model loaded: not after a start-up whose
+        # banner claims to serve.
+        _check_port(host, port)
         store = prepare_store(settings)
         if settings.is_embedded():
             key = ensure_dev_key(store, settings.data_dir)
@@ -90,6 +95,30 @@ def serve(
         )
     finally:
         runtime.close()
+
+
+def _check_port(host: str, port: int) -> None:
+    """Raise ConfigError when ``host:port`` cannot be bound (in use, or not this machine's)."""
+    from recloop.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"host: cannot listen on {host!r} ({exc.strerror})") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # uvicorn sets SO_REUSEADDR too: a port left in TIME_WAIT is not "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port: {host}:{port} is in use; stop what holds it or pass --port"
+                ) from exc
+            raise ConfigError(
+                f"host: cannot listen on {host}:{port} ({exc.strerror or exc})"
+            ) from exc
 
 
 def _serve_workers(store_url: str, host: str, port: int, log_level: str, workers: int) -> None:

@@ -272,6 +272,60 @@ def examination_curve(
     return np.minimum.accumulate(curve)
 
 
+@dataclass(frozen=True)
+class ListValues:
+    """Each alternative's value on every test list with a positive, by measure: the same
+    lists in the same order for every alternative (what ``decide`` weighs)."""
+
+    per_list: dict[str, dict[str, np.ndarray]]
+    lists: dict[str, int]
+    served: bool  # whether any list was ever served (logged lists exist)
+    examination: tuple[float, ...] = ()
+
+
+def row_scores(rankers: Mapping[str, Ranker], table: pa.Table) -> dict[str, np.ndarray]:
+    """Each alternative's score of every row, as the serving code scores them."""
+    ctx = RequestContext(
+        app_id=_APP, request_id="gate", surface="gate", user_id="gate", now=datetime.now(UTC)
+    )
+    matrix = _matrix(table)
+    return {name: ranker.score(matrix, ctx).combined for name, ranker in rankers.items()}
+
+
+def list_values(
+    rankers: Mapping[str, Ranker],
+    *,
+    candidates: pa.Table | None,
+    logged: pa.Table | None,
+    weights: Mapping[str, float],
+    examination: np.ndarray | None = None,
+    scores: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+) -> ListValues:
+    """Order the test rows with every alternative and value each list with a positive.
+
+    ``scores`` (by measure, then alternative) stands in for an alternative's own scores of
+    that measure's rows: the learned ranker's out-of-fold scores when it was cross-fitted.
+    """
+    given = scores or {}
+    per_list: dict[str, dict[str, np.ndarray]] = {name: {} for name in rankers}
+    lists: dict[str, int] = {}
+    for kind, table in (("interactions", candidates), ("logged", logged)):
+        if table is None or table.num_rows == 0:
+            continue
+        own = [name for name in rankers if name not in given.get(kind, {})]
+        scored = {**row_scores({n: rankers[n] for n in own}, table), **given.get(kind, {})}
+        for name in rankers:
+            if kind == "interactions":
+                values = candidate_ndcg_lists(table, scored[name], weights)
+            else:
+                values = logged_dcg_lists(table, scored[name], weights, examination)
+            per_list[name][kind] = values
+            lists[kind] = len(values)
+    curve = tuple(float(v) for v in examination) if examination is not None else ()
+    served = logged is not None and logged.num_rows > 0
+    return ListValues(per_list, lists, served, curve)
+
+
 def judge(
     rankers: Mapping[str, Ranker],
     *,
@@ -280,7 +334,20 @@ def judge(
     weights: Mapping[str, float],
     examination: np.ndarray | None = None,
 ) -> GateResult:
-    """Order the test rows with every alternative and choose what serves.
+    """Order the test rows with every alternative and choose what serves (``decide``)."""
+    return decide(
+        list_values(
+            rankers,
+            candidates=candidates,
+            logged=logged,
+            weights=weights,
+            examination=examination,
+        )
+    )
+
+
+def decide(values: ListValues) -> GateResult:
+    """Choose what serves from each alternative's value on every test list.
 
     The default is the blend (the learned ranker where the alternatives hold no blend):
     it serves when there are too few lists to judge, and it keeps serving unless the best
@@ -290,27 +357,12 @@ def judge(
     neither a ranker learned from a few hundred positives nor the luckiest of many
     orderings replaces the blend on noise.
     """
-    ctx = RequestContext(
-        app_id=_APP, request_id="gate", surface="gate", user_id="gate", now=datetime.now(UTC)
-    )
-    figures: dict[str, dict[str, float]] = {name: {} for name in rankers}
-    per_list: dict[str, dict[str, np.ndarray]] = {name: {} for name in rankers}
-    lists: dict[str, int] = {}
-    for kind, table in (("interactions", candidates), ("logged", logged)):
-        if table is None or table.num_rows == 0:
-            continue
-        matrix = _matrix(table)
-        for name, ranker in rankers.items():
-            scores = ranker.score(matrix, ctx).combined
-            if kind == "interactions":
-                values = candidate_ndcg_lists(table, scores, weights)
-            else:
-                values = logged_dcg_lists(table, scores, weights, examination)
-            per_list[name][kind] = values
-            figures[name][kind] = float(np.mean(values)) if len(values) else float("nan")
-            lists[kind] = len(values)
-    default = BLEND if BLEND in rankers else LEARNED
-    curve = tuple(float(v) for v in examination) if examination is not None else ()
+    per_list, lists, curve = values.per_list, values.lists, values.examination
+    figures: dict[str, dict[str, float]] = {
+        name: {kind: float(np.mean(v)) if len(v) else float("nan") for kind, v in by_kind.items()}
+        for name, by_kind in per_list.items()
+    }
+    default = BLEND if BLEND in per_list else LEARNED
     enough = [m for m in ("interactions", "logged") if lists.get(m, 0) >= MIN_LISTS]
     judged = max(enough, key=lambda m: lists[m], default=None)  # interactions on a tie
     if judged is None:
@@ -341,7 +393,7 @@ def judge(
     # with the blend alone at half the error allowed; the other half is shared among the
     # rest. Where lists were served, what users did next is largely what they were shown,
     # which flatters an ordering learned from it: one corrected step, as for any other.
-    named_first = default == BLEND and LEARNED in scored and (logged is None or not logged.num_rows)
+    named_first = default == BLEND and LEARNED in scored and not values.served
     if named_first:
         alpha /= 2.0
         passed, text = _beats(LEARNED, BLEND, scored, by_list, alpha, metric, "named before")

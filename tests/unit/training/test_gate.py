@@ -25,7 +25,9 @@ from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.training.gate import (
     MIN_LISTS,
     candidate_ndcg,
+    decide,
     judge,
+    list_values,
     logged_dcg,
     paired_interval,
 )
@@ -131,6 +133,30 @@ def test_the_learned_ranker_serves_when_it_is_best_or_tied() -> None:
     table = gate_table(MIN_LISTS, good="source_score:a")
     rankers = {LEARNED: ByColumn("source_score:a"), "source:a": ByColumn("source_score:a")}
     assert judge(rankers, candidates=table, logged=None, weights=CLICKS).serve == LEARNED
+
+
+def test_given_scores_stand_in_for_an_alternatives_own_and_judge_values_then_decides() -> None:
+    table = gate_table(MIN_LISTS * 3, good="source_score:a")
+    rankers = {LEARNED: ByColumn("source_score:b"), BLEND: ByColumn("source_score:b")}
+    good = np.asarray(table.column("source_score:a"), dtype=float)
+
+    values = list_values(
+        rankers,
+        candidates=table,
+        logged=None,
+        weights=CLICKS,
+        scores={"interactions": {LEARNED: good}},
+    )
+
+    assert values.per_list[LEARNED]["interactions"] == pytest.approx(1.0)
+    assert values.per_list[BLEND]["interactions"] == pytest.approx(1 / np.log2(5))
+    assert values.lists == {"interactions": MIN_LISTS * 3}
+    assert not values.served
+    assert decide(values).serve == LEARNED
+    # Without them each alternative orders by its own scores, and judge is the two steps.
+    own = judge(rankers, candidates=table, logged=None, weights=CLICKS)
+    assert own == decide(list_values(rankers, candidates=table, logged=None, weights=CLICKS))
+    assert own.serve == BLEND
 
 
 def test_too_few_lists_to_judge_leave_the_learned_ranker_serving_and_say_so() -> None:

@@ -38,6 +38,14 @@ def _as_postgres(args: list[str]) -> list[str]:
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """A fresh PostgreSQL cluster; yields a URL of its ``postgres`` database (user ``app``)."""
+    with postgres_cluster() as (url, _):
+        yield url
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[tuple[str, Path]]:
+    """A fresh PostgreSQL cluster; yields a URL of its ``postgres`` database (user ``app``)
+    and its data directory (``postmaster.pid`` names the server's process)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         raise ServerMissing("PostgreSQL is not installed (Debian package: postgresql)")
@@ -72,7 +80,7 @@ def postgres_server() -> Iterator[str]:
         capture_output=True,
     )
     try:
-        yield f"postgresql+psycopg://app@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://app@127.0.0.1:{port}/postgres", data
     finally:
         subprocess.run(
             _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
+from recloop.api.deadline import store_call
 from recloop.domain import Scope
 from recloop.errors import Forbidden, Unauthorized
 from recloop.runtime.process import Runtime
@@ -53,14 +53,18 @@ class KeyCache:
         self._lock = threading.Lock()
 
     async def get(
-        self, key: str, load: Callable[[str], ApiKeyRecord | None]
+        self, key: str, load: Callable[[str], ApiKeyRecord | None], timeout_s: float
     ) -> ApiKeyRecord | None:
-        """The key's record, from the cache when fresh, else from ``load`` (in a thread)."""
+        """The key's record, from the cache when fresh, else from ``load`` (in a thread).
+
+        Raises:
+            StoreUnavailable: ``load`` did not answer within ``timeout_s``.
+        """
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        record = await run_in_threadpool(load, key)
+        record = await store_call(timeout_s, load, key)
         if record is not None and self._ttl_s > 0:
             with self._lock:
                 if len(self._entries) > 10_000:
@@ -87,7 +91,11 @@ async def authenticate(state: Any, runtime: Runtime, key: str | None) -> ApiKeyR
     if key is None:
         raise Unauthorized("Authorization: send `Bearer <api key>`")
     cache: KeyCache = state.key_cache
-    record = await cache.get(key, lambda k: verify_key(runtime.store.tenancy, k))
+    record = await cache.get(
+        key,
+        lambda k: verify_key(runtime.store.tenancy, k),
+        runtime.settings.serving.store_timeout_s,
+    )
     if record is None:
         raise Unauthorized("Authorization: unknown or revoked API key")
     return record

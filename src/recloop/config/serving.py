@@ -24,6 +24,12 @@ class ServingSettings(Section):
     popularity_rebuild_s: float = Field(default=600.0, gt=0)
     trending_half_life_h: float = Field(default=24.0, gt=0)
     key_cache_ttl_s: float = Field(default=10.0, ge=0)
+    store_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits on the store before it answers 503 with "
+        "Retry-After (a stalled database must not hang requests).",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

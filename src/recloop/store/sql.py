@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 _UNAVAILABLE: dict[type[BaseException], type[RecloopError]] = {
     sa_exc.OperationalError: StoreUnavailable,
     sa_exc.InterfaceError: StoreUnavailable,
+    sa_exc.TimeoutError: StoreUnavailable,  # no pooled connection came free in time
 }
 
 
@@ -114,6 +115,9 @@ def create_sql_engine(url: str) -> Engine:
         json_deserializer=orjson.loads,
         pool_size=10,
         max_overflow=20,
+        # Calls stuck on a stalled server hold their connections; the next ones wait at
+        # most this long for one, not the pool's default 30 s.
+        pool_timeout=5,
         pool_pre_ping=True,
         connect_args={"connect_timeout": 5},
     )

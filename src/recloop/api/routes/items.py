@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from starlette.concurrency import run_in_threadpool
 
+from recloop.api.deadline import store_call
 from recloop.api.deps import AdminCaller, IngestCaller, RuntimeDep, ServeCaller
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import (
@@ -18,6 +18,7 @@ from recloop.api.schemas import (
     ItemsUpserted,
     RejectedRecord,
 )
+from recloop.domain import Item
 from recloop.errors import InvalidInput, NotFound, PayloadTooLarge
 from recloop.ingest.wire import MAX_ID_LENGTH, NO_NUL, to_item, validate_records
 
@@ -29,16 +30,20 @@ _ERRORS = problem_responses(401, 403, 422)
 
 
 @router.put("/api/items/{itemId}", response_model=ItemPublic, responses=_ERRORS)
-def put_item(
+async def put_item(
     item_id: ItemIdPath, body: ItemPut, caller: IngestCaller, runtime: RuntimeDep
 ) -> ItemPublic:
     """Insert or replace an item (every field; absent fields take their defaults)."""
     if body.item_id is not None and body.item_id != item_id:
         raise InvalidInput("itemId", "must match the itemId in the path")
     catalog = runtime.store.catalog
-    catalog.upsert_items(caller.app_id, [to_item(body, item_id)], datetime.now(UTC))
-    runtime.catalog_changed()
-    stored = catalog.get_item(caller.app_id, item_id)
+
+    def write() -> Item | None:
+        catalog.upsert_items(caller.app_id, [to_item(body, item_id)], datetime.now(UTC))
+        runtime.catalog_changed()
+        return catalog.get_item(caller.app_id, item_id)
+
+    stored = await store_call(runtime.settings.serving.store_timeout_s, write)
     assert stored is not None
     return ItemPublic.model_validate(stored)
 
@@ -48,16 +53,20 @@ def put_item(
     response_model=ItemsUpserted,
     responses=_ERRORS | problem_responses(413),
 )
-def post_items(body: ItemBatchIn, caller: IngestCaller, runtime: RuntimeDep) -> ItemsUpserted:
+async def post_items(body: ItemBatchIn, caller: IngestCaller, runtime: RuntimeDep) -> ItemsUpserted:
     """Insert or replace up to 1000 items; each is validated alone, bad ones listed by index."""
     if len(body.items) > MAX_BATCH_ITEMS:
         raise PayloadTooLarge("items", f"at most {MAX_BATCH_ITEMS} items per request")
     good, rejected = validate_records(ItemIn, body.items)
-    runtime.store.catalog.upsert_items(
-        caller.app_id, [to_item(item, item.item_id) for item in good], datetime.now(UTC)
-    )
-    if good:
-        runtime.catalog_changed()
+
+    def write() -> None:
+        runtime.store.catalog.upsert_items(
+            caller.app_id, [to_item(item, item.item_id) for item in good], datetime.now(UTC)
+        )
+        if good:
+            runtime.catalog_changed()
+
+    await store_call(runtime.settings.serving.store_timeout_s, write)
     return ItemsUpserted(
         upserted=len(good),
         rejected=[RejectedRecord(index=i, field=f, reason=r) for i, f, r in rejected],
@@ -67,9 +76,14 @@ def post_items(body: ItemBatchIn, caller: IngestCaller, runtime: RuntimeDep) -> 
 @router.get(
     "/api/items/{itemId}", response_model=ItemPublic, responses=_ERRORS | problem_responses(404)
 )
-def get_item(item_id: ItemIdPath, caller: ServeCaller, runtime: RuntimeDep) -> ItemPublic:
+async def get_item(item_id: ItemIdPath, caller: ServeCaller, runtime: RuntimeDep) -> ItemPublic:
     """One item, whatever its status."""
-    item = runtime.store.catalog.get_item(caller.app_id, item_id)
+    item = await store_call(
+        runtime.settings.serving.store_timeout_s,
+        runtime.store.catalog.get_item,
+        caller.app_id,
+        item_id,
+    )
     if item is None:
         raise NotFound("itemId", f"no item {item_id!r}")
     return ItemPublic.model_validate(item)
@@ -78,7 +92,8 @@ def get_item(item_id: ItemIdPath, caller: ServeCaller, runtime: RuntimeDep) -> I
 @router.delete("/api/items/{itemId}", status_code=204, responses=_ERRORS | problem_responses(404))
 async def delete_item(item_id: ItemIdPath, caller: AdminCaller, runtime: RuntimeDep) -> Response:
     """Delete an item; it is never served again. Its events stay (they are history)."""
-    if not await run_in_threadpool(runtime.store.catalog.delete_item, caller.app_id, item_id):
+    timeout_s = runtime.settings.serving.store_timeout_s
+    if not await store_call(timeout_s, runtime.store.catalog.delete_item, caller.app_id, item_id):
         raise NotFound("itemId", f"no item {item_id!r}")
-    await run_in_threadpool(runtime.catalog_changed)
+    await store_call(timeout_s, runtime.catalog_changed)
     return Response(status_code=204)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
+from recloop.api.deadline import executor_call, store_call
 from recloop.api.deps import FeedbackCaller, RuntimeDep, ServeCaller
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import (
@@ -77,7 +76,8 @@ async def get_recommendations(
         raise InvalidInput("excludeIds", f"at most {MAX_EXCLUDED} ids")
     # The pipeline runs on the runtime's few request threads: more threads than cores only
     # fight over the interpreter lock, and every request gets slower.
-    result = await asyncio.get_running_loop().run_in_executor(
+    result = await executor_call(
+        runtime.settings.serving.store_timeout_s,
         runtime.request_executor,
         runtime.recommender.recommend,
         caller.app_id,
@@ -135,7 +135,12 @@ async def post_feedback(
     Stored as an event of the same type too, so that training sees it, through the
     ingestor like every other event (which also drops the user's cached lists).
     """
-    item = await run_in_threadpool(runtime.store.catalog.get_item, caller.app_id, body.item_id)
+    item = await store_call(
+        runtime.settings.serving.store_timeout_s,
+        runtime.store.catalog.get_item,
+        caller.app_id,
+        body.item_id,
+    )
     if item is None:
         raise NotFound("itemId", f"no item {body.item_id!r}")
     now = runtime.clock()

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from recloop.api.deadline import executor_call
 from recloop.api.deps import AdminCaller, RuntimeDep, ServeCaller
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import (
@@ -95,8 +95,12 @@ async def get_suggestions(
     )
     # On the runtime's request threads, like recommendations: more threads than cores only
     # fight over the interpreter lock.
-    result = await asyncio.get_running_loop().run_in_executor(
-        runtime.request_executor, suggester.suggest, caller.app_id, request
+    result = await executor_call(
+        runtime.settings.serving.store_timeout_s,
+        runtime.request_executor,
+        suggester.suggest,
+        caller.app_id,
+        request,
     )
     return SuggestionsPublic(
         request_id=result.request_id,

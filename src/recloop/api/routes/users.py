@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from starlette.concurrency import run_in_threadpool
 
+from recloop.api.deadline import store_call
 from recloop.api.deps import AdminCaller, IngestCaller, RuntimeDep, ServeCaller
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import UserPublic, UserPut
+from recloop.domain import User
 from recloop.errors import InvalidInput, NotFound
 from recloop.ingest.wire import MAX_ID_LENGTH, NO_NUL, to_user
 
@@ -21,15 +22,19 @@ _ERRORS = problem_responses(401, 403, 422)
 
 
 @router.put("/api/users/{userId}", response_model=UserPublic, responses=_ERRORS)
-def put_user(
+async def put_user(
     user_id: UserIdPath, body: UserPut, caller: IngestCaller, runtime: RuntimeDep
 ) -> UserPublic:
     """Insert or replace a user's attributes (age group, region, language, interests, ...)."""
     if body.user_id is not None and body.user_id != user_id:
         raise InvalidInput("userId", "must match the userId in the path")
     users = runtime.store.users
-    users.upsert_users(caller.app_id, [to_user(body.attributes, user_id)], datetime.now(UTC))
-    stored = users.get_user(caller.app_id, user_id)
+
+    def write() -> User | None:
+        users.upsert_users(caller.app_id, [to_user(body.attributes, user_id)], datetime.now(UTC))
+        return users.get_user(caller.app_id, user_id)
+
+    stored = await store_call(runtime.settings.serving.store_timeout_s, write)
     assert stored is not None
     return UserPublic.model_validate(stored)
 
@@ -37,9 +42,14 @@ def put_user(
 @router.get(
     "/api/users/{userId}", response_model=UserPublic, responses=_ERRORS | problem_responses(404)
 )
-def get_user(user_id: UserIdPath, caller: ServeCaller, runtime: RuntimeDep) -> UserPublic:
+async def get_user(user_id: UserIdPath, caller: ServeCaller, runtime: RuntimeDep) -> UserPublic:
     """One user."""
-    user = runtime.store.users.get_user(caller.app_id, user_id)
+    user = await store_call(
+        runtime.settings.serving.store_timeout_s,
+        runtime.store.users.get_user,
+        caller.app_id,
+        user_id,
+    )
     if user is None:
         raise NotFound("userId", f"no user {user_id!r}")
     return UserPublic.model_validate(user)
@@ -48,6 +58,9 @@ def get_user(user_id: UserIdPath, caller: ServeCaller, runtime: RuntimeDep) -> U
 @router.delete("/api/users/{userId}", status_code=204, responses=_ERRORS | problem_responses(404))
 async def delete_user(user_id: UserIdPath, caller: AdminCaller, runtime: RuntimeDep) -> Response:
     """Purge the user: their profile, events, served lists and suppressions."""
-    if not await run_in_threadpool(runtime.store.users.purge_user, caller.app_id, user_id):
+    purge = runtime.store.users.purge_user
+    if not await store_call(
+        runtime.settings.serving.store_timeout_s, purge, caller.app_id, user_id
+    ):
         raise NotFound("userId", f"nothing stored for user {user_id!r}")
     return Response(status_code=204)

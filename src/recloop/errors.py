@@ -7,7 +7,13 @@ from contextlib import contextmanager
 
 
 class RecloopError(Exception):
-    """Base class for all recloop errors."""
+    """Base class for all recloop errors.
+
+    ``from_driver`` marks one translated from a database or network driver's exception:
+    its text may name hosts, ports or queries, so it is logged, never sent to a client.
+    """
+
+    from_driver: bool = False
 
 
 class ConfigError(RecloopError):
@@ -101,5 +107,7 @@ def map_errors(mapping: Mapping[type[BaseException], type[RecloopError]]) -> Ite
     except BaseException as exc:
         for source, target in mapping.items():
             if isinstance(exc, source):
-                raise target(str(exc) or source.__name__) from exc
+                mapped = target(str(exc) or source.__name__)
+                mapped.from_driver = True
+                raise mapped from exc
         raise

@@ -17,6 +17,7 @@ from recloop.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    OnlineStoreUnavailable,
     PayloadTooLarge,
     RecloopError,
     StoreUnavailable,
@@ -56,7 +57,14 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 
 def error_response(exc: RecloopError, path: str) -> JSONResponse:
-    """The response for a recloop error raised while answering ``path``."""
+    """The response for a recloop error raised while answering ``path``. A driver's text
+    (hosts, ports, queries) is logged, and the client told only which store failed."""
+    if exc.from_driver:
+        log.warning("%s on %s: %s", type(exc).__name__, path, exc)
+        if not isinstance(exc, StoreUnavailable):
+            return problem(500, "internal error")
+        which = "online store" if isinstance(exc, OnlineStoreUnavailable) else "store"
+        return problem(503, f"{which}: unavailable; retry after Retry-After seconds")
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             if isinstance(exc, FieldProblem):

@@ -69,6 +69,12 @@ class ModelLoader:
         self._lock = threading.Lock()
         self._cursor: CatalogCursor | None = None
 
+    def versions(self) -> dict[str, tuple[str | None, str | None]]:
+        """Each app's promoted version and the version this process serves (None: none)."""
+        loaded = self._index.apps()
+        apps = sorted(set(self._registry.apps()) | set(loaded))
+        return {app: (self._registry.current(app), loaded.get(app)) for app in apps}
+
     def step(self) -> None:
         """Load what was promoted since the last step, then index new catalog items."""
         with self._lock:

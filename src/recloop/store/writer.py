@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -59,6 +60,8 @@ class WriterStats:
     logs_dropped: int = 0
     shadows_written: int = 0
     shadows_dropped: int = 0
+    # When event commits began to fail (time.monotonic()), None after any that succeeded.
+    failing_since: float | None = None
 
 
 class StoreWriter:
@@ -150,6 +153,15 @@ class StoreWriter:
         self._queue.put(record)
         return True
 
+    @property
+    def running(self) -> bool:
+        """Whether the writer thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def queued(self) -> int:
+        """Writes waiting for the writer thread."""
+        return self._queue.qsize()
+
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued before this call is written."""
         if self._thread is None:
@@ -206,10 +218,13 @@ class StoreWriter:
                 for job in jobs:
                     self._commit_events([job])
                 return
+            if isinstance(exc, StoreUnavailable) and self.stats.failing_since is None:
+                self.stats.failing_since = time.monotonic()
             jobs[0].done.set_exception(
                 exc if isinstance(exc, StoreError) else StoreError(f"event append failed: {exc}")
             )
             return
+        self.stats.failing_since = None
         self.stats.event_commits += 1
         self.stats.events_written += result.inserted
         claimed: set[tuple[str, str]] = set()

@@ -1,12 +1,14 @@
-"""``/metrics`` and the OpenAPI document."""
+"""``/metrics``, ``/readyz`` and the OpenAPI document."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from recloop.errors import StoreUnavailable
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -114,3 +116,69 @@ def test_openapi_declares_bearer_auth_on_protected_routes(openapi: dict[str, Any
         for method, operation in operations.items():
             secured = "security" in operation
             assert secured == (path not in {"/healthz", "/readyz"}), f"{method} {path}"
+
+
+def _driver_failure(text: str) -> Callable[[], None]:
+    """A probe that fails as a driver's error translated at the store's edge does."""
+
+    def fail() -> None:
+        error = StoreUnavailable(text)
+        error.from_driver = True
+        raise error
+
+    return fail
+
+
+def test_readyz_names_each_check_when_ready(client: TestClient) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    checks = body["checks"]
+    assert checks["store_read"] == checks["store_write"] == checks["online_store"] == "ok"
+    assert checks["writer_queue"] >= 0
+    assert checks["models"] == {}  # nothing trained: cold, not a failure
+
+
+def test_readyz_is_degraded_while_the_online_store_fails(
+    client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api.runtime.online, "ping", _driver_failure("redis 10.0.0.7:6379 down"))
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200  # it still serves, on default features
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"]["online_store"] == "failed"
+    assert "10.0.0.7" not in response.text
+
+
+def test_readyz_is_unavailable_while_the_store_cannot_be_read(
+    client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failure = _driver_failure("host 10.0.0.9:5432 refused")
+    monkeypatch.setattr(type(api.runtime.store), "ping", lambda self: failure())
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.json()["status"] == "unavailable"
+    assert response.json()["checks"]["store_read"] == "failed"
+    assert "10.0.0.9" not in response.text
+
+
+def test_a_503_from_a_driver_failure_names_no_host(
+    client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object) -> None:
+        _driver_failure("connection to server at 10.0.0.9, port 5432 failed")()
+
+    monkeypatch.setattr(api.runtime.store.catalog, "get_item", fail)
+
+    response = client.get("/api/items/i1")
+
+    assert response.status_code == 503
+    assert response.json()["detail"] == "store: unavailable; retry after Retry-After seconds"
+    assert "10.0.0.9" not in response.text

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from recloop.api.deadline import store_call
 from recloop.api.deps import AdminCaller, RuntimeDep
-from recloop.errors import StoreUnavailable
+from recloop.errors import RecloopError
+from recloop.runtime.process import Runtime
 
 router = APIRouter(tags=["operations"])
+
+#: The longest /readyz waits on one dependency: a load balancer's probe must not hang.
+READY_TIMEOUT_S = 2.0
 
 
 @router.get("/healthz")
@@ -20,12 +26,63 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """Readiness: the store answers. Needs no key; 503 when not ready."""
+    """Readiness, one check per dependency. Needs no key.
+
+    503 (``unavailable``) when the store cannot be read or events cannot be written: a
+    load balancer should send traffic elsewhere. 200 with ``degraded`` when the service
+    answers on fallbacks (the online store is away, or a promoted model is not loaded),
+    200 with ``ready`` otherwise. The body names each check's state, never a driver's error.
+    """
+    checks: dict[str, Any] = {}
+    timeout_s = min(READY_TIMEOUT_S, runtime.settings.serving.store_timeout_s)
+    checks["store_read"] = await _check(timeout_s, runtime.store.ping)
+    writer = runtime.writer
+    checks["store_write"] = (
+        "failed"
+        if not writer.running
+        else ("failing" if writer.stats.failing_since is not None else "ok")
+    )
+    checks["writer_queue"] = writer.queued()
+    checks["online_store"] = await _check(timeout_s, runtime.online.ping)
+    checks["models"] = await _models(timeout_s, runtime)
+    unavailable = checks["store_read"] != "ok" or checks["store_write"] != "ok"
+    degraded = checks["online_store"] != "ok" or any(
+        m.get("state") == "not loaded" for m in checks["models"].values()
+    )
+    status = "unavailable" if unavailable else ("degraded" if degraded else "ready")
+    headers = {"Retry-After": "1"} if unavailable else None
+    return JSONResponse(
+        {"status": status, "checks": checks},
+        status_code=503 if unavailable else 200,
+        headers=headers,
+    )
+
+
+async def _check(timeout_s: float, probe: Any) -> str:
     try:
-        await run_in_threadpool(runtime.store.ping)
-    except StoreUnavailable as exc:
-        return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
-    return JSONResponse({"status": "ready", "store": "ok"})
+        await store_call(timeout_s, probe)
+    except RecloopError:
+        return "failed"
+    return "ok"
+
+
+async def _models(timeout_s: float, runtime: Runtime) -> dict[str, dict[str, Any]]:
+    """Per app: the promoted version, the one served, and ``loaded`` / ``not loaded``
+    (a promoted version this process could not load) / ``cold`` (nothing promoted yet)."""
+    try:
+        versions = await store_call(timeout_s, runtime.model_loader.versions)
+    except (RecloopError, OSError, ValueError):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for app, (promoted, serving) in versions.items():
+        if promoted is None:
+            state = "cold"
+        elif promoted == serving:
+            state = "loaded"
+        else:
+            state = "not loaded"
+        out[app] = {"state": state, "promoted": promoted, "serving": serving}
+    return out
 
 
 @router.get("/metrics", response_class=Response)

@@ -10,6 +10,7 @@ checks that they do.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from recloop.features.definitions import (
 from recloop.features.state import RETENTION_DAYS, Counters, increments
 from recloop.online.protocols import OnlineStore
 from recloop.store.protocols import Catalog, CatalogCursor, EventLog
+
+log = logging.getLogger(__name__)
 
 COUNTER_TTL = timedelta(days=RETENTION_DAYS + 1)
 SESSION_TTL = timedelta(hours=12)
@@ -95,13 +98,23 @@ class FeatureMaterializer:
         self._cursor: CatalogCursor | None = None
         self._meta: dict[tuple[str, str], ItemMeta] = {}
         self._lock = threading.Lock()
+        self.rebuilds = 0  # times the online store was found emptied and rebuilt
 
     def step(self) -> int:
         """Apply what is new; returns how many events were folded in."""
         with self._lock:
-            self._follow_catalog()
             stored = self._online.get_many([POSITION_KEY])[0]
+            if stored is None and self._cursor is not None:
+                # The position is written on every step, so the store was emptied (a Redis
+                # restart that kept nothing): write the catalog's entries again too, and
+                # count the log again from its beginning.
+                log.warning("the online store lost its contents; rebuilding it")
+                self._cursor = None
+                self.rebuilds += 1
+            self._follow_catalog()
             self._last_seq = int(stored) if stored else 0
+            if stored is None:
+                self._online.set_many({POSITION_KEY: str(self._last_seq).encode()})
             applied = 0
             while True:
                 batch = self._events.scan(self._last_seq, _PAGE)

@@ -13,9 +13,11 @@ import pytest
 from typer.testing import Result
 
 from recloop.domain import Scope
+from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.store import Store, open_store
 from recloop.store.keys import key_id_of, verify_key
 from recloop.store.migrate import head_revision
+from tests.factories import T0
 from tests.integration.conftest import run_cli
 
 pytestmark = pytest.mark.integration
@@ -314,3 +316,23 @@ def test_serve_on_a_port_in_use_says_so_once_and_exits_1(data_dir: Path) -> None
     assert f"port: 127.0.0.1:{port} is in use" in flat(result.stderr)
     assert "serving" not in result.output
     assert not (data_dir / "recloop.db").exists()  # refused before anything was opened
+
+
+def test_models_promote_refuses_a_damaged_version_naming_the_file(data_dir: Path) -> None:
+    registry = ModelRegistry(data_dir / "models")
+    for version in ("v1", "v2"):
+        with registry.writing("default", version) as directory:
+            (directory / "als").mkdir()
+            (directory / "als" / "factors.npz").write_bytes(b"factors")
+            registry.write_manifest(
+                directory,
+                VersionManifest(version, "default", T0, None, (ModelEntry("als", "als", {}),)),
+            )
+    registry.promote("default", "v1")
+    (registry.path("default", "v2") / "als" / "factors.npz").write_bytes(b"bit rot")
+
+    result = run("models", "promote", "v2")
+
+    assert result.exit_code == 1
+    assert "als/factors.npz (changed)" in flat(result.stderr)
+    assert registry.current("default") == "v1"

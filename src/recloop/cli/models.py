@@ -54,11 +54,11 @@ def models_promote(
 ) -> None:
     """Serve ``version`` (a rollback is a promotion of an older one); services pick it up
     within ``serving.model_refresh_s``."""
-    from recloop.registry.artifacts import ModelRegistry
+    from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 
     registry = ModelRegistry(load_settings().resolved_model_dir())
     try:
         registry.promote(app_id, version)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, DamagedVersion) as exc:
         raise fail(exc) from exc
     console.print(f"app {app_id!r} now serves model version {version}")

@@ -6,15 +6,18 @@ Layout under the root::
     <app_id>/<version>/<source>/...      one directory per trained model
     <app_id>/<version>/ranker/...        the learned ranker, when one was trained
     <app_id>/<version>/linucb.json       LinUCB's click evidence, when a training set was built
+    <app_id>/<version>/checksums.json    the SHA-256 of every other file, written last
     <app_id>/CURRENT                     the version the service loads
 
 A version is written in a temporary directory and renamed into place, so a reader never
 sees half of one; ``CURRENT`` is replaced atomically, so promotion and rollback are one
-rename and the previous versions stay on disk.
+rename and the previous versions stay on disk. A version's files are checked against its
+checksums before it is promoted and when it is loaded (``damaged``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +31,33 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
+CHECKSUMS = "checksums.json"
+
+
+class DamagedVersion(ValueError):
+    """A model version's files differ from what was written; the message names them."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if p.is_file() and p.name != CHECKSUMS
+    )
+
+
+def write_checksums(directory: Path) -> None:
+    """Record the SHA-256 of every file under a version's directory."""
+    sums = {name: _sha256(directory / name) for name in _files(directory)}
+    (directory / CHECKSUMS).write_text(json.dumps(sums, indent=1, sort_keys=True))
 
 
 @dataclass(frozen=True)
@@ -124,6 +154,7 @@ class ModelRegistry:
         staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=app_dir))
         try:
             yield staging
+            write_checksums(staging)
             staging.rename(self.path(app_id, version))
         finally:
             if staging.exists():
@@ -142,6 +173,26 @@ class ModelRegistry:
         """
         text = (self.path(app_id, version) / MANIFEST).read_text()
         return VersionManifest.from_dict(json.loads(text))
+
+    def damaged(self, app_id: str, version: str) -> dict[str, str]:
+        """The files of a version that are not as written: path -> ``missing`` or
+        ``changed``. Empty when the version is whole, or when it was written before
+        checksums were kept (nothing to check against)."""
+        root = self.path(app_id, version)
+        try:
+            sums: dict[str, str] = json.loads((root / CHECKSUMS).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {CHECKSUMS: "changed"}
+        out: dict[str, str] = {}
+        for name, expected in sums.items():
+            path = root / name
+            if not path.is_file():
+                out[name] = "missing"
+            elif _sha256(path) != expected:
+                out[name] = "changed"
+        return out
 
     def versions(self, app_id: str) -> list[str]:
         """Finished versions of the app, oldest first (versions sort by time)."""
@@ -173,9 +224,16 @@ class ModelRegistry:
 
         Raises:
             FileNotFoundError: no such finished version.
+            DamagedVersion: the version's files differ from their checksums.
         """
         if version not in self.versions(app_id):
             raise FileNotFoundError(f"no finished model version {version} for app {app_id}")
+        damaged = self.damaged(app_id, version)
+        if damaged:
+            listed = ", ".join(f"{name} ({state})" for name, state in sorted(damaged.items()))
+            raise DamagedVersion(
+                f"model version {version} of app {app_id} is damaged: {listed}; not promoted"
+            )
         app_dir = self._app(app_id)
         fd, tmp = tempfile.mkstemp(prefix=".current-", dir=app_dir)
         with os.fdopen(fd, "w") as handle:

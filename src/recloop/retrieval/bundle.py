@@ -33,6 +33,7 @@ class ModelBundle:
     models: Mapping[str, RetrievalModel] = field(default_factory=dict)
     titles: Mapping[str, str] = field(default_factory=dict)
     data_as_of: datetime | None = None  # catalog changes after this are not in the models
+    failed: frozenset[str] = frozenset()  # sources of the version whose models did not load
 
     def model(self, name: str) -> RetrievalModel | None:
         """The model served under ``name``, if this version has one."""

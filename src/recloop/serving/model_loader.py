@@ -13,9 +13,10 @@ from typing import Protocol, runtime_checkable
 
 from recloop.features.bandit_context import EVIDENCE_FILE, ContextEvidence
 from recloop.ranking.learned import MANIFEST, RANKER_DIR, RankerModel, RankerModels
-from recloop.registry.artifacts import ModelRegistry
+from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 from recloop.retrieval.bundle import ModelBundle, ModelIndex, load_model
 from recloop.retrieval.interactions import item_text
+from recloop.retrieval.models import RetrievalModel
 from recloop.store.protocols import Catalog, CatalogCursor
 from recloop.suggest.model import MODEL_DIR as SUGGESTIONS_DIR
 from recloop.suggest.model import SuggestionModel, SuggestionModels
@@ -23,6 +24,10 @@ from recloop.suggest.model import SuggestionModel, SuggestionModels
 log = logging.getLogger(__name__)
 
 _PAGE = 5000
+
+
+class _NothingLoads(DamagedVersion):
+    """Not one source of a version loads (each failure was counted already)."""
 
 
 @runtime_checkable
@@ -68,12 +73,21 @@ class ModelLoader:
         self._on_error = on_error
         self._lock = threading.Lock()
         self._cursor: CatalogCursor | None = None
+        # A promoted version that could not be loaded, per app: not tried again (its files
+        # would be hashed on every step) until another version is promoted.
+        self._refused: dict[str, str] = {}
 
-    def versions(self) -> dict[str, tuple[str | None, str | None]]:
-        """Each app's promoted version and the version this process serves (None: none)."""
+    def versions(self) -> dict[str, tuple[str | None, str | None, tuple[str, ...]]]:
+        """Each app's promoted version, the version this process serves (None: none), and
+        the sources of the served version whose models failed to load."""
         loaded = self._index.apps()
         apps = sorted(set(self._registry.apps()) | set(loaded))
-        return {app: (self._registry.current(app), loaded.get(app)) for app in apps}
+        out: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {}
+        for app in apps:
+            bundle = self._index.get(app)
+            failed = tuple(sorted(bundle.failed)) if bundle is not None else ()
+            out[app] = (self._registry.current(app), loaded.get(app), failed)
+        return out
 
     def step(self) -> None:
         """Load what was promoted since the last step, then index new catalog items."""
@@ -81,25 +95,27 @@ class ModelLoader:
             loaded = self._index.apps()
             for app_id in self._registry.apps():
                 version = self._registry.current(app_id)
-                if version is None or loaded.get(app_id) == version:
+                if (
+                    version is None
+                    or loaded.get(app_id) == version
+                    or self._refused.get(app_id) == version
+                ):
                     continue
-                try:
-                    bundle = self._load(app_id, version)
-                    ranker = self._load_ranker(app_id, version)
-                    evidence = self._load_evidence(app_id, version)
-                    suggestions = self._load_suggestions(app_id, version)
-                    self._index.publish(app_id, bundle)
-                    if self._rankers is not None:
-                        self._rankers.publish(app_id, ranker, evidence)
-                    if self._suggestions is not None:
-                        # Swapped with the version: a version without one serves cold.
-                        self._suggestions.publish(app_id, suggestions)
-                    log.info("serving model version %s for app %s", version, app_id)
-                    # Re-read the catalog: items newer than this version's data need adding.
-                    self._cursor = None
-                except Exception:
-                    log.exception("could not load model version %s of %s", version, app_id)
-                    self._on_error()
+                if self._serve(app_id, version):
+                    self._refused.pop(app_id, None)
+                    continue
+                self._refused[app_id] = version
+                if app_id not in loaded:
+                    # Nothing serves yet: the newest older version that loads whole does.
+                    for older in reversed(self._registry.versions(app_id)):
+                        if older < version and self._serve(app_id, older):
+                            log.warning(
+                                "app %s serves model version %s: the promoted %s is damaged",
+                                app_id,
+                                older,
+                                version,
+                            )
+                            break
             self._load_pinned()
             try:
                 self._follow_catalog()
@@ -107,6 +123,36 @@ class ModelLoader:
                 # New items wait for the next step; the loaded models keep serving.
                 log.exception("could not add new catalog items to the loaded models")
                 self._on_error()
+
+    def _serve(self, app_id: str, version: str) -> bool:
+        """Load a version and publish it; False (counted) when it cannot serve."""
+        try:
+            bundle = self._load(app_id, version)
+            ranker = self._load_ranker(app_id, version)
+            evidence = self._load_evidence(app_id, version)
+            suggestions = self._load_suggestions(app_id, version)
+        except Exception as exc:
+            log.exception("could not load model version %s of %s", version, app_id)
+            if not isinstance(exc, _NothingLoads):  # each source's failure was counted
+                self._on_error()
+            return False
+        self._index.publish(app_id, bundle)
+        if self._rankers is not None:
+            self._rankers.publish(app_id, ranker, evidence)
+        if self._suggestions is not None:
+            # Swapped with the version: a version without one serves cold.
+            self._suggestions.publish(app_id, suggestions)
+        log.info("serving model version %s for app %s", version, app_id)
+        # Re-read the catalog: items newer than this version's data need adding.
+        self._cursor = None
+        return True
+
+    def _damaged(self, app_id: str, version: str, part: str) -> bool:
+        """Whether any file of ``part`` (a directory or file of the version) is damaged."""
+        return any(
+            name == part or name.startswith(part + "/")
+            for name in self._registry.damaged(app_id, version)
+        )
 
     def _load_pinned(self) -> None:
         apps = self._registry.apps()
@@ -136,14 +182,39 @@ class ModelLoader:
                     self._on_error()
 
     def _load(self, app_id: str, version: str) -> ModelBundle:
+        """A version's models; one whose files are damaged or will not load is left out
+        (counted, and named in ``failed``). Raises when no listed model loads, or when the
+        manifest or the titles are damaged."""
+        damaged = self._registry.damaged(app_id, version)
+        broken = sorted(n for n in damaged if "/" not in n)
+        if broken:
+            raise DamagedVersion(f"model version {version} of {app_id}: {broken} damaged")
         manifest = self._registry.manifest(app_id, version)
         root = self._registry.path(app_id, version)
-        models = {m.name: load_model(m.kind, root / m.name) for m in manifest.models}
+        models: dict[str, RetrievalModel] = {}
+        failed: list[str] = []
+        for entry in manifest.models:
+            try:
+                if any(n.startswith(entry.name + "/") for n in damaged):
+                    raise DamagedVersion(f"{entry.name}: its files differ from their checksums")
+                models[entry.name] = load_model(entry.kind, root / entry.name)
+            except Exception:
+                log.exception(
+                    "source %s of model version %s of %s failed", entry.name, version, app_id
+                )
+                self._on_error()
+                failed.append(entry.name)
+        if manifest.models and not models:
+            raise _NothingLoads(f"model version {version} of {app_id}: no source loads")
         titles_path = root / "titles.json"
         titles = json.loads(titles_path.read_text()) if titles_path.exists() else {}
         as_of = manifest.extra.get("data_as_of")
         return ModelBundle(
-            version, models, titles, datetime.fromisoformat(as_of) if as_of else None
+            version,
+            models,
+            titles,
+            datetime.fromisoformat(as_of) if as_of else None,
+            failed=frozenset(failed),
         )
 
     def _load_ranker(self, app_id: str, version: str) -> RankerModel | None:
@@ -151,13 +222,20 @@ class ModelLoader:
             return None
         path = self._registry.path(app_id, version) / RANKER_DIR
         # A version trained before any list was served has no ranker: sources rank alone.
-        return RankerModel.load(path) if (path / MANIFEST).exists() else None
+        if not (path / MANIFEST).exists():
+            return None
+        if self._damaged(app_id, version, RANKER_DIR):
+            # The sources still serve, ordered by the blend; the failure is counted.
+            log.error("the ranker of model version %s of %s is damaged", version, app_id)
+            self._on_error()
+            return None
+        return RankerModel.load(path)
 
     def _load_evidence(self, app_id: str, version: str) -> ContextEvidence | None:
         if self._rankers is None and not self._pinned:
             return None
         path = self._registry.path(app_id, version) / EVIDENCE_FILE
-        if not path.exists():
+        if not path.exists() or self._damaged(app_id, version, EVIDENCE_FILE):
             # Trained before any list was served, or before LinUCB's evidence was fitted:
             # LinUCB explores uniformly until a version brings some.
             return None
@@ -176,6 +254,10 @@ class ModelLoader:
         path = self._registry.path(app_id, version) / SUGGESTIONS_DIR
         if not (path / "meta.json").exists():
             return None  # trained with suggestions off, or before they existed
+        if self._damaged(app_id, version, SUGGESTIONS_DIR):
+            log.error("the suggestion model of version %s of %s is damaged", version, app_id)
+            self._on_error()
+            return None
         try:
             return SuggestionModel.load(path)
         except Exception:

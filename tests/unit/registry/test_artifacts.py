@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
+from recloop.registry.artifacts import (
+    DamagedVersion,
+    ModelEntry,
+    ModelRegistry,
+    VersionManifest,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -17,6 +22,7 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 def _write(registry: ModelRegistry, version: str) -> None:
     with registry.writing("app", version) as directory:
         (directory / "als").mkdir()
+        (directory / "als" / "factors.npz").write_bytes(b"factors of " + version.encode())
         registry.write_manifest(
             directory,
             VersionManifest(version, "app", NOW, "snap-1", (ModelEntry("als", "als", {"f": 8}),)),
@@ -66,3 +72,31 @@ def test_an_unfinished_or_unknown_version_cannot_be_promoted(tmp_path: Path) -> 
     _write(registry, "v1")
     with pytest.raises(FileExistsError):
         _write(registry, "v1")
+
+
+def test_a_whole_version_has_no_damaged_file(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    _write(registry, "v1")
+    assert registry.damaged("app", "v1") == {}
+
+
+def test_a_changed_or_missing_file_is_named(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    _write(registry, "v1")
+    factors = registry.path("app", "v1") / "als" / "factors.npz"
+    factors.write_bytes(factors.read_bytes()[:-1] + b"X")
+    assert registry.damaged("app", "v1") == {"als/factors.npz": "changed"}
+    factors.unlink()
+    assert registry.damaged("app", "v1") == {"als/factors.npz": "missing"}
+
+
+def test_a_damaged_version_is_not_promoted(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    _write(registry, "v1")
+    registry.promote("app", "v1")
+    _write(registry, "v2")
+    (registry.path("app", "v2") / "manifest.json").write_text("{}")
+
+    with pytest.raises(DamagedVersion, match=r"manifest.json \(changed\)"):
+        registry.promote("app", "v2")
+    assert registry.current("app") == "v1"

@@ -36,13 +36,20 @@ class _Catalog:
         return None
 
 
-def _publish(registry: ModelRegistry, version: str, kind: str = "covisitation") -> None:
+def _publish(
+    registry: ModelRegistry,
+    version: str,
+    kind: str = "covisitation",
+    sources: tuple[str, ...] = ("covisitation",),
+    promote: bool = True,
+) -> None:
     model = CoVisitation().fit(
         TrainingData(Interactions.from_records(["u", "u"], ["a", "b"], [0.0, 1.0]))
     )
     with registry.writing("app", version) as directory:
-        (directory / "covisitation").mkdir()
-        model.save(directory / "covisitation")
+        for source in sources:
+            (directory / source).mkdir()
+            model.save(directory / source)
         (directory / "titles.json").write_text(json.dumps({"a": "Alpha"}))
         registry.write_manifest(
             directory,
@@ -51,11 +58,20 @@ def _publish(registry: ModelRegistry, version: str, kind: str = "covisitation") 
                 "app",
                 NOW,
                 None,
-                (ModelEntry("covisitation", kind, {}),),
+                tuple(ModelEntry(source, kind, {}) for source in sources),
                 extra={"data_as_of": NOW.isoformat()},
             ),
         )
-    registry.promote("app", version)
+    if promote:
+        registry.promote("app", version)
+
+
+def _damage(registry: ModelRegistry, version: str, part: str) -> None:
+    """Flip the last byte of every file of ``part`` after the version was written."""
+    root = registry.path("app", version) / part
+    for path in [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]:
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
 
 
 def test_the_promoted_version_is_loaded_and_replaced_by_the_next(tmp_path: Path) -> None:
@@ -97,3 +113,52 @@ def test_a_failing_catalog_is_counted_and_does_not_stop_loading(tmp_path: Path) 
     loader.step()
     assert index.apps() == {"app": "v1"}
     assert errors == [1]
+
+
+def test_a_damaged_source_is_left_out_and_the_others_serve(tmp_path: Path) -> None:
+    errors: list[int] = []
+    registry, index = ModelRegistry(tmp_path), ModelIndex()
+    _publish(registry, "v1", sources=("covisitation", "item-knn"))
+    _damage(registry, "v1", "item-knn")
+    loader = ModelLoader(registry, index, _Catalog(), lambda: errors.append(1))  # type: ignore[arg-type]
+
+    loader.step()
+
+    bundle = index.get("app")
+    assert bundle is not None
+    assert bundle.version == "v1"
+    assert set(bundle.models) == {"covisitation"}
+    assert bundle.failed == {"item-knn"}
+    assert errors == [1]
+    assert loader.versions() == {"app": ("v1", "v1", ("item-knn",))}
+
+
+def test_a_damaged_promoted_version_at_start_serves_the_newest_good_one(tmp_path: Path) -> None:
+    errors: list[int] = []
+    registry, index = ModelRegistry(tmp_path), ModelIndex()
+    _publish(registry, "v1")
+    _publish(registry, "v2")
+    _publish(registry, "v3")
+    _damage(registry, "v3", "manifest.json")
+    loader = ModelLoader(registry, index, _Catalog(), lambda: errors.append(1))  # type: ignore[arg-type]
+
+    loader.step()
+    loader.step()  # the damaged version is not hashed and refused again on every step
+
+    assert index.apps() == {"app": "v2"}
+    assert errors == [1]
+    assert loader.versions()["app"][:2] == ("v3", "v2")
+
+
+def test_a_damaged_version_promoted_while_serving_leaves_the_loaded_one(tmp_path: Path) -> None:
+    registry, index = ModelRegistry(tmp_path), ModelIndex()
+    _publish(registry, "v1")
+    loader = ModelLoader(registry, index, _Catalog())  # type: ignore[arg-type]
+    loader.step()
+    _publish(registry, "v2", promote=False)
+    (tmp_path / "app" / "CURRENT").write_text("v2\n")  # by hand, past promote's check
+    _damage(registry, "v2", "covisitation")
+
+    loader.step()
+
+    assert index.apps() == {"app": "v1"}

@@ -47,7 +47,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks["models"] = await _models(timeout_s, runtime)
     unavailable = checks["store_read"] != "ok" or checks["store_write"] != "ok"
     degraded = checks["online_store"] != "ok" or any(
-        m.get("state") == "not loaded" for m in checks["models"].values()
+        m["state"] not in ("loaded", "cold") for m in checks["models"].values()
     )
     status = "unavailable" if unavailable else ("degraded" if degraded else "ready")
     headers = {"Retry-After": "1"} if unavailable else None
@@ -67,21 +67,22 @@ async def _check(timeout_s: float, probe: Any) -> str:
 
 
 async def _models(timeout_s: float, runtime: Runtime) -> dict[str, dict[str, Any]]:
-    """Per app: the promoted version, the one served, and ``loaded`` / ``not loaded``
-    (a promoted version this process could not load) / ``cold`` (nothing promoted yet)."""
+    """Per app: the promoted version, the one served, the served version's sources that
+    failed to load, and ``loaded`` / ``loaded, sources failed`` / ``not loaded`` (a promoted
+    version this process could not load) / ``cold`` (nothing promoted yet)."""
     try:
         versions = await store_call(timeout_s, runtime.model_loader.versions)
     except (RecloopError, OSError, ValueError):
         return {}
     out: dict[str, dict[str, Any]] = {}
-    for app, (promoted, serving) in versions.items():
+    for app, (promoted, serving, failed) in versions.items():
         if promoted is None:
             state = "cold"
-        elif promoted == serving:
-            state = "loaded"
-        else:
+        elif promoted != serving:
             state = "not loaded"
-        out[app] = {"state": state, "promoted": promoted, "serving": serving}
+        else:
+            state = "loaded, sources failed" if failed else "loaded"
+        out[app] = {"state": state, "promoted": promoted, "serving": serving, "failed": failed}
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +23,12 @@ def prepare_store(settings: Settings) -> Store:
         SchemaOutOfDate: a server store is behind the code (run ``recloop db upgrade``).
     """
     if settings.is_embedded():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Private from the start: the store holds key hashes and every user's history.
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        database = settings.data_dir / "recloop.db"
+        if not settings.store_url and not database.exists():
+            # SQLite gives its -wal and -shm files the database file's mode.
+            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
     store = open_store(settings.resolved_store_url())
     if settings.is_embedded():
         upgrade(store.engine)

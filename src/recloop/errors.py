@@ -49,6 +49,14 @@ class Forbidden(RecloopError):
     """The API key is valid but lacks the scope the route needs."""
 
 
+class TooManyRequests(RecloopError):
+    """A key or a client address is over its rate; ``retry_after_s`` says when to retry."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class StoreError(RecloopError):
     """A durable or online store failed."""
 

@@ -55,7 +55,7 @@ def create_app(
         app.state.runtime = runtime or start_runtime(settings, leadership=leadership)
         if owned and freeze:
             freeze_heap()
-        app.state.key_cache = KeyCache(settings.serving.key_cache_ttl_s)
+        app.state.key_cache = KeyCache(settings.serving)
         try:
             yield
         finally:

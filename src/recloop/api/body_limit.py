@@ -76,8 +76,11 @@ class BodyLimit:
         if path.startswith("/api/"):
             state = scope["app"].state
             authorization = headers.get(b"authorization", b"").decode("latin-1")
+            client = scope.get("client")
             try:
-                await authenticate(state, state.runtime, bearer_key(authorization))
+                await authenticate(
+                    state, state.runtime, bearer_key(authorization), client[0] if client else None
+                )
             except RecloopError as exc:
                 await _refuse(error_response(exc, path), scope, send)
                 return

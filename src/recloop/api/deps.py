@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,11 +12,13 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from recloop.api.deadline import store_call
+from recloop.api.limits import TokenBuckets, retry_after
+from recloop.config.serving import ServingSettings
 from recloop.domain import Scope
-from recloop.errors import Forbidden, Unauthorized
+from recloop.errors import Forbidden, RecloopError, TooManyRequests, Unauthorized
 from recloop.runtime.process import Runtime
 from recloop.store.keys import verify_key
-from recloop.store.protocols import ApiKeyRecord
+from recloop.store.protocols import ApiKeyRecord, Tenancy
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
@@ -42,35 +44,107 @@ class Caller:
 
 
 class KeyCache:
-    """Verified keys, kept for a few seconds so that a request costs no key lookup.
+    """Verified keys, kept so that a request costs no key lookup, and the guards around
+    lookups: unknown keys are remembered briefly, each client address may cause only so
+    many failed checks, and each key only so many requests per scope.
 
-    A revoked key stops working within ``ttl_s``.
+    Every ``revocation_check_s`` the cached keys are asked after in one query, so a revoked
+    key stops working within that long in every process (at most ``ttl_s`` if the store
+    cannot be asked).
     """
 
-    def __init__(self, ttl_s: float) -> None:
-        self._ttl_s = ttl_s
+    def __init__(self, settings: ServingSettings) -> None:
+        self._ttl_s = settings.key_cache_ttl_s
+        self._recheck_s = settings.revocation_check_s
         self._entries: dict[str, tuple[float, ApiKeyRecord]] = {}
-        self._lock = threading.Lock()
+        self._unknown: dict[str, float] = {}
+        self._checked = time.monotonic()
+        self._checking = False
+        self._task: asyncio.Task[None] | None = None
+        self._failures = TokenBuckets(
+            settings.auth_failures_per_s, 2.0 * settings.auth_failures_per_s
+        )
+        self._rates = {
+            Scope(scope): TokenBuckets(rate, max(1.0, rate))
+            for scope, rate in settings.rate_limits.items()
+        }
 
-    async def get(
-        self, key: str, load: Callable[[str], ApiKeyRecord | None], timeout_s: float
-    ) -> ApiKeyRecord | None:
-        """The key's record, from the cache when fresh, else from ``load`` (in a thread).
+    async def get(self, key: str, tenancy: Tenancy, timeout_s: float) -> ApiKeyRecord | None:
+        """The key's record (None: unknown or revoked), from the cache when fresh.
 
         Raises:
-            StoreUnavailable: ``load`` did not answer within ``timeout_s``.
+            StoreUnavailable: the store did not answer within ``timeout_s``.
         """
         now = time.monotonic()
+        if now >= self._checked + self._recheck_s and not self._checking:
+            # In the background: no request waits on the check (nor on a stalled store).
+            self._checking, self._checked = True, now
+            self._task = asyncio.create_task(self._drop_revoked(tenancy, timeout_s))
         entry = self._entries.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        record = await store_call(timeout_s, load, key)
-        if record is not None and self._ttl_s > 0:
-            with self._lock:
-                if len(self._entries) > 10_000:
-                    self._entries.clear()
-                self._entries[key] = (now + self._ttl_s, record)
+        unknown_until = self._unknown.get(key)
+        if unknown_until is not None and unknown_until > now:
+            return None
+        record = await store_call(timeout_s, verify_key, tenancy, key)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        if len(self._unknown) > 10_000:
+            self._unknown.clear()
+        if record is None:
+            self._unknown[key] = now + min(self._recheck_s, UNKNOWN_TTL_S)
+        elif self._ttl_s > 0:
+            self._entries[key] = (now + self._ttl_s, record)
         return record
+
+    async def _drop_revoked(self, tenancy: Tenancy, timeout_s: float) -> None:
+        try:
+            ids = {record.key_id for _, record in self._entries.values()}
+            revoked = await store_call(timeout_s, tenancy.revoked, ids) if ids else set()
+        except RecloopError:
+            return  # asked again at the next check; entries still expire after ttl_s
+        finally:
+            self._checking = False
+        if revoked:
+            self._entries = {k: v for k, v in self._entries.items() if v[1].key_id not in revoked}
+
+    def check_address(self, address: str) -> None:
+        """Refuse a client address that caused too many failed key checks (before a lookup).
+
+        Raises:
+            TooManyRequests: with the seconds until it may try again.
+        """
+        wait = self._failures.wait(address, time.monotonic())
+        if wait > 0:
+            raise TooManyRequests(
+                "Authorization: too many failed key checks from this address",
+                retry_after(wait),
+            )
+
+    def failed(self, address: str) -> None:
+        """Count a failed key check against the client address."""
+        self._failures.take(address, time.monotonic())
+
+    def admit(self, key_id: str, scope: Scope) -> None:
+        """Take one request from the key's budget for ``scope``.
+
+        Raises:
+            TooManyRequests: the key is over ``serving.rate_limits[scope]``.
+        """
+        buckets = self._rates.get(scope)
+        if buckets is None:
+            return
+        wait = buckets.take(key_id, time.monotonic())
+        if wait > 0:
+            raise TooManyRequests(
+                f"Authorization: this key is over its {scope.value} rate "
+                f"({buckets.rate:g} requests a second)",
+                retry_after(wait),
+            )
+
+
+#: How long an unknown key is answered 401 without a lookup (at most).
+UNKNOWN_TTL_S = 5.0
 
 
 def bearer_key(authorization: str | None) -> str | None:
@@ -82,27 +156,31 @@ def bearer_key(authorization: str | None) -> str | None:
     return key if scheme.lower() == "bearer" and key else None
 
 
-async def authenticate(state: Any, runtime: Runtime, key: str | None) -> ApiKeyRecord:
+async def authenticate(
+    state: Any, runtime: Runtime, key: str | None, address: str | None
+) -> ApiKeyRecord:
     """The record of an API key, through the app's key cache (``state.key_cache``).
 
     Raises:
         Unauthorized: no key, or an unknown or revoked one.
+        TooManyRequests: ``address`` caused too many failed checks lately.
     """
-    if key is None:
-        raise Unauthorized("Authorization: send `Bearer <api key>`")
     cache: KeyCache = state.key_cache
-    record = await cache.get(
-        key,
-        lambda k: verify_key(runtime.store.tenancy, k),
-        runtime.settings.serving.store_timeout_s,
-    )
+    where = address or "unknown"
+    cache.check_address(where)
+    if key is None:
+        cache.failed(where)
+        raise Unauthorized("Authorization: send `Bearer <api key>`")
+    record = await cache.get(key, runtime.store.tenancy, runtime.settings.serving.store_timeout_s)
     if record is None:
+        cache.failed(where)
         raise Unauthorized("Authorization: unknown or revoked API key")
     return record
 
 
 def requires(*scopes: Scope) -> Callable[..., Awaitable[Caller]]:
-    """A dependency that admits a key holding any of ``scopes`` (``admin`` holds them all)."""
+    """A dependency that admits a key holding any of ``scopes`` (``admin`` holds them all),
+    within that scope's rate for the key."""
 
     async def check(
         runtime: RuntimeDep,
@@ -112,10 +190,14 @@ def requires(*scopes: Scope) -> Callable[..., Awaitable[Caller]]:
         key = None
         if credentials is not None and credentials.scheme.lower() == "bearer":
             key = credentials.credentials
-        record = await authenticate(request.app.state, runtime, key)
-        if Scope.ADMIN not in record.scopes and not record.scopes & set(scopes):
+        address = request.client.host if request.client else None
+        record = await authenticate(request.app.state, runtime, key, address)
+        held = [s for s in scopes if s in record.scopes]
+        if Scope.ADMIN not in record.scopes and not held:
             needed = " or ".join(s.value for s in scopes)
             raise Forbidden(f"Authorization: this key lacks the {needed} scope")
+        cache: KeyCache = request.app.state.key_cache
+        cache.admit(record.key_id, held[0] if held else Scope.ADMIN)
         return Caller(record.app_id, record.key_id, record.scopes)
 
     return check

@@ -21,6 +21,7 @@ from recloop.errors import (
     PayloadTooLarge,
     RecloopError,
     StoreUnavailable,
+    TooManyRequests,
     Unauthorized,
 )
 
@@ -32,6 +33,7 @@ _STATUS: tuple[tuple[type[RecloopError], int], ...] = (
     (NotFound, 404),
     (Unauthorized, 401),
     (Forbidden, 403),
+    (TooManyRequests, 429),
     (StoreUnavailable, 503),
 )
 
@@ -59,6 +61,10 @@ def _field(loc: tuple[int | str, ...]) -> str:
 def error_response(exc: RecloopError, path: str) -> JSONResponse:
     """The response for a recloop error raised while answering ``path``. A driver's text
     (hosts, ports, queries) is logged, and the client told only which store failed."""
+    if isinstance(exc, TooManyRequests):
+        response = problem(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     if exc.from_driver:
         log.warning("%s on %s: %s", type(exc).__name__, path, exc)
         if not isinstance(exc, StoreUnavailable):

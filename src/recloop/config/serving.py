@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import Field
 
 from recloop.config.section import Section
@@ -24,6 +26,23 @@ class ServingSettings(Section):
     popularity_rebuild_s: float = Field(default=600.0, gt=0)
     trending_half_life_h: float = Field(default=24.0, gt=0)
     key_cache_ttl_s: float = Field(default=10.0, ge=0)
+    revocation_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a process asks whether its cached keys were revoked: a "
+        "revoked key stops working within this long on every process.",
+    )
+    rate_limits: dict[Literal["serve", "ingest", "admin"], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="Requests a second each key may make per scope (serve, ingest, admin), "
+        "with a burst of one second's worth; absent: unlimited. Per process.",
+    )
+    auth_failures_per_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Failed key checks a second one client address may cause (a burst of "
+        "twice that) before it gets 429 without a lookup.",
+    )
     store_timeout_s: float = Field(
         default=5.0,
         gt=0,

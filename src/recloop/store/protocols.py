@@ -106,6 +106,10 @@ class Tenancy(Protocol):
         """Revoke a key; returns False when there was no such active key."""
         ...
 
+    def revoked(self, key_ids: Collection[str]) -> set[str]:
+        """Which of ``key_ids`` are revoked (or gone)."""
+        ...
+
 
 class Catalog(Protocol):
     """Items."""

@@ -293,6 +293,19 @@ class SqlTenancy(_SqlRole):
             )
         return result.rowcount == 1
 
+    def revoked(self, key_ids: Collection[str]) -> set[str]:
+        """Which of ``key_ids`` are revoked (or gone)."""
+        if not key_ids:
+            return set()
+        c = t.api_keys.c
+        with self._read() as conn:
+            active = set(
+                conn.execute(
+                    sa.select(c.key_id).where(c.key_id.in_(list(key_ids)), c.revoked_at.is_(None))
+                ).scalars()
+            )
+        return set(key_ids) - active
+
 
 def _key_from_row(row: RowMapping) -> ApiKeyRecord:
     scopes = frozenset(Scope(s) for s in row["scopes"].split(",") if s)

@@ -294,6 +294,34 @@ def test_deleting_everything_after_a_cutoff_leaves_earlier_rows_unchanged() -> N
     assert compared > 200
 
 
+def test_rows_featurized_together_equal_each_row_featurized_alone() -> None:
+    # Many users' lists at a few shared moments (as candidate lists at a cut-off), the
+    # same items in many of them, with events falling between the moments.
+    events = _events(seed=6, n=1200)
+    rng = random.Random(7)
+    moments = [END - timedelta(days=d) for d in (6, 6, 3, 3, 3, 1)]
+    impressions = pa.Table.from_pylist(
+        [
+            {
+                "user_id": user_id,
+                "item_id": item_id,
+                "served_at": moment,
+                "session_id": None,
+                "device": None,
+                "surface": "home",
+            }
+            for moment in moments
+            for user_id in rng.sample(USERS, 4)
+            for item_id in rng.sample(ITEMS, 8)
+        ]
+    )
+    table, items = _events_table(events), _items_table()
+    together = point_in_time_features(impressions, table, items).to_pylist()
+    for row in range(0, impressions.num_rows, 7):
+        alone = point_in_time_features(impressions.slice(row, 1), table, items).to_pylist()
+        assert alone[0] == together[row]
+
+
 def test_every_feature_is_named_once_and_computed_by_both_paths() -> None:
     features = FeatureSet()
     user = Counters()

@@ -129,6 +129,10 @@ def point_in_time_features(
     last_key: tuple[Any, ...] | None = None
     user_part: dict[str, float] = {}
     context_part: dict[str, float] = {}
+    # An item's part depends on its counters and the moment alone: candidate lists recalled
+    # at one cut-off share the moment, and each item's part is computed once for all.
+    item_parts: dict[str, dict[str, float]] = {}
+    parts_at: float | None = None
     for index in order:
         row = rows[index]
         served = row["served_at"].timestamp()
@@ -136,6 +140,10 @@ def point_in_time_features(
         while pending is not None and pending["feature_ts"] < served:
             _apply(pending, metas, users, items_state, sessions)
             pending = next(stream, None)
+            parts_at = None
+        if served != parts_at:
+            item_parts.clear()
+            parts_at = served
         user = users.get(row["user_id"]) or Counters()
         item = items_state.get(row["item_id"]) or Counters()
         meta = metas.get(row["item_id"])
@@ -146,10 +154,13 @@ def point_in_time_features(
             last_key = key
             user_part = features.user_part(user, served)
             context_part = FeatureSet.context_part(served, row["device"], row["surface"])
+        item_part = item_parts.get(row["item_id"])
+        if item_part is None:
+            item_part = item_parts[row["item_id"]] = features.item_part(item, meta, served)
         values[index] = features.row(
             features.named(
                 user_part=user_part,
-                item_part=features.item_part(item, meta, served),
+                item_part=item_part,
                 context_part=context_part,
                 user=user,
                 item_id=row["item_id"],

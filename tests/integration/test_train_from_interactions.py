@@ -123,9 +123,15 @@ def test_an_imported_history_trains_a_ranker_from_its_interactions(
     assert candidates["positives"]["train"] >= 30
     assert 0.2 < candidates["candidate_recall"] <= 1.0
     assert report["objective"] == "lambdarank"
+    # Cross-fitted: every user's list is scored by the ranker of its fold, fitted without
+    # that fold's users, and the gate judges them all, not the test fifth alone.
+    crossed = report["cross_fit"]
+    assert crossed["folds"] == 5
+    assert len(crossed["per_fold"]) == 5
+    assert sum(f["test_users"] for f in crossed["per_fold"]) == candidates["cases"]
     gate = report["gate"]
     assert gate["measure"] == "interactions"
-    assert gate["lists"]["interactions"] >= 20
+    assert gate["lists"]["interactions"] > 0.5 * candidates["cases"]
     # Every alternative was measured on the same lists; what serves is the blend, or the
     # best of them when it beats the blend for sure, and the reason says which.
     figures = {name: f["interactions"] for name, f in gate["figures"].items()}
@@ -139,6 +145,34 @@ def test_an_imported_history_trains_a_ranker_from_its_interactions(
         (settings.resolved_model_dir() / "default" / version / "ranker" / "ranker.json").read_text()
     )
     assert saved["serve"] == gate["serve"]
+
+
+def test_with_one_fold_the_users_are_split_once_and_the_gate_judges_the_test_part(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        train=TrainSettings(
+            sources=[TrainSourceConfig(name="covisitation")],
+            ranker=RankerTrainSettings(min_positives=5, cross_fit_folds=1),
+            validation_fraction=0.2,
+        ),
+        surfaces={"home": HOME},
+    )
+    store = prepare_store(settings)
+    ensure_dev_key(store, tmp_path)
+    items, events = _history()
+    store.catalog.upsert_items("default", items, END - timedelta(days=90))
+    store.events.append(events)
+    try:
+        result = train(settings, store, now=END + timedelta(days=1))
+    finally:
+        store.close()
+    report = result.ranker.report
+    assert report["cross_fit"] == {"folds": 1, "why": "train.ranker.cross_fit_folds is 1"}
+    assert report["rows"]["test"] == report["candidates"]["rows"]["test"] > 0
+    cases = report["candidates"]["cases"]
+    assert 20 <= report["gate"]["lists"]["interactions"] < 0.35 * cases
 
 
 def test_the_service_serves_the_gates_choice_and_it_is_no_fallback(

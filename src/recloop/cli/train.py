@@ -32,6 +32,11 @@ def _print_ranker(fitted: RankerFit) -> None:
         return
     report = fitted.report
     nan = float("nan")
+    crossed = report.get("cross_fit", {})
+    tested = report["rows"].get("test", 0)
+    title = f"learned ranker (test part, {tested:,} impressions)"
+    if crossed.get("per_fold") and not tested:
+        title = "learned ranker (fitted on every fold's users; out-of-fold figures below)"
     table = Table(
         "head",
         Column("rounds", justify="right"),
@@ -39,7 +44,7 @@ def _print_ranker(fitted: RankerFit) -> None:
         Column("log loss", justify="right"),
         Column("ECE raw → calibrated", justify="right"),
         "top features (share of gain)",
-        title=f"learned ranker (test part, {report['rows'].get('test', 0):,} impressions)",
+        title=title,
     )
     for name, head in report["heads"].items():
         test = head.get("test", {})
@@ -57,6 +62,21 @@ def _print_ranker(fitted: RankerFit) -> None:
         console.print(
             f"NDCG@10 within served lists ({label}, {ndcg['lists']} lists): ranker "
             f"{ndcg['ranker']:.4f}, served order {ndcg['logged']:.4f}",
+            soft_wrap=True,
+        )
+    if crossed.get("per_fold"):
+        console.print(
+            f"cross-fitted over {crossed['folds']} folds of users in {crossed['seconds']:.1f} s "
+            f"({crossed['why']}); each fold's lists scored by a ranker fitted without them:",
+            soft_wrap=True,
+        )
+    for fold in crossed.get("per_fold", []):
+        heads = ", ".join(
+            f"{name} {head['rounds']} rounds, AUC {head.get('auc', nan):.3f}"
+            for name, head in fold["heads"].items()
+        )
+        console.print(
+            f"  fold {fold['fold']}, {fold['test_users']} users: {heads or fold.get('skipped')}",
             soft_wrap=True,
         )
 

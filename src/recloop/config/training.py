@@ -169,6 +169,24 @@ class RankerTrainSettings(Section):
         description="Served impressions weigh 1 / propensity, clipped at this; the report "
         "says how much weight clipping removed.",
     )
+    cross_fit_folds: int = Field(
+        default=5,
+        ge=1,
+        description="Cross-fit the ranker over this many folds of users (by a stable hash of "
+        "the user id): each fold's candidate lists are scored by a ranker fitted on the "
+        "other folds' users, so the gate judges every user's list, not the test fifth, and "
+        "the ranker that serves learns from every user but an early-stopping share. 1: no "
+        "cross-fitting (users split once into train, validation and test).",
+    )
+    cross_fit_below_lists: int = Field(
+        default=500,
+        ge=0,
+        description="Cross-fit only while the test part would hold fewer lists than this "
+        "(candidate lists of test users and served lists of the latest slice with a click): "
+        "past it the gate has lists enough to judge, and fitting folds + 1 rankers on every "
+        "user's whole candidate list would cost time and memory for less (500: histories of "
+        "up to about 2,500 users are cross-fitted).",
+    )
     gate: bool = Field(
         default=True,
         description="Judge what serves on the latest data: the sources' blend, unless the "

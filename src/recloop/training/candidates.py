@@ -15,6 +15,11 @@ retrieval found, and adding what it missed would teach it a world it never sees.
 are split by user into train, validation and test parts; train and validation keep every
 positive and a sample of the negatives (the rate is reported), test keeps every candidate,
 so that the gate compares orderings of the lists serving would rank.
+
+Cross-fitted (``CandidateRowsConfig.folds`` above 1), every case keeps every candidate, a
+``sampled`` column marks the rows it trains on (every positive and the same sample of
+negatives), and a ``fold`` column its user's fold; there is no test part, and the parts
+are the train and validation (early-stopping) shares of users.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class CandidateRowsConfig:
 
     max_negatives: int = 100  # per train or validation case; test cases keep every candidate
     seed: int = 0
+    #: Above 1: every case keeps every candidate and is marked with its user's fold of this
+    #: many (``fold_of``); the parts are then train and validation only (``stopping_part_of``).
+    folds: int = 1
 
 
 @dataclass(frozen=True)
@@ -64,15 +72,33 @@ class CandidateRows:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def _point(user_id: str, salt: bytes = b"") -> float:
+    """A stable point in [0, 1) for a user id (a different one for each ``salt``)."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=8, salt=salt).digest()
+    return int.from_bytes(digest, "little") / 2.0**64
+
+
 def part_of(user_id: str) -> str:
     """The part a user's case belongs to, by a stable hash of the user id."""
-    digest = hashlib.blake2b(user_id.encode(), digest_size=8).digest()
-    point = int.from_bytes(digest, "little") / 2.0**64
+    point = _point(user_id)
     if point < TEST_SHARE:
         return "test"
     if point < TEST_SHARE + VALIDATION_SHARE:
         return "validation"
     return "train"
+
+
+def fold_of(user_id: str, folds: int) -> int:
+    """The fold of ``folds`` a user belongs to, by the same hash as ``part_of`` (with five
+    folds, fold 0 is the users ``part_of`` puts in test)."""
+    return min(int(_point(user_id) * folds), folds - 1)
+
+
+def stopping_part_of(user_id: str) -> str:
+    """Cross-fitted, the part a user's case belongs to: ``validation`` (early stopping and
+    calibration, for whichever model trains on the user's fold) for ``VALIDATION_SHARE`` of
+    users, by a hash independent of the fold's; else ``train``."""
+    return "validation" if _point(user_id, b"stopping") < VALIDATION_SHARE else "train"
 
 
 def popularity_at(
@@ -200,13 +226,21 @@ def candidate_rows(
         positive = np.array([c.item_id in case.relevant for c in merged])
         recalled_positive += int(positive.sum())
         relevant_total += len(case.relevant)
-        part = part_of(case.user_id)
+        crossed = config.folds > 1
+        part = stopping_part_of(case.user_id) if crossed else part_of(case.user_id)
         keep = np.arange(len(merged))
+        sampled = np.ones(len(merged), dtype=bool)
         negatives = np.flatnonzero(~positive)
         if part != "test" and len(negatives) > config.max_negatives:
             chosen = rng.choice(negatives, config.max_negatives, replace=False)
             sampled_out += len(negatives) - config.max_negatives
             keep = np.sort(np.concatenate([np.flatnonzero(positive), chosen]))
+            if crossed:
+                # Every candidate is scored out of fold; the sample alone is trained on.
+                sampled[:] = False
+                sampled[keep] = True
+                keep = np.arange(len(merged))
+        fold = fold_of(case.user_id, config.folds) if crossed else None
         for row in keep.tolist():
             candidate = merged[row]
             values = scores.values[row]
@@ -229,12 +263,17 @@ def candidate_rows(
             columns["label"].append(int((case.user_id, candidate.item_id) in satisfied))
             columns["relevant_count"].append(len(case.relevant))
             columns["part"].append(part)
+            columns["sampled"].append(bool(sampled[row]))
+            columns["fold"].append(fold)
     table = pa.table(
         {name: pa.array(values, type=_COLUMNS[name]) for name, values in columns.items()}
     )
+    if config.folds <= 1:
+        table = table.drop_columns(["sampled", "fold"])
+    kept = ("train", "validation") if config.folds > 1 else ("train", "validation", "test")
     parts = {
         name: table.filter(pc.equal(table.column("part"), name)).drop_columns(["part"])
-        for name in ("train", "validation", "test")
+        for name in kept
     }
     report = {
         "surface": surface_name,
@@ -244,6 +283,17 @@ def candidate_rows(
             name: int(pc.sum(part.column("label_click")).as_py() or 0)
             for name, part in parts.items()
         },
+        **(
+            {
+                "folds": config.folds,
+                "sampled_rows": {
+                    name: int(pc.sum(part.column("sampled")).as_py() or 0)
+                    for name, part in parts.items()
+                },
+            }
+            if config.folds > 1
+            else {}
+        ),
         # The share of what users did next that retrieval found: the ranker's ceiling.
         "candidate_recall": recalled_positive / relevant_total if relevant_total else 0.0,
         "negatives_sampled_out": sampled_out,
@@ -268,4 +318,6 @@ _COLUMNS: dict[str, pa.DataType] = {
     "label": pa.int64(),
     "relevant_count": pa.int64(),
     "part": pa.string(),
+    "sampled": pa.bool_(),
+    "fold": pa.int32(),
 }

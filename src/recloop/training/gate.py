@@ -292,6 +292,26 @@ def row_scores(rankers: Mapping[str, Ranker], table: pa.Table) -> dict[str, np.n
     return {name: ranker.score(matrix, ctx).combined for name, ranker in rankers.items()}
 
 
+def out_of_fold_scores(
+    models: Sequence[RankerModel | None],
+    fold: np.ndarray,
+    table: pa.Table,
+    sources: Sequence[str],
+    config: LearnedRankerConfig,
+) -> np.ndarray:
+    """The learned ranker's score of each row by the model of its fold (``models[fold]``,
+    fitted without that fold's users), as the serving code scores them; NaN in the rows of
+    a fold without a model."""
+    out = np.full(table.num_rows, np.nan)
+    for k, model in enumerate(models):
+        rows = np.flatnonzero(fold == k)
+        if model is None or not len(rows):
+            continue
+        ranker = alternatives(model, None, sources, config)[LEARNED]
+        out[rows] = row_scores({LEARNED: ranker}, table.take(rows))[LEARNED]
+    return out
+
+
 def list_values(
     rankers: Mapping[str, Ranker],
     *,

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recloop.config import Settings, SurfaceConfig, TrainSourceConfig
+from recloop.config import RankerTrainSettings, Settings, SurfaceConfig, TrainSourceConfig
 from recloop.data.cleaning import clean_events
 from recloop.data.interactions import retrieval_data
 from recloop.data.snapshots import Snapshot, open_snapshot, take_snapshot
@@ -32,7 +33,7 @@ from recloop.evaluation.retrieval_metrics import round_robin_merge
 from recloop.experiments.assignment import variant_surfaces
 from recloop.features.bandit_context import EVIDENCE_FILE
 from recloop.features.definitions import FEATURE_NAMES
-from recloop.ranking.learned import RANKER_DIR, LearnedRankerConfig, RankerModel
+from recloop.ranking.learned import LEARNED, RANKER_DIR, LearnedRankerConfig, RankerModel
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.retrieval.interactions import TrainingData
 from recloop.retrieval.models import RetrievalModel
@@ -42,10 +43,20 @@ from recloop.training.candidates import (
     CandidateRowsConfig,
     candidate_rows,
     held_out_mask,
+    part_of,
     popularity_at,
     satisfied_pairs,
 )
-from recloop.training.gate import PREVIOUS, GateResult, alternatives, examination_curve, judge
+from recloop.training.crossfit import FOLD, CrossFit, cross_fit
+from recloop.training.gate import (
+    PREVIOUS,
+    GateResult,
+    alternatives,
+    decide,
+    examination_curve,
+    list_values,
+    out_of_fold_scores,
+)
 from recloop.training.linucb import LinUCBFit, fit_linucb
 from recloop.training.ranker import (
     DEFAULT_FEATURES,
@@ -299,6 +310,10 @@ def _train_ranker(
     (weighted by inverse propensity), and the candidates the surface's sources recall for
     users before the validation cut-off, labelled by what they did next. Either alone is
     enough; an imported history has only the second. The gate then decides what serves.
+
+    While the test part would hold fewer than ``cross_fit_below_lists`` lists, the ranker is
+    cross-fitted over ``cross_fit_folds`` folds of users (``training.crossfit``): the gate
+    judges every user's candidate list, scored out of fold.
     """
     config = settings.train.ranker
     # The impressions' training set is the costly part: built for the ranker, or for a
@@ -332,14 +347,21 @@ def _train_ranker(
     surface_name, surface = _ranked_surface(settings)
     report: dict[str, Any] = {"surface": surface_name}
     candidates: dict[str, pa.Table] = {}
+    folds = 1
     if config.from_interactions and surface is not None and validation.cases:
+        folds, report["cross_fit"] = _folds(config, impressions, validation)
         progress("candidates", 0, len(validation.cases))
         candidates, report["candidates"] = _candidate_rows(
-            settings, snapshot, surface_name, surface, events, validation, validation_models
+            settings, snapshot, surface_name, surface, events, validation, validation_models, folds
         )
         progress("candidates", len(validation.cases), None)
     elif not validation.cases:
         report["candidates"] = {"skipped": "no validation users (too little history)"}
+    lists: pa.Table | None = None
+    if folds > 1 and any(p.num_rows for p in candidates.values()):
+        # Every candidate of every user is scored out of fold; the sample is trained on.
+        lists = _kept(pa.concat_tables(candidates.values()))
+        candidates = {n: p.filter(p.column("sampled")) for n, p in candidates.items()}
     parts, report["ips"] = _combined_parts(impressions, candidates, config.ips_clip)
     if not any(part.num_rows for part in parts.values()):
         why = [no_impressions or "no labelled impressions"]
@@ -348,16 +370,42 @@ def _train_ranker(
             + str(report.get("candidates", {}).get("skipped", "train.ranker.from_interactions"))
         )
         return RankerFit(None, report, "; ".join(why)), linucb
+    ranking = any(p.num_rows for p in candidates.values())
+    crossed: CrossFit | None = None
+    if lists is not None:
+        progress("ranker folds", 0, folds)
+        with_lists, scored_by = with_source_scores({**parts, "lists": lists})
+        lists = with_lists.pop("lists")
+        parts = with_lists
+        crossed = cross_fit(
+            parts,
+            lists,
+            config,
+            folds,
+            version=version,
+            features=(*DEFAULT_FEATURES, *scored_by),
+            ranking=ranking,
+            on_fold=lambda k: progress("ranker folds", 1, None),
+        )
+    else:
+        parts, scored_by = with_source_scores(parts)
     progress("ranker", 0, len(config.heads))
-    parts, scored_by = with_source_scores(parts)
+    # Cross-fitted, the ranker that serves is fitted as each fold's was, on every fold's
+    # users: early stopping and calibration keep the early-stopping share, so the rounds
+    # and the calibrator are its own, each from users it did not fit (taking the folds'
+    # median rounds would fit on that share too, but calibrate on other models' scores).
     fitted = fit_ranker(
         parts,
         config,
         version=version,
         features=(*DEFAULT_FEATURES, *scored_by),
-        ranking=any(p.num_rows for p in candidates.values()),
+        ranking=ranking,
         on_head=lambda name: progress("ranker", 1, None),
     )
+    if crossed is not None:
+        report["cross_fit"] = {**report["cross_fit"], **crossed.report}
+        # The serving model has no held-out candidate lists; the folds' are out of fold.
+        fitted.report["summary"] = {**crossed.report["summary"], **fitted.report["summary"]}
     fitted.report.update(report)
     if no_impressions:
         fitted.report["impressions"] = no_impressions
@@ -366,7 +414,7 @@ def _train_ranker(
     if fitted.model is not None and surface is not None:
         model = fitted.model
         if config.gate:
-            gate = _gate(model, previous, surface, parts["test"])
+            gate = _gate(model, previous, surface, parts["test"], crossed)
             fitted.report["gate"] = gate.as_dict()
             if gate.serve == PREVIOUS and previous is not None:
                 model = previous
@@ -396,8 +444,10 @@ def _candidate_rows(
     events: pa.Table,
     validation: Validation,
     models: Mapping[str, RetrievalModel],
+    folds: int = 1,
 ) -> tuple[dict[str, pa.Table], dict[str, Any]]:
-    """Candidate lists recalled at the validation cut-off, labelled and featurized."""
+    """Candidate lists recalled at the validation cut-off, labelled and featurized (with
+    every candidate kept and each row's fold, over ``folds`` above 1)."""
     config = settings.train.ranker
     cutoff = datetime.fromtimestamp(validation.cutoff_ts, UTC)
     items = snapshot.table("items")
@@ -424,7 +474,7 @@ def _candidate_rows(
         popularity,
         validation.cases[: config.max_cases],
         satisfied,
-        CandidateRowsConfig(max_negatives=config.max_negatives),
+        CandidateRowsConfig(max_negatives=config.max_negatives, folds=folds),
     )
     marked = [
         part.append_column("part", pa.array([name] * part.num_rows, pa.string()))
@@ -436,6 +486,39 @@ def _candidate_rows(
         for name in rows.parts
     }
     return parts, rows.report
+
+
+def _folds(
+    config: RankerTrainSettings, impressions: Mapping[str, pa.Table], validation: Validation
+) -> tuple[int, dict[str, Any]]:
+    """How many folds to cross-fit the ranker over (1: none), and why.
+
+    Cross-fitting pays while the test part is small: its candidate lists (the validation
+    users ``part_of`` puts in test) and the latest slice's served lists with a click.
+    """
+    cases = validation.cases[: config.max_cases]
+    test_lists = sum(part_of(case.user_id) == "test" for case in cases)
+    served = impressions.get("test")
+    if served is not None and served.num_rows:
+        clicked = served.filter(pc.greater(served.column("label_click"), 0))
+        test_lists += len(pc.unique(clicked.column("request_id")))
+    if config.cross_fit_folds <= 1:
+        return 1, {"folds": 1, "why": "train.ranker.cross_fit_folds is 1"}
+    if test_lists >= config.cross_fit_below_lists:
+        return 1, {
+            "folds": 1,
+            "why": f"the test part holds {test_lists} lists, at least "
+            f"train.ranker.cross_fit_below_lists ({config.cross_fit_below_lists})",
+        }
+    return config.cross_fit_folds, {
+        "why": f"the test part would hold {test_lists} lists, fewer than "
+        f"train.ranker.cross_fit_below_lists ({config.cross_fit_below_lists})",
+    }
+
+
+def _kept(table: pa.Table) -> pa.Table:
+    """A ranker row's columns (``_KEEP``) and its fold."""
+    return table.select([c for c in table.column_names if c in _KEEP or c == FOLD])
 
 
 def _combined_parts(
@@ -452,7 +535,7 @@ def _combined_parts(
         if name in candidates and candidates[name].num_rows:
             table = candidates[name]
             table = table.append_column("weight", pa.array([1.0] * table.num_rows, pa.float64()))
-            tables.append(table.select([c for c in table.column_names if c in _KEEP]))
+            tables.append(_kept(table))
         parts[name] = (
             pa.concat_tables(tables, promote_options="permissive") if tables else _EMPTY_PART
         )
@@ -495,9 +578,18 @@ _EMPTY_PART = pa.table(
 
 
 def _gate(
-    model: RankerModel, previous: RankerModel | None, surface: SurfaceConfig, test: pa.Table
+    model: RankerModel,
+    previous: RankerModel | None,
+    surface: SurfaceConfig,
+    test: pa.Table,
+    crossed: CrossFit | None = None,
 ) -> GateResult:
-    """What serves: the learned ranker, or the ordering that beat it on the test part."""
+    """What serves: the learned ranker, or the ordering that beat it on the test part.
+
+    Cross-fitted, the candidate lists are every user's, the learned ranker's scores of each
+    fold's lists those of the fold's model; a fold without a model leaves its lists out
+    for every alternative. The other alternatives do not depend on the fold.
+    """
     config = LearnedRankerConfig.model_validate(surface.ranker.params)
     sources = [slot.name for slot in surface.sources]
     has_candidates = "relevant_count" in test.column_names
@@ -507,12 +599,24 @@ def _gate(
         else pa.array([False] * test.num_rows)
     )
     logged = test.filter(pc.invert(is_candidate))
-    return judge(
-        alternatives(model, previous, sources, config),
-        candidates=test.filter(is_candidate) if has_candidates else None,
-        logged=logged,
-        weights=config.weights,
-        examination=examination_curve(model, logged),
+    candidates = test.filter(is_candidate) if has_candidates else None
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    if crossed is not None:
+        out_of_fold = out_of_fold_scores(
+            crossed.models, crossed.fold, crossed.lists, sources, config
+        )
+        scored = ~np.isnan(out_of_fold)
+        candidates = crossed.lists.filter(pa.array(scored))
+        scores["interactions"] = {LEARNED: out_of_fold[scored]}
+    return decide(
+        list_values(
+            alternatives(model, previous, sources, config),
+            candidates=candidates,
+            logged=logged,
+            weights=config.weights,
+            examination=examination_curve(model, logged),
+            scores=scores,
+        )
     )
 
 

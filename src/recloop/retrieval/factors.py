@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -128,14 +128,24 @@ class _FactorModel:
             for (item_id, score), b in zip(found, best, strict=True)
         ]
 
+    def forget_users(self, user_ids: Collection[str]) -> int:
+        """Drop these users' vectors: they are folded in from their history like new users.
+        The mapping is swapped whole, so a request reads the old one or the new one."""
+        gone = set(user_ids) & self._users.keys()
+        if gone:
+            self._users = {u: row for u, row in self._users.items() if u not in gone}
+        return len(gone)
+
     def save(self, path: Path) -> None:
-        """Write the factors, ids, hyper-parameters and the vector index."""
-        np.savez(path / "factors.npz", users=self.user_factors_, items=self.item_factors_)
+        """Write the factors, ids, hyper-parameters and the vector index (without the
+        vectors of forgotten users)."""
+        kept = [row for row, user in enumerate(self.user_ids_) if self._users.get(user) == row]
+        np.savez(path / "factors.npz", users=self.user_factors_[kept], items=self.item_factors_)
         if self.index_ is not None:
             (path / "index").mkdir()
             self.index_.save(path / "index")
         (path / "ids.json").write_text(
-            json.dumps({"users": list(self.user_ids_), "items": list(self.item_ids_)})
+            json.dumps({"users": [self.user_ids_[r] for r in kept], "items": list(self.item_ids_)})
         )
         (path / "params.json").write_text(json.dumps(self.params()))
 

@@ -13,7 +13,7 @@ serving all read that list.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
@@ -107,6 +107,16 @@ class RetrievalModel(Protocol):
     def search_space(cls, trial: BaseTrial) -> dict[str, Any]:
         """The hyper-parameters tuning searches, suggested on an Optuna trial
         (define-by-run); the others keep the constructor's defaults."""
+        ...
+
+
+@runtime_checkable
+class KnowsUsers(Protocol):
+    """A model that keeps something learned per user (a trained user vector)."""
+
+    def forget_users(self, user_ids: Collection[str]) -> int:
+        """Drop what was learned of these users, in memory and in what ``save`` writes next:
+        they are answered as users the model never saw. Returns how many it knew."""
         ...
 
 

@@ -16,7 +16,7 @@ so loading a saved model and recalling need numpy only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -410,19 +410,31 @@ class TwoTowerModel:
 
     # ---------------------------------------------------------------------------- artifacts
 
+    def forget_users(self, user_ids: Collection[str]) -> int:
+        """Drop these users' embeddings: they are encoded as an unknown user (row 0). The
+        index is swapped whole, so a request reads the old one or the new one."""
+        gone = set(user_ids) & self._user_index.keys()
+        if gone:
+            self._user_index = {u: i for u, i in self._user_index.items() if u not in gone}
+        return len(gone)
+
     def save(self, path: Path) -> None:
-        """Write the numpy arrays (``two_tower.npz``) and params and vocabularies (JSON)."""
+        """Write the numpy arrays (``two_tower.npz``) and params and vocabularies (JSON),
+        without the embeddings of forgotten users."""
         self._require_fitted()
+        kept = [i for i, user in enumerate(self._user_ids) if self._user_index.get(user) == i]
+        weights = dict(self._weights)
+        weights["user_emb"] = self._weights["user_emb"][[0, *(i + 1 for i in kept)]]
         meta = {
             "kind": self.kind,
             "format": _FORMAT,
             "params": self.params(),
-            "user_ids": list(self._user_ids),
+            "user_ids": [self._user_ids[i] for i in kept],
             "item_ids": list(self._item_ids),
             "devices": list(self._devices),
             "categories": list(self._categories),
         }
-        arrays = {"item_vectors": self._items, **self._weights}
+        arrays = {"item_vectors": self._items, **weights}
         save_model_files(path, _FILES, arrays, meta, self._index)
 
     @classmethod

@@ -35,6 +35,7 @@ from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
 from recloop.runtime.leadership import Leadership, SoleProcess
 from recloop.serving.components import Resources
+from recloop.serving.deletions import DeletionFollower
 from recloop.serving.model_loader import ModelLoader
 from recloop.serving.pipeline import Pipeline
 from recloop.serving.recommender import Recommender
@@ -83,6 +84,9 @@ class Runtime:
     suggest_tasks: tuple[PeriodicTask, ...] = ()  # its cold state, blocklists and live overlay
     # Whether this process runs the work that runs once (one of several workers may not).
     leadership: Leadership = field(default_factory=SoleProcess)
+    # Applies user deletions to what this process holds; stepped by ``deletions_task``.
+    deletions: DeletionFollower | None = None
+    deletions_task: PeriodicTask | None = None
 
     def catalog_changed(self) -> None:
         """Fold catalog writes this process has just committed into its in-memory views
@@ -107,6 +111,8 @@ class Runtime:
             self.shadows.close()
         for task in self.suggest_tasks:
             task.stop()
+        if self.deletions_task is not None:
+            self.deletions_task.stop()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
@@ -197,6 +203,9 @@ def start_runtime(
     }
     pinned = {v: (ModelIndex(), RankerModels()) for v in sorted(set(pinned_by_pipeline.values()))}
     suggestion_models = SuggestionModels()
+    deletions = DeletionFollower(
+        store.audit, online, [models, *(index for index, _ in pinned.values())]
+    )
     model_loader = ModelLoader(
         ModelRegistry(settings.resolved_model_dir()),
         models,
@@ -205,6 +214,7 @@ def start_runtime(
         rankers=rankers,
         pinned=pinned,
         suggestions=suggestion_models,
+        forgotten=deletions.forgotten,
     )
     resources = Resources(
         index,
@@ -311,6 +321,15 @@ def start_runtime(
     request_executor = ThreadPoolExecutor(
         settings.serving.request_threads, thread_name_prefix="recloop-request"
     )
+    deletions.on_users = recommender.forget_users
+    deletions.step()  # users deleted before this process started are forgotten before it serves
+    deletions_task = PeriodicTask(
+        "deletions",
+        deletions.step,
+        settings.serving.popularity_refresh_s,
+        on_error=metrics.refresh_errors.inc,
+    )
+    deletions_task.start()
     guard, guard_task = _guard(settings, store, assigner, metrics, clock, leadership)
     suggester, suggest_tasks = _suggester(
         settings,
@@ -345,6 +364,8 @@ def start_runtime(
         suggester,
         suggest_tasks,
         leadership,
+        deletions,
+        deletions_task,
     )
 
 

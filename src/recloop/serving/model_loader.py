@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -16,7 +16,7 @@ from recloop.ranking.learned import MANIFEST, RANKER_DIR, RankerModel, RankerMod
 from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 from recloop.retrieval.bundle import ModelBundle, ModelIndex, load_model
 from recloop.retrieval.interactions import item_text
-from recloop.retrieval.models import RetrievalModel
+from recloop.retrieval.models import KnowsUsers, RetrievalModel
 from recloop.store.protocols import Catalog, CatalogCursor
 from recloop.suggest.model import MODEL_DIR as SUGGESTIONS_DIR
 from recloop.suggest.model import SuggestionModel, SuggestionModels
@@ -51,6 +51,7 @@ class ModelLoader:
         pinned: versions kept loaded beside the promoted one (experiment variants that pin
             a version), each with the index and rankers its pipelines read.
         suggestions: where each version's suggestion model is published, if it has one.
+        forgotten: the users of an app deleted so far, whom every loaded version forgets.
     """
 
     def __init__(
@@ -62,7 +63,9 @@ class ModelLoader:
         rankers: RankerModels | None = None,
         pinned: Mapping[str, tuple[ModelIndex, RankerModels]] | None = None,
         suggestions: SuggestionModels | None = None,
+        forgotten: Callable[[str], Collection[str]] | None = None,
     ) -> None:
+        self._forgotten = forgotten
         self._registry = registry
         self._suggestions = suggestions
         self._pinned = dict(pinned or {})
@@ -136,7 +139,10 @@ class ModelLoader:
             if not isinstance(exc, _NothingLoads):  # each source's failure was counted
                 self._on_error()
             return False
+        self._forget(app_id, bundle)
         self._index.publish(app_id, bundle)
+        # Again: a deletion followed while this version loaded reached only the old one.
+        self._forget(app_id, bundle)
         if self._rankers is not None:
             self._rankers.publish(app_id, ranker, evidence)
         if self._suggestions is not None:
@@ -146,6 +152,14 @@ class ModelLoader:
         # Re-read the catalog: items newer than this version's data need adding.
         self._cursor = None
         return True
+
+    def _forget(self, app_id: str, bundle: ModelBundle) -> None:
+        """Drop deleted users from a version written before they were deleted."""
+        users = self._forgotten(app_id) if self._forgotten is not None else ()
+        if users:
+            for model in bundle.models.values():
+                if isinstance(model, KnowsUsers):
+                    model.forget_users(users)
 
     def _damaged(self, app_id: str, version: str, part: str) -> bool:
         """Whether any file of ``part`` (a directory or file of the version) is damaged."""
@@ -170,7 +184,9 @@ class ModelLoader:
                 if loaded.get(app_id) == version or version not in self._registry.versions(app_id):
                     continue
                 try:
-                    index.publish(app_id, self._load(app_id, version))
+                    bundle = self._load(app_id, version)
+                    self._forget(app_id, bundle)
+                    index.publish(app_id, bundle)
                     rankers.publish(
                         app_id,
                         self._load_ranker(app_id, version),

@@ -15,6 +15,8 @@ from recloop.errors import ConfigError, StoreUnavailable, map_errors
 from recloop.store.protocols import (
     ApiKeyRecord,
     AppendResult,
+    Audit,
+    AuditRecord,
     Catalog,
     CatalogChange,
     CatalogCursor,
@@ -26,6 +28,8 @@ from recloop.store.protocols import (
     Users,
 )
 from recloop.store.sql import (
+    USER_DELETE,
+    SqlAudit,
     SqlCatalog,
     SqlEventLog,
     SqlRecommendationLog,
@@ -37,8 +41,11 @@ from recloop.store.sql import (
 )
 
 __all__ = [
+    "USER_DELETE",
     "ApiKeyRecord",
     "AppendResult",
+    "Audit",
+    "AuditRecord",
     "Catalog",
     "CatalogChange",
     "CatalogCursor",
@@ -68,6 +75,7 @@ class Store:
     rec_log: RecommendationLog
     suppressions: Suppressions
     shadow_log: ShadowLog
+    audit: Audit
 
     @property
     def dialect(self) -> str:
@@ -109,4 +117,5 @@ def open_store(url: str) -> Store:
         rec_log=SqlRecommendationLog(engine),
         suppressions=SqlSuppressions(engine),
         shadow_log=SqlShadowLog(engine),
+        audit=SqlAudit(engine),
     )

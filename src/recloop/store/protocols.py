@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from recloop.domain import (
     CatalogEntry,
@@ -143,6 +143,39 @@ class Catalog(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One entry of the audit log: who did what to which subject, and when."""
+
+    seq: int
+    app_id: str
+    at: datetime
+    actor: str  # a key id, or "cli"
+    action: str  # e.g. "user.delete", "item.delete", "model.promote", "key.revoke"
+    subject: str
+    detail: Mapping[str, Any]
+
+
+class Audit(Protocol):
+    """The audit log: deletions and administrative actions, in the order they happened."""
+
+    def record(
+        self,
+        app_id: str,
+        actor: str,
+        action: str,
+        subject: str,
+        now: datetime,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one entry."""
+        ...
+
+    def since(self, after_seq: int, limit: int, action: str | None = None) -> list[AuditRecord]:
+        """Entries with ``seq > after_seq`` in order (of one action when given)."""
+        ...
+
+
 class Users(Protocol):
     """User profiles and the purge of everything stored about a user."""
 
@@ -156,6 +189,13 @@ class Users(Protocol):
 
     def purge_user(self, app_id: str, user_id: str) -> bool:
         """Delete the user with their events, logs and suppressions; False when none existed."""
+        ...
+
+    def forget_user(
+        self, app_id: str, user_id: str, actor: str, now: datetime
+    ) -> tuple[str, ...] | None:
+        """``purge_user`` and its ``user.delete`` audit entry in one transaction; the
+        user's session ids (for what else holds them), or None when nothing was stored."""
         ...
 
     def scan_users(self, app_id: str, after_user_id: str | None, limit: int) -> list[User]:

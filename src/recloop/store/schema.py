@@ -165,6 +165,20 @@ shadow_log = sa.Table(
     sa.Index("ix_shadowlog_app_user", "app_id", "user_id"),
 )
 
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", _seq(), primary_key=True, autoincrement=True),
+    sa.Column("app_id", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    # The key id that acted, or "cli" for a command run on the host.
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("detail", _json(), nullable=False),
+    sa.Index("ix_audit_action_seq", "action", "seq"),
+)
+
 suppressions = sa.Table(
     "suppressions",
     metadata,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +35,7 @@ from recloop.store import schema as t
 from recloop.store.protocols import (
     ApiKeyRecord,
     AppendResult,
+    AuditRecord,
     CatalogChange,
     CatalogCursor,
     SearchRecord,
@@ -437,19 +438,94 @@ class SqlUsers(_SqlRole):
 
     def purge_user(self, app_id: str, user_id: str) -> bool:
         """Delete the user with their events, logs and suppressions; False when none existed."""
-        deleted = 0
         with self._begin() as conn:
-            for table in (t.events, t.recommendation_log, t.shadow_log, t.suppressions, t.users):
-                result = conn.execute(
-                    table.delete().where(table.c.app_id == app_id, table.c.user_id == user_id)
+            return _purge(conn, app_id, user_id) > 0
+
+    def forget_user(
+        self, app_id: str, user_id: str, actor: str, now: datetime
+    ) -> tuple[str, ...] | None:
+        """``purge_user`` and its ``user.delete`` audit entry in one transaction; the
+        user's session ids (for what else holds them), or None when nothing was stored."""
+        c = t.events.c
+        with self._begin() as conn:
+            sessions = tuple(
+                sorted(
+                    conn.execute(
+                        sa.select(c.session_id)
+                        .where(c.app_id == app_id, c.user_id == user_id, c.session_id.is_not(None))
+                        .distinct()
+                    ).scalars()
                 )
-                deleted += result.rowcount
-        return deleted > 0
+            )
+            if _purge(conn, app_id, user_id) == 0:
+                return None
+            conn.execute(
+                t.audit_log.insert().values(
+                    app_id=app_id,
+                    at=now,
+                    actor=actor,
+                    action=USER_DELETE,
+                    subject=user_id,
+                    detail={"sessions": list(sessions)},
+                )
+            )
+        return sessions
 
     def scan_users(self, app_id: str, after_user_id: str | None, limit: int) -> list[User]:
         """A page of the app's users in user_id order after ``after_user_id``."""
         page = self._page(t.users.c.user_id, app_id, after_user_id, limit)
         return [_value(User, row) for row in page]
+
+
+def _purge(conn: Connection, app_id: str, user_id: str) -> int:
+    """Delete everything stored about one user; how many rows went."""
+    deleted = 0
+    for table in (t.events, t.recommendation_log, t.shadow_log, t.suppressions, t.users):
+        result = conn.execute(
+            table.delete().where(table.c.app_id == app_id, table.c.user_id == user_id)
+        )
+        deleted += result.rowcount
+    return deleted
+
+
+#: The audit action of a user's deletion.
+USER_DELETE = "user.delete"
+
+
+class SqlAudit(_SqlRole):
+    """The audit log in SQL."""
+
+    def record(
+        self,
+        app_id: str,
+        actor: str,
+        action: str,
+        subject: str,
+        now: datetime,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one entry."""
+        with self._begin() as conn:
+            conn.execute(
+                t.audit_log.insert().values(
+                    app_id=app_id,
+                    at=now,
+                    actor=actor,
+                    action=action,
+                    subject=subject,
+                    detail=dict(detail or {}),
+                )
+            )
+
+    def since(self, after_seq: int, limit: int, action: str | None = None) -> list[AuditRecord]:
+        """Entries with ``seq > after_seq`` in order (of one action when given)."""
+        c = t.audit_log.c
+        stmt = sa.select(t.audit_log).where(c.seq > after_seq)
+        if action is not None:
+            stmt = stmt.where(c.action == action)
+        with self._read() as conn:
+            rows = conn.execute(stmt.order_by(c.seq).limit(limit))
+            return [_value(AuditRecord, row._mapping) for row in rows]
 
 
 class SqlEventLog(_SqlRole):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from recloop.store.keys import key_id_of
 from tests.integration.api.conftest import Api, error_fields
 
 pytestmark = pytest.mark.integration
@@ -113,3 +114,18 @@ def test_attributes_with_an_integer_json_cannot_hold_are_422_not_500(
 
     assert response.status_code == 422
     assert error_fields(response) == ["attributes"]
+
+
+def test_delete_is_audited_with_the_key_that_asked_and_forgotten_at_once(
+    client: TestClient, api: Api, dev_key: str
+) -> None:
+    api.post_events([{"userId": "u1", "itemId": "i1", "eventType": "click", "sessionId": "s1"}])
+    runtime = api.runtime
+    assert runtime.deletions is not None
+
+    assert client.delete("/api/users/u1").status_code == 204
+
+    [entry] = runtime.store.audit.since(0, 10)
+    assert (entry.action, entry.subject, entry.actor) == ("user.delete", "u1", key_id_of(dev_key))
+    assert entry.detail == {"sessions": ["s1"]}
+    assert runtime.deletions.forgotten("default") == {"u1"}  # applied before the 204

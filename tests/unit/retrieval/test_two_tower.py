@@ -187,6 +187,26 @@ def test_save_and_load_recall_the_same(world: World, model: TwoTowerModel, tmp_p
         np.testing.assert_array_equal(loaded.user_vector(query), model.user_vector(query))
 
 
+def test_a_forgotten_user_is_encoded_as_a_stranger_and_not_saved(
+    world: World, tmp_path: Path
+) -> None:
+    """Pins: forgetting a user answers them as an unknown user with the same history, now and
+    after save and load; the others' answers do not change."""
+    model = fit(world.data)
+    gone, kept = query_for(world, "u001"), query_for(world, "u000")
+    stranger = RecallQuery(history=gone.history, now_ts=gone.now_ts)
+    kept_before = model.recall(kept, 25)
+
+    assert model.forget_users(["u001", "nobody"]) == 1
+    model.save(tmp_path)
+    loaded = TwoTowerModel.load(tmp_path)
+
+    for answering in (model, loaded):
+        assert answering.recall(gone, 25) == model.recall(stranger, 25)
+        assert answering.recall(kept, 25) == kept_before
+    assert "u001" not in (tmp_path / "two_tower.json").read_text()
+
+
 def test_load_rejects_another_kind(tmp_path: Path) -> None:
     """Pins: loading a directory that holds another model kind fails loudly."""
     (tmp_path / "two_tower.json").write_text(json.dumps({"kind": "als", "format": 1}))

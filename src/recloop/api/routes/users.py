@@ -57,10 +57,20 @@ async def get_user(user_id: UserIdPath, caller: ServeCaller, runtime: RuntimeDep
 
 @router.delete("/api/users/{userId}", status_code=204, responses=_ERRORS | problem_responses(404))
 async def delete_user(user_id: UserIdPath, caller: AdminCaller, runtime: RuntimeDep) -> Response:
-    """Purge the user: their profile, events, served lists and suppressions."""
-    purge = runtime.store.users.purge_user
-    if not await store_call(
-        runtime.settings.serving.store_timeout_s, purge, caller.app_id, user_id
-    ):
+    """Purge the user: their profile, events, served lists and suppressions, with an audit
+    entry. At once in this process, and within a second in the others, their online features
+    and sessions are deleted and the loaded models drop their vectors."""
+
+    def forget() -> bool:
+        sessions = runtime.store.users.forget_user(
+            caller.app_id, user_id, caller.key_id, datetime.now(UTC)
+        )
+        if sessions is None:
+            return False
+        if runtime.deletions is not None:
+            runtime.deletions.step()
+        return True
+
+    if not await store_call(runtime.settings.serving.store_timeout_s, forget):
         raise NotFound("userId", f"nothing stored for user {user_id!r}")
     return Response(status_code=204)

@@ -1,0 +1,56 @@
+"""``recloop purge``: deleted users removed from snapshots, training sets and model versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from recloop.cli.common import app, console, fail, load_settings
+from recloop.errors import RecloopError
+
+
+@app.command()
+def purge() -> None:
+    """Rewrite snapshots, training sets and saved model versions without the users deleted
+    through the API (the store and the running service forget them at once; these files only
+    when this runs: run it daily, e.g. from cron)."""
+    from recloop.data.purge import deleted_users
+    from recloop.data.purge import purge as purge_files
+    from recloop.registry.artifacts import ModelRegistry
+    from recloop.store.bootstrap import prepare_store
+
+    settings = load_settings()
+    try:
+        store = prepare_store(settings)
+    except RecloopError as exc:
+        raise fail(exc) from exc
+    try:
+        deleted = deleted_users(store.audit)
+        report = purge_files(
+            settings.data_dir, ModelRegistry(settings.resolved_model_dir()), deleted
+        )
+        now = datetime.now(UTC)
+        for app_id in deleted:
+            store.audit.record(
+                app_id,
+                "cli",
+                "purge.run",
+                "files",
+                now,
+                {
+                    "files": len(report.files_rewritten),
+                    "rows": report.rows_removed,
+                    "models": len(report.models_rewritten),
+                },
+            )
+    except RecloopError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    console.print(
+        f"{report.users} deleted users: {report.rows_removed} rows removed from "
+        f"{len(report.files_rewritten)} files, {len(report.models_rewritten)} models rewritten"
+    )
+    for path in [*report.files_rewritten, *report.models_rewritten]:
+        console.print(f"  {path}", soft_wrap=True)
+    for note in report.skipped:
+        console.print(f"  [yellow]skipped[/yellow] {note}", soft_wrap=True)

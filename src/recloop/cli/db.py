@@ -1,6 +1,9 @@
-"""``recloop db``: the durable store's schema."""
+"""``recloop db``: the durable store's schema; ``recloop backup`` and ``recloop restore``."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -48,3 +51,37 @@ def db_current() -> None:
     except RecloopError as exc:
         raise fail(exc) from exc
     store.close()
+
+
+@app.command()
+def backup(
+    target: Annotated[Path, typer.Argument(help="An empty or new directory for the copy.")],
+) -> None:
+    """Copy the embedded store (consistent while the service runs) and the model versions."""
+    from recloop.store.backup import backup as run_backup
+
+    settings = load_settings()
+    try:
+        copied = run_backup(settings.data_dir, settings.resolved_model_dir(), target)
+    except RecloopError as exc:
+        raise fail(exc) from exc
+    console.print(
+        f"backed up {settings.data_dir} to {target}: {copied['pages']} database pages, "
+        f"{copied['model_files']} model files",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A directory written by `recloop backup`.")],
+) -> None:
+    """Put a backup in place of the store of an empty data directory (service stopped)."""
+    from recloop.store.backup import restore as run_restore
+
+    settings = load_settings()
+    try:
+        run_restore(source, settings.data_dir, settings.resolved_model_dir())
+    except RecloopError as exc:
+        raise fail(exc) from exc
+    console.print(f"restored {source} into {settings.data_dir}", soft_wrap=True)

@@ -81,7 +81,7 @@ def test_a_click_on_a_served_item_is_joined_to_the_logged_list(
     }
     clicked = http.post("/api/events", json=click)
     assert clicked.status_code == 202
-    assert clicked.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert clicked.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "conflicts": []}
 
     # The list is in the recommendation log under its requestId...
     runtime.writer.flush()

@@ -51,6 +51,12 @@ class EventsAccepted(CamelModel):
         description="Events whose eventId was already stored (not stored again)."
     )
     rejected: list[RejectedRecord] = Field(description="Refused events, by index, with the reason.")
+    conflicts: list[RejectedRecord] = Field(
+        default_factory=list,
+        description="Events sent with the eventId of a stored event but a different payload, "
+        "by index, naming the fields that differ; the stored event is kept (a client bug: "
+        "two events sharing an id).",
+    )
 
 
 class ItemBatchIn(CamelModel):

@@ -11,6 +11,7 @@ from typing import Any
 from recloop.domain import Event
 from recloop.errors import StoreUnavailable
 from recloop.ingest.validate import Rejection, validate_event
+from recloop.store.protocols import EventLog
 from recloop.store.writer import EventAck, StoreWriter
 
 #: Batches up to this size are validated on the event loop.
@@ -19,11 +20,48 @@ INLINE_VALIDATION_MAX = 64
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """The outcome of one batch: stored, already stored, and refused (by index)."""
+    """The outcome of one batch: stored, already stored (the same event sent again), sent
+    again with a different payload under a stored id (by index), and refused (by index)."""
 
     accepted: int
     duplicates: int
     rejected: tuple[Rejection, ...]
+    conflicts: tuple[Rejection, ...] = ()
+
+
+#: What a retry of an event must repeat (``eventTs`` only when the client stamped both).
+_COMPARED = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "value",
+    "surface",
+    "session_id",
+    "device",
+    "position",
+    "request_id",
+    "context",
+    "query",
+)
+
+
+_CAMEL = {
+    "user_id": "userId",
+    "item_id": "itemId",
+    "event_type": "eventType",
+    "session_id": "sessionId",
+    "request_id": "requestId",
+    "event_ts": "eventTs",
+}
+
+
+def differences(sent: Event, stored: Event) -> list[str]:
+    """The client-given fields in which an event sent again differs from the stored one."""
+    out = [name for name in _COMPARED if getattr(sent, name) != getattr(stored, name)]
+    stamped = sent.event_ts != sent.server_ts and stored.event_ts != stored.server_ts
+    if stamped and sent.event_ts != stored.event_ts:
+        out.append("event_ts")
+    return out
 
 
 class EventIngestor:
@@ -34,6 +72,7 @@ class EventIngestor:
         max_future_skew: how far ahead of the server a client's ``eventTs`` may be.
         ack_timeout_s: how long to wait for the commit before answering 503.
         on_stored: told the app and users of each durably stored batch.
+        events: read for the stored event when an id is sent again (conflicts).
     """
 
     def __init__(
@@ -43,7 +82,9 @@ class EventIngestor:
         max_future_skew: timedelta,
         ack_timeout_s: float,
         on_stored: Callable[[str, set[str]], None] = lambda app_id, users: None,
+        events: EventLog | None = None,
     ) -> None:
+        self._events = events
         self._writer = writer
         self._max_future_skew = max_future_skew
         self._ack_timeout_s = ack_timeout_s
@@ -73,7 +114,9 @@ class EventIngestor:
         """
         good, rejected = self.validate(app_id, raw_events, now)
         ack = self.store(app_id, good)
-        return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))
+        return self._result(
+            app_id, raw_events, good, rejected, ack, self._conflicts(app_id, good, ack)
+        )
 
     def store(self, app_id: str, events: Sequence[Event]) -> EventAck:
         """Durably store events built by the service itself (already valid), blocking.
@@ -100,7 +143,50 @@ class EventIngestor:
         else:
             good, rejected = await asyncio.to_thread(self.validate, app_id, raw_events, now)
         ack = await self.store_async(app_id, good)
-        return IngestResult(ack.accepted, ack.duplicates, tuple(rejected))
+        conflicts = (
+            await asyncio.to_thread(self._conflicts, app_id, good, ack)
+            if ack.duplicate_positions
+            else {}
+        )
+        return self._result(app_id, raw_events, good, rejected, ack, conflicts)
+
+    def _conflicts(self, app_id: str, good: Sequence[Event], ack: EventAck) -> dict[int, list[str]]:
+        """Positions in ``good`` of repeated ids whose payload differs from the stored
+        event's, with the differing fields."""
+        if not ack.duplicate_positions or self._events is None:
+            return {}
+        repeated = {p: good[p] for p in ack.duplicate_positions}
+        stored = self._events.get_events(app_id, {e.event_id for e in repeated.values()})
+        out: dict[int, list[str]] = {}
+        for position, event in repeated.items():
+            kept = stored.get(event.event_id)
+            if kept is not None and (fields := differences(event, kept)):
+                out[position] = fields
+        return out
+
+    @staticmethod
+    def _result(
+        app_id: str,
+        raw_events: Sequence[Any],
+        good: Sequence[Event],
+        rejected: list[Rejection],
+        ack: EventAck,
+        conflicts: dict[int, list[str]],
+    ) -> IngestResult:
+        # Positions in ``good`` back to indexes in the request.
+        refused = {r.index for r in rejected}
+        indexes = [i for i in range(len(raw_events)) if i not in refused]
+        found = tuple(
+            Rejection(
+                indexes[position],
+                "eventId",
+                "already stored with a different "
+                + ", ".join(_CAMEL.get(f, f) for f in fields)
+                + "; the stored event is kept",
+            )
+            for position, fields in sorted(conflicts.items())
+        )
+        return IngestResult(ack.accepted, ack.duplicates - len(found), tuple(rejected), found)
 
     async def store_async(self, app_id: str, events: Sequence[Event]) -> EventAck:
         """``store`` for an event loop: waits for the commit without holding a thread.

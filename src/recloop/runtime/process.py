@@ -295,6 +295,7 @@ def start_runtime(
         max_future_skew=timedelta(seconds=settings.ingest.max_future_skew_s),
         ack_timeout_s=settings.ingest.ack_timeout_s,
         on_stored=recommender.forget_users,
+        events=store.events,
     )
     writer.start()
     shadows.start()

@@ -210,6 +210,10 @@ class EventLog(Protocol):
         """Store events durably in one transaction; repeated ids are stored once."""
         ...
 
+    def get_events(self, app_id: str, event_ids: Collection[str]) -> dict[str, Event]:
+        """The stored events of these ids, by id (absent ids are left out)."""
+        ...
+
     def read_since(self, after_seq: int, limit: int) -> list[EventRecord]:
         """Events of every app with ``seq > after_seq`` in arrival order."""
         ...

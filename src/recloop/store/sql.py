@@ -672,6 +672,19 @@ class SqlEventLog(_SqlRole):
                 for row in conn.execute(_RECENT_SEARCHES, params)
             ]
 
+    def get_events(self, app_id: str, event_ids: Collection[str]) -> dict[str, Event]:
+        """The stored events of these ids, by id (absent ids are left out)."""
+        if not event_ids:
+            return {}
+        c = t.events.c
+        stmt = sa.select(t.events).where(c.app_id == app_id, c.event_id.in_(list(event_ids)))
+        with self._read() as conn:
+            rows = conn.execute(stmt).fetchall()
+        return {
+            row.event_id: _value(Event, row._mapping, event_type=EventType(row.event_type))
+            for row in rows
+        }
+
     def count(self, app_id: str) -> int:
         """How many events the app has."""
         stmt = sa.select(sa.func.count()).select_from(t.events).where(t.events.c.app_id == app_id)

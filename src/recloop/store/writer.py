@@ -34,6 +34,8 @@ class EventAck:
 
     accepted: int
     duplicates: int
+    # Positions (in the submission) of the events whose id was already stored.
+    duplicate_positions: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -230,12 +232,15 @@ class StoreWriter:
         claimed: set[tuple[str, str]] = set()
         for job in jobs:
             accepted = 0
-            for event in job.events:
+            repeated: list[int] = []
+            for position, event in enumerate(job.events):
                 key = (event.app_id, event.event_id)
                 if key in result.inserted_keys and key not in claimed:
                     claimed.add(key)
                     accepted += 1
-            job.done.set_result(EventAck(accepted, len(job.events) - accepted))
+                else:
+                    repeated.append(position)
+            job.done.set_result(EventAck(accepted, len(job.events) - accepted, tuple(repeated)))
 
     def _commit_logs(self, records: list[RecommendationRecord]) -> None:
         written = _append_apart(self._rec_log.append, records, "recommendation log")

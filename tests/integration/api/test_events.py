@@ -44,7 +44,7 @@ def test_a_single_event_is_accepted_and_durable(client: TestClient, api: Api) ->
     )
 
     assert response.status_code == 202
-    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "conflicts": []}
     [stored] = stored_events(api)
     assert stored["event_id"] == "e-1"
     assert (stored["user_id"], stored["item_id"], stored["event_type"]) == ("u1", "i1", "click")
@@ -221,20 +221,48 @@ def test_a_repeated_event_id_is_stored_once_and_counted_as_duplicate(
     first = client.post("/api/events", json=event)
     second = client.post("/api/events", json=event)
 
-    assert first.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert first.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "conflicts": []}
     assert second.status_code == 202
-    assert second.json() == {"accepted": 0, "duplicates": 1, "rejected": []}
+    assert second.json() == {"accepted": 0, "duplicates": 1, "rejected": [], "conflicts": []}
     assert len(stored_events(api)) == 1
 
 
 def test_a_repeated_event_id_within_one_batch_is_stored_once(api: Api) -> None:
     event = {"eventId": "e-1", "userId": "u1", "itemId": "i1", "eventType": "click"}
 
-    body = api.post_events([event, {**event, "eventType": "like"}])
+    body = api.post_events([event, event])
 
     assert (body["accepted"], body["duplicates"]) == (1, 1)
-    [stored] = stored_events(api)
-    assert stored["event_type"] == "click"
+    assert len(stored_events(api)) == 1
+
+
+def test_an_id_sent_again_with_another_payload_is_a_conflict_naming_the_fields(
+    client: TestClient, api: Api
+) -> None:
+    event = {"eventId": "e-1", "userId": "u1", "itemId": "i1", "eventType": "click"}
+    client.post("/api/events", json=event)
+
+    batch = client.post(
+        "/api/events",
+        json={"events": [{**event, "eventId": "e-2"}, {**event, "eventType": "like"}]},
+    )
+    alone = client.post("/api/events", json={**event, "itemId": "i2", "eventTs": 1714564800})
+    retry = client.post("/api/events", json=event)  # the same payload: a duplicate
+
+    assert batch.status_code == 202
+    assert batch.json()["accepted"] == 1
+    assert batch.json()["duplicates"] == 0
+    [conflict] = batch.json()["conflicts"]
+    assert (conflict["index"], conflict["field"]) == (1, "eventId")
+    assert "different eventType" in conflict["reason"]
+    assert alone.status_code == 409
+    assert alone.json()["errors"][0]["field"] == "eventId"
+    assert "different itemId" in alone.json()["detail"]
+    assert retry.json()["duplicates"] == 1
+    assert retry.json()["conflicts"] == []
+    stored = {e["event_id"]: e for e in stored_events(api)}
+    assert stored["e-1"]["event_type"] == "click"  # the first one is kept
+    assert stored["e-1"]["item_id"] == "i1"
 
 
 def test_an_event_far_in_the_future_is_422_naming_event_ts(client: TestClient, api: Api) -> None:

@@ -168,7 +168,7 @@ def test_concurrent_submissions_each_get_their_own_ack(writer: StoreWriter, stor
     with ThreadPoolExecutor(threads) as pool:
         acks = list(pool.map(submit, range(threads)))
 
-    assert acks == [EventAck(accepted=5, duplicates=2)] * threads
+    assert acks == [EventAck(accepted=5, duplicates=2, duplicate_positions=(5, 6))] * threads
     assert store.events.count(APP) == threads * 6
     expected = {f"pre-{n}" for n in range(threads)} | {
         f"t{n}-{k}" for n in range(threads) for k in range(5)
@@ -194,7 +194,7 @@ def test_one_id_sent_by_two_submissions_of_a_group_is_accepted_once(
 
     # Both submissions went to the store as one merged batch.
     assert fake_events.batches[1] == ["dup", "b", "dup", "c"]
-    assert acks == [EventAck(accepted=2, duplicates=0), EventAck(accepted=1, duplicates=1)]
+    assert acks == [EventAck(2, 0), EventAck(accepted=1, duplicates=1, duplicate_positions=(0,))]
     assert stored_event_ids(store) == ["b", "blocker", "c", "dup"]
 
 

@@ -35,7 +35,7 @@ def _events_of(body: Any, max_batch: int) -> list[Any]:
     "/api/events",
     status_code=202,
     response_model=EventsAccepted,
-    responses=problem_responses(401, 403, 413, 422, 503),
+    responses=problem_responses(401, 403, 409, 413, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -56,7 +56,9 @@ async def post_events(request: Request, caller: IngestCaller, runtime: RuntimeDe
     """Store events. Each is validated alone: good ones are stored, bad ones listed by index.
 
     An accepted event is on disk before this answers. A repeated ``eventId`` is acknowledged
-    as a duplicate and stored once; send your own ``eventId`` to make retries safe.
+    as a duplicate and stored once; send your own ``eventId`` to make retries safe. An id sent
+    again with a different payload is listed in ``conflicts`` (409 when nothing else of the
+    request was stored): the stored event is kept.
     """
     now = runtime.clock()
     # Bounded by the app's body guard (ingest.max_batch_body_bytes), read after the key.
@@ -71,21 +73,28 @@ async def post_events(request: Request, caller: IngestCaller, runtime: RuntimeDe
     metrics.labels("accepted").inc(result.accepted)
     metrics.labels("duplicate").inc(result.duplicates)
     metrics.labels("rejected").inc(len(result.rejected))
+    metrics.labels("conflict").inc(len(result.conflicts))
     payload = EventsAccepted(
         accepted=result.accepted,
         duplicates=result.duplicates,
         rejected=[
             RejectedRecord(index=r.index, field=r.field, reason=r.reason) for r in result.rejected
         ],
+        conflicts=[
+            RejectedRecord(index=r.index, field=r.field, reason=r.reason) for r in result.conflicts
+        ],
     ).model_dump(by_alias=True)
-    if result.rejected and result.accepted + result.duplicates == 0:
+    if result.accepted + result.duplicates == 0 and (result.rejected or result.conflicts):
+        # Nothing of the request was (or had been) stored: an error status, so clients see it.
         is_batch = isinstance(body, dict) and "events" in body
+        problems = [*result.rejected, *result.conflicts]
         errors = [
             {"field": f"events[{r.index}].{r.field}" if is_batch else r.field, "rule": r.reason}
-            for r in result.rejected
+            for r in problems
         ]
         detail = f"{errors[0]['field']}: {errors[0]['rule']}"
-        return JSONResponse({"detail": detail, "errors": errors, **payload}, status_code=422)
+        status = 422 if result.rejected else 409
+        return JSONResponse({"detail": detail, "errors": errors, **payload}, status_code=status)
     return payload
 
 

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -74,3 +75,27 @@ def test_no_request_gets_a_server_error(case: Case, running: tuple[FastAPI, str]
     response = case.call(app=app, headers={"Authorization": f"Bearer {key}"})
 
     case.validate_response(response, checks=[not_a_server_error])
+
+
+def test_sequences_of_calls_along_the_links_get_no_server_error(
+    running: tuple[FastAPI, str],
+) -> None:
+    """Stateful: calls chained along the document's links (an item put, then read, then
+    deleted; a user put, then deleted), with the ids the earlier responses returned."""
+    app, key = running
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def call(self, case: Case, **kwargs: Any) -> Any:
+            return case.call(app=app, headers={"Authorization": f"Bearer {key}"})
+
+        def validate_response(self, response: Any, case: Case, **kwargs: Any) -> None:
+            case.validate_response(response, checks=[not_a_server_error])
+
+    Machine.run(
+        settings=settings(
+            max_examples=int(os.environ.get("RECLOOP_FUZZ_STATEFUL_EXAMPLES", "25")),
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )

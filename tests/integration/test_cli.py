@@ -129,6 +129,30 @@ def test_revoked_key_no_longer_verifies(data_dir: Path, store: Store) -> None:
     assert f"no active key '{key_id}'" in flat(twice.stderr)
 
 
+def test_keys_rotate_gives_a_successor_and_keeps_the_old_key_for_the_grace_period(
+    data_dir: Path, store: Store
+) -> None:
+    old = run("keys", "create", "--scopes", "serve,ingest", "--name", "app").stdout.split()[-1]
+    old_id = key_id_of(old)
+    assert old_id is not None
+
+    rotated = run("keys", "rotate", old_id, "--grace-hours", "1")
+
+    assert rotated.exit_code == 0, rotated.output
+    new = rotated.stdout.strip().splitlines()[-1]
+    successor = verify_key(store.tenancy, new)
+    assert successor is not None
+    assert (successor.scopes, successor.name) == (frozenset({Scope.SERVE, Scope.INGEST}), "app")
+    assert verify_key(store.tenancy, old) is not None  # still within its grace period
+    assert store.tenancy.revoked({old_id}) == set()
+    ended = run("keys", "rotate", key_id_of(new) or "", "--grace-hours", "0")
+    assert ended.exit_code == 0, ended.output
+    assert verify_key(store.tenancy, new) is None  # no grace: revoked at once
+    actions = [(e.action, e.subject) for e in store.audit.since(0, 100)]
+    assert ("key.rotate", old_id) in actions
+    assert ("key.create", old_id) in actions
+
+
 def test_import_events_prints_a_summary_and_stores_the_good_rows(
     data_dir: Path, tmp_path: Path, store: Store
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -37,7 +37,7 @@ def keys_create(
 ) -> None:
     """Create an API key and print it on the last line (it cannot be shown again)."""
     from recloop.store.bootstrap import prepare_store
-    from recloop.store.keys import issue_key
+    from recloop.store.keys import issue_key, key_id_of
 
     parsed = _scopes(scopes)
     if not parsed:
@@ -49,6 +49,9 @@ def keys_create(
         if store.tenancy.create_app(app_id, app_id, now):
             err_console.print(f"created app {app_id!r}")
         key = issue_key(store.tenancy, app_id, parsed, now, name=name)
+        store.audit.record(
+            app_id, "cli", "key.create", key_id_of(key) or "", now, {"scopes": sorted(parsed)}
+        )
     except RecloopError as exc:
         raise fail(exc) from exc
     store.close()
@@ -83,8 +86,49 @@ def keys_revoke(
     from recloop.store.bootstrap import prepare_store
 
     store = prepare_store(load_settings())
-    revoked = store.tenancy.revoke_key(key_id, datetime.now(UTC))
+    now = datetime.now(UTC)
+    record = store.tenancy.get_key(key_id)
+    revoked = store.tenancy.revoke_key(key_id, now)
+    if revoked and record is not None:
+        store.audit.record(record.app_id, "cli", "key.revoke", key_id, now)
     store.close()
     if not revoked:
         raise fail(RecloopError(f"no active key {key_id!r}"))
-    console.print(f"revoked {key_id}")
+    console.print(f"revoked {key_id}; running servers refuse it within seconds")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+    grace_hours: Annotated[
+        float, typer.Option(min=0, help="How long the old key keeps working.")
+    ] = 24.0,
+) -> None:
+    """Replace a key: a new one with the same app, scopes and name is printed on the last
+    line; the old one keeps working for the grace period, then is revoked."""
+    from recloop.store.bootstrap import prepare_store
+    from recloop.store.keys import issue_key, key_id_of
+
+    store = prepare_store(load_settings())
+    try:
+        now = datetime.now(UTC)
+        record = store.tenancy.get_key(key_id)
+        if record is None or (record.revoked_at is not None and record.revoked_at <= now):
+            raise RecloopError(f"no active key {key_id!r}")
+        key = issue_key(store.tenancy, record.app_id, record.scopes, now, name=record.name)
+        ends = now + timedelta(hours=grace_hours)
+        store.tenancy.revoke_key(key_id, ends)
+        store.audit.record(
+            record.app_id,
+            "cli",
+            "key.rotate",
+            key_id,
+            now,
+            {"new_key_id": key_id_of(key) or "", "old_key_valid_until": ends.isoformat()},
+        )
+    except RecloopError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    err_console.print(f"{key_id} keeps working until {ends:%Y-%m-%d %H:%M} UTC; its successor:")
+    print(key)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from recloop.cli.common import app, console, fail, load_settings
+from recloop.cli.common import app, console, err_console, fail, load_settings
+from recloop.config import Settings
+from recloop.errors import RecloopError
 
 models_app = typer.Typer(help="Model versions: list them, promote one (or roll back).")
 app.add_typer(models_app, name="models")
@@ -56,9 +59,27 @@ def models_promote(
     within ``serving.model_refresh_s``."""
     from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 
-    registry = ModelRegistry(load_settings().resolved_model_dir())
+    settings = load_settings()
+    registry = ModelRegistry(settings.resolved_model_dir())
     try:
         registry.promote(app_id, version)
     except (FileNotFoundError, DamagedVersion) as exc:
         raise fail(exc) from exc
+    _audit(settings, app_id, "model.promote", version)
     console.print(f"app {app_id!r} now serves model version {version}")
+
+
+def _audit(settings: Settings, app_id: str, action: str, subject: str) -> None:
+    """Record an administrative action in the store's audit log (a store that cannot be
+    opened is said, and the action stands)."""
+    from recloop.store.bootstrap import prepare_store
+
+    try:
+        store = prepare_store(settings)
+    except RecloopError as exc:
+        err_console.print(f"[yellow]not audited[/yellow] ({exc})")
+        return
+    try:
+        store.audit.record(app_id, "cli", action, subject, datetime.now(UTC))
+    finally:
+        store.close()

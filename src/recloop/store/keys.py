@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from recloop.domain import Scope
 from recloop.store.protocols import ApiKeyRecord, Tenancy
@@ -47,12 +47,13 @@ def key_id_of(key: str) -> str | None:
 
 
 def verify_key(tenancy: Tenancy, key: str) -> ApiKeyRecord | None:
-    """The key's record when the key is genuine and not revoked, else None."""
+    """The key's record when the key is genuine and not revoked, else None. A key whose
+    revocation lies ahead (a rotated key in its grace period) is still valid."""
     key_id = key_id_of(key)
     if key_id is None:
         return None
     record = tenancy.get_key(key_id)
-    if record is None or record.revoked_at is not None:
+    if record is None or (record.revoked_at is not None and record.revoked_at <= datetime.now(UTC)):
         return None
     if not hmac.compare_digest(record.key_hash, _hash(key)):
         return None

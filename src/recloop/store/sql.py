@@ -285,12 +285,13 @@ class SqlTenancy(_SqlRole):
             return [_key_from_row(row._mapping) for row in rows]
 
     def revoke_key(self, key_id: str, now: datetime) -> bool:
-        """Revoke a key; returns False when there was no such active key."""
+        """Revoke a key at ``now`` (which may lie ahead: a grace period); False when there
+        was no such active key."""
+        c = t.api_keys.c
+        active = sa.or_(c.revoked_at.is_(None), c.revoked_at > datetime.now(UTC))
         with self._begin() as conn:
             result = conn.execute(
-                t.api_keys.update()
-                .where(t.api_keys.c.key_id == key_id, t.api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=now)
+                t.api_keys.update().where(c.key_id == key_id, active).values(revoked_at=now)
             )
         return result.rowcount == 1
 
@@ -302,7 +303,10 @@ class SqlTenancy(_SqlRole):
         with self._read() as conn:
             active = set(
                 conn.execute(
-                    sa.select(c.key_id).where(c.key_id.in_(list(key_ids)), c.revoked_at.is_(None))
+                    sa.select(c.key_id).where(
+                        c.key_id.in_(list(key_ids)),
+                        sa.or_(c.revoked_at.is_(None), c.revoked_at > datetime.now(UTC)),
+                    )
                 ).scalars()
             )
         return set(key_ids) - active

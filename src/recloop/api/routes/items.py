@@ -95,5 +95,14 @@ async def delete_item(item_id: ItemIdPath, caller: AdminCaller, runtime: Runtime
     timeout_s = runtime.settings.serving.store_timeout_s
     if not await store_call(timeout_s, runtime.store.catalog.delete_item, caller.app_id, item_id):
         raise NotFound("itemId", f"no item {item_id!r}")
+    await store_call(
+        timeout_s,
+        runtime.store.audit.record,
+        caller.app_id,
+        caller.key_id,
+        "item.delete",
+        item_id,
+        datetime.now(UTC),
+    )
     await store_call(timeout_s, runtime.catalog_changed)
     return Response(status_code=204)

@@ -180,4 +180,13 @@ async def put_blocklist(
         validate_blocklist, body.terms, body.patterns, safety.policy, runtime.clock()
     )
     await run_in_threadpool(safety.put, caller.app_id, blocklist)
+    await run_in_threadpool(
+        runtime.store.audit.record,
+        caller.app_id,
+        caller.key_id,
+        "suggestions.blocklist.put",
+        "blocklist",
+        runtime.clock(),
+        {"terms": len(body.terms), "patterns": len(body.patterns)},
+    )
     return _public(blocklist)

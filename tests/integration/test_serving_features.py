@@ -70,4 +70,7 @@ def test_a_dead_online_store_falls_back_to_default_features_and_counts_it(
     assert body["fallback"] is True
     stage = next(s for s in body["stages"] if s["stage"] == "features")
     assert stage["outcome"] == "fallback"
-    assert 'recloop_stage_outcomes_total{outcome="fallback",stage="features"} 1.0' in metrics
+    assert (
+        'recloop_stage_outcomes_total{app="default",outcome="fallback",stage="features"} 1.0'
+        in (metrics)
+    )

@@ -8,6 +8,7 @@ process then writes its values there, and a scrape of any one of them sums them 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -45,34 +46,34 @@ class Metrics:
         self._callbacks = CollectorRegistry()
         self.events = Counter(
             "recloop_events",
-            "Events received, by outcome (accepted, duplicate, rejected).",
-            ["outcome"],
+            "Events received, by app and outcome (accepted, duplicate, conflict, rejected).",
+            ["app", "outcome"],
             registry=self.registry,
         )
         self.recommendations = Counter(
             "recloop_recommendations",
-            "Recommendation requests served, by surface and whether a fallback was used.",
-            ["surface", "fallback"],
+            "Recommendation requests served, by app, surface and whether a fallback was used.",
+            ["app", "surface", "fallback"],
             registry=self.registry,
         )
         self.cold_recommendations = Counter(
             "recloop_recommendations_cold",
             "Recommendation requests served in the pipeline's cold state (nothing trained yet "
-            "for a stage, e.g. no ranker on a new app), by surface; not fallbacks.",
-            ["surface"],
+            "for a stage, e.g. no ranker on a new app), by app and surface; not fallbacks.",
+            ["app", "surface"],
             registry=self.registry,
         )
         self.request_seconds = Histogram(
             "recloop_recommendation_seconds",
-            "Time to build one recommendation list, by surface.",
-            ["surface"],
+            "Time to build one recommendation list, by app and surface.",
+            ["app", "surface"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.stage_outcomes = Counter(
             "recloop_stage_outcomes",
-            "Pipeline stage results (ok, timeout, error, fallback, empty, cold), by stage.",
-            ["stage", "outcome"],
+            "Pipeline stage results (ok, timeout, error, fallback, empty, cold), by app and stage.",
+            ["app", "stage", "outcome"],
             registry=self.registry,
         )
         self.materialize_errors = Counter(
@@ -136,6 +137,19 @@ class Metrics:
         else:
             self.registry.register(_CallbackCounters(read))
 
+    def render_for(self, app_id: str) -> bytes:
+        """``render`` as one app's admin may see it: every sample labelled with another app
+        is left out (the service's own metrics, which have no app, are kept)."""
+        own = f'app="{escape_label(app_id)}"'.encode()
+        lines = []
+        for line in self.render().splitlines(keepends=True):
+            if not line.startswith(b"#"):
+                found = _APP_LABEL.search(line)
+                if found is not None and found.group(0)[1:] != own:
+                    continue
+            lines.append(line)
+        return b"".join(lines)
+
     def render(self) -> bytes:
         """The text exposition format: every process's values summed when several serve."""
         if not self._multiprocess:
@@ -143,3 +157,11 @@ class Metrics:
         shared = CollectorRegistry()
         MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
         return generate_latest(shared) + generate_latest(self._callbacks)
+
+
+_APP_LABEL = re.compile(rb'[{,]app="((?:[^"\\]|\\.)*)"')
+
+
+def escape_label(value: str) -> str:
+    """A label value as the text format writes it."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

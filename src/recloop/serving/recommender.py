@@ -314,15 +314,19 @@ class Recommender:
                 device=ctx.device,
             )
         )
-        self._metrics.recommendations.labels(ctx.surface, str(result.fallback).lower()).inc()
+        self._metrics.recommendations.labels(
+            ctx.app_id, ctx.surface, str(result.fallback).lower()
+        ).inc()
         if result.cold:
-            self._metrics.cold_recommendations.labels(ctx.surface).inc()
-        self._metrics.request_seconds.labels(ctx.surface).observe(result.latency_ms / 1000.0)
+            self._metrics.cold_recommendations.labels(ctx.app_id, ctx.surface).inc()
+        self._metrics.request_seconds.labels(ctx.app_id, ctx.surface).observe(
+            result.latency_ms / 1000.0
+        )
         for stage in result.trace:
             # One label per stage: a filter's rule and an interleaved team's name are detail.
             name = stage.stage.split("[", 1)[0]
             name = name.split(":", 1)[0] if name.startswith("filter") else name
-            self._metrics.stage_outcomes.labels(name, stage.outcome).inc()
+            self._metrics.stage_outcomes.labels(ctx.app_id, name, stage.outcome).inc()
 
 
 def _random_id() -> str:

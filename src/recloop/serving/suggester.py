@@ -541,9 +541,11 @@ class Suggester:
             )
         )
         metrics = self._metrics
-        metrics.recommendations.labels(ctx.surface, str(result.fallback).lower()).inc()
+        metrics.recommendations.labels(ctx.app_id, ctx.surface, str(result.fallback).lower()).inc()
         if result.cold:
-            metrics.cold_recommendations.labels(ctx.surface).inc()
-        metrics.request_seconds.labels(ctx.surface).observe(result.latency_ms / 1000.0)
+            metrics.cold_recommendations.labels(ctx.app_id, ctx.surface).inc()
+        metrics.request_seconds.labels(ctx.app_id, ctx.surface).observe(result.latency_ms / 1000.0)
         for stage in result.trace:
-            metrics.stage_outcomes.labels(stage.stage.split(":", 1)[0], stage.outcome).inc()
+            metrics.stage_outcomes.labels(
+                ctx.app_id, stage.stage.split(":", 1)[0], stage.outcome
+            ).inc()

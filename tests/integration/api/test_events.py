@@ -318,5 +318,5 @@ def test_accepted_events_are_counted_in_metrics(client: TestClient, api: Api) ->
 
     text = client.get("/metrics").text
 
-    assert 'recloop_events_total{outcome="accepted"} 1.0' in text
-    assert 'recloop_events_total{outcome="duplicate"} 1.0' in text
+    assert 'recloop_events_total{app="default",outcome="accepted"} 1.0' in text
+    assert 'recloop_events_total{app="default",outcome="duplicate"} 1.0' in text

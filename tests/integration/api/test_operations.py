@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from recloop.config import Settings
+from recloop.domain import Scope
 from recloop.errors import StoreUnavailable
+from recloop.store import open_store
+from recloop.store.keys import issue_key
 from tests.integration.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -55,9 +60,12 @@ def test_metrics_expose_event_and_recommendation_counters(client: TestClient, ap
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert "# TYPE recloop_events_total counter" in text
-    assert 'recloop_events_total{outcome="accepted"} 1.0' in text
-    assert 'recloop_events_total{outcome="rejected"} 2.0' in text
-    assert 'recloop_recommendations_total{fallback="true",surface="trending"} 1.0' in text
+    assert 'recloop_events_total{app="default",outcome="accepted"} 1.0' in text
+    assert 'recloop_events_total{app="default",outcome="rejected"} 2.0' in text
+    assert (
+        'recloop_recommendations_total{app="default",fallback="true",surface="trending"} 1.0'
+        in text
+    )
     assert "recloop_recommendation_seconds_bucket" in text
     assert "recloop_event_commits" in text
 
@@ -182,3 +190,22 @@ def test_a_503_from_a_driver_failure_names_no_host(
     assert response.status_code == 503
     assert response.json()["detail"] == "store: unavailable; retry after Retry-After seconds"
     assert "10.0.0.9" not in response.text
+
+
+def test_an_admin_of_one_app_sees_only_that_apps_samples(
+    client: TestClient, api: Api, settings: Settings
+) -> None:
+    api.post_events([{"userId": "u1", "itemId": "i1", "eventType": "click"}])
+    store = open_store(settings.resolved_store_url())
+    try:
+        store.tenancy.create_app("other", "Other", datetime.now(UTC))
+        other = issue_key(store.tenancy, "other", {Scope.ADMIN}, datetime.now(UTC))
+    finally:
+        store.close()
+
+    theirs = client.get("/metrics", headers={"Authorization": f"Bearer {other}"}).text
+    ours = client.get("/metrics").text
+
+    assert 'app="default"' in ours
+    assert 'app="default"' not in theirs
+    assert "recloop_model_load_errors_total" in theirs  # the service's own, with no app

@@ -70,10 +70,11 @@ async def post_events(request: Request, caller: IngestCaller, runtime: RuntimeDe
     events = _events_of(body, runtime.settings.ingest.max_batch_events)
     result = await runtime.ingestor.ingest_async(caller.app_id, events, now)
     metrics = runtime.metrics.events
-    metrics.labels("accepted").inc(result.accepted)
-    metrics.labels("duplicate").inc(result.duplicates)
-    metrics.labels("rejected").inc(len(result.rejected))
-    metrics.labels("conflict").inc(len(result.conflicts))
+    app = caller.app_id
+    metrics.labels(app, "accepted").inc(result.accepted)
+    metrics.labels(app, "duplicate").inc(result.duplicates)
+    metrics.labels(app, "rejected").inc(len(result.rejected))
+    metrics.labels(app, "conflict").inc(len(result.conflicts))
     payload = EventsAccepted(
         accepted=result.accepted,
         duplicates=result.duplicates,

@@ -88,5 +88,8 @@ async def _models(timeout_s: float, runtime: Runtime) -> dict[str, dict[str, Any
 
 @router.get("/metrics", response_class=Response)
 def metrics(caller: AdminCaller, runtime: RuntimeDep) -> Response:
-    """Prometheus metrics (needs an admin key: scrape with a bearer token)."""
-    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+    """Prometheus metrics (needs an admin key: scrape with a bearer token). Samples of other
+    apps than the key's are left out; the service's own metrics have no app."""
+    return Response(
+        runtime.metrics.render_for(caller.app_id), media_type="text/plain; version=0.0.4"
+    )

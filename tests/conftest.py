@@ -16,7 +16,7 @@ from recloop.store import Store, open_store
 from recloop.store.bootstrap import ensure_dev_key, prepare_store
 from recloop.store.migrate import upgrade
 from tests.factories import settings_with, surfaces_without_home_exploration
-from tests.servers import ServerMissing, create_database, postgres_server, redis_server
+from tests.servers import create_database, or_skip, postgres_cluster, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -26,13 +26,8 @@ def postgres_admin_url() -> Iterator[str]:
     if given:
         yield given
         return
-    try:
-        with postgres_server() as url:
-            yield url
-    except ServerMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc}; CI must run the PostgreSQL tests")
-        pytest.skip(str(exc))
+    with or_skip(postgres_cluster()) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +37,8 @@ def redis_url() -> Iterator[str]:
     if given:
         yield given
         return
-    try:
-        with redis_server() as url:
-            yield url
-    except ServerMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc}; CI must run the Redis tests")
-        pytest.skip(str(exc))
+    with or_skip(redis_server()) as url:
+        yield url
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from recloop.store import open_store
 from recloop.store.bootstrap import DEFAULT_APP
 from recloop.store.keys import issue_key
 from recloop.store.migrate import upgrade
-from tests.servers import ServerMissing, postgres_cluster, recloop_serve
+from tests.servers import or_skip, postgres_cluster, recloop_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -42,13 +42,8 @@ def _cluster_pids(data_dir: Path) -> list[int]:
 
 @pytest.fixture
 def cluster() -> Iterator[tuple[str, Path]]:
-    try:
-        with postgres_cluster() as found:
-            yield found
-    except ServerMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc}; CI must run the PostgreSQL tests")
-        pytest.skip(str(exc))
+    with or_skip(postgres_cluster()) as found:
+        yield found
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,19 +30,12 @@ class IngestResult:
     conflicts: tuple[Rejection, ...] = ()
 
 
-#: What a retry of an event must repeat (``eventTs`` only when the client stamped both).
-_COMPARED = (
-    "user_id",
-    "item_id",
-    "event_type",
-    "value",
-    "surface",
-    "session_id",
-    "device",
-    "position",
-    "request_id",
-    "context",
-    "query",
+#: What a retry of an event must repeat: every field the client gave (``eventTs`` only when
+#: the client stamped both; the ids and the arrival are the server's).
+_COMPARED = tuple(
+    f.name
+    for f in dataclasses.fields(Event)
+    if f.name not in {"app_id", "event_id", "event_ts", "server_ts"}
 )
 
 

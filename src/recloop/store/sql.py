@@ -463,16 +463,7 @@ class SqlUsers(_SqlRole):
             )
             if _purge(conn, app_id, user_id) == 0:
                 return None
-            conn.execute(
-                t.audit_log.insert().values(
-                    app_id=app_id,
-                    at=now,
-                    actor=actor,
-                    action=USER_DELETE,
-                    subject=user_id,
-                    detail={"sessions": list(sessions)},
-                )
-            )
+            _audit(conn, app_id, actor, USER_DELETE, user_id, now, {"sessions": list(sessions)})
         return sessions
 
     def scan_users(self, app_id: str, after_user_id: str | None, limit: int) -> list[User]:
@@ -496,6 +487,28 @@ def _purge(conn: Connection, app_id: str, user_id: str) -> int:
 USER_DELETE = "user.delete"
 
 
+def _audit(
+    conn: Connection,
+    app_id: str,
+    actor: str,
+    action: str,
+    subject: str,
+    now: datetime,
+    detail: Mapping[str, Any] | None,
+) -> None:
+    """Append one audit entry inside the caller's transaction."""
+    conn.execute(
+        t.audit_log.insert().values(
+            app_id=app_id,
+            at=now,
+            actor=actor,
+            action=action,
+            subject=subject,
+            detail=dict(detail or {}),
+        )
+    )
+
+
 class SqlAudit(_SqlRole):
     """The audit log in SQL."""
 
@@ -510,16 +523,7 @@ class SqlAudit(_SqlRole):
     ) -> None:
         """Append one entry."""
         with self._begin() as conn:
-            conn.execute(
-                t.audit_log.insert().values(
-                    app_id=app_id,
-                    at=now,
-                    actor=actor,
-                    action=action,
-                    subject=subject,
-                    detail=dict(detail or {}),
-                )
-            )
+            _audit(conn, app_id, actor, action, subject, now, detail)
 
     def since(self, after_seq: int, limit: int, action: str | None = None) -> list[AuditRecord]:
         """Entries with ``seq > after_seq`` in order (of one action when given)."""

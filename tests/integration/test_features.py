@@ -18,8 +18,9 @@ from recloop.config import LabelConfig
 from recloop.data.labels import label_impressions
 from recloop.data.training import point_in_time_features
 from recloop.domain import Event, EventType, Item
+from recloop.errors import OnlineStoreUnavailable
 from recloop.features.definitions import FEATURE_NAMES, FeatureSet, ItemMeta
-from recloop.features.online import FeatureMaterializer, OnlineFeatures
+from recloop.features.online import REBUILDING_KEY, FeatureMaterializer, OnlineFeatures
 from recloop.features.state import Counters
 from recloop.online import open_online_store
 from recloop.online.protocols import OnlineStore
@@ -375,3 +376,33 @@ def test_a_new_materializer_goes_on_where_the_last_one_stopped(
         expected = OnlineFeatures(alone).matrix(*args, **kwargs).values  # type: ignore[arg-type]
         got = OnlineFeatures(online).matrix(*args, **kwargs).values  # type: ignore[arg-type]
         np.testing.assert_array_equal(got, expected)
+
+
+def test_an_emptied_store_is_rebuilt_and_marked_partial_while_it_is(sqlite_store: Store) -> None:
+    online = open_online_store("memory://")
+    sqlite_store.events.append(_events(seed=6))
+    materializer = FeatureMaterializer(sqlite_store.events, sqlite_store.catalog, online)
+    materializer.step()
+    args = ("default", USERS[0], ITEMS[:10])
+    kwargs = {"session_id": "s1", "device": "web", "surface": "home", "now": END}
+    whole = OnlineFeatures(online).matrix(*args, **kwargs).values  # type: ignore[arg-type]
+    marks: list[dict[str, bytes]] = []
+    real_set_many = online.set_many
+
+    def set_many(values: dict[str, bytes], **kw: object) -> None:
+        marks.append(dict(values))
+        real_set_many(values, **kw)  # type: ignore[arg-type]
+
+    online.set_many = set_many  # type: ignore[method-assign,assignment]
+    everything = list(online._data)  # type: ignore[attr-defined]
+    online.delete(everything)  # a restart that kept nothing
+    materializer.step()
+
+    assert materializer.rebuilds == 1
+    assert any(REBUILDING_KEY in values for values in marks)  # marked while it rebuilt
+    assert online.get_many([REBUILDING_KEY]) == [None]  # and unmarked once caught up
+    again = OnlineFeatures(online).matrix(*args, **kwargs).values  # type: ignore[arg-type]
+    np.testing.assert_array_equal(again, whole)
+    online.set_many({REBUILDING_KEY: b"1"})  # as another process's rebuild is under way
+    with pytest.raises(OnlineStoreUnavailable, match="being rebuilt"):
+        OnlineFeatures(online).matrix(*args, **kwargs)  # type: ignore[arg-type]

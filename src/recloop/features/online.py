@@ -11,13 +11,16 @@ checks that they do.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
 
+from recloop.errors import OnlineStoreUnavailable
 from recloop.features.candidates import FeatureMatrix
 from recloop.features.definitions import (
     FEATURE_NAMES,
@@ -40,6 +43,8 @@ SESSION_TTL = timedelta(hours=12)
 _PAGE = 20_000
 #: Where the materializer records the last event ``seq`` it folded in, beside what it wrote.
 POSITION_KEY = "p:materializer"
+#: Present while the materializer rebuilds an emptied online store: its counts are partial.
+REBUILDING_KEY = "p:rebuilding"
 
 
 def counters_key(app_id: str, entity: str, entity_id: str) -> str:
@@ -99,6 +104,7 @@ class FeatureMaterializer:
         self._meta: dict[tuple[str, str], ItemMeta] = {}
         self._lock = threading.Lock()
         self.rebuilds = 0  # times the online store was found emptied and rebuilt
+        self._rebuilding = False
 
     def step(self) -> int:
         """Apply what is new; returns how many events were folded in."""
@@ -111,6 +117,8 @@ class FeatureMaterializer:
                 log.warning("the online store lost its contents; rebuilding it")
                 self._cursor = None
                 self.rebuilds += 1
+                self._online.set_many({REBUILDING_KEY: b"1"})
+                self._rebuilding = True
             self._follow_catalog()
             self._last_seq = int(stored) if stored else 0
             if stored is None:
@@ -151,6 +159,11 @@ class FeatureMaterializer:
                 applied += len(batch)
                 if len(batch) < _PAGE:
                     break
+            if self._rebuilding:
+                # Caught up with the log: the counts are whole again.
+                self._online.delete([REBUILDING_KEY])
+                self._rebuilding = False
+                log.warning("the online store is rebuilt")
             return applied
 
     def _follow_catalog(self) -> None:
@@ -186,16 +199,36 @@ class OnlineFeatures:
             aggregates move slowly; user, session and context features are always read
             fresh. 0 reads everything on every request.
         max_items: the most item entries kept; the oldest half is dropped beyond it.
+        state_check_s: how often it asks whether the store is being rebuilt from the log
+            (then requests fall back to default features, flagged).
     """
 
     def __init__(
-        self, online: OnlineStore, *, item_ttl_s: float = 0.0, max_items: int = 200_000
+        self,
+        online: OnlineStore,
+        *,
+        item_ttl_s: float = 0.0,
+        max_items: int = 200_000,
+        state_check_s: float = 1.0,
     ) -> None:
         self._online = online
+        self._state_check_s = state_check_s
+        self._state_checked = -math.inf
+        self._partial = False
         self._features = FeatureSet()
         self._item_ttl_s = item_ttl_s
         self._max_items = max_items
         self._items: dict[tuple[str, str], _ItemEntry] = {}
+
+    def _check_whole(self) -> None:
+        """Raise while the materializer rebuilds an emptied store (asked at most every
+        ``state_check_s``): partial counts would rank as if they were the truth."""
+        clock = time.monotonic()
+        if clock - self._state_checked >= self._state_check_s:
+            self._partial = self._online.get_many([REBUILDING_KEY])[0] is not None
+            self._state_checked = clock
+        if self._partial:
+            raise OnlineStoreUnavailable("the online store is being rebuilt from the log")
 
     def _item_parts(
         self, app_id: str, item_ids: Sequence[str], ts: float
@@ -241,6 +274,7 @@ class OnlineFeatures:
         Raises:
             OnlineStoreUnavailable: the online store failed; the caller falls back.
         """
+        self._check_whole()
         ts = now.timestamp()
         user_hash = self._online.hgetall_many([counters_key(app_id, "u", user_id)])[0]
         metas, item_values = self._item_parts(app_id, item_ids, ts)

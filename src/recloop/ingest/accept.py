@@ -192,7 +192,9 @@ class EventIngestor:
             return EventAck(0, 0)
         done = asyncio.wrap_future(self._writer.submit_events(list(events)))
         try:
-            ack = await asyncio.wait_for(done, self._ack_timeout_s)
+            # Shielded: giving up must not cancel the submission under the writer, which
+            # commits it anyway (the client retries with the same ids).
+            ack = await asyncio.wait_for(asyncio.shield(done), self._ack_timeout_s)
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"events not confirmed within {self._ack_timeout_s:g} s"

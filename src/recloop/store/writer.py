@@ -15,10 +15,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from recloop.domain import Event, RecommendationRecord, ShadowRecord
 from recloop.errors import StoreError, StoreUnavailable
@@ -62,8 +62,10 @@ class WriterStats:
     logs_dropped: int = 0
     shadows_written: int = 0
     shadows_dropped: int = 0
-    # When event commits began to fail (time.monotonic()), None after any that succeeded.
+    # When event commits began to fail (time.monotonic()), None after any that succeeded,
+    # and when the last one failed.
     failing_since: float | None = None
+    last_failure: float | None = None
 
 
 class StoreWriter:
@@ -194,7 +196,14 @@ class StoreWriter:
                     continue
                 jobs.append(job)
                 rows += _rows(job)
-            self._write(jobs)
+            try:
+                self._write(jobs)
+            except Exception as exc:
+                # The thread must outlive any one group: without it nothing is ever written.
+                log.exception("the store writer failed a group of %d jobs", len(jobs))
+                for job in jobs:
+                    if isinstance(job, _EventJob | _FlushJob):
+                        _settle(job.done, error=StoreError(f"write failed: {exc}"))
 
     def _write(self, jobs: list[_Job]) -> None:
         event_jobs = [j for j in jobs if isinstance(j, _EventJob)]
@@ -208,23 +217,27 @@ class StoreWriter:
             self._commit_shadows(shadows)
         for job in jobs:
             if isinstance(job, _FlushJob):
-                job.done.set_result(None)
+                _settle(job.done, None)
 
     def _commit_events(self, jobs: list[_EventJob]) -> None:
         merged = [event for job in jobs for event in job.events]
         try:
             result = self._events.append(merged)
         except Exception as exc:
-            if len(jobs) > 1:
+            if len(jobs) > 1 and not isinstance(exc, StoreUnavailable):
                 # One submission's bad data must not fail the others: retry them one by one.
                 for job in jobs:
                     self._commit_events([job])
                 return
-            if isinstance(exc, StoreUnavailable) and self.stats.failing_since is None:
-                self.stats.failing_since = time.monotonic()
-            jobs[0].done.set_exception(
+            if isinstance(exc, StoreUnavailable):
+                self.stats.last_failure = time.monotonic()
+                if self.stats.failing_since is None:
+                    self.stats.failing_since = self.stats.last_failure
+            error = (
                 exc if isinstance(exc, StoreError) else StoreError(f"event append failed: {exc}")
             )
+            for job in jobs:
+                _settle(job.done, error=error)
             return
         self.stats.failing_since = None
         self.stats.event_commits += 1
@@ -240,7 +253,7 @@ class StoreWriter:
                     accepted += 1
                 else:
                     repeated.append(position)
-            job.done.set_result(EventAck(accepted, len(job.events) - accepted, tuple(repeated)))
+            _settle(job.done, EventAck(accepted, len(job.events) - accepted, tuple(repeated)))
 
     def _commit_logs(self, records: list[RecommendationRecord]) -> None:
         written = _append_apart(self._rec_log.append, records, "recommendation log")
@@ -281,6 +294,20 @@ def _append_apart(append: Callable[[Sequence[R]], None], records: Sequence[R], w
             )
         return len(records)
     return 0
+
+
+def _settle(
+    done: Future[Any], result: object = None, *, error: BaseException | None = None
+) -> None:
+    """Resolve a submission's future, unless its caller already gave up on it (a cancelled
+    future: the request timed out); setting one would raise and end the writer thread."""
+    try:
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+    except InvalidStateError:
+        log.info("a submission was answered after its caller gave up on it")
 
 
 def _rows(job: _Job) -> int:

@@ -47,10 +47,13 @@ class FakeEventLog:
         self.inner = inner
         self.gate = Gate()
         self.batches: list[list[str]] = []
+        self.down = False
 
     def append(self, events: Sequence[Event]) -> AppendResult:
         self.gate.pass_through()
         self.batches.append([e.event_id for e in events])
+        if self.down:
+            raise StoreUnavailable("the store is down")
         if any(e.user_id == POISON for e in events):
             raise ValueError("poison event in the batch")
         return self.inner.append(events)
@@ -301,6 +304,42 @@ def test_lists_are_retried_whole_and_dropped_while_the_store_is_down(
 
     assert writer.stats.logs_dropped == 11
     assert fake_rec_log.batches == 3 + 3  # each batch tried three times, never split
+
+
+@pytest.mark.parametrize("poisoned", [False, True], ids=["commits", "fails"])
+def test_a_submission_its_caller_gave_up_on_does_not_stop_the_writer(
+    writer: StoreWriter, store: Store, fake_events: FakeEventLog, poisoned: bool
+) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        held = hold_writer(writer, fake_events, pool)
+        abandoned = writer.submit_events([make_event("late", user_id=POISON if poisoned else "u1")])
+        wait_queued(writer, 1)
+        assert abandoned.cancel()  # the request timed out and stopped waiting
+        fake_events.gate.open()
+        held.result(WAIT_S)
+
+    assert writer.append_events([make_event("next")], timeout=WAIT_S) == EventAck(1, 0)
+    assert writer.running
+    assert ("late" in stored_event_ids(store)) is not poisoned  # committed all the same
+
+
+def test_a_group_is_failed_whole_while_the_store_is_unavailable(
+    writer: StoreWriter, fake_events: FakeEventLog
+) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        held = hold_writer(writer, fake_events, pool)
+        waiting = [
+            pool.submit(writer.append_events, [make_event(f"e{n}")], WAIT_S) for n in range(3)
+        ]
+        wait_queued(writer, 3)
+        fake_events.down = True
+        fake_events.gate.open()
+        for future in [held, *waiting]:
+            with pytest.raises(StoreUnavailable):
+                future.result(WAIT_S)
+
+    assert len(fake_events.batches) == 2  # the held one, then the group once, not one by one
+    assert writer.stats.failing_since is not None
 
 
 def test_append_before_start_raises_store_unavailable(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -15,9 +17,15 @@ from recloop.api.deadline import store_call
 from recloop.api.limits import TokenBuckets, retry_after
 from recloop.config.serving import ServingSettings
 from recloop.domain import Scope
-from recloop.errors import Forbidden, RecloopError, TooManyRequests, Unauthorized
+from recloop.errors import (
+    Forbidden,
+    RecloopError,
+    StoreUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from recloop.runtime.process import Runtime
-from recloop.store.keys import verify_key
+from recloop.store.keys import key_id_of, matches, verify_key
 from recloop.store.protocols import ApiKeyRecord, Tenancy
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
@@ -48,9 +56,12 @@ class KeyCache:
     lookups: unknown keys are remembered briefly, each client address may cause only so
     many failed checks, and each key only so many requests per scope.
 
-    Every ``revocation_check_s`` the cached keys are asked after in one query, so a revoked
-    key stops working within that long in every process (at most ``ttl_s`` if the store
-    cannot be asked).
+    Every ``revocation_check_s`` the directory of every active key (ids, hashes, scopes) is
+    read again, in the background, and requests are checked against it without a lookup: a
+    revoked key stops working within that long in every process. Only a key id the
+    directory does not hold (made a moment ago, or made up) costs a lookup; while the store is
+    away, such a key is a 401 rather than a 503, and the directory keeps answering for
+    ``DIRECTORY_TRUST_S``.
     """
 
     def __init__(self, settings: ServingSettings) -> None:
@@ -58,9 +69,12 @@ class KeyCache:
         self._recheck_s = settings.revocation_check_s
         self._entries: dict[str, tuple[float, ApiKeyRecord]] = {}
         self._unknown: dict[str, float] = {}
-        self._checked = time.monotonic()
+        self._checked = -math.inf  # the first request starts the first check
         self._checking = False
         self._task: asyncio.Task[None] | None = None
+        # Every active key, read with each revocation check: answers while the store is away.
+        self._directory: dict[str, ApiKeyRecord] | None = None
+        self._directory_at = -math.inf
         self._failures = TokenBuckets(
             settings.auth_failures_per_s, 2.0 * settings.auth_failures_per_s
         )
@@ -79,14 +93,25 @@ class KeyCache:
         if now >= self._checked + self._recheck_s and not self._checking:
             # In the background: no request waits on the check (nor on a stalled store).
             self._checking, self._checked = True, now
-            self._task = asyncio.create_task(self._drop_revoked(tenancy, timeout_s))
+            self._task = asyncio.create_task(self._refresh(tenancy, timeout_s, now))
+        if self._directory is not None and now - self._directory_at <= DIRECTORY_TRUST_S:
+            known = self._directory.get(key_id_of(key) or "")
+            if known is not None:
+                return _valid(known, key)
         entry = self._entries.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
         unknown_until = self._unknown.get(key)
         if unknown_until is not None and unknown_until > now:
             return None
-        record = await store_call(timeout_s, verify_key, tenancy, key)
+        try:
+            record = await store_call(timeout_s, verify_key, tenancy, key)
+        except StoreUnavailable:
+            # The store is away: the key is not in the recent directory of active keys
+            # (checked above), so it is made up or revoked: a 401, not a 503.
+            if self._directory is None or now - self._directory_at > DIRECTORY_TRUST_S:
+                raise
+            return None  # not among the active keys a moment ago: made up, or revoked
         if len(self._entries) > 10_000:
             self._entries.clear()
         if len(self._unknown) > 10_000:
@@ -97,16 +122,17 @@ class KeyCache:
             self._entries[key] = (now + self._ttl_s, record)
         return record
 
-    async def _drop_revoked(self, tenancy: Tenancy, timeout_s: float) -> None:
+    async def _refresh(self, tenancy: Tenancy, timeout_s: float, now: float) -> None:
+        """Read the directory of active keys; drop cached keys no longer in it."""
         try:
-            ids = {record.key_id for _, record in self._entries.values()}
-            revoked = await store_call(timeout_s, tenancy.revoked, ids) if ids else set()
+            active = await store_call(timeout_s, tenancy.active_keys)
         except RecloopError:
             return  # asked again at the next check; entries still expire after ttl_s
         finally:
             self._checking = False
-        if revoked:
-            self._entries = {k: v for k, v in self._entries.items() if v[1].key_id not in revoked}
+        self._directory = {record.key_id: record for record in active}
+        self._directory_at = now
+        self._entries = {k: v for k, v in self._entries.items() if v[1].key_id in self._directory}
 
     def check_address(self, address: str) -> None:
         """Refuse a client address that caused too many failed key checks (before a lookup).
@@ -143,8 +169,18 @@ class KeyCache:
             )
 
 
+def _valid(record: ApiKeyRecord, key: str) -> ApiKeyRecord | None:
+    """``record`` when ``key`` is its secret and its revocation (if any) lies ahead."""
+    if not matches(record, key):
+        return None
+    ends = record.revoked_at
+    return record if ends is None or ends > datetime.now(UTC) else None
+
+
 #: How long an unknown key is answered 401 without a lookup (at most).
 UNKNOWN_TTL_S = 5.0
+#: How old the directory of active keys may be and still answer while the store is away.
+DIRECTORY_TRUST_S = 300.0
 
 
 def bearer_key(authorization: str | None) -> str | None:

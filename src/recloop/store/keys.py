@@ -55,6 +55,9 @@ def verify_key(tenancy: Tenancy, key: str) -> ApiKeyRecord | None:
     record = tenancy.get_key(key_id)
     if record is None or (record.revoked_at is not None and record.revoked_at <= datetime.now(UTC)):
         return None
-    if not hmac.compare_digest(record.key_hash, _hash(key)):
-        return None
-    return record
+    return record if matches(record, key) else None
+
+
+def matches(record: ApiKeyRecord, key: str) -> bool:
+    """Whether ``key`` is the secret whose hash ``record`` holds (in constant time)."""
+    return hmac.compare_digest(record.key_hash, _hash(key))

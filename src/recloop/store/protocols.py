@@ -106,8 +106,8 @@ class Tenancy(Protocol):
         """Revoke a key; returns False when there was no such active key."""
         ...
 
-    def revoked(self, key_ids: Collection[str]) -> set[str]:
-        """Which of ``key_ids`` are revoked (or gone)."""
+    def active_keys(self) -> list[ApiKeyRecord]:
+        """Every key of every app that is not revoked (or whose revocation lies ahead)."""
         ...
 
 

@@ -295,21 +295,14 @@ class SqlTenancy(_SqlRole):
             )
         return result.rowcount == 1
 
-    def revoked(self, key_ids: Collection[str]) -> set[str]:
-        """Which of ``key_ids`` are revoked (or gone)."""
-        if not key_ids:
-            return set()
+    def active_keys(self) -> list[ApiKeyRecord]:
+        """Every key of every app that is not revoked (or whose revocation lies ahead)."""
         c = t.api_keys.c
+        stmt = sa.select(t.api_keys).where(
+            sa.or_(c.revoked_at.is_(None), c.revoked_at > datetime.now(UTC))
+        )
         with self._read() as conn:
-            active = set(
-                conn.execute(
-                    sa.select(c.key_id).where(
-                        c.key_id.in_(list(key_ids)),
-                        sa.or_(c.revoked_at.is_(None), c.revoked_at > datetime.now(UTC)),
-                    )
-                ).scalars()
-            )
-        return set(key_ids) - active
+            return [_key_from_row(row._mapping) for row in conn.execute(stmt)]
 
 
 def _key_from_row(row: RowMapping) -> ApiKeyRecord:

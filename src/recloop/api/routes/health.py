@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -16,6 +17,8 @@ router = APIRouter(tags=["operations"])
 
 #: The longest /readyz waits on one dependency: a load balancer's probe must not hang.
 READY_TIMEOUT_S = 2.0
+#: How long a failed event commit keeps /readyz at 503 when no write has been tried since.
+WRITE_FAILURE_S = 10.0
 
 
 @router.get("/healthz")
@@ -30,24 +33,23 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
     503 (``unavailable``) when the store cannot be read or events cannot be written: a
     load balancer should send traffic elsewhere. 200 with ``degraded`` when the service
-    answers on fallbacks (the online store is away, or a promoted model is not loaded),
-    200 with ``ready`` otherwise. The body names each check's state, never a driver's error.
+    answers on fallbacks (the online store is away, a promoted model is not loaded) or does
+    not know whether writes work again (the last commit failed over ``WRITE_FAILURE_S``
+    ago), 200 with ``ready`` otherwise. The body names each check's state, never a driver's
+    error.
     """
     checks: dict[str, Any] = {}
     timeout_s = min(READY_TIMEOUT_S, runtime.settings.serving.store_timeout_s)
     checks["store_read"] = await _check(timeout_s, runtime.store.ping)
-    writer = runtime.writer
-    checks["store_write"] = (
-        "failed"
-        if not writer.running
-        else ("failing" if writer.stats.failing_since is not None else "ok")
-    )
-    checks["writer_queue"] = writer.queued()
+    checks["store_write"] = _write_state(runtime)
+    checks["writer_queue"] = runtime.writer.queued()
     checks["online_store"] = await _check(timeout_s, runtime.online.ping)
     checks["models"] = await _models(timeout_s, runtime)
-    unavailable = checks["store_read"] != "ok" or checks["store_write"] != "ok"
-    degraded = checks["online_store"] != "ok" or any(
-        m["state"] not in ("loaded", "cold") for m in checks["models"].values()
+    unavailable = checks["store_read"] != "ok" or checks["store_write"] in ("failed", "failing")
+    degraded = (
+        checks["store_write"] != "ok"
+        or checks["online_store"] != "ok"
+        or any(m["state"] not in ("loaded", "cold") for m in checks["models"].values())
     )
     status = "unavailable" if unavailable else ("degraded" if degraded else "ready")
     headers = {"Retry-After": "1"} if unavailable else None
@@ -56,6 +58,20 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         status_code=503 if unavailable else 200,
         headers=headers,
     )
+
+
+def _write_state(runtime: Runtime) -> str:
+    """``ok``; ``failing`` while event commits fail (the last within ``WRITE_FAILURE_S``);
+    ``unknown`` when the last commit failed longer ago and none was tried since; ``failed``
+    when the writer thread is gone."""
+    writer = runtime.writer
+    if not writer.running:
+        return "failed"
+    stats = writer.stats
+    if stats.failing_since is None:
+        return "ok"
+    last = stats.last_failure or stats.failing_since
+    return "failing" if time.monotonic() - last < WRITE_FAILURE_S else "unknown"
 
 
 async def _check(timeout_s: float, probe: Any) -> str:

@@ -69,7 +69,7 @@ class KeyCache:
         self._recheck_s = settings.revocation_check_s
         self._entries: dict[str, tuple[float, ApiKeyRecord]] = {}
         self._unknown: dict[str, float] = {}
-        self._checked = -math.inf  # the first request starts the first check
+        self._checked = time.monotonic()  # the first check comes one interval after start
         self._checking = False
         self._task: asyncio.Task[None] | None = None
         # Every active key, read with each revocation check: answers while the store is away.

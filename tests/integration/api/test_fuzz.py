@@ -35,10 +35,10 @@ schema = schemathesis.openapi.from_dict(
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def running(
+def prepared(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[FastAPI, str]]:
-    """One started app per store for every fuzzed operation, with its development key."""
+) -> tuple[Settings, str]:
+    """A migrated store per backend and its development key."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
     if request.param == "sqlite":
         app_settings = settings_with(data_dir)
@@ -53,14 +53,34 @@ def running(
         app_settings = settings_with(data_dir, store_url=url)
     store = prepare_store(app_settings)
     key = ensure_dev_key(store, data_dir)
+    store.close()
     assert key is not None
+    return app_settings, key
+
+
+@pytest.fixture(scope="module")
+def running(prepared: tuple[Settings, str]) -> Iterator[tuple[FastAPI, str]]:
+    """One started app per store for every fuzzed operation, with its development key."""
+    app_settings, key = prepared
     # The app is given the runtime, so its lifespan (started by schemathesis) only attaches
     # it; closing it stays with this fixture.
-    runtime = start_runtime(app_settings, store)
+    runtime = start_runtime(app_settings)
     try:
         yield create_app(app_settings, runtime=runtime), key
     finally:
         runtime.close()
+
+
+#: What a sequence leaves behind in the store (the apps and keys stay).
+_STATE_TABLES = (
+    "events",
+    "recommendation_log",
+    "shadow_log",
+    "suppressions",
+    "items",
+    "users",
+    "audit_log",
+)
 
 
 @schema.parametrize()
@@ -78,15 +98,37 @@ def test_no_request_gets_a_server_error(case: Case, running: tuple[FastAPI, str]
 
 
 def test_sequences_of_calls_along_the_links_get_no_server_error(
-    running: tuple[FastAPI, str],
+    prepared: tuple[Settings, str], tmp_path: Path
 ) -> None:
     """Stateful: calls chained along the document's links (an item put, then read, then
-    deleted; a user put, then deleted), with the ids the earlier responses returned."""
-    app, key = running
+    deleted; a user put, then deleted), with the ids the earlier responses returned. Each
+    sequence starts from an empty store and a fresh process state, so that a sequence
+    replays the same way."""
+    base, key = prepared
+    runs = iter(range(1_000_000))
 
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            app_settings = base.model_copy(
+                update={
+                    "model_dir": tmp_path / f"m{next(runs)}",
+                    # No key-directory read in the background: a sequence's runtime is closed
+                    # at its end, and a read still in flight would outlive its pool.
+                    "serving": base.serving.model_copy(update={"revocation_check_s": 3600.0}),
+                }
+            )
+            store = open_store(app_settings.resolved_store_url())
+            with store.engine.begin() as conn:
+                for table in _STATE_TABLES:
+                    conn.exec_driver_sql(f"DELETE FROM {table}")
+            self.runtime = start_runtime(app_settings, store)
+            self.app = create_app(app_settings, runtime=self.runtime)
+
+        def teardown(self) -> None:
+            self.runtime.close()
+
         def call(self, case: Case, **kwargs: Any) -> Any:
-            return case.call(app=app, headers={"Authorization": f"Bearer {key}"})
+            return case.call(app=self.app, headers={"Authorization": f"Bearer {key}"})
 
         def validate_response(self, response: Any, case: Case, **kwargs: Any) -> None:
             case.validate_response(response, checks=[not_a_server_error])
@@ -97,5 +139,6 @@ def test_sequences_of_calls_along_the_links_get_no_server_error(
             stateful_step_count=6,
             deadline=None,
             suppress_health_check=list(HealthCheck),
+            database=None,
         )
     )

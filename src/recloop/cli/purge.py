@@ -11,10 +11,9 @@ from recloop.errors import RecloopError
 @app.command()
 def purge() -> None:
     """Rewrite snapshots, training sets and saved model versions without the users deleted
-    through the API (the store and the running service forget them at once; these files only
-    when this runs: run it daily, e.g. from cron)."""
-    from recloop.data.purge import deleted_users
-    from recloop.data.purge import purge as purge_files
+    through the API (the store and the running service forget them at once; these files when
+    this runs, or when the service runs it every serving.purge_interval_h)."""
+    from recloop.data.purge import run_purge
     from recloop.registry.artifacts import ModelRegistry
     from recloop.store.bootstrap import prepare_store
 
@@ -24,24 +23,13 @@ def purge() -> None:
     except RecloopError as exc:
         raise fail(exc) from exc
     try:
-        deleted = deleted_users(store.audit)
-        report = purge_files(
-            settings.data_dir, ModelRegistry(settings.resolved_model_dir()), deleted
+        report = run_purge(
+            store.audit,
+            settings.data_dir,
+            ModelRegistry(settings.resolved_model_dir()),
+            "cli",
+            datetime.now(UTC),
         )
-        now = datetime.now(UTC)
-        for app_id in deleted:
-            store.audit.record(
-                app_id,
-                "cli",
-                "purge.run",
-                "files",
-                now,
-                {
-                    "files": len(report.files_rewritten),
-                    "rows": report.rows_removed,
-                    "models": len(report.models_rewritten),
-                },
-            )
     except RecloopError as exc:
         raise fail(exc) from exc
     finally:

@@ -43,6 +43,12 @@ class ServingSettings(Section):
         description="Failed key checks a second one client address may cause (a burst of "
         "twice that) before it gets 429 without a lookup.",
     )
+    purge_interval_h: float = Field(
+        default=24.0,
+        ge=0,
+        description="How often the leading process runs `recloop purge` (0: never): a "
+        "deleted user leaves snapshots, training sets and model files within this long.",
+    )
     store_timeout_s: float = Field(
         default=5.0,
         gt=0,

@@ -17,6 +17,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -147,3 +148,27 @@ def _purge_version(
         changed = True
     if changed:
         write_checksums(root)
+
+
+def run_purge(
+    audit: Audit, data_dir: Path, registry: ModelRegistry, actor: str, now: datetime
+) -> PurgeReport:
+    """``purge`` of every user the audit log says was deleted, recorded in the audit log
+    (``purge.run``, per app) when it removed anything."""
+    deleted = deleted_users(audit)
+    report = purge(data_dir, registry, deleted)
+    if report.rows_removed or report.models_rewritten:
+        for app_id in deleted:
+            audit.record(
+                app_id,
+                actor,
+                "purge.run",
+                "files",
+                now,
+                {
+                    "files": len(report.files_rewritten),
+                    "rows": report.rows_removed,
+                    "models": len(report.models_rewritten),
+                },
+            )
+    return report

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from recloop.analysis.guard import ExperimentGuard, StoppedExperiments
 from recloop.analysis.rollout import RampRecord
 from recloop.config import Settings, SurfaceConfig
+from recloop.data.purge import run_purge
 from recloop.errors import ConfigError, StoreUnavailable
 from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
 from recloop.features.item_stats import OnlineItemStats
@@ -87,6 +88,8 @@ class Runtime:
     # Applies user deletions to what this process holds; stepped by ``deletions_task``.
     deletions: DeletionFollower | None = None
     deletions_task: PeriodicTask | None = None
+    # Runs the purge of deleted users' files, in the leading process only.
+    purge_task: PeriodicTask | None = None
 
     def catalog_changed(self) -> None:
         """Fold catalog writes this process has just committed into its in-memory views
@@ -111,8 +114,9 @@ class Runtime:
             self.shadows.close()
         for task in self.suggest_tasks:
             task.stop()
-        if self.deletions_task is not None:
-            self.deletions_task.stop()
+        for optional in (self.deletions_task, self.purge_task):
+            if optional is not None:
+                optional.stop()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
@@ -331,6 +335,7 @@ def start_runtime(
         on_error=metrics.refresh_errors.inc,
     )
     deletions_task.start()
+    purge_task = _purge_task(settings, store, leadership, metrics)
     guard, guard_task = _guard(settings, store, assigner, metrics, clock, leadership)
     suggester, suggest_tasks = _suggester(
         settings,
@@ -367,6 +372,7 @@ def start_runtime(
         leadership,
         deletions,
         deletions_task,
+        purge_task,
     )
 
 
@@ -476,6 +482,38 @@ def _live_searches(
     trained = [m.built_at for m in (models.get(a) for a in models.apps()) if m is not None]
     start = max(min(trained, default=now), now - timedelta(days=config.cold_window_days))
     return LiveSearches(store.events, config, cutoff, start=start)
+
+
+def _purge_task(
+    settings: Settings, store: Store, leadership: Leadership, metrics: Metrics
+) -> PeriodicTask | None:
+    """Every ``serving.purge_interval_h``, the leading process removes deleted users from
+    the files under the data directory and the model versions (``recloop purge``)."""
+    if settings.serving.purge_interval_h <= 0:
+        return None
+    registry = ModelRegistry(settings.resolved_model_dir())
+
+    def step() -> None:
+        if leadership.leads():
+            report = run_purge(
+                store.audit, settings.data_dir, registry, "scheduler", datetime.now(UTC)
+            )
+            if report.rows_removed or report.models_rewritten:
+                log.info(
+                    "purge: %d rows from %d files, %d models rewritten",
+                    report.rows_removed,
+                    len(report.files_rewritten),
+                    len(report.models_rewritten),
+                )
+
+    task = PeriodicTask(
+        "purge",
+        step,
+        settings.serving.purge_interval_h * 3600.0,
+        on_error=metrics.refresh_errors.inc,
+    )
+    task.start()
+    return task
 
 
 def _guard(

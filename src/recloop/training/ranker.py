@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -243,6 +243,17 @@ def _fit_head(
     return head, report
 
 
+def _same_labels(parts: Mapping[str, pa.Table], head: str, other: str) -> bool:
+    """Whether two heads' label columns agree on every row of the train and validation
+    parts (nulls included), so that fitting both would fit the same model twice."""
+    for part in ("train", "validation"):
+        table = parts[part]
+        a, b = table.column(LABELS[head]), table.column(LABELS[other])
+        if not a.equals(b):
+            return False
+    return True
+
+
 def _evaluate_head(head: Head, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     raw = head.uncalibrated(x)
     calibrated = head.calibrator.apply(raw)
@@ -371,9 +382,16 @@ def fit_ranker(
                 f"train.ranker.min_positives ({settings.min_positives})"
             )
             continue
-        head, head_report = _fit_head(name, parts, features, settings, seed)
-        heads[name] = head
-        report["heads"][name] = head_report
+        twin = next((other for other in heads if _same_labels(parts, other, name)), None)
+        if twin is not None:
+            # An imported history labels a click and a satisfying click alike: the same
+            # fit would come out twice, so the head is shared under both names.
+            heads[name] = replace(heads[twin], name=name)
+            report["heads"][name] = {**report["heads"][twin], "same_labels_as": twin}
+        else:
+            head, head_report = _fit_head(name, parts, features, settings, seed)
+            heads[name] = head
+            report["heads"][name] = head_report
         on_head(name)
     if notes:
         report["notes"] = notes

@@ -226,3 +226,26 @@ def test_logged_source_scores_become_features_when_common_enough() -> None:
     assert features == ["source_score:als"]
     assert parts["train"].column("source_score:als").to_pylist()[:3] == [0.5, 1.0, 0.0]
     assert parts["test"].column("source_score:als").to_pylist() == [0.0]
+
+
+def test_heads_with_the_same_labels_are_fitted_once_and_shared() -> None:
+    same = {
+        name: part.set_column(part.column_names.index("label"), "label", part.column("label_click"))
+        for name, part in parts(600).items()
+    }
+
+    result = fit_ranker(same, RankerTrainSettings(max_rounds=20), version="v")
+
+    assert result.model is not None
+    heads = result.model.heads
+    assert heads["satisfaction"].booster is heads["click"].booster
+    assert heads["satisfaction"].name == "satisfaction"
+    assert result.report["heads"]["satisfaction"]["same_labels_as"] == "click"
+
+
+def test_heads_with_different_labels_are_fitted_apart(
+    fitted: tuple[RankerModel, dict],  # type: ignore[type-arg]
+) -> None:
+    model, report = fitted
+    assert model.heads["satisfaction"].booster is not model.heads["click"].booster
+    assert "same_labels_as" not in report["heads"]["satisfaction"]

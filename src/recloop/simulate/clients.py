@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from recloop.client import Client, NotFound
+
 
 @dataclass(frozen=True, slots=True)
 class Served:
@@ -74,63 +76,50 @@ class ServiceClient(Protocol):
 
 
 class HttpClient:
-    """Talks to a running service over HTTP with an API key."""
+    """Talks to a running service over HTTP with an API key, through ``recloop.client`` (so
+    every demo exercises the Python client users call)."""
 
-    def __init__(self, base_url: str, key: str) -> None:
-        self._http = httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-        )
+    def __init__(
+        self, base_url: str, key: str, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._client = Client(base_url, key, timeout_s=30, transport=transport)
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._client.close()
 
     def put_items(self, items: list[dict[str, Any]]) -> None:
         """Insert or replace items, 1000 per request."""
-        for start in range(0, len(items), 1000):
-            self._http.post(
-                "/api/items", json={"items": items[start : start + 1000]}
-            ).raise_for_status()
+        refused = self._client.put_items(items)
+        if refused:
+            raise RuntimeError(f"the service rejected simulated items: {refused[:3]}")
 
     def put_user(self, user_id: str, attributes: dict[str, Any]) -> None:
         """Insert or replace a user."""
-        self._http.put(f"/api/users/{user_id}", json={"attributes": attributes}).raise_for_status()
+        self._client.put_user(user_id, **attributes)
 
     def recommend(
         self, user_id: str, surface: str, limit: int, session_id: str, device: str
     ) -> Served:
-        """Ask for a list; latency is measured around the HTTP call."""
+        """Ask for a list; latency is measured around the call."""
         started = time.perf_counter()
-        response = self._http.get(
-            "/api/recommendations",
-            params={
-                "userId": user_id,
-                "surface": surface,
-                "limit": limit,
-                "sessionId": session_id,
-                "device": device,
-            },
+        served = self._client.recommend(
+            user_id, surface, limit=limit, session_id=session_id, device=device
         )
         latency_ms = (time.perf_counter() - started) * 1000
-        response.raise_for_status()
-        body = response.json()
         return Served(
-            body["requestId"],
-            [i["itemId"] for i in body["items"]],
-            body["fallback"],
+            served.request_id,
+            [i.item_id for i in served.items],
+            served.fallback,
             latency_ms,
-            body["variant"],
+            served.variant,
         )
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
-        """Send events in batches of at most 1000."""
-        for start in range(0, len(events), 1000):
-            response = self._http.post("/api/events", json={"events": events[start : start + 1000]})
-            response.raise_for_status()
-            if response.json()["rejected"]:
-                raise RuntimeError(
-                    f"the service rejected simulated events: {response.json()['rejected'][:3]}"
-                )
+        """Send events (in the client's batches)."""
+        result = self._client.send_events(events)
+        if result.rejected:
+            raise RuntimeError(f"the service rejected simulated events: {result.rejected[:3]}")
 
     def suggest(
         self,
@@ -143,39 +132,24 @@ class HttpClient:
         surface: str | None = None,
         item_id: str | None = None,
     ) -> Suggested:
-        """``GET /api/suggestions``; latency is measured around the HTTP call."""
-        params: dict[str, str | int] = {"userId": user_id, "prefix": prefix, "limit": limit}
-        for name, value in (
-            ("locale", locale),
-            ("sessionId", session_id),
-            ("surface", surface),
-            ("itemId", item_id),
-        ):
-            if value is not None:
-                params[name] = value
+        """``GET /api/suggestions``; latency is measured around the call."""
         started = time.perf_counter()
-        response = self._http.get("/api/suggestions", params=params)
-        latency_ms = (time.perf_counter() - started) * 1000
-        if response.status_code == 404 and _no_route(response):
+        try:
+            served = self._client.suggest(
+                user_id, prefix, surface=surface, item_id=item_id, limit=limit, locale=locale,
+                session_id=session_id,
+            )  # fmt: skip
+        except NotFound as exc:
+            if exc.detail != "Not Found":
+                raise
             # A service without the suggestion route (FastAPI's own 404) suggests nothing:
             # the user types every query, and the world's baseline and oracle still run.
-            return Suggested("", [], False, latency_ms)
-        response.raise_for_status()
-        body = response.json()
+            return Suggested("", [], False, (time.perf_counter() - started) * 1000)
         return Suggested(
-            body["requestId"],
-            [s["query"] for s in body["suggestions"]],
-            body["fallback"],
-            latency_ms,
-            body["variant"],
-            bool(body.get("cold", False)),
+            served.request_id,
+            [s.query for s in served.suggestions],
+            served.fallback,
+            (time.perf_counter() - started) * 1000,
+            served.variant,
+            served.cold,
         )
-
-
-def _no_route(response: httpx.Response) -> bool:
-    """Whether a 404 is the framework's "no such route" rather than the route's own."""
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and body.get("detail") == "Not Found"

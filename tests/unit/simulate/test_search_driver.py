@@ -212,8 +212,7 @@ def test_the_http_client_suggests_nothing_where_the_route_is_missing() -> None:
             )
         return httpx.Response(404, json={"detail": "Not Found", "errors": []})
 
-    client = HttpClient("http://service", "key")
-    client._http = httpx.Client(base_url="http://service", transport=httpx.MockTransport(handler))
+    client = HttpClient("http://service", "key", transport=httpx.MockTransport(handler))
     served = client.suggest("u1", "pa", locale="en-US", session_id="q1", limit=8)
     assert (served.request_id, served.queries, served.variant, served.cold) == (
         "r1",

@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 import recloop
 from recloop.api.body_limit import BodyLimit, BodyLimits
 from recloop.api.deps import KeyCache
+from recloop.api.docs import install_docs
 from recloop.api.errors import install_error_handlers
 from recloop.api.routes import (
     events,
@@ -67,8 +68,12 @@ def create_app(
         version=recloop.__version__,
         summary="Events in, recommendations out: a self-hostable recommendation loop.",
         lifespan=lifespan,
+        # Served from installed files instead (api/docs.py): the defaults load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
     app.add_middleware(
         BodyLimit,
         limits=BodyLimits(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -209,3 +210,21 @@ def test_an_admin_of_one_app_sees_only_that_apps_samples(
     assert 'app="default"' in ours
     assert 'app="default"' not in theirs
     assert "recloop_model_load_errors_total" in theirs  # the service's own, with no app
+
+
+def test_docs_open_with_no_internet_and_no_key(client: TestClient) -> None:
+    del client.headers["Authorization"]
+
+    page = client.get("/docs")
+
+    assert page.status_code == 200
+    links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert links  # the script, the style sheet, the icon
+    assert all(link.startswith("/") for link in links), links  # nothing from another host
+    assert "http://" not in page.text
+    assert "https://" not in page.text
+    for link in links:
+        asset = client.get(link)
+        assert asset.status_code == 200, link
+        assert asset.content
+    assert client.get("/openapi.json").status_code == 200

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from recloop.domain import Event
-from recloop.errors import StoreUnavailable
+from recloop.errors import RecloopError, StoreUnavailable
 from recloop.ingest.validate import Rejection, validate_event
 from recloop.store.protocols import EventLog
 from recloop.store.writer import EventAck, StoreWriter
+
+log = logging.getLogger(__name__)
 
 #: Batches up to this size are validated on the event loop.
 INLINE_VALIDATION_MAX = 64
@@ -108,9 +111,12 @@ class EventIngestor:
         """
         good, rejected = self.validate(app_id, raw_events, now)
         ack = self.store(app_id, good)
-        return self._result(
-            app_id, raw_events, good, rejected, ack, self._conflicts(app_id, good, ack)
-        )
+        try:
+            conflicts = self._conflicts(app_id, good, ack)
+        except RecloopError:
+            log.warning("could not compare repeated event ids with the stored events")
+            conflicts = {}
+        return self._result(app_id, raw_events, good, rejected, ack, conflicts)
 
     def store(self, app_id: str, events: Sequence[Event]) -> EventAck:
         """Durably store events built by the service itself (already valid), blocking.
@@ -137,11 +143,15 @@ class EventIngestor:
         else:
             good, rejected = await asyncio.to_thread(self.validate, app_id, raw_events, now)
         ack = await self.store_async(app_id, good)
-        conflicts = (
-            await asyncio.to_thread(self._conflicts, app_id, good, ack)
-            if ack.duplicate_positions
-            else {}
-        )
+        conflicts: dict[int, list[str]] = {}
+        if ack.duplicate_positions:
+            try:
+                conflicts = await asyncio.wait_for(
+                    asyncio.to_thread(self._conflicts, app_id, good, ack), self._ack_timeout_s
+                )
+            except (TimeoutError, RecloopError):
+                # The events are stored; repeats not compared are answered as duplicates.
+                log.warning("could not compare repeated event ids with the stored events")
         return self._result(app_id, raw_events, good, rejected, ack, conflicts)
 
     def _conflicts(self, app_id: str, good: Sequence[Event], ack: EventAck) -> dict[int, list[str]]:

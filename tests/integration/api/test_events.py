@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from recloop.errors import StoreUnavailable
 from recloop.store.schema import events as events_table
 from tests.integration.api.conftest import Api, error_fields
 
@@ -320,3 +321,20 @@ def test_accepted_events_are_counted_in_metrics(client: TestClient, api: Api) ->
 
     assert 'recloop_events_total{app="default",outcome="accepted"} 1.0' in text
     assert 'recloop_events_total{app="default",outcome="duplicate"} 1.0' in text
+
+
+def test_repeats_are_answered_as_duplicates_when_the_stored_events_cannot_be_read(
+    client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = {"eventId": "e-1", "userId": "u1", "itemId": "i1", "eventType": "click"}
+    client.post("/api/events", json=event)
+
+    def store_away(app_id: str, event_ids: object) -> object:
+        raise StoreUnavailable("the store is away")
+
+    monkeypatch.setattr(api.runtime.ingestor._events, "get_events", store_away)
+    again = client.post("/api/events", json={**event, "itemId": "i2"})
+
+    assert again.status_code == 202  # stored once already; not compared, not a 503
+    assert again.json()["duplicates"] == 1
+    assert again.json()["conflicts"] == []

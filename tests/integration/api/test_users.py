@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from recloop.errors import OnlineStoreUnavailable
 from recloop.store.keys import key_id_of
 from tests.integration.api.conftest import Api, error_fields
 
@@ -129,3 +130,20 @@ def test_delete_is_audited_with_the_key_that_asked_and_forgotten_at_once(
     assert (entry.action, entry.subject, entry.actor) == ("user.delete", "u1", key_id_of(dev_key))
     assert entry.detail == {"sessions": ["s1"]}
     assert runtime.deletions.forgotten("default") == {"u1"}  # applied before the 204
+
+
+def test_a_delete_stays_204_when_this_process_cannot_forget_at_once(
+    client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.post_events([{"userId": "u1", "itemId": "i1", "eventType": "click"}])
+    runtime = api.runtime
+    assert runtime.deletions is not None
+
+    def online_away() -> int:
+        raise OnlineStoreUnavailable("redis down")
+
+    monkeypatch.setattr(runtime.deletions, "step", online_away)
+
+    assert client.delete("/api/users/u1").status_code == 204  # committed: not a 503
+    assert client.get("/api/users/u1").status_code == 404
+    assert [e.action for e in runtime.store.audit.since(0, 10)] == ["user.delete"]

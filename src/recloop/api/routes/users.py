@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -12,10 +13,11 @@ from recloop.api.deps import AdminCaller, IngestCaller, RuntimeDep, ServeCaller
 from recloop.api.errors import problem_responses
 from recloop.api.schemas import UserPublic, UserPut
 from recloop.domain import User
-from recloop.errors import InvalidInput, NotFound
+from recloop.errors import InvalidInput, NotFound, RecloopError
 from recloop.ingest.wire import MAX_ID_LENGTH, NO_NUL, to_user
 
 router = APIRouter(tags=["users"])
+log = logging.getLogger(__name__)
 
 UserIdPath = Annotated[str, Path(alias="userId", min_length=1, max_length=MAX_ID_LENGTH), NO_NUL]
 _ERRORS = problem_responses(401, 403, 422)
@@ -68,7 +70,12 @@ async def delete_user(user_id: UserIdPath, caller: AdminCaller, runtime: Runtime
         if sessions is None:
             return False
         if runtime.deletions is not None:
-            runtime.deletions.step()
+            try:
+                runtime.deletions.step()
+            except RecloopError:
+                # The deletion is committed; the follower's next step applies it here too.
+                log.warning("user %s deleted; forgetting them in this process is retried", user_id)
+                runtime.metrics.refresh_errors.inc()
         return True
 
     if not await store_call(runtime.settings.serving.store_timeout_s, forget):

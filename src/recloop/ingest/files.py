@@ -3,6 +3,9 @@
 CSV conventions: list fields (``tags``) are joined with ``|``; object fields (``metadata``,
 ``context``, ``attributes``) hold JSON text, or are spread over dotted columns such as
 ``attributes.region``; an empty cell is an absent value.
+
+Parquet: a null is an absent value; object fields are structs, or JSON text (as ``recloop
+export`` writes them, since objects with different keys share no struct type).
 """
 
 from __future__ import annotations
@@ -139,12 +142,18 @@ def _read_parquet(path: Path) -> Iterator[Row]:
     for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
         for raw in batch.to_pylist():
             number += 1
-            record = {k: _plain(v) for k, v in raw.items() if v is not None}
-            yield Row(number, record)
+            try:
+                values = {k: _plain(k, v) for k, v in raw.items() if v is not None}
+            except orjson.JSONDecodeError as exc:
+                yield Row(number, _Unreadable(f"invalid JSON in an object column: {exc}"))
+                continue
+            yield Row(number, {k: v for k, v in values.items() if v is not None})
 
 
-def _plain(value: Any) -> Any:
+def _plain(column: str, value: Any) -> Any:
     # Parquet timestamps come back as datetimes; the wire models take ISO text or datetimes.
     if isinstance(value, bytes):
-        return value.decode()
+        value = value.decode()
+    if column in OBJECT_FIELDS and isinstance(value, str):
+        return orjson.loads(value)  # JSON null: an absent value, like a Parquet null
     return value

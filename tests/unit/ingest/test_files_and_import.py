@@ -141,6 +141,31 @@ def test_parquet_rows_come_back_as_records_without_nulls(tmp_path: Path) -> None
     assert count_rows(path, "parquet") == 2
 
 
+def test_parquet_object_columns_may_hold_json_text(tmp_path: Path) -> None:
+    # As ``recloop export`` writes them: objects with different keys share no struct type.
+    path = tmp_path / "events.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "eventId": ["e1", "e2", "e3", "e4"],
+                "context": ['{"a": [1, null]}', None, "null", "{oops"],
+                "note": ['{"a": 1}', None, None, None],
+            }
+        ),
+        path,
+    )
+    rows = list(read_rows(path, "parquet"))
+    assert [row.record for row in rows[:3]] == [
+        {"eventId": "e1", "context": {"a": [1, None]}, "note": '{"a": 1}'},  # only objects
+        {"eventId": "e2"},
+        {"eventId": "e3"},  # JSON null: absent, like a Parquet null
+    ]
+    reason = is_unreadable(rows[3].record)
+    assert reason is not None
+    assert "JSON" in reason
+    assert rows[3].number == 4
+
+
 @pytest.mark.parametrize(
     ("name", "fmt"),
     [("a.csv", "csv"), ("a.JSONL", "jsonl"), ("a.ndjson", "jsonl"), ("a.pq", "parquet")],

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: The training feature that holds the shown position (0 = top).
 POSITION_FEATURE = "position"
+#: The sum of the ranker's ``source_score:*`` features: the sources' blend, unweighted, as
+#: one feature, so that trees can start from the blend's order and correct it.
+SCORE_SUM_FEATURE = "source_score_sum"
 #: The heads a ranker may have.
 HEADS = ("click", "satisfaction")
 MANIFEST = "ranker.json"
@@ -99,6 +102,20 @@ class Head:
         return self.calibrator.apply(self.uncalibrated(x))
 
 
+def score_sum(matrix: FeatureMatrix, features: Sequence[str]) -> np.ndarray:
+    """Each row's sum of the ``source_score:*`` columns among ``features`` (a missing
+    column counts 0, as a source that did not recall)."""
+    index = {name: i for i, name in enumerate(matrix.names)}
+    cols = [index[f] for f in features if f.startswith(_SOURCE_SCORE) and f in index]
+    if not cols:
+        return np.zeros(len(matrix.item_ids), dtype=np.float64)
+    total: np.ndarray = np.asarray(matrix.values[:, cols], dtype=np.float64).sum(axis=1)
+    return total
+
+
+_SOURCE_SCORE = source_score_feature("")
+
+
 @dataclass(frozen=True)
 class RankerModel:
     """A trained ranker: the features it reads, in order, and its heads."""
@@ -112,13 +129,16 @@ class RankerModel:
     def design(self, matrix: FeatureMatrix) -> np.ndarray:
         """The model's input: its features in its order, from the request's columns.
 
-        A feature the request lacks is zero; position is fixed to ``serving_position``.
+        A feature the request lacks is zero; position is fixed to ``serving_position``;
+        ``SCORE_SUM_FEATURE`` is the sum of the model's source-score columns (``score_sum``).
         """
         x = np.zeros((len(matrix.item_ids), len(self.features)), dtype=np.float64)
         index = {name: i for i, name in enumerate(matrix.names)}
         for col, name in enumerate(self.features):
             if name == POSITION_FEATURE:
                 x[:, col] = self.serving_position
+            elif name == SCORE_SUM_FEATURE:
+                x[:, col] = score_sum(matrix, self.features)
             elif name in index:
                 x[:, col] = matrix.values[:, index[name]]
         return x

@@ -37,6 +37,7 @@ from recloop.ranking.calibration import Calibrator, fit_calibrator
 from recloop.ranking.category_codes import CategoryCodes
 from recloop.ranking.learned import (
     POSITION_FEATURE,
+    SCORE_SUM_FEATURE,
     Head,
     LearnedRankerConfig,
     Objective,
@@ -136,6 +137,12 @@ def _params(settings: RankerTrainSettings, objective: str, seed: int) -> dict[st
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "lambda_l2": 1.0,
+        # ``item_category`` and ``item_creator`` are hashed codes with hundreds of values,
+        # most with few rows: LightGBM's defaults let a split pick out a handful of them
+        # and fit noise. Stronger smoothing and bigger groups keep the common ones.
+        "cat_smooth": 50.0,
+        "cat_l2": 50.0,
+        "min_data_per_group": 200,
         "num_threads": settings.threads,
         "seed": seed,
         "deterministic": True,
@@ -317,7 +324,8 @@ def with_source_scores(
     """Each served item's logged source scores as feature columns ``source_score:<name>``.
 
     A source becomes a feature when it scored at least ``min_share`` of the training rows;
-    rows it did not score (or logged before scores were) hold 0, as at serving.
+    rows it did not score (or logged before scores were) hold 0, as at serving. With any
+    source, their sum (``SCORE_SUM_FEATURE``, the unweighted blend) is a feature too.
     """
     parsed = {
         name: [json.loads(raw) if raw else {} for raw in part.column("source_scores").to_pylist()]
@@ -334,13 +342,15 @@ def with_source_scores(
     out: dict[str, pa.Table] = {}
     for name, part in parts.items():
         table = part
+        total = np.zeros(part.num_rows, dtype=np.float64)
         for source in sources:
-            values = [float(row.get(source, 0.0)) for row in parsed[name]]
-            table = table.append_column(
-                source_score_feature(source), pa.array(values, pa.float64())
-            )
-        out[name] = table
-    return out, [source_score_feature(s) for s in sources]
+            values = np.array([float(row.get(source, 0.0)) for row in parsed[name]], np.float64)
+            total += values
+            table = table.append_column(source_score_feature(source), pa.array(values))
+        # What ``RankerModel.design`` derives at serving from the same columns.
+        out[name] = table.append_column(SCORE_SUM_FEATURE, pa.array(total))
+    features = [source_score_feature(s) for s in sources]
+    return out, [*features, SCORE_SUM_FEATURE] if features else []
 
 
 def fit_ranker(

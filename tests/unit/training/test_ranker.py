@@ -16,6 +16,7 @@ from recloop.features.candidates import FeatureMatrix
 from recloop.features.definitions import FEATURE_NAMES
 from recloop.ranking.calibration import sigmoid
 from recloop.ranking.learned import (
+    SCORE_SUM_FEATURE,
     LearnedRanker,
     LearnedRankerConfig,
     RankerModel,
@@ -223,9 +224,30 @@ def test_logged_source_scores_become_features_when_common_enough() -> None:
 
     parts, features = with_source_scores({"train": train, "test": old}, min_share=0.02)
 
-    assert features == ["source_score:als"]
+    assert features == ["source_score:als", SCORE_SUM_FEATURE]
     assert parts["train"].column("source_score:als").to_pylist()[:3] == [0.5, 1.0, 0.0]
     assert parts["test"].column("source_score:als").to_pylist() == [0.0]
+
+
+def test_the_sum_of_source_scores_is_the_same_in_training_and_at_serving() -> None:
+    train = pa.table(
+        {"source_scores": ['{"a": 0.5, "b": 0.25}', '{"b": 1.0}', "{}", '{"a": 0.2, "c": 1}']}
+    )
+    parts, features = with_source_scores({"train": train}, min_share=0.3)
+    assert features == ["source_score:a", "source_score:b", SCORE_SUM_FEATURE]
+    trained = parts["train"].column(SCORE_SUM_FEATURE).to_pylist()
+    assert trained == pytest.approx([0.75, 1.0, 0.0, 0.2])  # c is no feature: not summed
+    # Serving derives it from the request's columns (c among them, a missing): the same.
+    model = RankerModel(version="v", features=tuple(features), heads={})
+    matrix = FeatureMatrix(
+        ("i0", "i1", "i2", "i3"),
+        ("source_score:b", "source_score:c", "source_score:a"),
+        np.array([[0.25, 0.0, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.2]]),
+    )
+    served = model.design(matrix)[:, features.index(SCORE_SUM_FEATURE)]
+    assert served.tolist() == pytest.approx(trained)
+    # With no source features there is no sum either.
+    assert with_source_scores({"train": pa.table({"x": [1]})})[1] == []
 
 
 def test_heads_with_the_same_labels_are_fitted_once_and_shared() -> None:

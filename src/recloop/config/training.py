@@ -144,6 +144,15 @@ class RankerTrainSettings(Section):
     max_rounds: int = Field(default=400, ge=1)
     early_stopping_rounds: int = Field(default=30, ge=1)
     min_data_in_leaf: int = Field(default=50, ge=1)
+    cat_smooth: float = Field(
+        default=50.0,
+        ge=0,
+        description="Smoothing (and L2) of splits on categorical features (item_category, "
+        "item_creator: hashed codes, most with few rows); LightGBM's default is 10.",
+    )
+    min_data_per_group: int = Field(
+        default=200, ge=1, description="Rows a category needs to get a split of its own."
+    )
     min_positives: int = Field(
         default=30, ge=1, description="A head with fewer positive training rows is not trained."
     )

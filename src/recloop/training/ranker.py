@@ -140,9 +140,9 @@ def _params(settings: RankerTrainSettings, objective: str, seed: int) -> dict[st
         # ``item_category`` and ``item_creator`` are hashed codes with hundreds of values,
         # most with few rows: LightGBM's defaults let a split pick out a handful of them
         # and fit noise. Stronger smoothing and bigger groups keep the common ones.
-        "cat_smooth": 50.0,
-        "cat_l2": 50.0,
-        "min_data_per_group": 200,
+        "cat_smooth": settings.cat_smooth,
+        "cat_l2": settings.cat_smooth,
+        "min_data_per_group": settings.min_data_per_group,
         "num_threads": settings.threads,
         "seed": seed,
         "deterministic": True,

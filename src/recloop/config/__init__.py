@@ -2,8 +2,8 @@
 
 One module per part: ``surfaces`` (pipelines as data), ``serving`` (budgets, caches,
 ingestion), ``training`` (what ``recloop train`` fits), ``experiments`` (experiments and
-shadows), ``suggestions`` (query suggestions), and ``settings`` (the whole, and where it is
-read from). Import from here.
+shadows), ``suggestions`` (query suggestions), ``retention`` (what ``recloop gc`` keeps),
+and ``settings`` (the whole, and where it is read from). Import from here.
 """
 
 from recloop.config.experiments import (
@@ -14,6 +14,7 @@ from recloop.config.experiments import (
     VariantConfig,
     default_guardrails,
 )
+from recloop.config.retention import RetentionSettings
 from recloop.config.serving import BudgetSettings, IngestSettings, ServingSettings
 from recloop.config.settings import Settings
 from recloop.config.suggestions import SuggestionSettings, SuggestionWeights
@@ -44,6 +45,7 @@ __all__ = [
     "LabelConfig",
     "LabelRules",
     "RankerTrainSettings",
+    "RetentionSettings",
     "ServingSettings",
     "Settings",
     "ShadowConfig",

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from recloop.config.experiments import ExperimentConfig, ShadowConfig
+from recloop.config.retention import RetentionSettings
 from recloop.config.serving import IngestSettings, ServingSettings
 from recloop.config.suggestions import SuggestionSettings
 from recloop.config.surfaces import SurfaceConfig, default_surfaces
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     train: TrainSettings = TrainSettings()
     suggestions: SuggestionSettings = SuggestionSettings()
+    retention: RetentionSettings = RetentionSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
     experiments: list[ExperimentConfig] = Field(default_factory=list)
     experiment_check_s: float = Field(

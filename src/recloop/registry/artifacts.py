@@ -8,6 +8,8 @@ Layout under the root::
     <app_id>/<version>/linucb.json       LinUCB's click evidence, when a training set was built
     <app_id>/<version>/checksums.json    the SHA-256 of every other file, written last
     <app_id>/CURRENT                     the version the service loads
+    <app_id>/PROMOTIONS                  every promotion, one ``<time> <version>`` a line
+    <app_id>/.lock                       held while the pointer changes or a version goes
 
 A version is written in a temporary directory and renamed into place, so a reader never
 sees half of one; ``CURRENT`` is replaced atomically, so promotion and rollback are one
@@ -17,6 +19,7 @@ checksums before it is promoted and when it is loaded (``damaged``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -25,13 +28,15 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 CHECKSUMS = "checksums.json"
+PROMOTIONS = "PROMOTIONS"
+LOCK = ".lock"
 
 
 class DamagedVersion(ValueError):
@@ -219,6 +224,38 @@ class ModelRegistry:
             return None
         return version or None
 
+    @contextmanager
+    def locked(self, app_id: str) -> Iterator[None]:
+        """Hold the app's registry lock (``flock``, across processes): promotion and
+        ``recloop gc`` take it, so a version cannot be promoted while it is being removed."""
+        app_dir = self._app(app_id)
+        app_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(app_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def promotions(self, app_id: str) -> list[str]:
+        """The versions promoted so far, oldest first (repeats kept); empty for a registry
+        whose promotions predate the record."""
+        try:
+            lines = (self._app(app_id) / PROMOTIONS).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [line.split()[-1] for line in lines if line.strip()]
+
+    def previous(self, app_id: str) -> str | None:
+        """The version served before the current one (what a rollback returns to): the
+        last promotion of another version, else the newest version older than the current."""
+        current = self.current(app_id)
+        for version in reversed(self.promotions(app_id)):
+            if version != current:
+                return version
+        older = [v for v in self.versions(app_id) if current is not None and v < current]
+        return older[-1] if older else None
+
     def promote(self, app_id: str, version: str) -> None:
         """Make ``version`` the one served; running services pick it up on their next check.
 
@@ -226,18 +263,23 @@ class ModelRegistry:
             FileNotFoundError: no such finished version.
             DamagedVersion: the version's files differ from their checksums.
         """
-        if version not in self.versions(app_id):
-            raise FileNotFoundError(f"no finished model version {version} for app {app_id}")
-        damaged = self.damaged(app_id, version)
-        if damaged:
-            listed = ", ".join(f"{name} ({state})" for name, state in sorted(damaged.items()))
-            raise DamagedVersion(
-                f"model version {version} of app {app_id} is damaged: {listed}; not promoted"
-            )
-        app_dir = self._app(app_id)
-        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=app_dir)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(version + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, app_dir / CURRENT)
+        with self.locked(app_id):
+            if version not in self.versions(app_id):
+                raise FileNotFoundError(f"no finished model version {version} for app {app_id}")
+            damaged = self.damaged(app_id, version)
+            if damaged:
+                listed = ", ".join(f"{name} ({state})" for name, state in sorted(damaged.items()))
+                raise DamagedVersion(
+                    f"model version {version} of app {app_id} is damaged: {listed}; not promoted"
+                )
+            app_dir = self._app(app_id)
+            # Recorded before the pointer moves: a crash between the two leaves a record of
+            # a promotion that did not happen, which only keeps a version longer.
+            with (app_dir / PROMOTIONS).open("a") as log:
+                log.write(f"{datetime.now(UTC).isoformat()} {version}\n")
+            fd, tmp = tempfile.mkstemp(prefix=".current-", dir=app_dir)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(version + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, app_dir / CURRENT)

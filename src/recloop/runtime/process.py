@@ -22,6 +22,7 @@ from recloop.analysis.guard import ExperimentGuard, StoppedExperiments
 from recloop.analysis.rollout import RampRecord
 from recloop.config import Settings, SurfaceConfig
 from recloop.data.purge import run_purge
+from recloop.data.retention import run_gc
 from recloop.errors import ConfigError, StoreUnavailable
 from recloop.experiments.assignment import Assigner, pinned_versions, variant_surfaces
 from recloop.features.item_stats import OnlineItemStats
@@ -90,6 +91,8 @@ class Runtime:
     deletions_task: PeriodicTask | None = None
     # Runs the purge of deleted users' files, in the leading process only.
     purge_task: PeriodicTask | None = None
+    # Runs `recloop gc --delete` every retention.interval_h, in the leading process only.
+    retention_task: PeriodicTask | None = None
 
     def catalog_changed(self) -> None:
         """Fold catalog writes this process has just committed into its in-memory views
@@ -114,7 +117,7 @@ class Runtime:
             self.shadows.close()
         for task in self.suggest_tasks:
             task.stop()
-        for optional in (self.deletions_task, self.purge_task):
+        for optional in (self.deletions_task, self.purge_task, self.retention_task):
             if optional is not None:
                 optional.stop()
         self.writer.close()
@@ -336,6 +339,7 @@ def start_runtime(
     )
     deletions_task.start()
     purge_task = _purge_task(settings, store, leadership, metrics)
+    retention_task = _retention_task(settings, store, leadership, metrics)
     guard, guard_task = _guard(settings, store, assigner, metrics, clock, leadership)
     suggester, suggest_tasks = _suggester(
         settings,
@@ -373,6 +377,7 @@ def start_runtime(
         deletions,
         deletions_task,
         purge_task,
+        retention_task,
     )
 
 
@@ -510,6 +515,38 @@ def _purge_task(
         "purge",
         step,
         settings.serving.purge_interval_h * 3600.0,
+        on_error=metrics.refresh_errors.inc,
+    )
+    task.start()
+    return task
+
+
+def _retention_task(
+    settings: Settings, store: Store, leadership: Leadership, metrics: Metrics
+) -> PeriodicTask | None:
+    """Every ``retention.interval_h``, the leading process removes the snapshots, training
+    sets and model versions retention does not keep (``recloop gc --delete``)."""
+    if settings.retention.interval_h <= 0:
+        return None
+    registry = ModelRegistry(settings.resolved_model_dir())
+
+    def step() -> None:
+        if leadership.leads():
+            report = run_gc(
+                settings, registry, audit=store.audit, actor="scheduler", now=datetime.now(UTC)
+            )
+            if report.removed:
+                log.info(
+                    "gc: removed %d (%d bytes): %s",
+                    len(report.removed),
+                    report.bytes_freed,
+                    ", ".join(f"{e.kind} {e.label}" for e in report.removed),
+                )
+
+    task = PeriodicTask(
+        "retention",
+        step,
+        settings.retention.interval_h * 3600.0,
         on_error=metrics.refresh_errors.inc,
     )
     task.start()

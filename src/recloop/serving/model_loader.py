@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 from recloop.features.bandit_context import EVIDENCE_FILE, ContextEvidence
 from recloop.ranking.learned import MANIFEST, RANKER_DIR, RankerModel, RankerModels
 from recloop.registry.artifacts import DamagedVersion, ModelRegistry
+from recloop.registry.in_use import InUseMarks
 from recloop.retrieval.bundle import ModelBundle, ModelIndex, load_model
 from recloop.retrieval.interactions import item_text
 from recloop.retrieval.models import KnowsUsers, RetrievalModel
@@ -67,6 +68,7 @@ class ModelLoader:
     ) -> None:
         self._forgotten = forgotten
         self._registry = registry
+        self._marks = InUseMarks(registry.root)
         self._suggestions = suggestions
         self._pinned = dict(pinned or {})
         self._missing: set[str] = set()
@@ -120,12 +122,22 @@ class ModelLoader:
                             )
                             break
             self._load_pinned()
+            self._mark_in_use()
             try:
                 self._follow_catalog()
             except Exception:
                 # New items wait for the next step; the loaded models keep serving.
                 log.exception("could not add new catalog items to the loaded models")
                 self._on_error()
+
+    def _mark_in_use(self) -> None:
+        """Tell ``recloop gc`` which versions this process holds, so it keeps their files."""
+        held: dict[str, set[str]] = {}
+        for index in (self._index, *(index for index, _ in self._pinned.values())):
+            for app_id, version in index.apps().items():
+                held.setdefault(app_id, set()).add(version)
+        for app_id, versions in held.items():
+            self._marks.record(app_id, versions)
 
     def _serve(self, app_id: str, version: str) -> bool:
         """Load a version and publish it; False (counted) when it cannot serve."""

@@ -92,7 +92,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, object]
         data_dir=data_dir,
         train=TrainSettings(
             sources=[TrainSourceConfig(name="covisitation"), TrainSourceConfig(name="item-knn")],
-            ranker=RankerTrainSettings(min_positives=5),
+            # Fewer negatives kept than the sources recall, so that some are sampled out.
+            ranker=RankerTrainSettings(min_positives=5, max_negatives=40),
             validation_fraction=0.2,
         ),
         surfaces={"home": HOME},
@@ -123,6 +124,12 @@ def test_an_imported_history_trains_a_ranker_from_its_interactions(
     assert candidates["positives"]["train"] >= 30
     assert 0.2 < candidates["candidate_recall"] <= 1.0
     assert report["objective"] == "lambdarank"
+    # Negatives were sampled; each kept one counted for those left out when calibrating.
+    assert candidates["negatives_sampled_out"] > 0
+    assert report["heads"]["click"]["calibration_weighted"] is True
+    # Out of fold, on every candidate of every list: 0.038 when calibrated on the sample
+    # as if it were every candidate, 0.014 weighted (when this test was written).
+    assert report["summary"]["click_ece"] < 0.025
     # Cross-fitted: every user's list is scored by the ranker of its fold, fitted without
     # that fold's users, and the gate judges them all, not the test fifth alone.
     crossed = report["cross_fit"]

@@ -76,23 +76,40 @@ class Calibrator:
         )
 
 
-def fit_isotonic(scores: np.ndarray, labels: np.ndarray, max_knots: int = 200) -> Calibrator:
+def _row_weights(labels: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Each row's weight: ``weights`` (a missing or non-positive one counts 1), or 1s."""
+    if weights is None:
+        return np.ones(len(labels), dtype=np.float64)
+    w = np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=1.0)
+    out: np.ndarray = np.where(w > 0, w, 1.0)
+    return out
+
+
+def fit_isotonic(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    max_knots: int = 200,
+    weights: np.ndarray | None = None,
+) -> Calibrator:
     """Pool-adjacent-violators: the non-decreasing step function closest to the labels.
 
     The steps become knots (block centres) for linear interpolation; ``max_knots`` bounds
-    what is stored by merging neighbouring blocks, weighted by their sizes.
+    what is stored by merging neighbouring blocks, weighted by their sizes. ``weights``
+    count a row as that many rows (a sampled negative standing for those left out).
     """
     order = np.argsort(scores, kind="stable")
     x = np.asarray(scores, dtype=np.float64)[order]
     y = np.asarray(labels, dtype=np.float64)[order]
-    # Blocks as (sum of y, count, sum of x); merged while a block's mean is below the previous.
+    w = _row_weights(y, None if weights is None else np.asarray(weights)[order])
+    # Blocks as (weighted sum of y, weight, weighted sum of x); merged while a block's mean
+    # is below the previous one's.
     sums: list[float] = []
     counts: list[float] = []
     xs: list[float] = []
-    for xi, yi in zip(x.tolist(), y.tolist(), strict=True):
-        sums.append(yi)
-        counts.append(1.0)
-        xs.append(xi)
+    for xi, yi, wi in zip(x.tolist(), y.tolist(), w.tolist(), strict=True):
+        sums.append(wi * yi)
+        counts.append(wi)
+        xs.append(wi * xi)
         while len(sums) > 1 and sums[-2] / counts[-2] >= sums[-1] / counts[-1]:
             s, c, sx = sums.pop(), counts.pop(), xs.pop()
             sums[-1] += s
@@ -108,21 +125,28 @@ def fit_isotonic(scores: np.ndarray, labels: np.ndarray, max_knots: int = 200) -
     return Calibrator("isotonic", tuple(centres.tolist()), tuple(means.tolist()))
 
 
-def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 50) -> Calibrator:
+def fit_platt(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    iterations: int = 50,
+    weights: np.ndarray | None = None,
+) -> Calibrator:
     """Logistic regression of the labels on the scores' logit (Newton's method).
 
     Labels are smoothed as Platt proposed, so that a separable set does not diverge.
+    ``weights`` count a row as that many rows.
     """
     x = logit(np.asarray(scores, dtype=np.float64))
     y = np.asarray(labels, dtype=np.float64)
-    positives = float(y.sum())
-    negatives = float(len(y) - positives)
+    r = _row_weights(y, weights)
+    positives = float(np.sum(r * (y > 0.5)))
+    negatives = float(np.sum(r)) - positives
     target = np.where(y > 0.5, (positives + 1) / (positives + 2), 1.0 / (negatives + 2))
     a, b = 1.0, 0.0
     for _ in range(iterations):
         p = sigmoid(a * x + b)
-        w = p * (1.0 - p) + 1e-12
-        g = np.array([np.sum((p - target) * x), np.sum(p - target)])
+        w = r * (p * (1.0 - p) + 1e-12)
+        g = np.array([np.sum(r * (p - target) * x), np.sum(r * (p - target))])
         h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
         h += 1e-9 * np.eye(2)
         step = np.linalg.solve(h, g)
@@ -132,10 +156,16 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 50) -> C
     return Calibrator("platt", slope=a, intercept=b)
 
 
-def fit_calibrator(scores: np.ndarray, labels: np.ndarray, method: Method) -> Calibrator:
-    """The calibrator of ``method`` fitted on held-out ``scores`` and 0/1 ``labels``."""
+def fit_calibrator(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    method: Method,
+    weights: np.ndarray | None = None,
+) -> Calibrator:
+    """The calibrator of ``method`` fitted on held-out ``scores`` and 0/1 ``labels``, each
+    row counting ``weights`` times (default once)."""
     if method == "isotonic":
-        return fit_isotonic(scores, labels)
+        return fit_isotonic(scores, labels, weights=weights)
     if method == "platt":
-        return fit_platt(scores, labels)
+        return fit_platt(scores, labels, weights=weights)
     return Calibrator("none")

@@ -13,8 +13,9 @@ logged impressions, at the cut-off.
 A positive the sources did not recall is not added: the ranker only ever orders what
 retrieval found, and adding what it missed would teach it a world it never sees. Cases
 are split by user into train, validation and test parts; train and validation keep every
-positive and a sample of the negatives (the rate is reported), test keeps every candidate,
-so that the gate compares orderings of the lists serving would rank.
+positive and a sample of the negatives (the rate is reported; ``sampling_weight`` is how
+many negatives each kept one stands for, which calibration counts), test keeps every
+candidate, so that the gate compares orderings of the lists serving would rank.
 
 Cross-fitted (``CandidateRowsConfig.folds`` above 1), every case keeps every candidate, a
 ``sampled`` column marks the rows it trains on (every positive and the same sample of
@@ -48,6 +49,9 @@ from recloop.store.protocols import CatalogChange
 #: The app id the offline sources are published under.
 _APP = "training"
 _EVENT_TYPES = frozenset(t.value for t in EventType)
+#: The column of how many of its list's negatives a sampled negative stands for (1 for a
+#: positive and where nothing was left out).
+SAMPLING_WEIGHT = "sampling_weight"
 #: Shares of the cases that validate and test the ranker; the rest train it.
 VALIDATION_SHARE = 0.15
 TEST_SHARE = 0.2
@@ -230,10 +234,14 @@ def candidate_rows(
         part = stopping_part_of(case.user_id) if crossed else part_of(case.user_id)
         keep = np.arange(len(merged))
         sampled = np.ones(len(merged), dtype=bool)
+        weight = np.ones(len(merged), dtype=np.float64)
         negatives = np.flatnonzero(~positive)
         if part != "test" and len(negatives) > config.max_negatives:
             chosen = rng.choice(negatives, config.max_negatives, replace=False)
             sampled_out += len(negatives) - config.max_negatives
+            # Each kept negative stands for those left out, so calibration on the sample
+            # matches the click rate over every candidate, which is what serving scores.
+            weight[chosen] = len(negatives) / config.max_negatives
             keep = np.sort(np.concatenate([np.flatnonzero(positive), chosen]))
             if crossed:
                 # Every candidate is scored out of fold; the sample alone is trained on.
@@ -264,6 +272,7 @@ def candidate_rows(
             columns["relevant_count"].append(len(case.relevant))
             columns["part"].append(part)
             columns["sampled"].append(bool(sampled[row]))
+            columns[SAMPLING_WEIGHT].append(float(weight[row]))
             columns["fold"].append(fold)
     table = pa.table(
         {name: pa.array(values, type=_COLUMNS[name]) for name, values in columns.items()}
@@ -319,5 +328,6 @@ _COLUMNS: dict[str, pa.DataType] = {
     "relevant_count": pa.int64(),
     "part": pa.string(),
     "sampled": pa.bool_(),
+    SAMPLING_WEIGHT: pa.float64(),
     "fold": pa.int32(),
 }

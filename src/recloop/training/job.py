@@ -40,6 +40,7 @@ from recloop.retrieval.models import RetrievalModel
 from recloop.retrieval.popularity import PopularityConfig
 from recloop.store import Store
 from recloop.training.candidates import (
+    SAMPLING_WEIGHT,
     CandidateRowsConfig,
     candidate_rows,
     held_out_mask,
@@ -560,6 +561,7 @@ _KEEP = frozenset(
         "label",
         "label_click",
         "weight",
+        SAMPLING_WEIGHT,
         "merge_rank",
         "relevant_count",
         *FEATURE_NAMES,

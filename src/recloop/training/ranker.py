@@ -43,6 +43,7 @@ from recloop.ranking.learned import (
     Objective,
     RankerModel,
 )
+from recloop.training.candidates import SAMPLING_WEIGHT
 
 #: The label column of each head.
 LABELS: Mapping[str, str] = {"click": "label_click", "satisfaction": "label"}
@@ -84,6 +85,14 @@ def _weights(table: pa.Table) -> np.ndarray | None:
     if WEIGHT not in table.column_names:
         return None
     return _labels(table, WEIGHT)
+
+
+def _sampling_weights(table: pa.Table) -> np.ndarray | None:
+    """How many rows each row stands for (``SAMPLING_WEIGHT``; NaN where the column was
+    absent from the row's source), or None when no row was sampled."""
+    if SAMPLING_WEIGHT not in table.column_names:
+        return None
+    return _labels(table, SAMPLING_WEIGHT)
 
 
 def ips_weights(table: pa.Table, clip: float) -> tuple[pa.Table, dict[str, float]]:
@@ -224,8 +233,11 @@ def _fit_head(
     identity = Calibrator("none")
     objective: Objective = "lambdarank" if settings.objective == "lambdarank" else "binary"
     uncalibrated = Head(name, booster, objective, settings.negative_rate, identity, codes)
+    # Calibrated on the validation rows, each sampled negative counting for those left out
+    # of its list: unweighted, the map would promise the click rate of the sample.
+    sampling = _sampling_weights(valid)
     calibrator = (
-        fit_calibrator(uncalibrated.uncalibrated(xv), yv, settings.calibration)
+        fit_calibrator(uncalibrated.uncalibrated(xv), yv, settings.calibration, weights=sampling)
         if has_valid
         else identity
     )
@@ -242,6 +254,9 @@ def _fit_head(
         "rounds": int(booster.current_iteration()),
         "fit_seconds": round(fit_seconds, 2),
         "calibration": settings.calibration if has_valid else "none",
+        "calibration_weighted": bool(
+            sampling is not None and np.nanmax(sampling, initial=1.0) > 1.0
+        ),
         "importance": {
             f: round(float(g) / total_gain, 4)
             for f, g in sorted(zip(features, gains, strict=True), key=lambda fg: -fg[1])

@@ -84,3 +84,45 @@ def test_a_calibrator_survives_its_json_form() -> None:
     again = Calibrator.from_dict(calibrator.as_dict())
 
     assert np.array_equal(again.apply(scores), calibrator.apply(scores))
+
+
+@pytest.mark.parametrize("fit", [fit_isotonic, fit_platt])
+@given(
+    st.lists(
+        st.tuples(st.floats(0.001, 0.999), st.integers(0, 1), st.integers(1, 4)),
+        min_size=2,
+        max_size=60,
+    )
+)
+def test_a_row_weighing_k_counts_as_k_copies_of_it(fit, rows: list[tuple[float, int, int]]) -> None:  # type: ignore[no-untyped-def]
+    scores = np.array([r[0] for r in rows])
+    labels = np.array([r[1] for r in rows], dtype=float)
+    weights = np.array([r[2] for r in rows], dtype=float)
+
+    weighted: Calibrator = fit(scores, labels, weights=weights)
+    copied: Calibrator = fit(
+        np.repeat(scores, weights.astype(int)), np.repeat(labels, weights.astype(int))
+    )
+
+    grid = np.linspace(0.0, 1.0, 41)
+    # Newton's steps stop within a tolerance: the two fits agree to far below any use.
+    assert weighted.apply(grid) == pytest.approx(copied.apply(grid), abs=1e-5)
+
+
+@pytest.mark.parametrize("fit", [fit_isotonic, fit_platt])
+def test_negatives_sampled_and_weighted_calibrate_to_the_full_rate(fit) -> None:  # type: ignore[no-untyped-def]
+    scores, labels = distorted(200_000, seed=5)
+    rng = np.random.default_rng(6)
+    # Keep every positive and a tenth of the negatives, as candidate rows are sampled.
+    kept = (labels > 0.5) | (rng.random(len(labels)) < 0.1)
+    weights = np.where(labels[kept] > 0.5, 1.0, 10.0)
+
+    unweighted: Calibrator = fit(scores[kept], labels[kept])
+    weighted: Calibrator = fit(scores[kept], labels[kept], weights=weights)
+
+    rate = labels.mean()
+    # Unweighted, the map promises the sample's rate, several times the full one.
+    assert unweighted.apply(scores).mean() > 3 * rate
+    assert weighted.apply(scores).mean() == pytest.approx(rate, rel=0.1)
+    after = expected_calibration_error(reliability_table(weighted.apply(scores), labels))
+    assert after < 0.01

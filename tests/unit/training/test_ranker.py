@@ -24,6 +24,7 @@ from recloop.ranking.learned import (
     correct_downsampling,
 )
 from recloop.ranking.protocols import Scores
+from recloop.training.candidates import SAMPLING_WEIGHT
 from recloop.training.ranker import fit_ranker, in_list_ndcg, with_source_scores
 
 pytestmark = pytest.mark.unit
@@ -271,3 +272,48 @@ def test_heads_with_different_labels_are_fitted_apart(
     model, report = fitted
     assert model.heads["satisfaction"].booster is not model.heads["click"].booster
     assert "same_labels_as" not in report["heads"]["satisfaction"]
+
+
+def candidate_lists(users: int, seed: int, keep_negatives: int | None) -> pa.Table:
+    """Candidate lists of 100 items, clicks following ``item_ctr_30d`` (about 2% click);
+    with ``keep_negatives``, every positive and that many random negatives of each list,
+    each kept negative weighted by how many it stands for, as training samples them."""
+    rng = np.random.default_rng(seed)
+    size = 100
+    n = users * size
+    columns: dict[str, object] = {name: rng.normal(size=n) for name in FEATURE_NAMES}
+    appeal = rng.normal(size=n)
+    columns["item_ctr_30d"] = appeal
+    clicked = rng.random(n) < sigmoid(-5.0 + 1.5 * appeal)
+    columns["label_click"] = clicked.astype(np.int64)
+    columns["label"] = clicked.astype(np.int64)
+    columns["position"] = np.zeros(n, dtype=np.int32)
+    columns["request_id"] = np.repeat([f"c{seed}-{i}" for i in range(users)], size)
+    weight = np.ones(n)
+    keep = np.ones(n, dtype=bool)
+    if keep_negatives is not None:
+        for start in range(0, n, size):
+            negatives = start + np.flatnonzero(~clicked[start : start + size])
+            left_out = rng.choice(negatives, len(negatives) - keep_negatives, replace=False)
+            keep[left_out] = False
+            weight[negatives] = len(negatives) / keep_negatives
+    columns[SAMPLING_WEIGHT] = weight
+    return pa.table(columns).filter(pa.array(keep))
+
+
+def test_sampled_negatives_calibrate_to_the_click_rate_of_every_candidate() -> None:
+    # Trained and calibrated on a tenth of each list's negatives, tested on whole lists.
+    sampled = {
+        "train": candidate_lists(3000, seed=11, keep_negatives=10),
+        "validation": candidate_lists(1500, seed=12, keep_negatives=10),
+        "test": candidate_lists(1500, seed=13, keep_negatives=None),
+    }
+    result = fit_ranker(sampled, RankerTrainSettings(max_rounds=80), version="v1", ranking=True)
+    assert result.model is not None
+    click = result.report["heads"]["click"]
+    test = click["test"]
+
+    assert click["calibration_weighted"] is True
+    mean_predicted = sum(b["count"] * b["mean_predicted"] for b in test["reliability"])
+    assert mean_predicted / test["rows"] == pytest.approx(test["base_rate"], rel=0.2)
+    assert test["ece"] < 0.01

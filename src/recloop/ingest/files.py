@@ -2,7 +2,9 @@
 
 CSV conventions: list fields (``tags``) are joined with ``|``; object fields (``metadata``,
 ``context``, ``attributes``) hold JSON text, or are spread over dotted columns such as
-``attributes.region``; an empty cell is an absent value.
+``attributes.region``; an empty cell is an absent value. Cells are separated by commas,
+semicolons or tabs: whichever the header line uses most (spreadsheets in many locales save
+"CSV" with semicolons). A row with more cells than the header has columns is unreadable.
 
 Parquet: a null is an absent value; object fields are structs, or JSON text (as ``recloop
 export`` writes them, since objects with different keys share no struct type).
@@ -14,15 +16,19 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
 from recloop.errors import InvalidInput
 
+#: The cell separators a CSV file may use; a comma when the header shows none of them.
+DELIMITERS = (",", ";", "\t")
 LIST_FIELDS = frozenset({"tags"})
 OBJECT_FIELDS = frozenset({"metadata", "context", "attributes"})
 FORMATS = ("csv", "jsonl", "parquet")
+#: Where csv.DictReader puts the cells past the header's columns.
+_EXTRA_CELLS = "\x00extra cells"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +117,54 @@ def _csv_value(column: str, cell: str) -> Any:
     return cell
 
 
-def _read_csv(path: Path) -> Iterator[Row]:
+def read_columns(path: Path, fmt: str) -> list[str] | None:
+    """The columns a CSV header or a Parquet schema names; None for JSONL (no header)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    if fmt != "csv":
+        return None
+    with _open_csv(path) as f:
+        return next(csv.reader(f, delimiter=_delimiter(path)), [])
+
+
+def _open_csv(path: Path) -> TextIO:
     # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark.
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    return path.open(newline="", encoding="utf-8-sig")
+
+
+def _delimiter(path: Path) -> str:
+    """The separator the header line uses most, outside quotes (a comma if none)."""
+    with _open_csv(path) as f:
+        header = f.readline()
+    unquoted = "".join(part for i, part in enumerate(header.split('"')) if i % 2 == 0)
+    counts = {d: unquoted.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _read_csv(path: Path) -> Iterator[Row]:
+    with _open_csv(path) as f:
+        reader = csv.DictReader(f, delimiter=_delimiter(path), restkey=_EXTRA_CELLS)
         for raw in reader:
             # The line the record ends on: a quoted cell may span several lines.
             number = reader.line_num
+            extra = raw.pop(_EXTRA_CELLS, None)
+            if extra is not None:
+                columns = len(reader.fieldnames or ())
+                yield Row(
+                    number,
+                    _Unreadable(
+                        f"has {columns + len(extra)} cells where the header names {columns} "
+                        "columns (a separator inside a cell needs quotes)"
+                    ),
+                )
+                continue
             record: dict[str, Any] = {}
             try:
                 for column, cell in raw.items():
-                    if column is None or cell is None or cell == "":
+                    if cell is None or cell == "":
                         continue
                     value = _csv_value(column, cell)
                     if "." in column:

@@ -10,9 +10,18 @@ from pathlib import Path
 from typing import Literal
 
 from recloop.domain import Event
-from recloop.ingest.files import Row, is_unreadable, read_rows
+from recloop.errors import InvalidInput
+from recloop.ingest.files import OBJECT_FIELDS, Row, is_unreadable, read_columns, read_rows
 from recloop.ingest.validate import Rejection, validate_event
-from recloop.ingest.wire import ItemIn, UserIn, to_item, to_user, validate_records
+from recloop.ingest.wire import (
+    CamelModel,
+    EventIn,
+    ItemIn,
+    UserIn,
+    to_item,
+    to_user,
+    validate_records,
+)
 from recloop.store import Store
 
 MAX_KEPT_REJECTIONS = 1000
@@ -24,6 +33,14 @@ class RecordKind(StrEnum):
     ITEMS = "items"
     USERS = "users"
     EVENTS = "events"
+
+
+#: The wire model a record of each kind is read as.
+_MODELS: dict[RecordKind, type[CamelModel]] = {
+    RecordKind.ITEMS: ItemIn,
+    RecordKind.USERS: UserIn,
+    RecordKind.EVENTS: EventIn,
+}
 
 
 @dataclass
@@ -83,6 +100,7 @@ def import_file(
     ends now, so its recency means what it would have meant live, for training and serving
     alike. ``arrivals="now"`` records every event as arriving at ``now`` instead.
     """
+    check_columns(read_columns(path, fmt), kind)
     report = ImportReport(kind)
     if kind is RecordKind.EVENTS and arrivals == "stream":
         report.shift = _shift_to_now(path, fmt, app_id, now)
@@ -101,6 +119,37 @@ def import_file(
             _store_catalog(store, app_id, kind, readable, now, report)
         on_progress(len(batch))
     return report
+
+
+def check_columns(columns: list[str] | None, kind: RecordKind) -> None:
+    """Refuse a file whose header names a column no record of ``kind`` has, once, before
+    any row is read, rather than rejecting every row for it.
+
+    Raises:
+        InvalidInput: on ``columns``, naming the unknown columns and the known ones.
+    """
+    if columns is None:
+        return
+    model = _MODELS[kind]
+    known: dict[str, str] = {}  # accepted name -> its name on the wire
+    for name, info in model.model_fields.items():
+        wire = info.validation_alias if isinstance(info.validation_alias, str) else name
+        known[name] = known[wire] = wire
+    unknown = [
+        column
+        for column in columns
+        # An unnamed column (a trailing separator) holds nothing a row could be refused for.
+        if column
+        and column not in known
+        and not ("." in column and known.get(column.split(".", 1)[0]) in OBJECT_FIELDS)
+    ]
+    if unknown:
+        raise InvalidInput(
+            "columns",
+            f"{'unknown column' if len(unknown) == 1 else 'unknown columns'} "
+            f"{', '.join(repr(c) for c in unknown)} for {kind.value}; the known ones are "
+            f"{', '.join(sorted(set(known.values())))}",
+        )
 
 
 def _shift_to_now(path: Path, fmt: str, app_id: str, now: datetime) -> timedelta:

@@ -15,6 +15,7 @@ from recloop.api.body_limit import BodyLimit, BodyLimits
 from recloop.api.deps import KeyCache
 from recloop.api.docs import install_docs
 from recloop.api.errors import install_error_handlers
+from recloop.api.request_log import RequestLog
 from recloop.api.routes import (
     events,
     experiments,
@@ -26,6 +27,7 @@ from recloop.api.routes import (
     users,
 )
 from recloop.config import Settings
+from recloop.monitoring.logs import install_format
 from recloop.runtime.leadership import Leadership
 from recloop.runtime.process import Runtime, freeze_heap, start_runtime
 
@@ -53,6 +55,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
+        # Here, not when the app is made: uvicorn sets up its logging in between.
+        install_format(settings.logging.format)
         app.state.runtime = runtime or start_runtime(settings, leadership=leadership)
         if owned and freeze:
             freeze_heap()
@@ -80,6 +84,8 @@ def create_app(
             batch=settings.ingest.max_batch_body_bytes, other=settings.serving.max_body_bytes
         ),
     )
+    # Outermost: a request refused for its body is logged too.
+    app.add_middleware(RequestLog, settings=settings.logging, data_dir=settings.data_dir)
     for module in (
         health,
         events,

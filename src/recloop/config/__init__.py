@@ -3,7 +3,8 @@
 One module per part: ``surfaces`` (pipelines as data), ``serving`` (budgets, caches,
 ingestion), ``training`` (what ``recloop train`` fits), ``experiments`` (experiments and
 shadows), ``suggestions`` (query suggestions), ``retention`` (what ``recloop gc`` keeps),
-and ``settings`` (the whole, and where it is read from). Import from here.
+``logs`` (the service's log lines), and ``settings`` (the whole, and where it is read
+from). Import from here.
 """
 
 from recloop.config.experiments import (
@@ -14,6 +15,7 @@ from recloop.config.experiments import (
     VariantConfig,
     default_guardrails,
 )
+from recloop.config.logs import LoggingSettings
 from recloop.config.retention import RetentionSettings
 from recloop.config.serving import BudgetSettings, IngestSettings, ServingSettings
 from recloop.config.settings import Settings
@@ -44,6 +46,7 @@ __all__ = [
     "IngestSettings",
     "LabelConfig",
     "LabelRules",
+    "LoggingSettings",
     "RankerTrainSettings",
     "RetentionSettings",
     "ServingSettings",

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from recloop.config.experiments import ExperimentConfig, ShadowConfig
+from recloop.config.logs import LoggingSettings
 from recloop.config.retention import RetentionSettings
 from recloop.config.serving import IngestSettings, ServingSettings
 from recloop.config.suggestions import SuggestionSettings
@@ -49,6 +50,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     suggestions: SuggestionSettings = SuggestionSettings()
     retention: RetentionSettings = RetentionSettings()
+    logging: LoggingSettings = LoggingSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
     experiments: list[ExperimentConfig] = Field(default_factory=list)
     experiment_check_s: float = Field(

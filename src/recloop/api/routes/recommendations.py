@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from recloop.api.deadline import executor_call, store_call
 from recloop.api.deps import FeedbackCaller, RuntimeDep, ServeCaller
 from recloop.api.errors import problem_responses
+from recloop.api.request_log import note
 from recloop.api.schemas import (
     FeedbackAccepted,
     FeedbackIn,
@@ -71,6 +72,7 @@ async def get_recommendations(
         limit = serving.default_limit
     if limit > serving.max_limit:
         raise InvalidInput("limit", f"must be at most {serving.max_limit}")
+    note(app=caller.app_id, user=user_id, surface=surface)
     excluded = frozenset(part for value in exclude_ids or () for part in value.split(",") if part)
     if len(excluded) > MAX_EXCLUDED:
         raise InvalidInput("excludeIds", f"at most {MAX_EXCLUDED} ids")
@@ -92,6 +94,14 @@ async def get_recommendations(
             device=device,
             locale=locale,
         ),
+    )
+    note(
+        request_id=result.request_id,
+        experiment=result.experiment,
+        variant=result.variant,
+        model_version=result.model_version,
+        fallback=result.fallback,
+        items=len(result.items),
     )
     return RecommendationsPublic(
         request_id=result.request_id,

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from recloop.api.deadline import executor_call
 from recloop.api.deps import AdminCaller, RuntimeDep, ServeCaller
 from recloop.api.errors import problem_responses
+from recloop.api.request_log import note
 from recloop.api.schemas import (
     BlocklistIn,
     BlocklistPublic,
@@ -82,6 +83,7 @@ async def get_suggestions(
     Every list is logged under its ``requestId``; a search event that carries it and the
     suggestion's ``position`` is joined to the impression.
     """
+    note(app=caller.app_id, user=user_id, surface=surface)
     suggester = _suggester(runtime)
     request = SuggestionRequest(
         user_id=user_id,
@@ -101,6 +103,14 @@ async def get_suggestions(
         suggester.suggest,
         caller.app_id,
         request,
+    )
+    note(
+        request_id=result.request_id,
+        experiment=result.experiment,
+        variant=result.variant,
+        model_version=result.model_version,
+        fallback=result.fallback,
+        items=len(result.suggestions),
     )
     return SuggestionsPublic(
         request_id=result.request_id,

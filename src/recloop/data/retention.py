@@ -361,7 +361,11 @@ def _registry_apps(registry: ModelRegistry) -> list[str]:
 
 
 def _leftover(path: Path, app_id: str | None, now: float) -> Entry:
-    return Entry("leftover", app_id, path.name, path, _mtime(path), _age(path, now), _size(path))
+    # Aged by its newest file: a long training still writing deep inside its staging
+    # directory touches no top-level entry for hours.
+    age = min((_age(p, now) for p in path.rglob("*")), default=_age(path, now))
+    age = min(age, _age(path, now))
+    return Entry("leftover", app_id, path.name, path, _mtime(path), age, _size(path))
 
 
 def _json(path: Path) -> dict[str, object] | None:

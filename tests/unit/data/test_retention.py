@@ -254,6 +254,21 @@ def test_an_interrupted_removal_leaves_nothing_loadable_and_is_finished_next_tim
     assert not [p for p in (registry.root / APP).iterdir() if p.is_dir() and p.name[0] == "."]
 
 
+def test_a_training_still_writing_deep_in_its_staging_directory_is_left_alone(
+    world: tuple[Settings, ModelRegistry],
+) -> None:
+    settings, registry = world
+    staging = registry.root / APP / ".v9-writing"
+    (staging / "ranker").mkdir(parents=True)
+    (staging / "ranker" / "head.txt").write_text("being written")
+    _age(staging)
+    os.utime(staging / "ranker" / "head.txt")  # written just now, the folders long ago
+    planned = plan(settings, registry)
+    assert ".v9-writing" in _names(planned.keep, "leftover")
+    collect(planned, settings, registry)
+    assert (staging / "ranker" / "head.txt").exists()
+
+
 def test_the_settings_name_experiment_shadow_and_pinned_versions(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from recloop.domain import Scope
@@ -116,5 +117,70 @@ def test_a_stalled_postgres_gets_503_within_the_deadline_and_service_resumes(
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the service did not become ready again"
             time.sleep(0.2)
+        assert client.get("/api/recommendations", params={"userId": "u1"}).status_code == 200
+        assert client.post("/api/events", json={**event, "userId": "u4"}).status_code == 202
+
+
+#: The service's statement timeout in the next test, far below its request deadline: an
+#: answer well before the deadline can only come from the server cancelling the statement.
+STATEMENT_TIMEOUT_MS = 500
+LONG_STORE_TIMEOUT_S = 10.0
+
+
+@pytest.fixture
+def served_with_statement_timeout(
+    tmp_path: Path, postgres_url: str
+) -> Iterator[tuple[str, dict[str, str], Path]]:
+    store = open_store(postgres_url)
+    upgrade(store.engine)
+    store.tenancy.create_app(DEFAULT_APP, "Default app", datetime.now(UTC))
+    key = issue_key(store.tenancy, DEFAULT_APP, {Scope.ADMIN}, datetime.now(UTC), name="t")
+    store.close()
+    log = tmp_path / "server.log"
+    with recloop_serve(
+        tmp_path / "data",
+        log,
+        RECLOOP_STORE_URL=postgres_url,
+        RECLOOP_SERVING__STORE_TIMEOUT_S=str(LONG_STORE_TIMEOUT_S),
+        RECLOOP_INGEST__ACK_TIMEOUT_S=str(LONG_STORE_TIMEOUT_S),
+        RECLOOP_SERVING__STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_MS),
+    ) as (base, _):
+        yield base, {"Authorization": f"Bearer {key}"}, log
+
+
+def test_a_statement_past_the_statement_timeout_is_cancelled_and_answered_503(
+    served_with_statement_timeout: tuple[str, dict[str, str], Path], postgres_url: str
+) -> None:
+    base, headers, log = served_with_statement_timeout
+    event = {"userId": "u1", "itemId": "i1", "eventType": "click"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        client.put("/api/items/i1", json={"category": "c"}).raise_for_status()
+        assert client.post("/api/events", json=event).status_code == 202
+
+        # Another session holds the tables the routes read and write: the service's
+        # statements wait on the lock until PostgreSQL cancels them.
+        holder = psycopg.connect(postgres_url.replace("+psycopg", ""))
+        try:
+            holder.execute("LOCK TABLE items, events IN ACCESS EXCLUSIVE MODE")
+            answers = {
+                "item": _timed(client, "GET", "/api/items/i1"),
+                "recommendations": _timed(
+                    client, "GET", "/api/recommendations", params={"userId": "u2"}
+                ),
+                "events": _timed(client, "POST", "/api/events", json={**event, "userId": "u3"}),
+            }
+        finally:
+            holder.rollback()
+            holder.close()
+
+        for route, (status, took, response) in answers.items():
+            assert status == 503, (route, response.text)
+            assert took < LONG_STORE_TIMEOUT_S / 2, (route, took)
+            assert response.headers.get("retry-after"), route
+            assert "statement" not in response.text, (route, response.text)
+        # The server's reason is in the service's log, not in the answers.
+        assert "canceling statement due to statement timeout" in log.read_text()
+
+        assert client.get("/api/items/i1").status_code == 200
         assert client.get("/api/recommendations", params={"userId": "u1"}).status_code == 200
         assert client.post("/api/events", json={**event, "userId": "u4"}).status_code == 202

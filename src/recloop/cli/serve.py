@@ -48,7 +48,7 @@ def serve(
         # Said once, before a store is opened or a model loaded: not after a start-up whose
         # banner claims to serve.
         _check_port(host, port)
-        store = prepare_store(settings)
+        store = prepare_store(settings, serving=True)
         if settings.is_embedded():
             key = ensure_dev_key(store, settings.data_dir)
             if key is not None:

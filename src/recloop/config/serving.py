@@ -55,6 +55,14 @@ class ServingSettings(Section):
         description="How long a request waits on the store before it answers 503 with "
         "Retry-After (a stalled database must not hang requests).",
     )
+    statement_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="PostgreSQL cancels any statement of the service that runs longer "
+        "(PostgreSQL's statement_timeout, set on the service's connections; 0: no limit). "
+        "It frees what requests past store_timeout_s left running, and bounds the "
+        "service's background work; training and imports run without it.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

@@ -158,7 +158,7 @@ def start_runtime(
     threadpool_limits(settings.serving.blas_threads, "blas")
     # Checked before anything starts: a bad safety table must not leave threads behind.
     safety_policy = suggestion_policy(settings)
-    store = store or prepare_store(settings)
+    store = store or prepare_store(settings, serving=True)
     metrics = Metrics()
     writer = StoreWriter(
         store.events,

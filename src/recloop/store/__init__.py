@@ -92,8 +92,11 @@ class Store:
         self.engine.dispose()
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, statement_timeout_ms: int | None = None) -> Store:
     """Open the durable store at ``url``; the schema is managed by ``recloop db upgrade``.
+
+    ``statement_timeout_ms`` bounds each statement on PostgreSQL (see ``create_sql_engine``);
+    None: no limit.
 
     Raises:
         ConfigError: the URL's scheme is not one recloop supports.
@@ -106,7 +109,7 @@ def open_store(url: str) -> Store:
         )
     if scheme == "postgresql" and "+" not in url.split(":", 1)[0]:
         url = "postgresql+psycopg" + url[len("postgresql") :]
-    engine = create_sql_engine(url)
+    engine = create_sql_engine(url, statement_timeout_ms=statement_timeout_ms)
     return Store(
         url=url,
         engine=engine,

@@ -16,8 +16,12 @@ from recloop.store.migrate import require_current, upgrade
 DEFAULT_APP = "default"
 
 
-def prepare_store(settings: Settings) -> Store:
+def prepare_store(settings: Settings, *, serving: bool = False) -> Store:
     """Open the store; the embedded one is created and migrated on first use.
+
+    ``serving``: for the service, whose statements the server cancels past
+    ``serving.statement_timeout_ms`` (PostgreSQL); offline jobs (training, imports, the CLI)
+    run theirs without a limit.
 
     Raises:
         SchemaOutOfDate: a server store is behind the code (run ``recloop db upgrade``).
@@ -29,7 +33,8 @@ def prepare_store(settings: Settings) -> Store:
         if not settings.store_url and not database.exists():
             # SQLite gives its -wal and -shm files the database file's mode.
             os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
-    store = open_store(settings.resolved_store_url())
+    timeout_ms = settings.serving.statement_timeout_ms if serving else None
+    store = open_store(settings.resolved_store_url(), statement_timeout_ms=timeout_ms or None)
     if settings.is_embedded():
         upgrade(store.engine)
     else:

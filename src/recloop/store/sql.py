@@ -86,8 +86,16 @@ def _value(cls: type[D], row: RowMapping, **given: Any) -> D:
     return cls(**{name: given[name] if name in given else row[name] for name in _field_names(cls)})
 
 
-def create_sql_engine(url: str) -> Engine:
-    """An engine for a store URL, with SQLite set up for concurrent, durable use (WAL)."""
+def create_sql_engine(url: str, *, statement_timeout_ms: int | None = None) -> Engine:
+    """An engine for a store URL, with SQLite set up for concurrent, durable use (WAL).
+
+    Args:
+        url: the store's SQLAlchemy URL.
+        statement_timeout_ms: PostgreSQL only: the server cancels any statement of this
+            engine's connections that runs longer (the caller gets ``StoreUnavailable``).
+            None or 0: no limit, as offline jobs (training, imports) want. SQLite has no
+            such limit; its writers wait at most ``busy_timeout`` for a lock.
+    """
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,
@@ -110,6 +118,9 @@ def create_sql_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if statement_timeout_ms:
+        connect_args["options"] = _with_statement_timeout(url, statement_timeout_ms)
     return sa.create_engine(
         url,
         json_serializer=_json_dumps,
@@ -120,8 +131,23 @@ def create_sql_engine(url: str) -> Engine:
         # most this long for one, not the pool's default 30 s.
         pool_timeout=5,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5},
+        connect_args=connect_args,
     )
+
+
+def _with_statement_timeout(url: str, timeout_ms: int) -> str:
+    """libpq's startup ``options`` with a statement timeout, after any the URL gives.
+
+    A startup option rather than a ``SET`` per checkout: every pooled connection has it from
+    its first statement, and the server enforces it even after this process has stopped
+    waiting (a request past its deadline leaves its statement running until then).
+    """
+    if timeout_ms < 0:
+        raise ValueError("statement_timeout_ms: must be at least 0")
+    given = sa.engine.make_url(url).query.get("options")
+    parts = [given] if isinstance(given, str) else list(given or ())
+    parts.append(f"-c statement_timeout={int(timeout_ms)}")
+    return " ".join(parts)
 
 
 def _sqlite_timestamp(value: datetime) -> str:

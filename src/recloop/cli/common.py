@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -12,6 +16,7 @@ from rich.progress import (
 )
 
 from recloop.config import Settings
+from recloop.errors import RecloopError
 
 app = typer.Typer(
     help="recloop: a self-hostable recommendation platform.",
@@ -23,10 +28,23 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def load_settings() -> Settings:
-    """The settings, or exit 2 naming what is wrong with them."""
+#: Every command's ``--data-dir``: the data directory, and the ``recloop.toml`` inside it.
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        file_okay=False,
+        help="The data directory (default: data_dir of the settings, ./recloop-data); "
+        "a recloop.toml inside it is the configuration, unless RECLOOP_CONFIG names one.",
+        show_default=False,
+    ),
+]
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    """The settings (for ``data_dir`` when given), or exit 2 naming what is wrong."""
     try:
-        return Settings()
+        return Settings() if data_dir is None else Settings(data_dir=data_dir)
     except Exception as exc:
         err_console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -47,3 +65,21 @@ def fail(exc: Exception) -> typer.Exit:
     """Print ``exc`` as an error and return the exit to raise."""
     err_console.print(f"[red]error:[/red] {exc}")
     return typer.Exit(1)
+
+
+def resolve_id(given: str, known: Iterable[str], what: str) -> str:
+    """The id among ``known`` that ``given`` names: itself, or the only one it begins.
+
+    Raises:
+        RecloopError: none matches, or the prefix begins several (they are named).
+    """
+    ids = sorted(known)
+    if given in ids:
+        return given
+    matches = [i for i in ids if given and i.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RecloopError(f"no {what} {given!r}" + (f" (there are {len(ids)})" if ids else ""))
+    shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+    raise RecloopError(f"{what} {given!r} is ambiguous: it begins {shown}")

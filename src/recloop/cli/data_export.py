@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from recloop.cli.common import app, console, fail, load_settings, progress_bar
+from recloop.cli.common import DataDir, app, console, fail, load_settings, progress_bar
 from recloop.errors import RecloopError
 
 
@@ -34,6 +34,7 @@ def export(
         typer.Option(help="Events only: those that happened before this ISO 8601 time."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
+    data_dir: DataDir = None,
 ) -> None:
     """Export an app's items, users or events in the form `recloop import` reads back."""
     from recloop.ingest.export import check_export, export_file, parse_time
@@ -45,7 +46,7 @@ def export(
         record_kind = RecordKind(kind)
     except ValueError as exc:
         raise typer.BadParameter("must be items, users or events", param_hint="--kind") from exc
-    settings = load_settings()
+    settings = load_settings(data_dir)
     started = time.perf_counter()
     try:
         resolved_format = fmt or detect_format(file)

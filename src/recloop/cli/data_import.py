@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from recloop.cli.common import app, console, fail, load_settings, progress_bar
+from recloop.cli.common import DataDir, app, console, fail, load_settings, progress_bar
 from recloop.errors import RecloopError
 
 
@@ -33,6 +33,7 @@ def import_(
             "(every event arrives at the import)."
         ),
     ] = "stream",
+    data_dir: DataDir = None,
 ) -> None:
     """Import items, users or events from CSV, JSONL or Parquet, with the API's rules."""
     from recloop.ingest.files import count_rows, detect_format
@@ -45,7 +46,7 @@ def import_(
         record_kind = RecordKind(kind)
     except ValueError as exc:
         raise typer.BadParameter("must be items, users or events", param_hint="--kind") from exc
-    settings = load_settings()
+    settings = load_settings(data_dir)
     try:
         resolved_format = fmt or detect_format(file)
         store = prepare_store(settings)

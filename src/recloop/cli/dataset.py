@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from recloop.cli.common import app, console, fail, load_settings, progress_bar
+from recloop.cli.common import DataDir, app, console, fail, load_settings, progress_bar, resolve_id
 from recloop.errors import RecloopError
 
 dataset_app = typer.Typer(help="Training sets built from snapshots.", no_args_is_help=True)
@@ -17,17 +17,25 @@ app.add_typer(dataset_app, name="dataset")
 @dataset_app.command("build")
 def dataset_build(
     snapshot_version: Annotated[
-        str | None, typer.Option("--snapshot", help="Snapshot version (default: the newest).")
+        str | None,
+        typer.Option(
+            "--snapshot", help="Snapshot version, or the start of one (default: the newest)."
+        ),
     ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Clean, label, featurize (point in time) and split a snapshot into a training set."""
     from recloop.data.snapshots import list_snapshots
     from recloop.data.training import build_training_set
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     snapshots = list_snapshots(settings.data_dir / "snapshots")
-    if snapshot_version is not None:
-        snapshots = [s for s in snapshots if s.version == snapshot_version]
+    if snapshot_version is not None and snapshots:
+        try:
+            chosen = resolve_id(snapshot_version, (s.version for s in snapshots), "snapshot")
+        except RecloopError as exc:
+            raise fail(exc) from exc
+        snapshots = [s for s in snapshots if s.version == chosen]
     if not snapshots:
         what = f"snapshot {snapshot_version!r}" if snapshot_version else "a snapshot"
         raise fail(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,6 +29,17 @@ def demo(
             help="Users also search, typing with query suggestions (the search box).",
         ),
     ] = True,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            file_okay=False,
+            help="The folder the demo leaves its data and configuration in, for the other "
+            "commands' --data-dir (default: recloop-data/demo); a previous demo run there is "
+            "replaced, anything else is left alone.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a simulated world against the service on the embedded store, with a report."""
     from recloop.demo.run import DemoConfig, run_demo
@@ -35,6 +48,9 @@ def demo(
 
     if transport not in ("http", "inprocess"):
         raise typer.BadParameter("must be http or inprocess", param_hint="--transport")
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Written to a file or a pipe, the tables get the width they need, not 80 columns.
+        console.width = max(console.width, 132)
     settings = load_settings()
     config = DemoConfig(
         world=WorldConfig(seed=seed, initial_users=users, initial_items=items),
@@ -44,6 +60,6 @@ def demo(
         search=SearchConfig() if search else None,
     )
     try:
-        run_demo(config, settings, console)
+        run_demo(config, settings, console, data_dir)
     except RecloopError as exc:
         raise fail(exc) from exc

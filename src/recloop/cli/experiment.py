@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from recloop.cli.common import app, console, fail, load_settings
+from recloop.cli.common import DataDir, app, console, fail, load_settings
 from recloop.errors import RecloopError
 
 experiment_app = typer.Typer(
@@ -19,13 +19,13 @@ app.add_typer(experiment_app, name="experiment")
 
 
 @experiment_app.command("list")
-def experiment_list() -> None:
+def experiment_list(data_dir: DataDir = None) -> None:
     """The configured experiments: surface, layer, traffic, variants and whether they run."""
     from recloop.analysis.guard import StoppedExperiments
     from recloop.analysis.rollout import RampRecord
     from recloop.runtime.process import ramps_path, stopped_experiments_path
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     now = datetime.now(UTC)
     stops = StoppedExperiments(stopped_experiments_path(settings)).read()
     ramps = RampRecord(ramps_path(settings)).read()
@@ -67,13 +67,14 @@ def experiment_list() -> None:
 def experiment_stop(
     name: Annotated[str, typer.Argument(help="The experiment.")],
     reason: Annotated[str, typer.Option(help="Why, for the record.")] = "stopped by hand",
+    data_dir: DataDir = None,
 ) -> None:
     """Stop an experiment now: its users get the surface as configured (services pick it up
     within ``experiment_check_s``). Remove it from the configuration to make it final."""
     from recloop.analysis.guard import StoppedExperiments
     from recloop.runtime.process import stopped_experiments_path
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     if name not in {e.name for e in settings.experiments}:
         raise fail(ValueError(f"no experiment {name!r} in the configuration"))
     record = StoppedExperiments(stopped_experiments_path(settings))
@@ -89,6 +90,7 @@ def experiment_report_command(
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     alpha: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Significance level.")] = 0.05,
+    data_dir: DataDir = None,
 ) -> None:
     """Each variant against the control from the served lists and events: CTR, satisfaction,
     hides, p99 latency, sample ratio, power, guardrails and a ship decision."""
@@ -100,7 +102,7 @@ def experiment_report_command(
     from recloop.runtime.process import ramps_path
     from recloop.store.bootstrap import prepare_store
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     config = next((e for e in settings.experiments if e.name == name), None)
     if config is None:
         known = ", ".join(e.name for e in settings.experiments) or "none configured"
@@ -144,6 +146,7 @@ def experiment_power(
     ] = None,
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: DataDir = None,
 ) -> None:
     """Plan an experiment from the surface's last DAYS of logs: its users, the metric's
     baseline and per-user variance, the smallest change a variant with SHARE of the users
@@ -153,7 +156,7 @@ def experiment_power(
     from recloop.analysis.planning import plan_experiment
     from recloop.store.bootstrap import prepare_store
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     if surface not in settings.surfaces:
         raise fail(ValueError(f"surface: no surface named {surface!r}"))
     try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from recloop.cli.common import app, console, err_console, fail, load_settings
+from recloop.cli.common import DataDir, app, console, err_console, fail, load_settings
 from recloop.config import Settings
 from recloop.errors import RecloopError
 
@@ -50,6 +50,7 @@ def gc(
     show_kept: Annotated[
         bool, typer.Option("--show-kept", help="Also list what stays, and why.")
     ] = False,
+    data_dir: DataDir = None,
 ) -> None:
     """Remove old snapshots, training sets and model versions, keeping the newest of each
     (retention.keep_*) and whatever the served, previous, pinned, shadowed or
@@ -57,7 +58,7 @@ def gc(
     from recloop.data.retention import collect, plan, run_gc
     from recloop.registry.artifacts import ModelRegistry
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     overrides = {
         name: value
         for name, value in (

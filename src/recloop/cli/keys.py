@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from recloop.cli.common import app, console, err_console, fail, load_settings
+from recloop.cli.common import DataDir, app, console, err_console, fail, load_settings
 from recloop.domain import Scope
 from recloop.errors import RecloopError
 
@@ -34,6 +34,7 @@ def keys_create(
         str, typer.Option(help="Comma-separated: ingest, serve, admin.")
     ] = "ingest,serve",
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Create an API key and print it on the last line (it cannot be shown again)."""
     from recloop.store.bootstrap import prepare_store
@@ -42,7 +43,7 @@ def keys_create(
     parsed = _scopes(scopes)
     if not parsed:
         raise typer.BadParameter("give at least one scope", param_hint="--scopes")
-    settings = load_settings()
+    settings = load_settings(data_dir)
     now = datetime.now(UTC)
     try:
         store = prepare_store(settings)
@@ -60,11 +61,14 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(app_id: Annotated[str, typer.Option("--app")] = "default") -> None:
+def keys_list(
+    app_id: Annotated[str, typer.Option("--app")] = "default",
+    data_dir: DataDir = None,
+) -> None:
     """List an app's keys (ids and scopes, never secrets)."""
     from recloop.store.bootstrap import prepare_store
 
-    store = prepare_store(load_settings())
+    store = prepare_store(load_settings(data_dir))
     table = Table("key id", "scopes", "name", "created", "revoked")
     for record in store.tenancy.list_keys(app_id):
         table.add_row(
@@ -81,11 +85,12 @@ def keys_list(app_id: Annotated[str, typer.Option("--app")] = "default") -> None
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+    data_dir: DataDir = None,
 ) -> None:
     """Revoke a key; running servers stop accepting it within seconds."""
     from recloop.store.bootstrap import prepare_store
 
-    store = prepare_store(load_settings())
+    store = prepare_store(load_settings(data_dir))
     now = datetime.now(UTC)
     record = store.tenancy.get_key(key_id)
     revoked = store.tenancy.revoke_key(key_id, now)
@@ -103,13 +108,14 @@ def keys_rotate(
     grace_hours: Annotated[
         float, typer.Option(min=0, help="How long the old key keeps working.")
     ] = 24.0,
+    data_dir: DataDir = None,
 ) -> None:
     """Replace a key: a new one with the same app, scopes and name is printed on the last
     line; the old one keeps working for the grace period, then is revoked."""
     from recloop.store.bootstrap import prepare_store
     from recloop.store.keys import issue_key, key_id_of
 
-    store = prepare_store(load_settings())
+    store = prepare_store(load_settings(data_dir))
     try:
         now = datetime.now(UTC)
         record = store.tenancy.get_key(key_id)

@@ -6,9 +6,17 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from recloop.cli.common import app, console, err_console, fail, load_settings
+from recloop.cli.common import (
+    DataDir,
+    app,
+    console,
+    err_console,
+    fail,
+    load_settings,
+    resolve_id,
+)
 from recloop.config import Settings
 from recloop.errors import RecloopError
 
@@ -19,17 +27,29 @@ app.add_typer(models_app, name="models")
 @models_app.command("list")
 def models_list(
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+    data_dir: DataDir = None,
 ) -> None:
     """Model versions of an app, newest last; the served one is marked."""
     from recloop.registry.artifacts import ModelRegistry
 
-    registry = ModelRegistry(load_settings().resolved_model_dir())
+    registry = ModelRegistry(load_settings(data_dir).resolved_model_dir())
     current = registry.current(app_id)
+    versions = registry.versions(app_id)
+    manifests = {version: registry.manifest(app_id, version) for version in versions}
+    # Ids are what `models promote` is given: never cut, however narrow the terminal.
     table = Table(
-        "version", "served", "snapshot", "sources (validation recall@100)", "ranker (test AUC)"
+        Column("version", no_wrap=True, min_width=max(map(len, versions), default=7)),
+        "served",
+        Column(
+            "snapshot",
+            no_wrap=True,
+            min_width=max((len(m.snapshot_version or "") for m in manifests.values()), default=8),
+        ),
+        "sources (validation recall@100)",
+        "ranker (test AUC)",
     )
-    for version in registry.versions(app_id):
-        manifest = registry.manifest(app_id, version)
+    for version in versions:
+        manifest = manifests[version]
         sources = ", ".join(
             f"{m.name} {m.metrics['recall@100']:.3f}" if "recall@100" in m.metrics else m.name
             for m in manifest.models
@@ -52,18 +72,22 @@ def models_list(
 
 @models_app.command("promote")
 def models_promote(
-    version: Annotated[str, typer.Argument(help="The version to serve.")],
+    version: Annotated[
+        str, typer.Argument(help="The version to serve, or the start of its id if no other has it.")
+    ],
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+    data_dir: DataDir = None,
 ) -> None:
     """Serve ``version`` (a rollback is a promotion of an older one); services pick it up
     within ``serving.model_refresh_s``."""
     from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     registry = ModelRegistry(settings.resolved_model_dir())
     try:
+        version = resolve_id(version, registry.versions(app_id), "model version")
         registry.promote(app_id, version)
-    except (FileNotFoundError, DamagedVersion) as exc:
+    except (FileNotFoundError, DamagedVersion, RecloopError) as exc:
         raise fail(exc) from exc
     _audit(settings, app_id, "model.promote", version)
     console.print(f"app {app_id!r} now serves model version {version}")

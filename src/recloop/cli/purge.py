@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from recloop.cli.common import app, console, fail, load_settings
+from recloop.cli.common import DataDir, app, console, fail, load_settings
 from recloop.errors import RecloopError
 
 
 @app.command()
-def purge() -> None:
+def purge(data_dir: DataDir = None) -> None:
     """Rewrite snapshots, training sets and saved model versions without the users deleted
     through the API (the store and the running service forget them at once; these files when
     this runs, or when the service runs it every serving.purge_interval_h)."""
@@ -17,7 +17,7 @@ def purge() -> None:
     from recloop.registry.artifacts import ModelRegistry
     from recloop.store.bootstrap import prepare_store
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     try:
         store = prepare_store(settings)
     except RecloopError as exc:

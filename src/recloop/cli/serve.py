@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from recloop.cli.common import app, console, fail, load_settings
+from recloop.cli.common import DataDir, app, console, fail, load_settings
 from recloop.errors import RecloopError
 
 
@@ -30,6 +30,7 @@ def serve(
             "(about one per core); one of them runs what must run once.",
         ),
     ] = 1,
+    data_dir: DataDir = None,
 ) -> None:
     """Start the HTTP service (OpenAPI docs at /docs)."""
     import uvicorn
@@ -43,7 +44,7 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = load_settings()
+    settings = load_settings(data_dir)
     try:
         # Said once, before a store is opened or a model loaded: not after a start-up whose
         # banner claims to serve.
@@ -75,6 +76,9 @@ def serve(
                     f"data_dir: --workers needs a writable {settings.data_dir / 'run'} for "
                     f"the leader's lock file ({exc.strerror or exc})"
                 ) from exc
+            if data_dir is not None:
+                # Each worker reads its settings from the environment it inherits.
+                os.environ["RECLOOP_DATA_DIR"] = str(data_dir)
             _serve_workers(settings.resolved_store_url(), host, port, log_level, workers)
             return
         runtime = start_runtime(settings, store)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from recloop.cli.common import app, console, fail, load_settings
+from recloop.cli.common import DataDir, app, console, fail, load_settings
 from recloop.errors import RecloopError
 
 shadow_app = typer.Typer(
@@ -18,9 +18,9 @@ app.add_typer(shadow_app, name="shadow")
 
 
 @shadow_app.command("list")
-def shadow_list() -> None:
+def shadow_list(data_dir: DataDir = None) -> None:
     """The configured shadows: the surface each follows, its share of requests, its pipeline."""
-    settings = load_settings()
+    settings = load_settings(data_dir)
     table = Table("shadow", "surface", "traffic", "pipeline", "overrides", "model version")
     for s in settings.shadows:
         table.add_row(
@@ -40,6 +40,7 @@ def shadow_report_command(
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     resamples: Annotated[int, typer.Option(min=0, help="Bootstrap resamples.")] = 1000,
+    data_dir: DataDir = None,
 ) -> None:
     """The shadow's lists against the served ones (agreement, latency, fallbacks) and its CTR
     per slot estimated off-policy from the served lists' logged propensities."""
@@ -50,7 +51,7 @@ def shadow_report_command(
     from recloop.evaluation.ope import BootstrapSpec
     from recloop.store.bootstrap import prepare_store
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     if name not in {s.name for s in settings.shadows}:
         known = ", ".join(s.name for s in settings.shadows) or "none configured"
         raise fail(ValueError(f"no shadow {name!r} in the configuration ({known})"))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Column, Table
 
-from recloop.cli.common import app, console, fail, load_settings, progress_bar
+from recloop.cli.common import DataDir, app, console, fail, load_settings, progress_bar
 from recloop.errors import RecloopError
 
 snapshot_app = typer.Typer(
@@ -20,23 +21,31 @@ _SnapshotApp = Annotated[str, typer.Option("--app", help="The app to snapshot.")
 
 
 @snapshot_app.callback(invoke_without_command=True)
-def snapshot(ctx: typer.Context, app_id: _SnapshotApp = "default") -> None:
+def snapshot(
+    ctx: typer.Context,
+    app_id: _SnapshotApp = "default",
+    data_dir: DataDir = None,
+) -> None:
     """Take a snapshot (with no subcommand, like `snapshot create`), or list them."""
+    # Given before the subcommand, the folder holds for it too.
+    ctx.obj = data_dir
     if ctx.invoked_subcommand is None:
-        _take_snapshot(app_id)
+        _take_snapshot(app_id, data_dir)
 
 
 @snapshot_app.command("create")
-def snapshot_create(app_id: _SnapshotApp = "default") -> None:
+def snapshot_create(
+    ctx: typer.Context, app_id: _SnapshotApp = "default", data_dir: DataDir = None
+) -> None:
     """Export an app's events, served lists, items and users to a new, immutable snapshot."""
-    _take_snapshot(app_id)
+    _take_snapshot(app_id, data_dir or ctx.obj)
 
 
-def _take_snapshot(app_id: str) -> None:
+def _take_snapshot(app_id: str, data_dir: Path | None) -> None:
     from recloop.data.snapshots import TABLES, check_snapshot, take_snapshot
     from recloop.store.bootstrap import prepare_store
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     root = settings.data_dir / "snapshots"
     try:
         store = prepare_store(settings)
@@ -70,11 +79,11 @@ def _take_snapshot(app_id: str) -> None:
 
 
 @snapshot_app.command("list")
-def snapshot_list() -> None:
+def snapshot_list(ctx: typer.Context, data_dir: DataDir = None) -> None:
     """List the snapshots in DATA_DIR/snapshots, newest first."""
     from recloop.data.snapshots import list_snapshots
 
-    root = load_settings().data_dir / "snapshots"
+    root = load_settings(data_dir or ctx.obj).data_dir / "snapshots"
     try:
         found = list_snapshots(root)
     except RecloopError as exc:

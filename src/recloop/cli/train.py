@@ -10,7 +10,7 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
-from recloop.cli.common import app, console, fail, load_settings, progress_bar
+from recloop.cli.common import DataDir, app, console, fail, load_settings, progress_bar
 from recloop.errors import RecloopError
 
 if TYPE_CHECKING:
@@ -91,12 +91,13 @@ def train(
         int | None, typer.Option(help="Trials per source when tuning (train.tune_trials).")
     ] = None,
     promote: Annotated[bool, typer.Option(help="Make the new version the one served.")] = True,
+    data_dir: DataDir = None,
 ) -> None:
     """Snapshot, build training data, fit and validate every retrieval source, publish."""
     from recloop.store.bootstrap import prepare_store
     from recloop.training.job import train as run_training
 
-    settings = load_settings()
+    settings = load_settings(data_dir)
     try:
         store = prepare_store(settings)
         try:

@@ -1,8 +1,12 @@
 """Settings: one typed object, read from ``recloop.toml`` and ``RECLOOP_*`` variables.
 
 Precedence, highest first: constructor arguments, environment variables
-(``RECLOOP_STORE_URL``, ``RECLOOP_SERVING__DEFAULT_LIMIT``...), the TOML file named by
-``RECLOOP_CONFIG`` (default ``./recloop.toml`` when it exists), then the defaults below.
+(``RECLOOP_STORE_URL``, ``RECLOOP_SERVING__DEFAULT_LIMIT``...), one TOML file, then the
+defaults below. The TOML file is the one ``RECLOOP_CONFIG`` names; else, when the data
+directory is given (``Settings(data_dir=...)``, as ``--data-dir`` does, or
+``RECLOOP_DATA_DIR``), the ``recloop.toml`` inside it if there is one (a data directory
+carries the configuration it was made with, as the demo's does); else ``./recloop.toml``
+when it exists.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -25,6 +30,26 @@ from recloop.config.serving import IngestSettings, ServingSettings
 from recloop.config.suggestions import SuggestionSettings
 from recloop.config.surfaces import SurfaceConfig, default_surfaces
 from recloop.config.training import TrainSettings
+
+#: The configuration file's name, in the working directory or inside a data directory.
+CONFIG_FILE = "recloop.toml"
+
+
+def config_file(data_dir: str | Path | None = None) -> Path | None:
+    """The TOML file the settings are read from, or None (see the module's docstring).
+
+    A ``RECLOOP_CONFIG`` naming no file means no file: the defaults and the environment.
+    """
+    named = os.environ.get("RECLOOP_CONFIG")
+    if named:
+        return Path(named) if Path(named).is_file() else None
+    given = data_dir if data_dir is not None else os.environ.get("RECLOOP_DATA_DIR")
+    if given:
+        inside = Path(given) / CONFIG_FILE
+        if inside.is_file():
+            return inside
+    local = Path(CONFIG_FILE)
+    return local if local.is_file() else None
 
 
 class Settings(BaseSettings):
@@ -117,10 +142,15 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Read constructor arguments, then the environment, then ``recloop.toml``."""
-        toml_path = Path(os.environ.get("RECLOOP_CONFIG", "recloop.toml"))
+        """Read constructor arguments, then the environment, then one TOML file."""
+        data_dir = (
+            init_settings.init_kwargs.get("data_dir")
+            if isinstance(init_settings, InitSettingsSource)
+            else None
+        )
+        toml_path = config_file(data_dir)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path.is_file():
+        if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import shlex
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,8 +41,10 @@ from recloop.config import (
     VariantConfig,
     default_surfaces,
 )
+from recloop.config.saved import write_settings
+from recloop.config.settings import CONFIG_FILE
 from recloop.demo.inprocess import InProcessClient
-from recloop.errors import RecloopError
+from recloop.errors import ConfigError, RecloopError
 from recloop.retrieval.source_table import MODEL_SOURCES
 from recloop.runtime.process import Runtime, start_runtime
 from recloop.simulate.behaviour import Behaviour, BehaviourConfig, Session
@@ -65,6 +70,8 @@ DEMO_SOURCE_TIMEOUT_MS = 2000.0
 #: How many sessions pass between refreshes of the popularity model. The demo refreshes
 #: on this schedule instead of a wall-clock timer, so that one seed gives one run.
 REFRESH_EVERY_SESSIONS = 25
+#: The file that marks a folder as a demo run's, which the next run may replace.
+DEMO_MARKER = "DEMO-RUN"
 
 
 @dataclass(frozen=True)
@@ -104,20 +111,42 @@ class DemoOutcome:
     trainings: tuple[TrainResult, ...] = ()  # what each night's `recloop train` returned
 
 
+def demo_configuration(
+    settings: Settings,
+    data_dir: Path,
+    extra: Mapping[str, SurfaceConfig] | None = None,
+    variants: Mapping[str, str] | None = None,
+) -> Settings:
+    """What the demo configures, as a service on its data directory would run it: the
+    embedded store in ``data_dir``, a popular-only surface, any ``extra`` surfaces, and with
+    two or more ``variants``, the experiment that splits users between them
+    (``demo_experiment``). It is saved beside the demo's data as ``recloop.toml``."""
+    surfaces = default_surfaces()
+    surfaces["popular-only"] = SurfaceConfig(
+        sources=[SourceSlotConfig(name="popular", quota=300)], fallback=["newest"]
+    )
+    surfaces.update(extra or {})
+    experiments = [demo_experiment(variants)] if variants and len(variants) > 1 else []
+    return settings.model_copy(
+        update={
+            "data_dir": data_dir,
+            "store_url": None,
+            "surfaces": surfaces,
+            "experiments": experiments,
+        }
+    )
+
+
 def demo_settings(
     settings: Settings,
     data_dir: Path,
     extra: Mapping[str, SurfaceConfig] | None = None,
     variants: Mapping[str, str] | None = None,
 ) -> Settings:
-    """The demo's settings: the embedded store in ``data_dir``, a popular-only surface, any
-    ``extra`` surfaces, and with two or more ``variants``, the experiment that splits users
-    between them (``demo_experiment``)."""
-    surfaces = default_surfaces()
-    surfaces["popular-only"] = SurfaceConfig(
-        sources=[SourceSlotConfig(name="popular", quota=300)], fallback=["newest"]
-    )
-    surfaces.update(extra or {})
+    """The settings the demo runs with: ``demo_configuration``, with every source waited
+    for and the periodic jobs left to the simulation, so that one seed gives one run."""
+    settings = demo_configuration(settings, data_dir, extra, variants)
+    surfaces = settings.surfaces
     # One seed must give one run: a source that misses its deadline on a busy machine would
     # change the list, so the demo waits for every source (latencies are still measured).
     surfaces = {
@@ -132,13 +161,9 @@ def demo_settings(
         for name, surface in surfaces.items()
     }
     serving = settings.serving
-    experiments = [demo_experiment(variants)] if variants and len(variants) > 1 else []
     return settings.model_copy(
         update={
-            "data_dir": data_dir,
-            "store_url": None,
             "surfaces": surfaces,
-            "experiments": experiments,
             # The demo refreshes popularity, features and models itself, every
             # REFRESH_EVERY_SESSIONS sessions rather than on a wall-clock timer.
             "serving": serving.model_copy(
@@ -182,13 +207,20 @@ def demo_experiment(variants: Mapping[str, str]) -> ExperimentConfig:
     )
 
 
-def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOutcome:
-    """Run the simulated loop and print and write its report."""
+def run_demo(
+    config: DemoConfig, settings: Settings, console: Console, data_dir: Path | None = None
+) -> DemoOutcome:
+    """Run the simulated loop in ``data_dir`` (default ``DATA_DIR/demo``), print and write
+    its report, and leave the folder as a data directory the other commands open as it is
+    (its configuration saved in it as ``recloop.toml``)."""
     started = time.perf_counter()
-    data_dir = settings.data_dir / "demo"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    settings = demo_settings(settings, data_dir, config.surfaces, config.variants)
+    data_dir = data_dir if data_dir is not None else settings.data_dir / "demo"
     console.rule("recloop demo: a simulated world against the service")
+    _clear_previous_run(data_dir, console)
+    save_configuration(
+        demo_configuration(settings, data_dir, config.surfaces, config.variants), data_dir
+    )
+    settings = demo_settings(settings, data_dir, config.surfaces, config.variants)
     store = prepare_store(settings)
     key = ensure_dev_key(store, data_dir)
     assert key is not None
@@ -257,7 +289,98 @@ def run_demo(config: DemoConfig, settings: Settings, console: Console) -> DemoOu
     _print_summary(result, console, report_path, wall_s, what_ran)
     if experiment is not None:
         console.print(render_report(experiment), soft_wrap=True)
+    console.print(next_steps(data_dir, key, has_experiment=experiment is not None), soft_wrap=True)
     return DemoOutcome(result, report_path, wall_s, experiment, tuple(trainings))
+
+
+def _clear_previous_run(data_dir: Path, console: Console) -> None:
+    """Make ``data_dir`` an empty folder, saying so when a previous demo run is removed.
+
+    Raises:
+        ConfigError: the folder holds something other than a previous demo run.
+    """
+    if data_dir.exists():
+        if not data_dir.is_dir():
+            raise ConfigError(f"data_dir: {data_dir} is a file, not a folder")
+        entries = {entry.name for entry in data_dir.iterdir()}
+        if entries:
+            # A run of this version leaves its marker; one of an earlier version its
+            # report beside its store.
+            if DEMO_MARKER not in entries and not {"report.html", "recloop.db"} <= entries:
+                raise ConfigError(
+                    f"data_dir: {data_dir} holds files that are not a previous demo run's; "
+                    "give --data-dir a new or empty folder"
+                )
+            console.print(
+                f"Removing the previous demo run in [bold]{data_dir}[/bold] (give --data-dir "
+                "another folder to keep it).",
+                soft_wrap=True,
+            )
+            shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / DEMO_MARKER).write_text(
+        "This folder was made by `recloop demo`, which replaces it on its next run.\n"
+    )
+
+
+def save_configuration(settings: Settings, data_dir: Path) -> Path:
+    """Write ``settings`` to ``data_dir/recloop.toml``, where a command given
+    ``--data-dir data_dir`` reads it."""
+    path = data_dir / CONFIG_FILE
+    write_settings(
+        settings,
+        path,
+        header=(
+            "The configuration recloop demo ran its service with. Commands given --data-dir\n"
+            "on this folder (or RECLOOP_DATA_DIR) read it. The demo also waited for every\n"
+            "source (2 s deadlines) and refreshed popularity, features and models on the\n"
+            "simulation's schedule, so that one seed gives one run; neither is saved here."
+        ),
+        # The folder is given with --data-dir; the demo's store is always the embedded one.
+        exclude={"data_dir", "store_url"},
+    )
+    return path
+
+
+def next_steps(data_dir: Path, key: str, *, has_experiment: bool = True) -> str:
+    """The commands to go on with from a finished demo, with its paths and key."""
+    program = _program()
+    folder = shlex.quote(_shown_path(data_dir))
+    lines = [
+        "",
+        "[bold]Next[/bold], on this run's data (configuration in "
+        f"{_shown_path(data_dir / CONFIG_FILE)}):",
+    ]
+    if has_experiment:
+        lines.append(f"  {program} experiment report {DEMO_EXPERIMENT} --data-dir {folder}")
+    lines += [
+        f"  {program} models list --data-dir {folder}",
+        f"  {program} serve --data-dir {folder}",
+        f"  KEY=$(cat {shlex.quote(_shown_path(data_dir / 'dev-key'))})   # its admin key: {key}",
+        '  curl "localhost:8000/api/recommendations?userId=u000001&surface=home" '
+        '-H "Authorization: Bearer $KEY"',
+    ]
+    return "\n".join(lines)
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` as a user would type it here: relative below the working directory."""
+    absolute = path.resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(absolute)
+
+
+def _program() -> str:
+    """How to call ``recloop`` again: as typed when that was a path (``.venv/bin/recloop``),
+    else by name."""
+    typed = sys.argv[0] if sys.argv else ""
+    if Path(typed).name == "recloop" and os.sep in typed:
+        found = shutil.which("recloop")
+        if found is None or Path(found).resolve() != Path(typed).resolve():
+            return shlex.quote(typed)
+    return "recloop"
 
 
 def _request_ids(config: DemoConfig) -> Callable[[], str]:
@@ -291,14 +414,18 @@ def _simulate(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
+        # Bars redrawn in place are for a terminal; a file or a pipe gets a line a day.
+        disable=not console.is_terminal,
     )
     tasks: dict[int, TaskID] = {}
     sessions_done = 0
     nights: list[str] = []
     trainings: list[TrainResult] = []
+    day_began = {"at": time.perf_counter(), "sessions": 0}
 
     def on_day(day: int, sessions: int) -> None:
         tasks[day] = progress.add_task(f"day {day + 1}/{config.days}: sessions", total=sessions)
+        day_began.update(at=time.perf_counter(), sessions=sessions)
 
     def on_session() -> None:
         nonlocal sessions_done
@@ -310,6 +437,12 @@ def _simulate(
             runtime.model_loader.step()
 
     def on_night(day: int) -> None:
+        if day >= 0 and progress.disable:
+            console.print(
+                f"day {day + 1}/{config.days}: {day_began['sessions']:,.0f} sessions in "
+                f"{time.perf_counter() - day_began['at']:.0f} s",
+                soft_wrap=True,
+            )
         # The nightly jobs: popularity and features up to date, then `recloop train` on
         # everything logged so far, loaded by the running service without a restart.
         runtime.refresher.refresh()

@@ -5,14 +5,16 @@ from __future__ import annotations
 from recloop.domain import Candidate
 from recloop.retrieval.bundle import ModelBundle, ModelIndex
 from recloop.retrieval.models import Recalled, RecallQuery, Seeds, scalar_attributes
-from recloop.retrieval.protocols import RetrievalQuery
+from recloop.retrieval.protocols import RetrievalQuery, SourceNotLoaded
 
 
 class ModelSource:
     """A candidate source backed by the model of the same name in the app's live bundle.
 
     Before the first model version (or when this version lacks the model) it recalls
-    nothing, and the surface's other sources and fallbacks serve.
+    nothing, and the surface's other sources and fallbacks serve. When the version has the
+    model but it failed to load, it raises ``SourceNotLoaded``: the request is served
+    without it and says so.
 
     Args:
         name: the source name, which is also the model's name in the bundle.
@@ -50,6 +52,10 @@ class ModelSource:
         bundle = self._models.get(query.app_id)
         model = bundle.model(self._model_name) if bundle is not None else None
         if bundle is None or model is None:
+            if bundle is not None and self._model_name in bundle.failed:
+                raise SourceNotLoaded(
+                    f"model {self._model_name!r} of version {bundle.version} failed to load"
+                )
             return []
         if self._seeds == "session":
             if not query.session_items:

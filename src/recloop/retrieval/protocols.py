@@ -11,6 +11,12 @@ from recloop.domain import Candidate, RequestContext
 RetrievalQuery = RequestContext
 
 
+class SourceNotLoaded(RuntimeError):
+    """The source's model belongs to the served version but failed to load (a damaged
+    file): the request is served without it and flagged as a fallback. The load failure
+    itself was logged and counted once, when the version loaded."""
+
+
 class CandidateSource(Protocol):
     """Recalls candidates; every candidate it returns carries ``source == name``.
 

@@ -37,7 +37,7 @@ from recloop.features.candidates import (
 )
 from recloop.ranking.protocols import Ranker
 from recloop.rerank.protocols import CandidateFilter, RerankRule, SlateGate
-from recloop.retrieval.protocols import CandidateSource
+from recloop.retrieval.protocols import CandidateSource, SourceNotLoaded
 from recloop.serving.budget import Budget, Outcome, StageTrace, Stopwatch
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,9 @@ class Pipeline:
                 # Its cost is unknown but high: it stays in the pool, under its timeout.
                 self._observe(i, deadline_ms)
                 outcome, detail = "timeout", f"no answer within {deadline_ms:g} ms"
+            except SourceNotLoaded as exc:
+                # Logged and counted once when the version loaded, not on every request.
+                outcome, detail = "fallback", str(exc)
             except Exception as exc:
                 log.exception("candidate source %s failed", slot.source.name)
                 outcome, detail = "error", f"{type(exc).__name__}: {exc}"

@@ -20,6 +20,8 @@ from recloop.ranking.protocols import Ranker, Scores
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.rerank.eligibility import ExcludedItemsFilter
 from recloop.rerank.protocols import CandidateFilter, RerankRule
+from recloop.retrieval.bundle import ModelBundle, ModelIndex
+from recloop.retrieval.model_source import ModelSource
 from recloop.retrieval.protocols import CandidateSource, RetrievalQuery
 from recloop.serving.budget import Budget, StageTrace
 from recloop.serving.pipeline import Pipeline, ServedSlate, SourceSlot
@@ -300,6 +302,33 @@ def test_a_failing_source_is_traced_as_error_and_the_others_serve(
     assert "broken is down" in stage(served, "retrieve:broken").detail
     assert served_ids(served) == ["a"]
     assert served.fallback
+
+
+def test_a_source_whose_model_failed_to_load_is_traced_as_fallback_and_flags_the_list(
+    executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = ModelIndex()
+    # The version's "als" model was damaged: the loader left it out and named it in failed;
+    # "fresh" is a model this version never had.
+    models.publish("app", ModelBundle("v2", {}, failed=frozenset({"als"})))
+    pipeline = make_pipeline(
+        executor,
+        [
+            slot(ModelSource("als", models)),
+            slot(ModelSource("fresh", models)),
+            slot(ListSource("ok", [("a", 1.0)])),
+        ],
+    )
+
+    with caplog.at_level("ERROR"):
+        served = pipeline.run(context(), 10)
+
+    assert stage(served, "retrieve:als").outcome == "fallback"
+    assert "v2" in stage(served, "retrieve:als").detail
+    assert stage(served, "retrieve:fresh").outcome == "empty"  # absent, not failed
+    assert served_ids(served) == ["a"]
+    assert served.fallback
+    assert not caplog.records  # logged once by the loader, not on every request
 
 
 def test_when_every_source_fails_the_fallback_source_serves(

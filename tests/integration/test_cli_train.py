@@ -96,7 +96,7 @@ def test_an_older_version_can_be_promoted_again(data_dir: Path, tmp_path: Path) 
     assert (data_dir / "models" / "default" / "CURRENT").read_text().strip() == versions[0]
     unknown = run("models", "promote", "no-such-version")
     assert unknown.exit_code == 1
-    assert "no finished model version" in unknown.stderr
+    assert "no model version 'no-such-version'" in unknown.stderr
 
 
 def test_train_on_an_empty_store_fails_with_a_reason(data_dir: Path) -> None:

@@ -18,6 +18,31 @@ from rich.progress import (
 from recloop.config import Settings
 from recloop.errors import RecloopError
 
+
+def _plain_help() -> None:
+    """Help without typer's type tags (``<bool>``, ``<str>``) and bracketed notes.
+
+    typer (pinned in constraints.txt) prints each option's type in a column of its own and
+    its default, range and "required" in brackets; the help texts say in words what a value
+    is, so the tags go and the notes read "(default: 8000)". A range goes too: an option
+    whose range matters says it in its help.
+    """
+    from typer import core, rich_utils
+
+    rich_utils.DEFAULT_STRING = "(default: {})"
+    rich_utils.ENVVAR_STRING = "(env var: {})"
+    rich_utils.REQUIRED_LONG_STRING = "(required)"
+    rich_utils.RANGE_STRING = ""
+
+    def no_type(self: object, ctx: object) -> None:
+        return None
+
+    for param in (core.TyperOption, core.TyperArgument):
+        setattr(param, "display_type_rich", no_type)  # noqa: B010 (a method, replaced)
+
+
+_plain_help()
+
 app = typer.Typer(
     help="recloop: a self-hostable recommendation platform.",
     no_args_is_help=True,

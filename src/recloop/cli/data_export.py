@@ -15,7 +15,9 @@ from recloop.errors import RecloopError
 
 @app.command("export")
 def export(
-    file: Annotated[Path, typer.Argument(dir_okay=False, help="The file to write.")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", dir_okay=False, help="The file to write.")
+    ],
     kind: Annotated[str, typer.Option(help="items, users or events.")],
     app_id: Annotated[str, typer.Option("--app", help="The app to export.")] = "default",
     fmt: Annotated[
@@ -36,7 +38,7 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Export an app's items, users or events in the form `recloop import` reads back."""
+    """Export an app's items, users or events in the form recloop import reads back."""
     from recloop.ingest.export import check_export, export_file, parse_time
     from recloop.ingest.files import detect_format
     from recloop.ingest.importer import RecordKind

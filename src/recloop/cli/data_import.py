@@ -15,7 +15,16 @@ from recloop.errors import RecloopError
 
 @app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A .csv, .jsonl or .parquet file.",
+        ),
+    ],
     kind: Annotated[str, typer.Option(help="items, users or events.")],
     app_id: Annotated[str, typer.Option("--app", help="The app to import into.")] = "default",
     fmt: Annotated[

@@ -55,7 +55,9 @@ def db_current(data_dir: DataDir = None) -> None:
 
 @app.command()
 def backup(
-    target: Annotated[Path, typer.Argument(help="An empty or new directory for the copy.")],
+    target: Annotated[
+        Path, typer.Argument(metavar="TARGET", help="An empty or new directory for the copy.")
+    ],
     data_dir: DataDir = None,
 ) -> None:
     """Copy the embedded store (consistent while the service runs) and the model versions."""
@@ -75,7 +77,9 @@ def backup(
 
 @app.command()
 def restore(
-    source: Annotated[Path, typer.Argument(help="A directory written by `recloop backup`.")],
+    source: Annotated[
+        Path, typer.Argument(metavar="SOURCE", help="A directory written by recloop backup.")
+    ],
     data_dir: DataDir = None,
 ) -> None:
     """Put a backup in place of the store of an empty data directory (service stopped)."""

@@ -20,7 +20,7 @@ def demo(
     items: Annotated[int, typer.Option(help="Items at the start.")] = 1500,
     transport: Annotated[str, typer.Option(help="http (a real server) or inprocess.")] = "http",
     train: Annotated[
-        bool, typer.Option("--train/--no-train", help="Run `recloop train` each simulated night.")
+        bool, typer.Option("--train/--no-train", help="Run recloop train each simulated night.")
     ] = True,
     search: Annotated[
         bool,

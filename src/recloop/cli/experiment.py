@@ -65,12 +65,15 @@ def experiment_list(data_dir: DataDir = None) -> None:
 
 @experiment_app.command("stop")
 def experiment_stop(
-    name: Annotated[str, typer.Argument(help="The experiment.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The experiment.")],
     reason: Annotated[str, typer.Option(help="Why, for the record.")] = "stopped by hand",
     data_dir: DataDir = None,
 ) -> None:
-    """Stop an experiment now: its users get the surface as configured (services pick it up
-    within ``experiment_check_s``). Remove it from the configuration to make it final."""
+    """Stop an experiment now: its users get the surface as configured.
+
+    Running services pick it up within experiment_check_s. Remove the experiment from the
+    configuration to make it final.
+    """
     from recloop.analysis.guard import StoppedExperiments
     from recloop.runtime.process import stopped_experiments_path
 
@@ -86,14 +89,19 @@ def experiment_stop(
 
 @experiment_app.command("report")
 def experiment_report_command(
-    name: Annotated[str, typer.Argument(help="The experiment.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The experiment.")],
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Significance level.")] = 0.05,
+    alpha: Annotated[
+        float, typer.Option(min=0.0001, max=0.5, help="Significance level, 0.0001 to 0.5.")
+    ] = 0.05,
     data_dir: DataDir = None,
 ) -> None:
-    """Each variant against the control from the served lists and events: CTR, satisfaction,
-    hides, p99 latency, sample ratio, power, guardrails and a ship decision."""
+    """Each variant against the control, from the served lists and events.
+
+    CTR, satisfaction, hides, p99 latency, sample ratio, power, guardrails and a ship
+    decision.
+    """
     import orjson
 
     from recloop.analysis.interleaving_report import read_interleaving_report
@@ -148,9 +156,12 @@ def experiment_power(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Plan an experiment from the surface's last DAYS of logs: its users, the metric's
-    baseline and per-user variance, the smallest change a variant with SHARE of the users
-    would detect (80% power, alpha 0.05), and the users an --effect needs."""
+    """Plan an experiment from a surface's recent logs.
+
+    From the last --days of logs: the surface's users, the metric's baseline and per-user
+    variance, the smallest change a variant with --share of the users would detect (80%
+    power, alpha 0.05), and the users an --effect needs.
+    """
     import orjson
 
     from recloop.analysis.planning import plan_experiment

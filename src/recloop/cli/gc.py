@@ -52,9 +52,11 @@ def gc(
     ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Remove old snapshots, training sets and model versions, keeping the newest of each
-    (retention.keep_*) and whatever the served, previous, pinned, shadowed or
-    experiment-named versions were trained from. Safe while the service runs."""
+    """Remove old snapshots, training sets and model versions. Safe while the service runs.
+
+    Keeps the newest of each (retention.keep_*) and whatever the served, previous, pinned,
+    shadowed or experiment-named versions were trained from.
+    """
     from recloop.data.retention import collect, plan, run_gc
     from recloop.registry.artifacts import ModelRegistry
 

@@ -84,7 +84,9 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key id, as recloop keys list shows it.")
+    ],
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a key; running servers stop accepting it within seconds."""
@@ -104,14 +106,19 @@ def keys_revoke(
 
 @keys_app.command("rotate")
 def keys_rotate(
-    key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key id, as recloop keys list shows it.")
+    ],
     grace_hours: Annotated[
         float, typer.Option(min=0, help="How long the old key keeps working.")
     ] = 24.0,
     data_dir: DataDir = None,
 ) -> None:
-    """Replace a key: a new one with the same app, scopes and name is printed on the last
-    line; the old one keeps working for the grace period, then is revoked."""
+    """Replace a key; the new one is printed on the last line.
+
+    The new key has the same app, scopes and name; the old one keeps working for the grace
+    period, then is revoked.
+    """
     from recloop.store.bootstrap import prepare_store
     from recloop.store.keys import issue_key, key_id_of
 

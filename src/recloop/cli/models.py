@@ -73,13 +73,19 @@ def models_list(
 @models_app.command("promote")
 def models_promote(
     version: Annotated[
-        str, typer.Argument(help="The version to serve, or the start of its id if no other has it.")
+        str,
+        typer.Argument(
+            metavar="VERSION",
+            help="The version to serve, or the start of its id if no other has it.",
+        ),
     ],
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
     data_dir: DataDir = None,
 ) -> None:
-    """Serve ``version`` (a rollback is a promotion of an older one); services pick it up
-    within ``serving.model_refresh_s``."""
+    """Serve a model version; a rollback is the promotion of an older one.
+
+    Running services pick it up within serving.model_refresh_s.
+    """
     from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 
     settings = load_settings(data_dir)

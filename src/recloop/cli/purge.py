@@ -10,9 +10,12 @@ from recloop.errors import RecloopError
 
 @app.command()
 def purge(data_dir: DataDir = None) -> None:
-    """Rewrite snapshots, training sets and saved model versions without the users deleted
-    through the API (the store and the running service forget them at once; these files when
-    this runs, or when the service runs it every serving.purge_interval_h)."""
+    """Rewrite snapshots, training sets and model versions without deleted users.
+
+    The users deleted through the API: the store and the running service forget them at
+    once; these files when this runs, or when the service runs it every
+    serving.purge_interval_h.
+    """
     from recloop.data.purge import run_purge
     from recloop.registry.artifacts import ModelRegistry
     from recloop.store.bootstrap import prepare_store

@@ -26,8 +26,8 @@ def serve(
         typer.Option(
             min=1,
             max=64,
-            help="Server processes sharing the store, the online store and the models "
-            "(about one per core); one of them runs what must run once.",
+            help="Server processes sharing the store, the online store and the models, 1 to "
+            "64 (about one per core); one of them runs what must run once.",
         ),
     ] = 1,
     data_dir: DataDir = None,

@@ -36,14 +36,17 @@ def shadow_list(data_dir: DataDir = None) -> None:
 
 @shadow_app.command("report")
 def shadow_report_command(
-    name: Annotated[str, typer.Argument(help="The shadow.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The shadow.")],
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     resamples: Annotated[int, typer.Option(min=0, help="Bootstrap resamples.")] = 1000,
     data_dir: DataDir = None,
 ) -> None:
-    """The shadow's lists against the served ones (agreement, latency, fallbacks) and its CTR
-    per slot estimated off-policy from the served lists' logged propensities."""
+    """A shadow's lists against the served ones, and its CTR estimated off-policy.
+
+    Agreement, latency and fallbacks, and its CTR per slot estimated from the served lists'
+    logged propensities.
+    """
     import orjson
 
     from recloop.analysis.render import render_shadow_report

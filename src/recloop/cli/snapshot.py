@@ -26,7 +26,7 @@ def snapshot(
     app_id: _SnapshotApp = "default",
     data_dir: DataDir = None,
 ) -> None:
-    """Take a snapshot (with no subcommand, like `snapshot create`), or list them."""
+    """Take a snapshot (with no subcommand, as snapshot create does), or list them."""
     # Given before the subcommand, the folder holds for it too.
     ctx.obj = data_dir
     if ctx.invoked_subcommand is None:

@@ -185,3 +185,28 @@ def test_every_command_takes_data_dir() -> None:
     ]
 
     assert without == []
+
+
+def test_by_default_the_demo_runs_in_the_data_directorys_demo_folder(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    result = run_cli(*SHORT_DEMO, "--days", "1")
+
+    assert result.exit_code == 0, result.output
+    assert (data_dir / "demo" / "recloop.toml").is_file()
+    assert "serve --data-dir data/demo" in result.stdout
+
+
+def test_a_run_of_an_earlier_version_without_the_marker_is_replaced(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "old-demo"
+    folder.mkdir()
+    for name in ("recloop.db", "report.html", "dev-key"):
+        (folder / name).write_text("from an earlier run")
+
+    result = run_cli(*SHORT_DEMO, "--days", "1", "--data-dir", str(folder))
+
+    assert result.exit_code == 0, result.output
+    assert "Removing the previous demo run" in result.stdout
+    assert (folder / "report.html").read_text() != "from an earlier run"

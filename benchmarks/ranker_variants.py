@@ -34,15 +34,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-#: Each variant: whether the summed source score is a feature, the categorical smoothing
-#: (LightGBM's defaults are 10 and 100), and features left out.
+#: Each variant: whether the summed source score is a feature, features left out, and any
+#: other key a ``train.ranker`` setting it changes (the categorical smoothing, whose
+#: LightGBM defaults are 10 and 100; early stopping; the learning rate).
 VARIANTS: dict[str, dict[str, Any]] = {
     "old": {"sum": False, "cat_smooth": 10.0, "min_data_per_group": 100},
     "sum": {"sum": True, "cat_smooth": 10.0, "min_data_per_group": 100},
     "catreg": {"sum": False},
     "sum+catreg": {"sum": True},
     "sum-cat": {"sum": True, "drop": ("item_category", "item_creator")},
+    "patient": {"sum": True, "early_stopping_rounds": 100},
+    "auc-stop": {"sum": True, "stopping_metric": "auc"},
+    "fast": {"sum": True, "learning_rate": 0.15},
 }
+_NOT_SETTINGS = frozenset({"sum", "drop"})
 PARTS = ("train", "validation", "test")
 
 
@@ -123,7 +128,7 @@ def compare(parts_dir: Path, data_dir: Path, variants: Sequence[str], seeds: Seq
     means: dict[str, list[float]] = {}
     for name in variants:
         spec = VARIANTS[name]
-        update = {k: spec[k] for k in ("cat_smooth", "min_data_per_group") if k in spec}
+        update = {k: v for k, v in spec.items() if k not in _NOT_SETTINGS}
         ranker_settings = settings.train.ranker.model_copy(update=update)
         used = [
             f
@@ -157,6 +162,8 @@ def compare(parts_dir: Path, data_dir: Path, variants: Sequence[str], seeds: Seq
                 flush=True,
             )
             means.setdefault(name, []).append(float(np.mean(per["learned"])))
+            rounds = {h: r.get("rounds") for h, r in fitted.report.get("heads", {}).items()}
+            print(f"{'':12s} rounds {rounds}", flush=True)
     print("mean learned NDCG@10 over seeds:")
     for name, values_ in means.items():
         print(

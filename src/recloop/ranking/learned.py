@@ -212,24 +212,37 @@ class RankerModels:
     def __init__(self) -> None:
         self._models: dict[str, RankerModel] = {}
         self._evidence: dict[str, ContextEvidence] = {}
+        self._damaged: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def get(self, app_id: str) -> RankerModel | None:
-        """The app's ranker, or None before one is trained."""
+        """The app's ranker, or None before one is trained (or when it did not load)."""
         return self._models.get(app_id)
+
+    def damaged(self, app_id: str) -> str | None:
+        """Why the app's served version has a ranker that did not load; None if it loaded
+        or the version has none."""
+        return self._damaged.get(app_id)
 
     def linucb(self, app_id: str) -> ContextEvidence | None:
         """The app's LinUCB evidence, or None before one is fitted."""
         return self._evidence.get(app_id)
 
     def publish(
-        self, app_id: str, model: RankerModel | None, evidence: ContextEvidence | None = None
+        self,
+        app_id: str,
+        model: RankerModel | None,
+        evidence: ContextEvidence | None = None,
+        *,
+        damaged: str | None = None,
     ) -> None:
-        """Swap the app's ranker and LinUCB evidence (None removes one: the version has none)."""
+        """Swap the app's ranker and LinUCB evidence (None removes one: the version has
+        none); ``damaged`` says why the version's ranker did not load, if it did not."""
         with self._lock:
             # Readers take no lock: each reads one whole dict, the old one or the new one.
             self._models = _with(self._models, app_id, model)
             self._evidence = _with(self._evidence, app_id, evidence)
+            self._damaged = _with(self._damaged, app_id, damaged)
 
 
 def _with(table: Mapping[str, T], key: str, value: T | None) -> dict[str, T]:
@@ -284,6 +297,9 @@ class LearnedRanker:
         """The weighted sum of the heads' probabilities."""
         model = self._models.get(ctx.app_id)
         if model is None:
+            damaged = self._models.damaged(ctx.app_id)
+            if damaged is not None:
+                return self._fall_back(features, ctx, damaged)
             scores = self._fallback.score(features, ctx)
             return Scores(
                 scores.combined,

@@ -143,7 +143,7 @@ class ModelLoader:
         """Load a version and publish it; False (counted) when it cannot serve."""
         try:
             bundle = self._load(app_id, version)
-            ranker = self._load_ranker(app_id, version)
+            ranker, damaged = self._load_ranker(app_id, version)
             evidence = self._load_evidence(app_id, version)
             suggestions = self._load_suggestions(app_id, version)
         except Exception as exc:
@@ -156,7 +156,7 @@ class ModelLoader:
         # Again: a deletion followed while this version loaded reached only the old one.
         self._forget(app_id, bundle)
         if self._rankers is not None:
-            self._rankers.publish(app_id, ranker, evidence)
+            self._rankers.publish(app_id, ranker, evidence, damaged=damaged)
         if self._suggestions is not None:
             # Swapped with the version: a version without one serves cold.
             self._suggestions.publish(app_id, suggestions)
@@ -199,10 +199,9 @@ class ModelLoader:
                     bundle = self._load(app_id, version)
                     self._forget(app_id, bundle)
                     index.publish(app_id, bundle)
+                    ranker, damaged = self._load_ranker(app_id, version)
                     rankers.publish(
-                        app_id,
-                        self._load_ranker(app_id, version),
-                        self._load_evidence(app_id, version),
+                        app_id, ranker, self._load_evidence(app_id, version), damaged=damaged
                     )
                     log.info("keeping model version %s of app %s loaded", version, app_id)
                 except Exception:
@@ -245,19 +244,21 @@ class ModelLoader:
             failed=frozenset(failed),
         )
 
-    def _load_ranker(self, app_id: str, version: str) -> RankerModel | None:
+    def _load_ranker(self, app_id: str, version: str) -> tuple[RankerModel | None, str | None]:
+        """The version's ranker, or None; and why, when it has one that did not load."""
         if self._rankers is None and not self._pinned:
-            return None
+            return None, None
         path = self._registry.path(app_id, version) / RANKER_DIR
         # A version trained before any list was served has no ranker: sources rank alone.
         if not (path / MANIFEST).exists():
-            return None
+            return None, None
         if self._damaged(app_id, version, RANKER_DIR):
-            # The sources still serve, ordered by the blend; the failure is counted.
+            # The sources still serve, ordered by the blend; the failure is counted, and each
+            # response says it is a fallback, not the cold state of a new app.
             log.error("the ranker of model version %s of %s is damaged", version, app_id)
             self._on_error()
-            return None
-        return RankerModel.load(path)
+            return None, f"the ranker of model version {version} is damaged"
+        return RankerModel.load(path), None
 
     def _load_evidence(self, app_id: str, version: str) -> ContextEvidence | None:
         if self._rankers is None and not self._pinned:

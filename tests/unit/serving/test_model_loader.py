@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from recloop.domain import Item
+from recloop.ranking.learned import MANIFEST, RANKER_DIR, RankerModels
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.interactions import Interactions, TrainingData
@@ -42,6 +43,7 @@ def _publish(
     kind: str = "covisitation",
     sources: tuple[str, ...] = ("covisitation",),
     promote: bool = True,
+    ranker: bool = False,
 ) -> None:
     model = CoVisitation().fit(
         TrainingData(Interactions.from_records(["u", "u"], ["a", "b"], [0.0, 1.0]))
@@ -50,6 +52,10 @@ def _publish(
         for source in sources:
             (directory / source).mkdir()
             model.save(directory / source)
+        if ranker:
+            # Only its presence and checksum are read before it is loaded.
+            (directory / RANKER_DIR).mkdir()
+            (directory / RANKER_DIR / MANIFEST).write_text(json.dumps({"version": version}))
         (directory / "titles.json").write_text(json.dumps({"a": "Alpha"}))
         registry.write_manifest(
             directory,
@@ -162,3 +168,22 @@ def test_a_damaged_version_promoted_while_serving_leaves_the_loaded_one(tmp_path
     loader.step()
 
     assert index.apps() == {"app": "v1"}
+
+
+def test_a_damaged_ranker_is_left_out_and_named_so_lists_say_fallback(tmp_path: Path) -> None:
+    errors: list[int] = []
+    registry, index, rankers = ModelRegistry(tmp_path), ModelIndex(), RankerModels()
+    _publish(registry, "v1", ranker=True)
+    _damage(registry, "v1", RANKER_DIR)
+    loader = ModelLoader(registry, index, _Catalog(), lambda: errors.append(1), rankers=rankers)  # type: ignore[arg-type]
+
+    loader.step()
+
+    assert index.get("app") is not None  # the sources serve
+    assert rankers.get("app") is None
+    assert rankers.damaged("app") == "the ranker of model version v1 is damaged"
+    assert errors == [1]
+    # A version without a ranker clears it: that app is in the cold state, not a fallback.
+    _publish(registry, "v2")
+    loader.step()
+    assert rankers.damaged("app") is None

@@ -191,6 +191,22 @@ def test_without_a_trained_ranker_the_stand_in_ranks_in_the_cold_state_not_as_a_
     assert scores.version == "constant-1"
 
 
+def test_a_ranker_that_did_not_load_is_a_fallback_not_the_cold_state() -> None:
+    models = RankerModels()
+    models.publish("app", None, damaged="the ranker of model version v2 is damaged")
+    ranker = LearnedRanker(models, Constant())
+    matrix = FeatureMatrix(("a", "b"), (), np.zeros((2, 0)))
+
+    scores = ranker.score(matrix, ctx())
+
+    assert scores.combined.tolist() == [1.0, 1.0]
+    assert "v2 is damaged" in scores.fallback
+    assert scores.cold == ""
+    # The next version that loads clears it.
+    models.publish("app", None)
+    assert ranker.score(matrix, ctx()).fallback == ""
+
+
 def test_a_failing_model_falls_back_instead_of_failing_the_request(
     fitted: tuple[RankerModel, dict],  # type: ignore[type-arg]
 ) -> None:

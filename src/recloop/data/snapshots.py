@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from recloop.domain import Event, Item, RecommendationRecord, ServedItem, User
 from recloop.errors import SchemaOutOfDate, SnapshotExists, SnapshotRefused
 from recloop.store import Store
+from recloop.store.durable import fsync_path, fsync_tree
 from recloop.store.migrate import current_revision, require_current
 
 #: The tables of a snapshot, in the order they are written.
@@ -319,7 +320,7 @@ def take_snapshot(
             schema_revision=revision,
         )
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest.as_dict(), indent=2) + "\n")
-        _sync_tree(staging)
+        fsync_tree(staging)
         target = root / manifest.version
         if target.exists():
             raise SnapshotExists(manifest.version)
@@ -330,7 +331,7 @@ def take_snapshot(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _sync_dir(root)
+    fsync_path(root)
     return Snapshot(target, manifest)
 
 
@@ -560,28 +561,3 @@ def _user_batches(store: Store, app_id: str, page_size: int) -> Iterator[pa.Reco
 
 def _users_batch(page: list[User]) -> pa.RecordBatch:
     return _batch(USERS_SCHEMA, page, attributes=[_json_text(u.attributes) for u in page])
-
-
-def _sync_tree(directory: Path) -> None:
-    """Flush every file and directory under ``directory`` to disk before it is published."""
-    for path in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            _sync_dir(path)
-    _sync_dir(directory)
-
-
-def _sync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # platforms that cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -40,6 +40,7 @@ from recloop.ingest.files import FORMATS
 from recloop.ingest.importer import RecordKind
 from recloop.ingest.wire import EventIn, ItemIn, UserIn
 from recloop.store import Store
+from recloop.store.durable import fsync_path
 
 #: Rows read from the store (and written) at a time.
 PAGE_SIZE = 10_000
@@ -177,7 +178,7 @@ def export_file(
                 writer.write(rows)
                 written += len(rows)
                 on_progress(len(page))
-        _fsync(staging)
+        fsync_path(staging)
         # Checked again: the file may have appeared while the export ran.
         _check_target(path, overwrite)
         os.replace(staging, path)
@@ -187,7 +188,7 @@ def export_file(
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
-    _fsync(path.parent)
+    fsync_path(path.parent)
     return ExportReport(kind, path, fmt, written, read)
 
 
@@ -228,18 +229,6 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise InvalidInput("file", f"{path} exists; use --force to replace it")
     if not path.parent.is_dir():
         raise InvalidInput("file", f"directory {path.parent} does not exist")
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a directory's entries, to disk."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # platforms that cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ the user's earlier items excluded). Three ways to hold out (``train.validation_s
 
 ``auto`` takes ``time`` unless it finds fewer than a quarter of the users it could ask,
 then ``user``.
+
+The span a ``time`` split cuts is that of the bulk of the interactions (``time_span``): one
+stray event, posted today into last month's history or stamped by a clock years behind,
+must not move the cut-off so far that nobody is left to ask.
 """
 
 from __future__ import annotations
@@ -179,17 +183,37 @@ def _cases(
     )
 
 
+#: The share of interactions at each end of time (at least one) left out of the span a
+#: time split cuts: up to this many stray events cannot move the cut-off.
+SPAN_TRIM = 0.01
+
+
+def time_span(timestamps: np.ndarray, trim: float = SPAN_TRIM) -> tuple[float, float]:
+    """The first and last time of the bulk of the interactions: the ``k``-th earliest and
+    ``k``-th latest, ``k`` the ``trim`` share of them and at least one (the span itself
+    with fewer than three)."""
+    n = len(timestamps)
+    if n == 0:
+        return 0.0, 0.0
+    if n < 3:
+        return float(timestamps.min()), float(timestamps.max())
+    k = min(max(1, int(n * trim)), (n - 1) // 2)
+    bounds = np.partition(np.asarray(timestamps, dtype=np.float64), (k, n - 1 - k))
+    return float(bounds[k]), float(bounds[n - 1 - k])
+
+
 def time_validation(
     data: TrainingData, fraction: float, max_cases: int = SOURCE_CASES
 ) -> Validation:
-    """Hold out the latest ``fraction`` of the time span; cases are users seen before it.
+    """Hold out the latest ``fraction`` of the time span (``time_span``: a stray event at
+    either end does not stretch it); cases are users seen before the cut-off.
 
     At most ``max_cases`` users (a fixed, even sample) are asked, which bounds tuning time.
     """
     x = data.interactions
     if len(x) == 0:
         return Validation(data, (), 0.0)
-    lo, hi = float(x.timestamps.min()), float(x.timestamps.max())
+    lo, hi = time_span(x.timestamps)
     cutoff = hi - (hi - lo) * fraction
     before = x.timestamps < cutoff
     train = TrainingData(x.select(before), data.items, data.shown_negatives, data.user_attributes)

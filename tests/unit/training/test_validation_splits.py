@@ -143,3 +143,37 @@ def test_held_out_mask_marks_every_event_of_a_held_out_pair() -> None:
     )
     mask = held_out_mask(events, frozenset({("a", "x")}))
     assert mask.to_pylist() == [True, False, False, True]
+
+
+def _with_one_more(data: TrainingData, user: str, item: str, ts: float) -> TrainingData:
+    """The same history and one stray event (a test posted today, a clock years behind)."""
+    x = data.interactions
+    return TrainingData(
+        Interactions.from_records(
+            [*(x.user_ids[u] for u in x.users), user],
+            [*(x.item_ids[i] for i in x.items), item],
+            [*x.timestamps.tolist(), ts],
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("user", "ts"),
+    [
+        ("a-new-user", 300 * DAY),  # the README's curl example, months after the history
+        ("u1", 300 * DAY),  # a known user, so the stray event is a case of its own
+        ("u2", -400 * DAY),  # a clock far behind: the span would start a year early
+    ],
+)
+def test_one_stray_event_does_not_move_the_time_cut_off(user: str, ts: float) -> None:
+    data = returning_users(40)
+    healthy = time_validation(data, 0.2)
+    strayed = time_validation(_with_one_more(data, user, "a-new-item", ts), 0.2)
+    assert len(healthy.cases) >= 30
+    # the bulk's span, trimmed by one event more or less: the same cut-off within minutes
+    assert abs(strayed.cutoff_ts - healthy.cutoff_ts) < 3600.0
+    assert {c.user_id for c in healthy.cases} <= {c.user_id for c in strayed.cases}
+    # auto keeps the time split: the stray event does not turn it into another protocol
+    assert make_validation(_with_one_more(data, user, "a-new-item", ts), "auto", 0.2).split == (
+        "time"
+    )

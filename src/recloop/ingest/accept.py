@@ -70,6 +70,8 @@ class EventIngestor:
         ack_timeout_s: how long to wait for the commit before answering 503.
         on_stored: told the app and users of each durably stored batch.
         events: read for the stored event when an id is sent again (conflicts).
+        on_accepted: told the app and the newly stored events (not the duplicates) of each
+            durably stored batch; for metrics, so it must be quick and must not raise.
     """
 
     def __init__(
@@ -80,8 +82,10 @@ class EventIngestor:
         ack_timeout_s: float,
         on_stored: Callable[[str, set[str]], None] = lambda app_id, users: None,
         events: EventLog | None = None,
+        on_accepted: Callable[[str, Sequence[Event]], None] | None = None,
     ) -> None:
         self._events = events
+        self._on_accepted = on_accepted
         self._writer = writer
         self._max_future_skew = max_future_skew
         self._ack_timeout_s = ack_timeout_s
@@ -128,7 +132,19 @@ class EventIngestor:
             return EventAck(0, 0)
         ack = self._writer.append_events(list(events), timeout=self._ack_timeout_s)
         self._on_stored(app_id, {e.user_id for e in events})
+        self._accepted(app_id, events, ack)
         return ack
+
+    def _accepted(self, app_id: str, events: Sequence[Event], ack: EventAck) -> None:
+        if self._on_accepted is None:
+            return
+        repeated = set(ack.duplicate_positions)
+        fresh = [e for i, e in enumerate(events) if i not in repeated] if repeated else events
+        try:
+            self._on_accepted(app_id, fresh)
+        except Exception:
+            # Counting is not worth an event: they are stored, and the answer says so.
+            log.exception("could not count stored events")
 
     async def ingest_async(
         self, app_id: str, raw_events: Sequence[Any], now: datetime
@@ -210,4 +226,5 @@ class EventIngestor:
                 f"events not confirmed within {self._ack_timeout_s:g} s"
             ) from exc
         self._on_stored(app_id, {e.user_id for e in events})
+        self._accepted(app_id, events, ack)
         return ack

@@ -61,6 +61,7 @@ class PopularitySnapshot:
     creator_of: Mapping[str, str] = field(default_factory=dict)
     created_of: Mapping[str, float] = field(default_factory=dict)  # seconds since the epoch
     events_seen: int = 0
+    active_items: int = 0  # the catalog's active items (coverage's denominator)
 
     def ranked(self, kind: str, category: str | None) -> Ranked:
         """The ``popular``, ``trending``, ``newest`` or ``click-rate`` list, within one
@@ -221,6 +222,7 @@ class PopularityModel:
             creator_of=dict(self._creator),
             created_of=dict(self._created),
             events_seen=self._events_seen,
+            active_items=int(active.sum()),
         )
 
 
@@ -287,6 +289,10 @@ class PopularityIndex:
     def get(self, app_id: str) -> PopularitySnapshot | None:
         """The app's latest snapshot, or None before the first refresh."""
         return self._snapshots.get(app_id)
+
+    def apps(self) -> list[str]:
+        """The apps with a snapshot."""
+        return sorted(self._snapshots)
 
     def publish(self, app_id: str, snapshot: PopularitySnapshot) -> None:
         """Replace the app's snapshot."""

@@ -29,6 +29,7 @@ from recloop.features.item_stats import OnlineItemStats
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
 from recloop.monitoring.metrics import Metrics
+from recloop.monitoring.served import ServedTracker
 from recloop.online import MemoryOnlineStore, open_online_store
 from recloop.online.protocols import OnlineStore
 from recloop.ranking.learned import RankerModels
@@ -36,6 +37,7 @@ from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
 from recloop.runtime.leadership import Leadership, SoleProcess
+from recloop.runtime.monitors import CountedFeatures, ModelStatus, event_observer, service_gauges
 from recloop.serving.components import Resources
 from recloop.serving.deletions import DeletionFollower
 from recloop.serving.model_loader import ModelLoader
@@ -160,6 +162,7 @@ def start_runtime(
     safety_policy = suggestion_policy(settings)
     store = store or prepare_store(settings, serving=True)
     metrics = Metrics()
+    tracker = ServedTracker(metrics)
     writer = StoreWriter(
         store.events,
         store.rec_log,
@@ -213,8 +216,9 @@ def start_runtime(
     deletions = DeletionFollower(
         store.audit, online, [models, *(index for index, _ in pinned.values())]
     )
+    registry = ModelRegistry(settings.resolved_model_dir())
     model_loader = ModelLoader(
-        ModelRegistry(settings.resolved_model_dir()),
+        registry,
         models,
         store.catalog,
         on_error=metrics.model_load_errors.inc,
@@ -226,7 +230,9 @@ def start_runtime(
     resources = Resources(
         index,
         store.catalog,
-        OnlineFeatures(online, item_ttl_s=settings.serving.item_features_ttl_s)
+        CountedFeatures(
+            OnlineFeatures(online, item_ttl_s=settings.serving.item_features_ttl_s), metrics
+        )
         if uses_features
         else None,
         models,
@@ -296,6 +302,7 @@ def start_runtime(
         assigner=assigner,
         shadows=shadows,
         catalog=store.catalog,
+        tracker=tracker,
     )
     ingestor = EventIngestor(
         writer,
@@ -303,15 +310,23 @@ def start_runtime(
         ack_timeout_s=settings.ingest.ack_timeout_s,
         on_stored=recommender.forget_users,
         events=store.events,
+        on_accepted=event_observer(metrics, tracker),
     )
+    metrics.watch_gauges(service_gauges(writer, shadows, index, tracker))
+    model_status = ModelStatus(registry, lambda: dict(models.apps()), metrics)
+
+    def check_models() -> None:
+        model_loader.step()
+        model_status.refresh()
+
     writer.start()
     shadows.start()
     refresher.start()
     # Load the promoted models before the first request; afterwards, check in the background.
-    model_loader.step()
+    check_models()
     model_task = PeriodicTask(
         "models",
-        model_loader.step,
+        check_models,
         settings.serving.model_refresh_s,
         on_error=metrics.model_load_errors.inc,
     )

@@ -19,10 +19,12 @@ from recloop.domain import (
 from recloop.errors import InvalidInput, NotFound
 from recloop.experiments.assignment import Assigner, Assignment
 from recloop.monitoring.metrics import Metrics
+from recloop.monitoring.served import ServedTracker
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.models import MAX_HISTORY
 from recloop.serving.budget import StageTrace, Stopwatch
 from recloop.serving.interleave import interleave_lists
+from recloop.serving.list_metrics import ListMetrics
 from recloop.serving.pipeline import Pipeline, ServedSlate
 from recloop.serving.response_cache import CachedList, ResponseCache
 from recloop.serving.shadow import ShadowRunner
@@ -86,6 +88,7 @@ class Recommender:
             exploration draws are seeded by it).
         shadows: runs shadow pipelines on the requests they follow, after the response.
         catalog: read for the anchor ``itemId`` a request names (unknown: 404).
+        tracker: counts served lists per surface and variant for online CTR and coverage.
     """
 
     def __init__(
@@ -108,8 +111,10 @@ class Recommender:
         request_ids: Callable[[], str] | None = None,
         shadows: ShadowRunner | None = None,
         catalog: Catalog | None = None,
+        tracker: ServedTracker | None = None,
     ) -> None:
         self._pipelines = dict(pipelines)
+        self._list_metrics = ListMetrics(metrics, tracker)
         self._catalog = catalog
         self._variants = dict(variants or {})
         self._assigner = assigner or Assigner([])
@@ -162,6 +167,10 @@ class Recommender:
         pipeline = self._variants.get(assignment.pipeline, pipeline)
         key = (app_id, request, assignment.pipeline)
         cached = self.cache.get(key, time.monotonic())
+        if self.cache.enabled:
+            self._metrics.response_cache.labels(
+                app_id, request.surface, "miss" if cached is None else "hit"
+            ).inc()
         if cached is not None:
             return self._serve_cached(app_id, request, cached, watch, assignment)
         engaged = self._events.engagement_history(app_id, request.user_id, _CONSUMING)
@@ -314,19 +323,17 @@ class Recommender:
                 device=ctx.device,
             )
         )
-        self._metrics.recommendations.labels(
-            ctx.app_id, ctx.surface, str(result.fallback).lower()
-        ).inc()
-        if result.cold:
-            self._metrics.cold_recommendations.labels(ctx.app_id, ctx.surface).inc()
-        self._metrics.request_seconds.labels(ctx.app_id, ctx.surface).observe(
-            result.latency_ms / 1000.0
+        self._list_metrics.record(
+            ctx.app_id,
+            ctx.surface,
+            result.variant,
+            ctx.request_id,
+            fallback=result.fallback,
+            cold=result.cold,
+            latency_ms=result.latency_ms,
+            items=result.items,
+            trace=result.trace,
         )
-        for stage in result.trace:
-            # One label per stage: a filter's rule and an interleaved team's name are detail.
-            name = stage.stage.split("[", 1)[0]
-            name = name.split(":", 1)[0] if name.startswith("filter") else name
-            self._metrics.stage_outcomes.labels(ctx.app_id, name, stage.outcome).inc()
 
 
 def _random_id() -> str:

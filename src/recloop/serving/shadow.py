@@ -112,6 +112,10 @@ class ShadowRunner:
             self._thread = threading.Thread(target=self._work, name="recloop-shadow", daemon=True)
             self._thread.start()
 
+    def queued(self) -> int:
+        """Shadow runs waiting for the worker (approximate)."""
+        return self._queue.qsize()
+
     def close(self, timeout: float = 10.0) -> None:
         """Finish the queued runs, then stop the worker."""
         if self._thread is not None:

@@ -2,6 +2,7 @@
 # Installs what recloop needs from Debian's packages when missing:
 #   runtime: libgomp1 (OpenMP, for implicit's matrix factorization)
 #   (no argument): the runtime's, plus postgresql and redis-server (the tests start their own)
+#     and prometheus (for promtool: the tests check docs/alerts.yml and /metrics with it)
 #   bench: all of those, plus wrk (the benchmarks' load generator; no test needs it)
 set -euo pipefail
 missing=()
@@ -9,6 +10,7 @@ ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1 ' || missing+=(libgomp1)
 if [ "${1:-}" != "runtime" ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi
 if [ "${1:-}" = "bench" ]; then
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)

@@ -85,3 +85,17 @@ def test_feedback_drops_the_users_cached_lists_so_the_item_is_never_served_again
 
     assert "cache" not in stage_names(after)
     assert dismissed not in [i["itemId"] for i in after["items"]]
+
+
+def test_hits_and_misses_are_counted(api_with_items: Api) -> None:
+    for _ in range(3):
+        api_with_items.recommend(userId="ann", surface="home")
+
+    registry = api_with_items.runtime.metrics.registry
+    labels = {"app": "default", "surface": "home"}
+    assert (
+        registry.get_sample_value("recloop_response_cache_total", {**labels, "result": "miss"}) == 1
+    )
+    assert (
+        registry.get_sample_value("recloop_response_cache_total", {**labels, "result": "hit"}) == 2
+    )

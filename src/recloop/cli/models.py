@@ -1,9 +1,10 @@
-"""``recloop models``: list model versions, promote one or roll back."""
+"""``recloop models``: list model versions and their promotion gates, promote one (a
+blocked one with ``--force``, audited) or roll back."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Column, Table
@@ -20,6 +21,10 @@ from recloop.cli.common import (
 from recloop.config import Settings
 from recloop.errors import RecloopError
 
+if TYPE_CHECKING:
+    from recloop.registry.artifacts import VersionManifest
+    from recloop.training.promotion import Verdict
+
 models_app = typer.Typer(help="Model versions: list them, promote one (or roll back).")
 app.add_typer(models_app, name="models")
 
@@ -29,7 +34,8 @@ def models_list(
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
     data_dir: DataDir = None,
 ) -> None:
-    """Model versions of an app, newest last; the served one is marked."""
+    """Model versions of an app, newest last; the served one is marked, and each one's
+    promotion gates: passed, or the gates that blocked it (and why, below the table)."""
     from recloop.registry.artifacts import ModelRegistry
 
     registry = ModelRegistry(load_settings(data_dir).resolved_model_dir())
@@ -47,7 +53,9 @@ def models_list(
         ),
         "sources (validation recall@100)",
         "ranker (test AUC)",
+        "gates",
     )
+    blocked: list[str] = []
     for version in versions:
         manifest = manifests[version]
         sources = ", ".join(
@@ -60,14 +68,25 @@ def models_list(
             for head in ("click", "satisfaction")
             if f"{head}_auc" in summary
         )
+        verdict = _verdict(manifest)
+        if verdict is None:
+            gates = "not gated"
+        elif verdict.passed:
+            gates = "passed"
+        else:
+            gates = "blocked: " + ", ".join(g.name for g in verdict.blocked_by)
+            blocked += [f"{version} {g.name}: {g.detail}" for g in verdict.blocked_by]
         table.add_row(
             version,
             "*" if version == current else "",
             manifest.snapshot_version or "",
             sources,
             ranker or "none",
+            gates,
         )
     console.print(table)
+    for line in blocked:
+        console.print(line, soft_wrap=True, markup=False)
 
 
 @models_app.command("promote")
@@ -80,11 +99,20 @@ def models_promote(
         ),
     ],
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Serve a version its promotion gates blocked; the audit log records it, "
+            "with the gates it failed.",
+        ),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Serve a model version; a rollback is the promotion of an older one.
 
-    Running services pick it up within serving.model_refresh_s.
+    A version the promotion gates blocked is refused unless given --force. Running
+    services pick it up within serving.model_refresh_s.
     """
     from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 
@@ -92,14 +120,49 @@ def models_promote(
     registry = ModelRegistry(settings.resolved_model_dir())
     try:
         version = resolve_id(version, registry.versions(app_id), "model version")
+        verdict = _verdict(registry.manifest(app_id, version))
+        failed = () if verdict is None else verdict.blocked_by
+        if failed and not force:
+            reasons = "; ".join(f"{g.name}: {g.detail}" for g in failed)
+            raise RecloopError(
+                f"model version {version} was blocked by its promotion gates ({reasons}); "
+                "--force serves it anyway"
+            )
         registry.promote(app_id, version)
     except (FileNotFoundError, DamagedVersion, RecloopError) as exc:
         raise fail(exc) from exc
+    if failed:
+        _audit(
+            settings,
+            app_id,
+            "model.promote.force",
+            version,
+            {"blocked_by": {g.name: g.detail for g in failed}},
+        )
+        console.print(
+            f"app {app_id!r} now serves model version {version}, which "
+            f"{', '.join(g.name for g in failed)} blocked (forced; audited)"
+        )
+        return
     _audit(settings, app_id, "model.promote", version)
     console.print(f"app {app_id!r} now serves model version {version}")
 
 
-def _audit(settings: Settings, app_id: str, action: str, subject: str) -> None:
+def _verdict(manifest: VersionManifest) -> Verdict | None:
+    """A version's promotion gates, or None for a version trained before they existed."""
+    from recloop.training.promotion import Verdict
+
+    recorded = manifest.extra.get("promotion")
+    return Verdict.from_dict(recorded) if isinstance(recorded, dict) else None
+
+
+def _audit(
+    settings: Settings,
+    app_id: str,
+    action: str,
+    subject: str,
+    detail: dict[str, object] | None = None,
+) -> None:
     """Record an administrative action in the store's audit log (a store that cannot be
     opened is said, and the action stands)."""
     from recloop.store.bootstrap import prepare_store
@@ -110,6 +173,6 @@ def _audit(settings: Settings, app_id: str, action: str, subject: str) -> None:
         err_console.print(f"[yellow]not audited[/yellow] ({exc})")
         return
     try:
-        store.audit.record(app_id, "cli", action, subject, datetime.now(UTC))
+        store.audit.record(app_id, "cli", action, subject, datetime.now(UTC), detail)
     finally:
         store.close()

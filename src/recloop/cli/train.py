@@ -178,5 +178,17 @@ def train(
             f"({result.linucb.evidence.clicks:,.0f} clicks)",
             soft_wrap=True,
         )
-    state = "promoted: running services load it" if result.promoted else "not promoted"
+    for gate in result.verdict.gates:
+        mark = "[green]pass[/green]" if gate.passed else "[red]BLOCK[/red]"
+        console.print(f"gate {gate.name}: {mark}: {gate.detail}", soft_wrap=True)
+    if result.promoted:
+        state = "promoted: running services load it"
+    elif not result.verdict.passed:
+        blocked = ", ".join(g.name for g in result.verdict.blocked_by)
+        state = (
+            f"not promoted: blocked by {blocked}; `recloop models promote "
+            f"{result.version} --force` serves it anyway"
+        )
+    else:
+        state = "not promoted (--no-promote)"
     console.print(f"{result.path} ({state})", soft_wrap=True)

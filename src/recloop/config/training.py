@@ -207,11 +207,64 @@ class RankerTrainSettings(Section):
     )
 
 
+class PromotionSettings(Section):
+    """The gates a new model version passes before ``recloop train`` promotes it; a
+    blocked version stays in the registry with its reasons (``recloop models list``)."""
+
+    min_validation_users: int = Field(
+        default=10,
+        ge=1,
+        description="Every trained source must have been validated on at least this many "
+        "users, with finite metrics.",
+    )
+    metric: Literal["recall@10", "recall@50", "recall@100", "recall@500", "ndcg@10"] = Field(
+        default="recall@100",
+        description="The validation metric the new version is compared on with the one "
+        "served: its best source and its sources' merged lists.",
+    )
+    max_regression: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Blocks when the best source's or the merged metric falls by more than "
+        "this share of the served version's, both asked on the new validation users.",
+    )
+    max_tied_lists: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="The share of the learned ranker's test lists it may give one raw score "
+        "for every row, at most: past it the ranker has collapsed (it orders nothing).",
+    )
+    max_ece: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="The calibration error (ECE) of each ranker head on its test rows, at most.",
+    )
+    latency_requests: int = Field(
+        default=200,
+        ge=0,
+        description="Requests the new version's sources (and ranker) answer for the latency "
+        "check: the latest served requests' users, else validation users. 0: no check.",
+    )
+    latency_quantile: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Blocks when this quantile of a source's recall time exceeds its deadline "
+        "(the smallest timeout_ms of the surfaces that name it, within "
+        "serving.budget.retrieve_ms), or of the ranker's time per list exceeds "
+        "serving.budget.rank_ms.",
+    )
+
+
 class TrainSettings(Section):
     """What ``recloop train`` fits and how it validates."""
 
     sources: list[TrainSourceConfig] = Field(default_factory=default_train_sources)
     ranker: RankerTrainSettings = RankerTrainSettings()
+    promotion: PromotionSettings = PromotionSettings()
     validation_fraction: float = Field(
         default=0.1,
         gt=0,

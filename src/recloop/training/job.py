@@ -1,6 +1,7 @@
 """``recloop train``: snapshot → training data → fit and validate each source → training
 set of labelled impressions → learned ranker and LinUCB's evidence → the suggestion model
-→ a new model version, promoted so that running services load it without a restart.
+→ a new model version, its promotion gates (``training.promotion``), and when every gate
+passed, promoted so that running services load it without a restart.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recloop.config import RankerTrainSettings, Settings, SurfaceConfig, TrainSourceConfig
+from recloop.config import (
+    PromotionSettings,
+    RankerTrainSettings,
+    Settings,
+    SurfaceConfig,
+    TrainSourceConfig,
+)
 from recloop.data.cleaning import clean_events
 from recloop.data.interactions import retrieval_data
 from recloop.data.snapshots import Snapshot, open_snapshot, take_snapshot
@@ -36,7 +43,7 @@ from recloop.features.definitions import FEATURE_NAMES
 from recloop.ranking.learned import LEARNED, RANKER_DIR, LearnedRankerConfig, RankerModel
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.retrieval.interactions import TrainingData
-from recloop.retrieval.models import RetrievalModel
+from recloop.retrieval.models import MAX_HISTORY, RecallQuery, RetrievalModel
 from recloop.retrieval.popularity import PopularityConfig
 from recloop.store import Store
 from recloop.training.candidates import (
@@ -59,6 +66,22 @@ from recloop.training.gate import (
     out_of_fold_scores,
 )
 from recloop.training.linucb import LinUCBFit, fit_linucb
+from recloop.training.promotion import (
+    Gate,
+    ServedMetrics,
+    Verdict,
+    deadlines,
+    latency,
+    list_tables,
+    no_regression,
+    quotas,
+    recorded_queries,
+    score_sanity,
+    serving_metrics,
+    time_ranker,
+    time_recall,
+    validated,
+)
 from recloop.training.ranker import (
     DEFAULT_FEATURES,
     RankerFit,
@@ -76,6 +99,7 @@ from recloop.training.sources import (
     make_validation,
     metrics_of,
     recall_lists,
+    time_span,
     tune,
     tune_query,
 )
@@ -106,6 +130,7 @@ class SourceResult:
     fit_seconds: float = 0.0
     tuned: bool = False
     skipped: str | None = None  # why the source was not trained
+    latency_ms: list[float] = field(default_factory=list)  # recall of recorded requests
 
 
 @dataclass
@@ -128,6 +153,18 @@ class TrainResult:
     suggestions: SuggestionsFit = field(
         default_factory=lambda: SuggestionsFit(None, skipped="not built")
     )
+    verdict: Verdict = field(default_factory=lambda: Verdict(()))  # the promotion gates
+
+
+@dataclass
+class RankerChecks:
+    """What the promotion gates need of the ranker: its sanity, its time per list."""
+
+    sanity: Gate
+    latency_ms: list[float] = field(default_factory=list)
+
+
+_NO_RANKER = RankerChecks(score_sanity(None, [], {}, PromotionSettings()))
 
 
 def _tuning_path(registry: ModelRegistry, app_id: str) -> Path:
@@ -156,6 +193,9 @@ def train(
     on all the data for serving. Hyper-parameters come from the last tuning (recorded per
     app), overridden by the source's configured ``params``; ``retune`` searches them again
     with Optuna first and records the result.
+
+    The version is promoted (with ``promote``) only when every promotion gate passed
+    (``training.promotion``); the verdict is in its manifest either way.
 
     Raises:
         SnapshotRefused: the app has no events, or the store is not migrated.
@@ -192,6 +232,8 @@ def train(
         max(SOURCE_CASES, ranker_cases),
     )
     sample = even_sample(validation, SOURCE_CASES)
+    gates = settings.train.promotion
+    queries = _latency_queries(snapshot, data, sample, gates.latency_requests)
     tuning = _read_tuning(registry, app_id)
     version = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     results: list[SourceResult] = []
@@ -212,11 +254,13 @@ def train(
                 trials or settings.train.tune_trials,
                 directory,
                 progress,
+                queries,
+                quotas(settings).get(config.name, 100),
             )
             results.append(result)
         trained = [r for r in results if r.skipped is None]
         merged = _merged_metrics(validation_lists, sample)
-        ranker, linucb = _train_ranker(
+        ranker, linucb, checks = _train_ranker(
             settings,
             snapshot,
             directory,
@@ -246,6 +290,28 @@ def train(
             version=version,
         )
         progress("suggestions", 1, 1)
+        progress("promotion gates", 0, 1)
+        verdict = Verdict(
+            (
+                validated({r.name: r.metrics for r in trained}, gates.min_validation_users),
+                no_regression(
+                    {r.name: r.metrics for r in trained},
+                    merged,
+                    _served_metrics(registry, app_id, sample),
+                    gates.metric,
+                    gates.max_regression,
+                ),
+                checks.sanity,
+                latency(
+                    {r.name: r.latency_ms for r in trained},
+                    deadlines(settings),
+                    checks.latency_ms,
+                    settings.serving.budget.rank_ms,
+                    gates.latency_quantile,
+                ),
+            )
+        )
+        progress("promotion gates", 1, 1)
         registry.write_manifest(
             directory,
             VersionManifest(
@@ -259,21 +325,28 @@ def train(
                 notes=tuple(f"{r.name}: {r.skipped}" for r in results if r.skipped)
                 + ((f"ranker: {ranker.skipped}",) if ranker.skipped else ())
                 + ((f"linucb: {linucb.skipped}",) if linucb.skipped else ())
-                + ((f"suggestions: {suggestions.skipped}",) if suggestions.skipped else ()),
+                + ((f"suggestions: {suggestions.skipped}",) if suggestions.skipped else ())
+                + tuple(f"blocked by {g.name}: {g.detail}" for g in verdict.blocked_by),
                 extra={
                     "data_as_of": snapshot.manifest.created_at.isoformat(),
                     "interactions": len(x),
                     "validation_cases": len(sample.cases),
                     "validation_cutoff_ts": validation.cutoff_ts,
+                    # Where the bulk of what the models learned from ends: a later version
+                    # validated after it can ask these models its users (no_regression).
+                    "trained_through_ts": time_span(x.timestamps)[1],
                     "validation_split": validation.split,
                     "merged_validation": merged,
                     "ranker": ranker.report.get("summary", {}),
                     "linucb": linucb.report,
                     "suggestions": suggestions.report,
+                    "promotion": verdict.as_dict(),
                 },
             ),
         )
-    if promote and any(r.skipped is None for r in results):
+    for gate in verdict.blocked_by:
+        log.warning("model version %s blocked by %s: %s", version, gate.name, gate.detail)
+    if promote and verdict.passed:
         registry.promote(app_id, version)
     return TrainResult(
         version=version,
@@ -286,11 +359,45 @@ def train(
         validation_split=validation.split,
         sources=results,
         merged=merged,
-        promoted=promote and any(r.skipped is None for r in results),
+        promoted=promote and verdict.passed,
         ranker=ranker,
         linucb=linucb,
         suggestions=suggestions,
+        verdict=verdict,
     )
+
+
+def _latency_queries(
+    snapshot: Snapshot, data: TrainingData, validation: Validation, n: int
+) -> list[RecallQuery]:
+    """What the latency gate replays: the latest ``n`` served requests, asked with each
+    user's history as it is now; validation users' queries when nothing was served."""
+    if n <= 0:
+        return []
+    served = snapshot.table("recommendation_log").select(["user_id", "served_at"])
+    if served.num_rows:
+        x = data.interactions
+        ids = x.item_ids
+        histories = {
+            x.user_ids[u]: tuple(ids[i] for i in history)
+            for u, history in enumerate(x.histories(max_len=MAX_HISTORY))
+        }
+        return recorded_queries(served, histories, n)
+    return [case.query() for case in validation.cases[:n]]
+
+
+def _served_metrics(
+    registry: ModelRegistry, app_id: str, validation: Validation
+) -> ServedMetrics | str:
+    """The served version's models on the new validation users, when that is a fair
+    comparison (``promotion.serving_metrics``): they may have learned from nothing after
+    the earliest time a case is asked at."""
+    if validation.split == "random":
+        return "validation held out at random: the served version learned from those pairs"
+    asked = [c.now_ts for c in validation.cases if c.now_ts is not None]
+    if not asked:
+        return "no validation users to ask"
+    return serving_metrics(registry, app_id, validation.cases, min(asked))
 
 
 def _train_ranker(
@@ -304,7 +411,7 @@ def _train_ranker(
     validation: Validation,
     validation_models: Mapping[str, RetrievalModel],
     previous: RankerModel | None,
-) -> tuple[RankerFit, LinUCBFit]:
+) -> tuple[RankerFit, LinUCBFit, RankerChecks]:
     """The learned ranker and LinUCB's evidence, saved beside the sources.
 
     The ranker learns from two kinds of lists: served lists whose impressions are labelled
@@ -320,8 +427,13 @@ def _train_ranker(
     # The impressions' training set is the costly part: built for the ranker, or for a
     # surface that explores with LinUCB; the evidence is fitted whenever it exists.
     if not config.enabled and not _explores_with_linucb(settings):
-        return RankerFit(None, skipped="disabled (train.ranker.enabled)"), LinUCBFit(
-            None, skipped="no training set (train.ranker.enabled is false, no surface uses it)"
+        return (
+            RankerFit(None, skipped="disabled (train.ranker.enabled)"),
+            LinUCBFit(
+                None,
+                skipped="no training set (train.ranker.enabled is false, no surface uses it)",
+            ),
+            _NO_RANKER,
         )
     progress("training set", 0, None)
     impressions: Mapping[str, pa.Table] = {}
@@ -344,7 +456,7 @@ def _train_ranker(
         else LinUCBFit(None, skipped=no_impressions)
     )
     if not config.enabled:
-        return RankerFit(None, skipped="disabled (train.ranker.enabled)"), linucb
+        return RankerFit(None, skipped="disabled (train.ranker.enabled)"), linucb, _NO_RANKER
     surface_name, surface = _ranked_surface(settings)
     report: dict[str, Any] = {"surface": surface_name}
     candidates: dict[str, pa.Table] = {}
@@ -370,7 +482,7 @@ def _train_ranker(
             "no candidate lists: "
             + str(report.get("candidates", {}).get("skipped", "train.ranker.from_interactions"))
         )
-        return RankerFit(None, report, "; ".join(why)), linucb
+        return RankerFit(None, report, "; ".join(why)), linucb, _NO_RANKER
     ranking = any(p.num_rows for p in candidates.values())
     crossed: CrossFit | None = None
     if lists is not None:
@@ -424,7 +536,28 @@ def _train_ranker(
             fitted.model = model
         model.save(directory / RANKER_DIR, extra={"gate": fitted.report.get("gate")})
     (directory / "ranker_report.json").write_text(json.dumps(fitted.report, indent=2, default=str))
-    return fitted, linucb
+    return fitted, linucb, _ranker_checks(settings, fitted, parts["test"], lists)
+
+
+def _ranker_checks(
+    settings: Settings, fitted: RankerFit, test: pa.Table, lists: pa.Table | None
+) -> RankerChecks:
+    """The shipped ranker's score sanity and its time per list, on the test part's lists
+    (the cross-fitted candidate lists when the test part has none)."""
+    gates = settings.train.promotion
+    if fitted.model is None:
+        return _NO_RANKER
+    table = test if test.num_rows or lists is None else lists
+    sample = list_tables(table, max(gates.latency_requests, 50))
+    summary = fitted.report.get("summary", {})
+    ece = {
+        head: float(summary[f"{head}_ece"])
+        for head in fitted.model.heads
+        if f"{head}_ece" in summary
+    }
+    sanity = score_sanity(fitted.model, sample, ece, gates)
+    timed = time_ranker(fitted.model, sample[: gates.latency_requests])
+    return RankerChecks(sanity, timed)
 
 
 def _ranked_surface(settings: Settings) -> tuple[str, SurfaceConfig | None]:
@@ -685,6 +818,8 @@ def _train_source(
     trials: int,
     directory: Path,
     progress: Progress,
+    queries: list[RecallQuery],
+    quota: int,
 ) -> SourceResult:
     kind = config.kind or config.name
     params: dict[str, Any] = {**tuning.get(config.name, {}).get("params", {}), **config.params}
@@ -728,6 +863,8 @@ def _train_source(
         target = directory / config.name
         target.mkdir()
         model.save(target)
+        # The model that will serve, asked what the service was asked (the latency gate).
+        result.latency_ms = time_recall(model, queries, quota)
         progress(f"fit {config.name}", 1, 1)
     except (ValueError, RuntimeError, ImportError) as exc:
         # A source that cannot train here (EASE on a huge catalogue, two-tower without

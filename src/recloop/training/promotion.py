@@ -1,0 +1,429 @@
+"""The gates a new model version passes before ``recloop train`` promotes it.
+
+Each gate is a small function returning a ``Gate`` (its name, whether it passed, and why);
+``Verdict`` holds them all and is recorded in the version's manifest (``extra.promotion``).
+A version is promoted automatically only when every gate passed; a blocked one stays in the
+registry with its reasons, and ``recloop models promote --force`` can still serve it.
+
+- ``validated``: every trained source was validated on enough users, with finite metrics.
+- ``no_regression``: the new sources against the served version's models, both asked the
+  new validation users (``serving_metrics``): the best source's and the merged metric may
+  not fall by more than ``train.promotion.max_regression`` of the served one's.
+- ``score_sanity``: the learned ranker's scores on its test lists: no NaN, not one score for
+  a whole list, each head's calibration error under a bound.
+- ``latency``: the new sources' recall (and the ranker's scoring of a list) timed on recorded
+  requests, against the deadlines the service would give them.
+
+The ranker's own gate (``training.gate``) decides which ordering serves inside a version,
+the current ranker among the alternatives; it is not one of these.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recloop.config import PromotionSettings, Settings, SurfaceConfig
+from recloop.evaluation.retrieval_metrics import EvalCase, round_robin_merge
+from recloop.experiments.assignment import variant_surfaces
+from recloop.features.candidates import FeatureMatrix, source_score_feature
+from recloop.features.definitions import FEATURE_NAMES
+from recloop.ranking.learned import LEARNED, RankerModel
+from recloop.registry.artifacts import ModelRegistry
+from recloop.retrieval.bundle import load_model
+from recloop.retrieval.models import RecallQuery, RetrievalModel
+from recloop.training.sources import KS, metrics_of, recall_lists
+
+log = logging.getLogger(__name__)
+
+VALIDATED = "validated"
+NO_REGRESSION = "no_regression"
+SCORE_SANITY = "score_sanity"
+LATENCY = "latency"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One gate's outcome: its name, whether it passed, and why in words."""
+
+    name: str
+    passed: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form, as the manifest keeps it."""
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Every gate a version went through; it may be promoted when all passed."""
+
+    gates: tuple[Gate, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every gate passed."""
+        return all(g.passed for g in self.gates)
+
+    @property
+    def blocked_by(self) -> tuple[Gate, ...]:
+        """The gates that failed."""
+        return tuple(g for g in self.gates if not g.passed)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form: ``passed`` and each gate."""
+        return {"passed": self.passed, "gates": [g.as_dict() for g in self.gates]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """Read what :meth:`as_dict` wrote."""
+        return cls(
+            tuple(
+                Gate(str(g["name"]), bool(g["passed"]), str(g.get("detail", "")))
+                for g in data.get("gates", [])
+            )
+        )
+
+
+# --- validated -------------------------------------------------------------------------
+
+
+def validated(metrics: Mapping[str, Mapping[str, float]], min_users: int) -> Gate:
+    """Every trained source (name -> validation metrics) was asked at least ``min_users``
+    users and every metric it reports is finite; at least one source trained."""
+    if not metrics:
+        return Gate(VALIDATED, False, "no source trained")
+    problems = []
+    for name, values in metrics.items():
+        cases = int(values.get("cases", 0))
+        if cases < min_users:
+            problems.append(f"{name} on {cases} users")
+            continue
+        bad = sorted(k for k, v in values.items() if not math.isfinite(v))
+        if bad:
+            problems.append(f"{name}: {', '.join(bad)} not finite")
+    if problems:
+        return Gate(
+            VALIDATED,
+            False,
+            "; ".join(problems)
+            + f" (at least {min_users} users each, train.promotion.min_validation_users)",
+        )
+    users = min(int(v["cases"]) for v in metrics.values())
+    return Gate(VALIDATED, True, f"{len(metrics)} sources, each on {users} users or more")
+
+
+# --- no regression ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedMetrics:
+    """The served version's models asked the new validation users: per source, merged."""
+
+    version: str
+    sources: dict[str, dict[str, float]]
+    merged: dict[str, float]
+
+
+def serving_metrics(
+    registry: ModelRegistry,
+    app_id: str,
+    cases: tuple[EvalCase, ...],
+    cutoff_ts: float,
+) -> ServedMetrics | str:
+    """The served version's sources, loaded from the registry and asked ``cases`` with the
+    same code that validated the new ones; or why they cannot be compared.
+
+    A served version trained on data past ``cutoff_ts`` has seen what the cases hold out
+    (its co-occurrences include them), so it would be judged on its own training data: it
+    is not compared. Its end is ``trained_through_ts`` in its manifest (the bulk's last
+    time), else the time its snapshot was taken.
+    """
+    current = registry.current(app_id)
+    if current is None:
+        return "nothing is served yet"
+    if not cases:
+        return "no validation users to ask"
+    try:
+        manifest = registry.manifest(app_id, current)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        return f"the served version {current} has no readable manifest ({exc})"
+    through = manifest.extra.get("trained_through_ts")
+    if through is None and manifest.extra.get("data_as_of"):
+        through = datetime.fromisoformat(str(manifest.extra["data_as_of"])).timestamp()
+    if through is None or float(through) > cutoff_ts:
+        return (
+            f"the served version {current} was trained on data after this validation's "
+            "cut-off: asked the same users it would be judged on what it learned from"
+        )
+    sources: dict[str, dict[str, float]] = {}
+    lists: dict[str, list[list[str]]] = {}
+    for entry in manifest.models:
+        try:
+            model = load_model(entry.kind, registry.path(app_id, current) / entry.name)
+        except Exception as exc:  # a model that does not load serves nothing: no bar
+            log.warning("served model %s of %s does not load: %s", entry.name, current, exc)
+            continue
+        rankings, latencies = recall_lists(model, cases)
+        sources[entry.name] = metrics_of(rankings, cases, latencies)
+        lists[entry.name] = rankings
+    if not sources:
+        return f"none of the served version {current}'s models loads"
+    per_case = zip(*lists.values(), strict=True)
+    merged = [round_robin_merge(list(case_lists), max(KS)) for case_lists in per_case]
+    return ServedMetrics(current, sources, metrics_of(merged, cases))
+
+
+def no_regression(
+    new_sources: Mapping[str, Mapping[str, float]],
+    new_merged: Mapping[str, float],
+    served: ServedMetrics | str,
+    metric: str,
+    max_regression: float,
+) -> Gate:
+    """The new version's best source and merged lists against the served version's, both
+    on the new validation users: blocks when either falls by more than ``max_regression``
+    of the served value (relative)."""
+    if isinstance(served, str):
+        return Gate(NO_REGRESSION, True, f"not compared: {served}")
+
+    def best(sources: Mapping[str, Mapping[str, float]]) -> tuple[str, float]:
+        scored = [(v.get(metric, float("nan")), n) for n, v in sources.items()]
+        scored = [(v, n) for v, n in scored if math.isfinite(v)]
+        if not scored:
+            return "", float("nan")
+        value, name = max(scored)
+        return name, value
+
+    new_name, new_best = best(new_sources)
+    old_name, old_best = best(served.sources)
+    pairs = [
+        (
+            "best source",
+            f"{new_name} {new_best:.4f}",
+            f"{old_name} {old_best:.4f}",
+            new_best,
+            old_best,
+        ),
+        (
+            "merged",
+            f"{new_merged.get(metric, float('nan')):.4f}",
+            f"{served.merged.get(metric, float('nan')):.4f}",
+            new_merged.get(metric, float("nan")),
+            served.merged.get(metric, float("nan")),
+        ),
+    ]
+    drops = []
+    words = []
+    for label, new_text, old_text, new, old in pairs:
+        words.append(f"{label} {new_text} against {old_text}")
+        if not math.isfinite(new) and math.isfinite(old):
+            drops.append(f"{label}: no finite {metric}")
+        elif math.isfinite(old) and old > 0 and (old - new) / old > max_regression:
+            drops.append(f"{label} fell {(old - new) / old:.0%}")
+    head = f"{metric} on the new validation users, new against served {served.version}: "
+    if drops:
+        return Gate(
+            NO_REGRESSION,
+            False,
+            head + "; ".join(words) + f"; {', '.join(drops)}, more than {max_regression:.0%} "
+            "(train.promotion.max_regression)",
+        )
+    return Gate(NO_REGRESSION, True, head + "; ".join(words))
+
+
+# --- score sanity ----------------------------------------------------------------------
+
+
+_SOURCE_SCORE = source_score_feature("")
+
+
+def feature_matrix(table: pa.Table) -> FeatureMatrix:
+    """A ranker's rows as the serving code hands them to it (missing values as 0)."""
+    names = [n for n in table.column_names if n in FEATURE_NAMES or n.startswith(_SOURCE_SCORE)]
+    values = (
+        np.column_stack(
+            [
+                np.nan_to_num(np.asarray(table.column(n).to_numpy(zero_copy_only=False), float))
+                for n in names
+            ]
+        )
+        if names and table.num_rows
+        else np.zeros((table.num_rows, len(names)))
+    )
+    return FeatureMatrix(tuple(table.column("item_id").to_pylist()), tuple(names), values)
+
+
+def list_tables(table: pa.Table, limit: int | None = None) -> list[pa.Table]:
+    """The rows of each list (by ``request_id``), at most ``limit`` lists (the first)."""
+    if table.num_rows == 0 or "request_id" not in table.column_names:
+        return []
+    ids = table.column("request_id").combine_chunks()
+    unique = pc.unique(ids)
+    if limit is not None:
+        unique = unique.slice(0, limit)
+    return [table.filter(pc.equal(ids, rid)) for rid in unique]
+
+
+def score_sanity(
+    model: RankerModel | None,
+    lists: Sequence[pa.Table],
+    ece: Mapping[str, float],
+    settings: PromotionSettings,
+) -> Gate:
+    """The learned ranker's raw scores on its test lists: finite, and not one score for a
+    whole list in more than ``max_tied_lists`` of them; each head's calibration error
+    (``ece``: head -> ECE on its test rows) at most ``max_ece``."""
+    if model is None:
+        return Gate(SCORE_SANITY, True, "no learned ranker in this version")
+    if model.serve != LEARNED:
+        return Gate(
+            SCORE_SANITY,
+            True,
+            f"the ranker's gate serves {model.serve}: the learned scores order no list",
+        )
+    problems = []
+    scored = [t for t in lists if t.num_rows >= 2]
+    for name, head in model.heads.items():
+        raws = [head.uncalibrated(model.design(feature_matrix(t))) for t in scored]
+        if any(not np.all(np.isfinite(r)) for r in raws):
+            problems.append(f"{name}: scores not finite")
+            continue
+        tied = sum(float(np.ptp(r)) == 0.0 for r in raws)
+        if scored and tied / len(scored) > settings.max_tied_lists:
+            problems.append(
+                f"{name}: one score for every row in {tied} of {len(scored)} lists "
+                f"(more than train.promotion.max_tied_lists, {settings.max_tied_lists:.0%})"
+            )
+        error = ece.get(name)
+        if error is not None and math.isfinite(error) and error > settings.max_ece:
+            problems.append(
+                f"{name}: calibration error {error:.3f} above train.promotion.max_ece "
+                f"({settings.max_ece})"
+            )
+    if problems:
+        return Gate(SCORE_SANITY, False, "; ".join(problems))
+    errors = ", ".join(f"{h} {e:.3f}" for h, e in ece.items() if math.isfinite(e))
+    return Gate(
+        SCORE_SANITY,
+        True,
+        f"finite, ordered scores on {len(scored)} test lists"
+        + (f"; calibration error {errors}" if errors else "; no calibration measured"),
+    )
+
+
+# --- latency ---------------------------------------------------------------------------
+
+
+def recorded_queries(
+    log_rows: pa.Table, histories: Mapping[str, tuple[str, ...]], n: int
+) -> list[RecallQuery]:
+    """The latest ``n`` served requests (rows with ``user_id`` and ``served_at``) as a
+    trained source would be asked them now: each user's history as training last saw it."""
+    if n <= 0 or log_rows.num_rows == 0:
+        return []
+    latest = log_rows.sort_by([("served_at", "descending")]).slice(0, n)
+    out = []
+    for user in latest.column("user_id").to_pylist():
+        history = histories.get(user or "", ())
+        out.append(RecallQuery(user_id=user, history=history, exclude=frozenset(history)))
+    return out
+
+
+def quotas(settings: Settings, default: int = 100) -> dict[str, int]:
+    """How many candidates each source is asked for: its largest quota in any surface."""
+    out: dict[str, int] = {}
+    for surface in _surfaces(settings):
+        for slot in surface.sources:
+            out[slot.name] = max(out.get(slot.name, 0), slot.quota)
+    return out
+
+
+def _surfaces(settings: Settings) -> list[SurfaceConfig]:
+    return [
+        *settings.surfaces.values(),
+        *variant_surfaces(settings.surfaces, settings.experiments).values(),
+    ]
+
+
+def deadlines(settings: Settings) -> dict[str, float]:
+    """Each source's deadline in milliseconds: the smallest ``timeout_ms`` of the surfaces
+    (and experiment variants) that name it, within ``serving.budget.retrieve_ms``."""
+    budget = settings.serving.budget.retrieve_ms
+    out: dict[str, float] = {}
+    for surface in _surfaces(settings):
+        for slot in surface.sources:
+            out[slot.name] = min(out.get(slot.name, budget), slot.timeout_ms, budget)
+    return out
+
+
+def time_recall(model: RetrievalModel, queries: Iterable[RecallQuery], k: int) -> list[float]:
+    """Milliseconds each query's recall of ``k`` items took (after two untimed warm-ups:
+    a first call may build caches the service builds once)."""
+    queries = list(queries)
+    for query in queries[:2]:
+        model.recall(query, k)
+    out = []
+    for query in queries:
+        started = time.perf_counter()
+        model.recall(query, k)
+        out.append((time.perf_counter() - started) * 1000.0)
+    return out
+
+
+def time_ranker(model: RankerModel, lists: Sequence[pa.Table]) -> list[float]:
+    """Milliseconds the ranker took to score each list (its features already built)."""
+    matrices = [feature_matrix(t) for t in lists]
+    for matrix in matrices[:2]:
+        model.predict(matrix)
+    out = []
+    for matrix in matrices:
+        started = time.perf_counter()
+        model.predict(matrix)
+        out.append((time.perf_counter() - started) * 1000.0)
+    return out
+
+
+def latency(
+    source_ms: Mapping[str, Sequence[float]],
+    source_deadlines: Mapping[str, float],
+    ranker_ms: Sequence[float],
+    rank_budget_ms: float,
+    quantile: float,
+) -> Gate:
+    """Each source's ``quantile`` of recall time against its deadline, and the ranker's of
+    scoring a list against ``rank_budget_ms``: past it, that share of requests would lose
+    the source (or the ranker) to its timeout."""
+    timed = {n: ms for n, ms in source_ms.items() if len(ms)}
+    if not timed and not len(ranker_ms):
+        return Gate(LATENCY, True, "nothing timed (no requests to replay)")
+    q = f"p{quantile * 100:g}"
+    words, late = [], []
+    for name, ms in timed.items():
+        value = float(np.quantile(ms, quantile))
+        limit = source_deadlines.get(name)
+        words.append(f"{name} {value:.1f}" + (f"/{limit:g}" if limit is not None else ""))
+        if limit is not None and value > limit:
+            late.append(f"{name} {q} {value:.1f} ms over its {limit:g} ms deadline")
+    if len(ranker_ms):
+        value = float(np.quantile(ranker_ms, quantile))
+        words.append(f"ranker {value:.1f}/{rank_budget_ms:g}")
+        if value > rank_budget_ms:
+            late.append(
+                f"ranker {q} {value:.1f} ms over serving.budget.rank_ms ({rank_budget_ms:g})"
+            )
+    count = max([len(ms) for ms in timed.values()] + [len(ranker_ms)])
+    detail = f"{q} ms / deadline over {count} requests: " + ", ".join(words)
+    if late:
+        return Gate(LATENCY, False, "; ".join(late) + f" ({detail})")
+    return Gate(LATENCY, True, detail)

@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 import recloop
 from recloop.api.body_limit import BodyLimit, BodyLimits
+from recloop.api.dashboard import install_dashboard
 from recloop.api.deps import KeyCache
 from recloop.api.docs import install_docs
 from recloop.api.errors import install_error_handlers
@@ -78,6 +79,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_docs(app)
+    install_dashboard(app)
     app.add_middleware(
         BodyLimit,
         limits=BodyLimits(

@@ -1,0 +1,161 @@
+"""The dashboard without a browser: who may sign in, the cookies it sets, the CSRF check on
+its actions, the audit entries they write, and every page rendering on an empty app.
+
+The browser tests (tests/e2e/test_dashboard_browser.py) drive the same pages in chromium.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recloop.analysis.guard import StoppedExperiments
+from recloop.api.app import create_app
+from recloop.config import Settings
+from recloop.runtime.process import stopped_experiments_path
+from recloop.store import open_store
+from tests.factories import settings_with
+
+pytestmark = pytest.mark.integration
+
+PAGES = ["/", "/models", "/experiments", "/users", "/items", "/health", "/suggestions", "/audit"]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return settings_with(
+        tmp_path / "data",
+        experiments=[
+            {
+                "name": "newest-first",
+                "surface": "trending",
+                "variants": [
+                    {"name": "control", "share": 0.5},
+                    {
+                        "name": "newest",
+                        "share": 0.5,
+                        "overrides": {"sources": [{"name": "newest", "quota": 50}]},
+                    },
+                ],
+            }
+        ],
+    )
+
+
+@pytest.fixture
+def browser(settings: Settings, dev_key: str) -> Iterator[TestClient]:
+    """A client without a key header, on https (the cookies are ``Secure``)."""
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        yield client
+
+
+def _sign_in(browser: TestClient, key: str) -> str:
+    """Sign in; the CSRF token of the forms."""
+    answer = browser.post("/dashboard/login", data={"key": key}, follow_redirects=False)
+    assert answer.status_code == 303
+    page = browser.get("/dashboard/experiments/newest-first").text
+    return page.split('name="csrf" value="')[1].split('"')[0]
+
+
+def test_pages_need_a_sign_in(browser: TestClient) -> None:
+    for path in PAGES:
+        answer = browser.get(f"/dashboard{path}", follow_redirects=False)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"] == "/dashboard/login"
+    login = browser.get("/dashboard/login")
+    assert login.status_code == 200
+    assert "default-src 'self'" in login.headers["content-security-policy"]
+
+
+def test_an_admin_key_signs_in_with_a_secure_http_only_strict_cookie(
+    browser: TestClient, dev_key: str
+) -> None:
+    answer = browser.post("/dashboard/login", data={"key": dev_key}, follow_redirects=False)
+
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/dashboard/"
+    cookies = answer.headers.get_list("set-cookie")
+    assert len(cookies) == 2
+    for cookie in cookies:
+        flags = {part.strip().lower() for part in cookie.split(";")}
+        assert {"httponly", "secure", "samesite=strict", "path=/dashboard"} <= flags
+    assert dev_key not in answer.headers["location"]
+    for path in PAGES:
+        page = browser.get(f"/dashboard{path}")
+        assert page.status_code == 200, path
+        assert page.headers["cache-control"] == "no-store"
+        assert dev_key not in page.text
+
+
+def test_a_serve_only_or_unknown_key_is_refused(browser: TestClient, serve_key: str) -> None:
+    serve = browser.post("/dashboard/login", data={"key": serve_key}, follow_redirects=False)
+    assert serve.status_code == 403
+    assert "no admin scope" in serve.text
+    assert "set-cookie" not in serve.headers
+
+    unknown = browser.post("/dashboard/login", data={"key": "rl_000000000000_nope"})
+    assert unknown.status_code == 401
+    assert "set-cookie" not in unknown.headers
+    assert browser.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_a_sign_in_from_another_site_is_refused(browser: TestClient, dev_key: str) -> None:
+    answer = browser.post(
+        "/dashboard/login", data={"key": dev_key}, headers={"Origin": "https://evil.example"}
+    )
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+
+
+def test_a_stop_needs_the_forms_token_and_is_audited(
+    browser: TestClient, dev_key: str, settings: Settings
+) -> None:
+    token = _sign_in(browser, dev_key)
+    record = StoppedExperiments(stopped_experiments_path(settings))
+
+    for forged in ({"reason": "x"}, {"reason": "x", "csrf": "0" * 64}):
+        refused = browser.post("/dashboard/experiments/newest-first/stop", data=forged)
+        assert refused.status_code == 403
+    assert record.read() == {}
+
+    stopped = browser.post(
+        "/dashboard/experiments/newest-first/stop",
+        data={"reason": "enough seen", "csrf": token},
+        follow_redirects=False,
+    )
+    assert stopped.status_code == 303
+    assert record.read()["newest-first"].reason == "enough seen"
+    store = open_store(settings.resolved_store_url())
+    try:
+        entries = store.audit.since(0, 100, action="experiment.stop")
+    finally:
+        store.close()
+    assert [(e.subject, e.detail["reason"]) for e in entries] == [("newest-first", "enough seen")]
+    assert entries[0].actor.startswith("dashboard:")
+    assert "experiment.stop" in browser.get("/dashboard/audit").text
+    # Unknown names are a 404 naming the field, never a 500.
+    missing = browser.post("/dashboard/experiments/nope/stop", data={"csrf": token})
+    assert missing.status_code == 404
+
+
+def test_promoting_an_unknown_version_is_a_404(browser: TestClient, dev_key: str) -> None:
+    token = _sign_in(browser, dev_key)
+    answer = browser.post("/dashboard/models/promote", data={"version": "v0", "csrf": token})
+    assert answer.status_code == 404
+    assert "version" in answer.text
+
+
+def test_the_user_inspector_shows_the_trace_of_a_new_users_list(
+    browser: TestClient, dev_key: str
+) -> None:
+    _sign_in(browser, dev_key)
+    page = browser.get("/dashboard/users", params={"user": "someone", "surface": "trending"})
+    assert page.status_code == 200
+    assert 'id="trace"' in page.text
+    assert "retrieve:" in page.text
+    unknown = browser.get("/dashboard/users", params={"user": "someone", "surface": "nope"})
+    assert unknown.status_code == 200
+    assert "unknown surface" in unknown.text

@@ -3,6 +3,7 @@
 #   runtime: libgomp1 (OpenMP, for implicit's matrix factorization)
 #   (no argument): the runtime's, plus postgresql and redis-server (the tests start their own)
 #     and prometheus (for promtool: the tests check docs/alerts.yml and /metrics with it)
+#     and chromium (the dashboard's browser tests drive it with Playwright)
 #   bench: all of those, plus wrk (the benchmarks' load generator; no test needs it)
 set -euo pipefail
 missing=()
@@ -11,6 +12,7 @@ if [ "${1:-}" != "runtime" ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 if [ "${1:-}" = "bench" ]; then
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)

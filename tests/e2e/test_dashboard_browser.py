@@ -227,6 +227,13 @@ def test_every_page_opens_signed_in_with_no_console_error_and_nothing_leaving_lo
     page.wait_for_selector("h2.mono")
     _shot(watched, served, "6-item-inspector")
 
+    # Back on Overview: the inspector's request was timed stage by stage in this process.
+    page.click("nav >> text=Overview")
+    page.wait_for_selector("#stages")
+    timed = page.locator("#stages tbody tr td:first-child").all_inner_texts()
+    assert {"retrieve", "rank"} <= {t.split(":")[0] for t in timed}
+    _shot(watched, served, "1b-overview-after-a-request")
+
     for name, label in (
         ("7-health", "Drift & health"),
         ("8-suggestions", "Suggestions"),
@@ -251,10 +258,10 @@ def test_a_serve_only_key_is_refused(served: Served, watched: Watched) -> None:
     page = watched.page
     page.wait_for_selector(".error")
     assert "no admin scope" in page.inner_text(".error")
+    _shot(watched, served, "10-serve-key-refused")
     assert page.context.cookies() == []
     page.goto(f"{served.url}/dashboard/models")
     assert page.url.endswith("/dashboard/login")
-    _shot(watched, served, "10-serve-key-refused")
     # Over plain HTTP too: 403, and no cookie is set.
     refused = httpx.post(f"{served.url}/dashboard/login", data={"key": served.serve_key})
     assert refused.status_code == 403

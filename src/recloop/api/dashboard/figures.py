@@ -102,6 +102,47 @@ def counter_totals(metrics_text: str, family: str, label: str) -> dict[str, floa
     return dict(totals) if found else None
 
 
+def counter_table(
+    metrics_text: str, family: str, row: str, column: str
+) -> dict[str, dict[str, float]] | None:
+    """A counter's totals by two labels, ``{row value: {column value: total}}`` (None: no
+    such counter)."""
+    found = False
+    table: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for metric in text_string_to_metric_families(metrics_text):
+        if metric.name != family:
+            continue
+        found = True
+        for sample in metric.samples:
+            if sample.name == f"{family}_total":
+                table[sample.labels.get(row, "")][sample.labels.get(column, "")] += sample.value
+    return {k: dict(v) for k, v in table.items()} if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One sample of an exported metric, its labels written out."""
+
+    name: str
+    labels: str
+    value: float
+
+
+def samples_named(metrics_text: str, part: str) -> list[Sample]:
+    """Every gauge or counter sample whose metric's name contains ``part`` (histogram
+    buckets left out), in the registry's order."""
+    out = []
+    for metric in text_string_to_metric_families(metrics_text):
+        if part not in metric.name or metric.type == "histogram":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_created"):
+                continue
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "app")
+            out.append(Sample(sample.name, labels, sample.value))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Counts:
     """The app's size: items, user profiles, stored events."""
@@ -280,10 +321,14 @@ def read_activity(
 
 
 def active_days(activity: Activity) -> list[str]:
-    """The days of the window with any list served (the chart's x axis)."""
-    return [
-        day for day in activity.days if any(day in by_day for by_day in activity.surfaces.values())
+    """The window's days from the first with a list served to the last (the charts' x axis:
+    a quiet day between is kept, and shows as a gap)."""
+    active = [
+        i
+        for i, day in enumerate(activity.days)
+        if any(day in by_day for by_day in activity.surfaces.values())
     ]
+    return activity.days[active[0] : active[-1] + 1] if active else []
 
 
 def finite(values: Iterable[float]) -> bool:

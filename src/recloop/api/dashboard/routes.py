@@ -33,6 +33,7 @@ from recloop.api.dashboard.auth import (
     sign_out,
     signed_in,
 )
+from recloop.api.dashboard.charts import line_chart
 from recloop.api.deadline import executor_call, store_call
 from recloop.api.deps import RuntimeDep
 from recloop.api.schemas import ExperimentPublic
@@ -45,7 +46,6 @@ from recloop.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from recloop.evaluation.charts import line_chart
 from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 from recloop.runtime.process import Runtime, ramps_path, stopped_experiments_path
 from recloop.serving.recommender import RecommendationRequest
@@ -219,9 +219,7 @@ async def overview(request: Request, runtime: RuntimeDep) -> Response:
         series = {s: _on(days, activity, s, figure) for s in sorted(activity.surfaces)}
         if any(figures.finite(v) for v in series.values()):
             charts.append(
-                line_chart(
-                    title, [d[5:] for d in days], series, y_label=figure, x_label="day (UTC)"
-                )
+                line_chart(title, [d[5:] for d in days], series, percent=True, x_label="day (UTC)")
             )
     return page(
         request,
@@ -504,7 +502,8 @@ async def health(request: Request, runtime: RuntimeDep) -> Response:
         promoted=versions[0],
         serving=versions[1],
         failed=versions[2],
-        outcomes=figures.counter_totals(text, "recloop_stage_outcomes", "outcome"),
+        outcomes=figures.counter_table(text, "recloop_stage_outcomes", "stage", "outcome"),
+        drift=figures.samples_named(text, "drift"),
         stops=sorted(stops.values(), key=lambda s: s.at, reverse=True),
     )
 

@@ -159,3 +159,11 @@ def test_the_user_inspector_shows_the_trace_of_a_new_users_list(
     unknown = browser.get("/dashboard/users", params={"user": "someone", "surface": "nope"})
     assert unknown.status_code == 200
     assert "unknown surface" in unknown.text
+
+
+def test_what_a_page_shows_of_its_input_is_escaped(browser: TestClient, dev_key: str) -> None:
+    _sign_in(browser, dev_key)
+    page = browser.get("/dashboard/users", params={"user": "<script>x()</script>"})
+    assert page.status_code == 200
+    assert "<script>x()" not in page.text
+    assert "&lt;script&gt;x()" in page.text

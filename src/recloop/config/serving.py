@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from recloop.config.drift import DriftSettings
 from recloop.config.section import Section
 
 
@@ -97,6 +98,10 @@ class ServingSettings(Section):
         default=60.0,
         ge=0,
         description="How long a process reuses an item's online features (0: read each time).",
+    )
+    drift: DriftSettings = Field(
+        default_factory=DriftSettings,
+        description="Drift of the ranker's features, its score, embeddings and the head.",
     )
 
 

@@ -89,6 +89,7 @@ class ServedTracker:
         metrics: where the counters live.
         capacity: the most served lists remembered for the join (the oldest go first).
         clock: monotonic seconds (a test passes its own).
+        on_served: also told each served list's app and items (the head share's count).
     """
 
     def __init__(
@@ -96,8 +97,10 @@ class ServedTracker:
         metrics: Metrics,
         capacity: int = DEFAULT_CAPACITY,
         clock: Callable[[], float] = time.monotonic,
+        on_served: Callable[[str, Sequence[str]], None] | None = None,
     ) -> None:
         self._metrics = metrics
+        self._on_served = on_served
         self._capacity = capacity
         self._clock = clock
         self._lock = threading.Lock()
@@ -121,6 +124,8 @@ class ServedTracker:
         counters[0].inc()
         if items:
             counters[1].inc(len(items))
+            if self._on_served is not None:
+                self._on_served(app_id, items)
         with self._lock:
             self._lists[request_id] = _Served(key, tuple(items), now)
             if len(self._lists) > self._capacity:

@@ -28,6 +28,7 @@ from recloop.experiments.assignment import Assigner, pinned_versions, variant_su
 from recloop.features.item_stats import OnlineItemStats
 from recloop.features.online import FeatureMaterializer, OnlineFeatures
 from recloop.ingest.accept import EventIngestor
+from recloop.monitoring.drift_monitor import DriftMonitor
 from recloop.monitoring.metrics import Metrics
 from recloop.monitoring.served import ServedTracker
 from recloop.online import MemoryOnlineStore, open_online_store
@@ -40,6 +41,7 @@ from recloop.runtime.leadership import Leadership, SoleProcess
 from recloop.runtime.monitors import CountedFeatures, ModelStatus, event_observer, service_gauges
 from recloop.serving.components import Resources
 from recloop.serving.deletions import DeletionFollower
+from recloop.serving.drift_sampling import HeadItems
 from recloop.serving.model_loader import ModelLoader
 from recloop.serving.pipeline import Pipeline
 from recloop.serving.recommender import Recommender
@@ -95,6 +97,8 @@ class Runtime:
     purge_task: PeriodicTask | None = None
     # Runs `recloop gc --delete` every retention.interval_h, in the leading process only.
     retention_task: PeriodicTask | None = None
+    # What drift the service sees (the gauges, and whatever decides to retrain, read it).
+    drift: DriftMonitor = field(default_factory=DriftMonitor)
 
     def catalog_changed(self) -> None:
         """Fold catalog writes this process has just committed into its in-memory views
@@ -162,7 +166,9 @@ def start_runtime(
     safety_policy = suggestion_policy(settings)
     store = store or prepare_store(settings, serving=True)
     metrics = Metrics()
-    tracker = ServedTracker(metrics)
+    index = PopularityIndex()
+    drift = DriftMonitor(settings.serving.drift)
+    tracker = ServedTracker(metrics, on_served=HeadItems(index, drift).served)
     writer = StoreWriter(
         store.events,
         store.rec_log,
@@ -178,7 +184,6 @@ def start_runtime(
             "recloop_shadowlog_dropped": writer.stats.shadows_dropped,
         }
     )
-    index = PopularityIndex()
     refresher = PopularityRefresher(
         store.events,
         store.catalog,
@@ -226,6 +231,7 @@ def start_runtime(
         pinned=pinned,
         suggestions=suggestion_models,
         forgotten=deletions.forgotten,
+        drift=drift,
     )
     resources = Resources(
         index,
@@ -239,6 +245,7 @@ def start_runtime(
         store.rec_log,
         rankers,
         OnlineItemStats(online, clock=clock),
+        drift,
     )
     pipelines = build_pipelines(settings.surfaces, resources, settings.serving.budget, executor)
 
@@ -246,8 +253,11 @@ def start_runtime(
         # A pipeline that pins a model version reads it from its own index.
         own = resources
         if name in pinned_by_pipeline:
+            # Its version is not the served one: the drift reference does not describe it.
             models, rankers = pinned[pinned_by_pipeline[name]]
-            own = replace(resources, models=models, rankers=rankers)
+            own = replace(resources, models=models, rankers=rankers, drift=None)
+        elif name in shadow_configs:
+            own = replace(resources, drift=None)  # a shadow's lists are not served
         return build_pipeline(name, config, own, settings.serving.budget, executor)
 
     variant_pipelines = {name: pipeline_of(name, config) for name, config in variants.items()}
@@ -313,6 +323,7 @@ def start_runtime(
         on_accepted=event_observer(metrics, tracker),
     )
     metrics.watch_gauges(service_gauges(writer, shadows, index, tracker))
+    metrics.watch_gauges(drift.gauges)
     model_status = ModelStatus(registry, lambda: dict(models.apps()), metrics)
 
     def check_models() -> None:
@@ -393,6 +404,7 @@ def start_runtime(
         deletions_task,
         purge_task,
         retention_task,
+        drift,
     )
 
 

@@ -21,6 +21,7 @@ from recloop.explore.policies import (
 )
 from recloop.explore.thompson import ItemStats, ThompsonConfig, ThompsonSampling
 from recloop.features.candidates import FeatureReader
+from recloop.monitoring.drift_monitor import DriftMonitor
 from recloop.ranking.learned import LearnedRanker, LearnedRankerConfig, RankerModels
 from recloop.ranking.protocols import Ranker
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
@@ -38,6 +39,7 @@ from recloop.retrieval.source_table import (
     lookup,
     no_params,
 )
+from recloop.serving.drift_sampling import SampledRanker
 from recloop.serving.item_views import ContentVectors, SnapshotAttributes
 from recloop.store.protocols import Catalog, RecommendationLog
 
@@ -53,6 +55,7 @@ class Resources:
     rec_log: RecommendationLog | None = None
     rankers: RankerModels = field(default_factory=RankerModels)
     item_stats: ItemStats | None = None  # per-item impressions and clicks, for bandits
+    drift: DriftMonitor | None = None  # a learned ranker's sampled requests go here
 
 
 def _needs(log: RecommendationLog | None, rule: str) -> RecommendationLog:
@@ -64,7 +67,10 @@ def _needs(log: RecommendationLog | None, rule: str) -> RecommendationLog:
 def _learned(resources: Resources, sources: list[str], params: Mapping[str, Any]) -> Ranker:
     config = LearnedRankerConfig.model_validate(params)
     fallback = SourceScoreRanker(sources, SourceScoreConfig(weights=config.fallback_weights))
-    return LearnedRanker(resources.rankers, fallback, config)
+    ranker = LearnedRanker(resources.rankers, fallback, config)
+    if resources.drift is None:
+        return ranker
+    return SampledRanker(ranker, resources.rankers, resources.drift)
 
 
 RANKERS: dict[str, Callable[[Resources, list[str], Mapping[str, Any]], Ranker]] = {

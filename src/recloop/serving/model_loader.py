@@ -12,12 +12,15 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from recloop.features.bandit_context import EVIDENCE_FILE, ContextEvidence
+from recloop.monitoring.drift import DRIFT_REFERENCE, DriftReference
+from recloop.monitoring.drift_monitor import DriftMonitor, EmbeddingShift
 from recloop.ranking.learned import MANIFEST, RANKER_DIR, RankerModel, RankerModels
 from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 from recloop.registry.in_use import InUseMarks
 from recloop.retrieval.bundle import ModelBundle, ModelIndex, load_model
 from recloop.retrieval.interactions import item_text
 from recloop.retrieval.models import KnowsUsers, RetrievalModel
+from recloop.serving.drift_sampling import embedding_shifts
 from recloop.store.protocols import Catalog, CatalogCursor
 from recloop.suggest.model import MODEL_DIR as SUGGESTIONS_DIR
 from recloop.suggest.model import SuggestionModel, SuggestionModels
@@ -53,6 +56,8 @@ class ModelLoader:
             a version), each with the index and rankers its pipelines read.
         suggestions: where each version's suggestion model is published, if it has one.
         forgotten: the users of an app deleted so far, whom every loaded version forgets.
+        drift: told each served version's drift reference, and how far its embeddings
+            moved from the version served before it in this process.
     """
 
     def __init__(
@@ -65,7 +70,9 @@ class ModelLoader:
         pinned: Mapping[str, tuple[ModelIndex, RankerModels]] | None = None,
         suggestions: SuggestionModels | None = None,
         forgotten: Callable[[str], Collection[str]] | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
+        self._drift = drift
         self._forgotten = forgotten
         self._registry = registry
         self._marks = InUseMarks(registry.root)
@@ -146,13 +153,19 @@ class ModelLoader:
             ranker, damaged = self._load_ranker(app_id, version)
             evidence = self._load_evidence(app_id, version)
             suggestions = self._load_suggestions(app_id, version)
+            reference = self._load_reference(app_id, version)
         except Exception as exc:
             log.exception("could not load model version %s of %s", version, app_id)
             if not isinstance(exc, _NothingLoads):  # each source's failure was counted
                 self._on_error()
             return False
         self._forget(app_id, bundle)
+        before = self._index.get(app_id)
         self._index.publish(app_id, bundle)
+        if self._drift is not None:
+            self._drift.publish(app_id, reference)
+            if before is not None and before.version != version:
+                self._drift.embeddings_shifted(app_id, _shifts(before, bundle))
         # Again: a deletion followed while this version loaded reached only the old one.
         self._forget(app_id, bundle)
         if self._rankers is not None:
@@ -277,6 +290,20 @@ class ModelLoader:
             self._on_error()
             return None
 
+    def _load_reference(self, app_id: str, version: str) -> DriftReference | None:
+        if self._drift is None:
+            return None
+        path = self._registry.path(app_id, version) / DRIFT_REFERENCE
+        if not path.exists() or self._damaged(app_id, version, DRIFT_REFERENCE):
+            return None  # trained before references were kept, or without a ranker
+        try:
+            return DriftReference.load(path)
+        except Exception:
+            # Drift goes unmeasured for this version; its models serve all the same.
+            log.exception("could not load the drift reference of %s of %s", version, app_id)
+            self._on_error()
+            return None
+
     def _load_suggestions(self, app_id: str, version: str) -> SuggestionModel | None:
         if self._suggestions is None:
             return None
@@ -334,3 +361,15 @@ class ModelLoader:
                 [item_text(i.title, i.description, i.tags) for i in items],
                 [i.title for i in items],
             )
+
+
+def _shifts(before: ModelBundle, after: ModelBundle) -> tuple[EmbeddingShift, ...]:
+    """The embedding shift between two loaded versions; none when it cannot be measured
+    (a model without the vectors it should have): monitoring never blocks a load."""
+    try:
+        return embedding_shifts(before, after)
+    except Exception:
+        log.exception(
+            "could not compare the embeddings of %s and %s", before.version, after.version
+        )
+        return ()

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from recloop.api.app import create_app
 from recloop.config import (
     ComponentConfig,
+    PromotionSettings,
     RankerTrainSettings,
     Settings,
     SourceSlotConfig,
@@ -67,6 +68,10 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
         train=TrainSettings(
             sources=[TrainSourceConfig(name="covisitation")],
             ranker=RankerTrainSettings(enabled=request.param, min_positives=5),
+            # Thirty fans' clicks fit a ranker that gives every candidate one score; the
+            # promotion gate's score sanity would keep the version back, and LinUCB is what
+            # is tested here.
+            promotion=PromotionSettings(max_tied_lists=1.0),
         ),
     )
 

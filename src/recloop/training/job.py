@@ -42,6 +42,7 @@ from recloop.features.bandit_context import EVIDENCE_FILE
 from recloop.features.definitions import FEATURE_NAMES
 from recloop.ranking.learned import LEARNED, RANKER_DIR, LearnedRankerConfig, RankerModel
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
+from recloop.retrieval.bundle import load_model
 from recloop.retrieval.interactions import TrainingData
 from recloop.retrieval.models import MAX_HISTORY, RecallQuery, RetrievalModel
 from recloop.retrieval.popularity import PopularityConfig
@@ -550,8 +551,14 @@ def _ranker_checks(
     table = test if test.num_rows or lists is None else lists
     sample = list_tables(table, max(gates.latency_requests, 50))
     summary = fitted.report.get("summary", {})
+    heads = fitted.report.get("heads", {})
+    # Each head's ECE and the rows it was measured on: its test rows, or cross-fitted, the
+    # lists scored out of fold.
     ece = {
-        head: float(summary[f"{head}_ece"])
+        head: (
+            float(summary[f"{head}_ece"]),
+            int(heads.get(head, {}).get("test", {}).get("rows", table.num_rows)),
+        )
         for head in fitted.model.heads
         if f"{head}_ece" in summary
     }
@@ -863,8 +870,11 @@ def _train_source(
         target = directory / config.name
         target.mkdir()
         model.save(target)
-        # The model that will serve, asked what the service was asked (the latency gate).
-        result.latency_ms = time_recall(model, queries, quota)
+        if queries:
+            # The model as the service will load it, asked what the service was asked (the
+            # latency gate); a freshly fitted one may hold what loading drops or rebuilds.
+            del model
+            result.latency_ms = time_recall(load_model(kind, target), queries, quota)
         progress(f"fit {config.name}", 1, 1)
     except (ValueError, RuntimeError, ImportError) as exc:
         # A source that cannot train here (EASE on a huge catalogue, two-tower without

@@ -15,6 +15,7 @@ from recloop.api.app import create_app
 from recloop.config import RankerTrainSettings, Settings, TrainSettings, TrainSourceConfig
 from recloop.domain import Scope
 from recloop.errors import ConfigError
+from recloop.registry.artifacts import ModelRegistry
 from recloop.runtime.process import Runtime, start_runtime, suggestion_policy
 from recloop.store.bootstrap import ensure_dev_key, prepare_store
 from recloop.training.job import train
@@ -120,7 +121,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         assert response.json()["rejected"] == []
         runtime = runtime_of(client)
         result = train(settings, runtime.store)
-        assert result.promoted
+        # Search events only: the retrieval source is validated on no user, so the gates
+        # keep the version back; served by hand, as `recloop models promote --force` would.
+        assert not result.promoted
+        assert [g.name for g in result.verdict.blocked_by] == ["validated"]
+        ModelRegistry(settings.resolved_model_dir()).promote("default", result.version)
         assert result.suggestions.path is not None
         runtime.model_loader.step()
         yield client

@@ -161,7 +161,7 @@ def _ranker_parts(collapsed: bool) -> dict[str, pa.Table]:
     return parts
 
 
-def _ranker(collapsed: bool) -> tuple[RankerModel, list[pa.Table], dict[str, float]]:
+def _ranker(collapsed: bool) -> tuple[RankerModel, list[pa.Table], dict[str, tuple[float, int]]]:
     parts = _ranker_parts(collapsed)
     fitted = fit_ranker(
         parts,
@@ -171,7 +171,7 @@ def _ranker(collapsed: bool) -> tuple[RankerModel, list[pa.Table], dict[str, flo
     )
     assert fitted.model is not None, fitted.skipped
     summary = fitted.report["summary"]
-    return fitted.model, list_tables(parts["test"]), {"click": summary["click_ece"]}
+    return fitted.model, list_tables(parts["test"]), {"click": (summary["click_ece"], 1000)}
 
 
 def test_score_sanity_passes_a_ranker_that_orders_its_lists() -> None:
@@ -188,9 +188,13 @@ def test_score_sanity_blocks_a_collapsed_ranker_and_a_calibration_error_past_its
     assert not gate.passed
     assert "one score for every row in 100 of 100 lists" in gate.detail
     good, lists, _ = _ranker(collapsed=False)
-    miscalibrated = score_sanity(good, lists, {"click": 0.3}, PromotionSettings(max_ece=0.1))
+    miscalibrated = score_sanity(good, lists, {"click": (0.3, 1000)}, PromotionSettings())
     assert not miscalibrated.passed
-    assert "calibration error 0.300 above train.promotion.max_ece" in miscalibrated.detail
+    assert "calibration error 0.300 above train.promotion.max_ece (0.1)" in miscalibrated.detail
+    # Over a few rows, ten bins measure noise: said, not judged.
+    few = score_sanity(good, lists, {"click": (0.3, 70)}, PromotionSettings())
+    assert few.passed, few.detail
+    assert "calibration error click 0.300 (not judged: 70 rows)" in few.detail
 
 
 class _NaNHead:

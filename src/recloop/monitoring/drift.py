@@ -52,33 +52,43 @@ class Binning:
     """How one feature's values fall into bins, and the reference share of each bin.
 
     A quantity's bins are split by ``edges`` (bin ``i`` holds values in
-    ``(edges[i-1], edges[i]]``; values that are not finite go to a last bin of their own).
-    A category's bins are its ``codes`` in order, then one bin for every other code.
+    ``(edges[i-1], edges[i]]``, the infinities in the first and the last; NaN, a missing
+    value, goes to a bin of its own after them). A category's bins are its ``codes`` in
+    order, then one bin for every other code.
     """
 
     name: str
     kind: str
     edges: tuple[float, ...]
     shares: tuple[float, ...]
+    _array: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Read on every sampled request: converted once.
+        object.__setattr__(self, "_array", np.asarray(self.edges, dtype=np.float64))
 
     @property
     def bins(self) -> int:
         """How many bins the values fall into."""
         return len(self.shares)
 
+    def index(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+        """The bin of each of ``values`` (``missing``: where they are NaN, when known)."""
+        edges = self._array
+        if self.kind == CATEGORICAL:
+            if not len(edges):
+                return np.zeros(len(values), dtype=np.intp)
+            at = np.minimum(np.searchsorted(edges, values), len(edges) - 1)
+            return np.where(edges[at] == values, at, len(edges))
+        # NaN sorts after every edge: into the top bin, unless moved to its own.
+        at = np.searchsorted(edges, values, side="left")
+        if missing is None:
+            missing = np.isnan(values)
+        return np.where(missing, len(edges) + 1, at) if missing.any() else at
+
     def counts(self, values: np.ndarray) -> np.ndarray:
         """How many of ``values`` fall into each bin."""
-        values = np.asarray(values, dtype=np.float64)
-        if self.kind == CATEGORICAL:
-            codes = np.asarray(self.edges, dtype=np.float64)
-            at = np.searchsorted(codes, values)
-            at = np.minimum(at, max(len(codes) - 1, 0))
-            known = codes[at] == values if len(codes) else np.zeros(len(values), bool)
-            index = np.where(known, at, len(codes))
-        else:
-            finite = np.isfinite(values)
-            index = np.searchsorted(np.asarray(self.edges), values, side="left")
-            index = np.where(finite, index, len(self.edges) + 1)
+        index = self.index(np.asarray(values, dtype=np.float64))
         return np.bincount(index, minlength=self.bins)[: self.bins].astype(np.float64)
 
     def as_dict(self) -> dict[str, Any]:
@@ -211,10 +221,67 @@ class FeatureDrift:
     rows: float
 
 
-@dataclass
-class _Counts:
-    bins: np.ndarray
-    rows: float = 0.0
+@dataclass(frozen=True)
+class _Layout:
+    """Where a request's columns fall in a window's bins, all features at once: a value's
+    bin is the number of its feature's edges below it (the edges padded with +inf), or the
+    position of its category's code (padded with NaN, equal to nothing)."""
+
+    names: tuple[str, ...]
+    features: np.ndarray  # the reference feature of each matched column
+    numeric: np.ndarray  # columns of quantities
+    edges: np.ndarray  # their edges, one row each
+    numeric_base: np.ndarray  # their first bin in the window; NaN's bin after their edges
+    numeric_nan: np.ndarray
+    categorical: np.ndarray
+    codes: np.ndarray
+    categorical_base: np.ndarray
+    categorical_other: np.ndarray
+
+    @classmethod
+    def of(
+        cls, binnings: Sequence[Binning], names: tuple[str, ...], offsets: np.ndarray
+    ) -> _Layout:
+        """The layout of columns ``names`` against ``binnings``."""
+        position = {b.name: i for i, b in enumerate(binnings)}
+        matched = [(col, position[n]) for col, n in enumerate(names) if n in position]
+        numeric = [(c, f) for c, f in matched if binnings[f].kind == NUMERIC]
+        categorical = [(c, f) for c, f in matched if binnings[f].kind == CATEGORICAL]
+
+        def padded(pairs: list[tuple[int, int]], fill: float) -> np.ndarray:
+            width = max([len(binnings[f].edges) for _, f in pairs] + [1])
+            out = np.full((len(pairs), width), fill)
+            for row, (_, f) in enumerate(pairs):
+                out[row, : len(binnings[f].edges)] = binnings[f].edges
+            return out
+
+        def ints(values: Sequence[int]) -> np.ndarray:
+            return np.asarray(values, dtype=np.intp)
+
+        return cls(
+            names,
+            ints([f for _, f in matched]),
+            ints([c for c, _ in numeric]),
+            padded(numeric, np.inf),
+            ints([offsets[f] for _, f in numeric]),
+            ints([offsets[f] + len(binnings[f].edges) + 1 for _, f in numeric]),
+            ints([c for c, _ in categorical]),
+            padded(categorical, np.nan),
+            ints([offsets[f] for _, f in categorical]),
+            ints([offsets[f] + len(binnings[f].edges) for _, f in categorical]),
+        )
+
+    def bins(self, rows: np.ndarray) -> np.ndarray:
+        """The window bin of every matched cell of ``rows``."""
+        values = rows[:, self.numeric]
+        below = (values[:, :, None] > self.edges[None, :, :]).sum(axis=2)
+        numeric = np.where(np.isnan(values), self.numeric_nan, self.numeric_base + below)
+        codes = rows[:, self.categorical]
+        equal = codes[:, :, None] == self.codes[None, :, :]
+        categorical = np.where(
+            equal.any(axis=2), self.categorical_base + equal.argmax(axis=2), self.categorical_other
+        )
+        return np.concatenate([numeric.ravel(), categorical.ravel()])
 
 
 @dataclass
@@ -229,15 +296,28 @@ class DriftWindow:
     reference: DriftReference
     window_rows: int = 20_000
     requests: float = 0.0
-    _features: dict[str, _Counts] = field(default_factory=dict)
-    _score: _Counts | None = None
+    rows: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self._index = {b.name: b for b in self.reference.features}
-        self._features = {b.name: _Counts(np.zeros(b.bins)) for b in self.reference.features}
-        if self.reference.score is not None:
-            self._score = _Counts(np.zeros(self.reference.score.bins))
+        features = self.reference.features
+        self._index = {b.name: i for i, b in enumerate(features)}
+        # Every feature's bins, then the score's, side by side in one array: a sampled
+        # request is counted with one ``bincount``.
+        sizes = [b.bins for b in features]
+        self._offsets = np.cumsum([0, *sizes])
+        self._counts = np.zeros(int(self._offsets[-1]))
+        score = self.reference.score
+        self._score = np.zeros(score.bins if score is not None else 0)
+        self._score_rows = 0.0
+        self._seen = np.zeros(len(features), dtype=bool)
+        self._columns: _Layout | None = None
+
+    def _layout(self, names: Sequence[str]) -> _Layout:
+        names = tuple(names)
+        if self._columns is None or self._columns.names != names:
+            self._columns = _Layout.of(self.reference.features, names, self._offsets)
+        return self._columns
 
     def observe(
         self, names: Sequence[str], rows: np.ndarray, scores: np.ndarray | None = None
@@ -247,45 +327,46 @@ class DriftWindow:
         rows = np.asarray(rows, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[0] == 0:
             return
-        binned = [
-            (self._features[name], self._index[name].counts(rows[:, col]))
-            for col, name in enumerate(names)
-            if name in self._index
-        ]
+        layout = self._layout(names)
+        found = np.bincount(layout.bins(rows), minlength=len(self._counts))
+        features = layout.features
         score = None
-        if scores is not None and self._score is not None and self.reference.score is not None:
+        if scores is not None and self.reference.score is not None:
             score = self.reference.score.counts(np.asarray(scores, dtype=np.float64))
         with self._lock:
-            for counts, found in binned:
-                counts.bins += found
-                counts.rows += rows.shape[0]
-            if score is not None and self._score is not None:
-                self._score.bins += score
-                self._score.rows += float(score.sum())
+            self._counts += found
+            self._seen[features] = True
+            self.rows += rows.shape[0]
+            if score is not None:
+                self._score += score
+                self._score_rows += float(score.sum())
             self.requests += 1
-            if max((c.rows for c in self._features.values()), default=0.0) > self.window_rows:
-                halved = [*self._features.values()]
-                if self._score is not None:
-                    halved.append(self._score)
-                for counts in halved:
-                    counts.bins *= 0.5
-                    counts.rows *= 0.5
+            if self.rows > self.window_rows:
+                for array in (self._counts, self._score):
+                    array *= 0.5
+                self.rows *= 0.5
+                self._score_rows *= 0.5
                 self.requests *= 0.5
 
     def features(self) -> list[FeatureDrift]:
         """Each reference feature seen so far: its PSI and chi-square p-value."""
         with self._lock:
-            seen = [(n, c.bins.copy(), c.rows) for n, c in self._features.items() if c.rows]
-            requests = self.requests
-        return [self._drift(self._index[n], bins, rows, requests) for n, bins, rows in seen]
+            counts, seen = self._counts.copy(), self._seen.copy()
+            rows, requests = self.rows, self.requests
+        out = []
+        for i, binning in enumerate(self.reference.features):
+            if seen[i]:
+                bins = counts[self._offsets[i] : self._offsets[i + 1]]
+                out.append(self._drift(binning, bins, rows, requests))
+        return out
 
     def score(self) -> FeatureDrift | None:
         """The serving score's drift, once any score was folded in."""
         reference = self.reference.score
         with self._lock:
-            if self._score is None or not self._score.rows or reference is None:
+            if reference is None or not self._score_rows:
                 return None
-            bins, rows, requests = self._score.bins.copy(), self._score.rows, self.requests
+            bins, rows, requests = self._score.copy(), self._score_rows, self.requests
         return self._drift(reference, bins, rows, requests)
 
     @staticmethod

@@ -96,11 +96,44 @@ def test_categories_keep_their_commonest_codes_and_an_other_bin() -> None:
     assert psi(binning.shares, binning.counts(np.full(100, 42.0))) > 1.0
 
 
-def test_values_that_are_not_finite_have_a_bin() -> None:
+def test_a_missing_value_has_a_bin_and_the_infinities_the_extreme_ones() -> None:
     binning = fit_binning("x", np.arange(100.0))
-    counts = binning.counts(np.array([np.nan, np.inf, 3.0]))
-    assert counts[-1] == 2
-    assert counts.sum() == 3
+    counts = binning.counts(np.array([np.nan, np.inf, -np.inf, 3.0]))
+    assert counts[-1] == 1  # NaN
+    assert counts[-2] == 1  # +inf: above every edge
+    assert counts[0] == 1  # -inf
+    assert counts.sum() == 4
+
+
+cells = st.one_of(st.floats(-3, 3), st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1.0, 2.0, 7.0]))
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.integers(0, 2**31),
+    st.lists(st.lists(cells, min_size=4, max_size=4), min_size=1, max_size=30),
+    st.permutations(["q", "c", "z", "other"]),
+)
+def test_a_window_counts_each_column_as_its_binning_does(
+    seed: int, table: list[list[float]], names: list[str]
+) -> None:
+    rng = np.random.default_rng(seed)
+    reference = DriftReference(
+        "v",
+        (
+            fit_binning("q", rng.normal(size=200)),
+            fit_binning("c", rng.integers(0, 4, 200).astype(float), categorical=True),
+            fit_binning("z", np.zeros(50)),
+        ),
+    )
+    window = DriftWindow(reference)
+    rows = np.array(table)
+    window.observe(names, rows)
+    by_name = {d.name: d for d in window.features()}
+    assert set(by_name) == {"q", "c", "z"}
+    for binning in reference.features:
+        expected = binning.counts(rows[:, names.index(binning.name)])
+        assert by_name[binning.name].psi == pytest.approx(psi(binning.shares, expected))
 
 
 def _reference(seed: int = 0) -> DriftReference:

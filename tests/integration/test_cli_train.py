@@ -165,8 +165,10 @@ def test_a_blocked_version_is_kept_unserved_and_promote_force_serves_it_audited(
     assert forced.exit_code == 0, forced.output
     assert "which validated blocked (forced; audited)" in flat(forced.stdout)
     assert (models / "CURRENT").read_text().strip() == blocked
-    # A rollback to the version that passed is one command, and needs no force.
-    assert run("models", "promote", served).exit_code == 0
+    # Back to the version served before is one command.
+    rolled = run("models", "rollback")
+    assert rolled.exit_code == 0, rolled.output
+    assert f"now serves model version {served} again (was {blocked})" in flat(rolled.stdout)
     assert (models / "CURRENT").read_text().strip() == served
 
     store = prepare_store(load_settings(None))
@@ -177,4 +179,4 @@ def test_a_blocked_version_is_kept_unserved_and_promote_force_serves_it_audited(
     forced_entries = [e for e in entries if e[0] == "model.promote.force"]
     assert [(a, s) for a, s, _ in forced_entries] == [("model.promote.force", blocked)]
     assert "validated" in forced_entries[0][2]["blocked_by"]
-    assert ("model.promote", served, {}) in entries
+    assert ("model.rollback", served, {"from": blocked}) in entries

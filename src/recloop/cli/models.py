@@ -148,6 +148,32 @@ def models_promote(
     console.print(f"app {app_id!r} now serves model version {version}")
 
 
+@models_app.command("rollback")
+def models_rollback(
+    app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
+    data_dir: DataDir = None,
+) -> None:
+    """Serve again the version served before the current one (the last other promotion).
+
+    It was served once, so its gates are not asked again. Running services pick it up
+    within serving.model_refresh_s.
+    """
+    from recloop.registry.artifacts import DamagedVersion, ModelRegistry
+
+    settings = load_settings(data_dir)
+    registry = ModelRegistry(settings.resolved_model_dir())
+    current = registry.current(app_id)
+    previous = registry.previous(app_id)
+    if previous is None:
+        raise fail(RecloopError(f"app {app_id!r} has no earlier served version to roll back to"))
+    try:
+        registry.promote(app_id, previous)
+    except (FileNotFoundError, DamagedVersion) as exc:
+        raise fail(exc) from exc
+    _audit(settings, app_id, "model.rollback", previous, {"from": current})
+    console.print(f"app {app_id!r} now serves model version {previous} again (was {current})")
+
+
 def _verdict(manifest: VersionManifest) -> Verdict | None:
     """A version's promotion gates, or None for a version trained before they existed."""
     from recloop.training.promotion import Verdict

@@ -257,6 +257,7 @@ def train(
                 progress,
                 queries,
                 quotas(settings).get(config.name, 100),
+                settings.serving.blas_threads,
             )
             results.append(result)
         trained = [r for r in results if r.skipped is None]
@@ -563,7 +564,11 @@ def _ranker_checks(
         if f"{head}_ece" in summary
     }
     sanity = score_sanity(fitted.model, sample, ece, gates)
-    timed = time_ranker(fitted.model, sample[: gates.latency_requests])
+    timed = time_ranker(
+        fitted.model,
+        sample[: gates.latency_requests],
+        blas_threads=settings.serving.blas_threads,
+    )
     return RankerChecks(sanity, timed)
 
 
@@ -827,6 +832,7 @@ def _train_source(
     progress: Progress,
     queries: list[RecallQuery],
     quota: int,
+    blas_threads: int,
 ) -> SourceResult:
     kind = config.kind or config.name
     params: dict[str, Any] = {**tuning.get(config.name, {}).get("params", {}), **config.params}
@@ -874,7 +880,9 @@ def _train_source(
             # The model as the service will load it, asked what the service was asked (the
             # latency gate); a freshly fitted one may hold what loading drops or rebuilds.
             del model
-            result.latency_ms = time_recall(load_model(kind, target), queries, quota)
+            result.latency_ms = time_recall(
+                load_model(kind, target), queries, quota, blas_threads=blas_threads
+            )
         progress(f"fit {config.name}", 1, 1)
     except (ValueError, RuntimeError, ImportError) as exc:
         # A source that cannot train here (EASE on a huge catalogue, two-tower without

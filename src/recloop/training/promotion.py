@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from threadpoolctl import threadpool_limits
 
 from recloop.config import PromotionSettings, Settings, SurfaceConfig
 from recloop.evaluation.retrieval_metrics import EvalCase, round_robin_merge
@@ -391,23 +392,34 @@ def _fastest_ms(call: Callable[[T], object], arg: T, repeats: int) -> float:
 
 
 def time_recall(
-    model: RetrievalModel, queries: Iterable[RecallQuery], k: int, repeats: int = 2
+    model: RetrievalModel,
+    queries: Iterable[RecallQuery],
+    k: int,
+    *,
+    blas_threads: int = 1,
+    repeats: int = 2,
 ) -> list[float]:
     """Milliseconds each query's recall of ``k`` items took, the fastest of ``repeats``
-    (after two untimed warm-ups: a first call may build caches the service builds once)."""
+    (after two untimed warm-ups: a first call may build caches the service builds once),
+    with BLAS held to the service's ``blas_threads`` (many threads on a small product
+    are slower, and the service runs one)."""
     queries = list(queries)
-    for query in queries[:2]:
-        model.recall(query, k)
-    return [_fastest_ms(lambda q: model.recall(q, k), q, repeats) for q in queries]
+    with threadpool_limits(blas_threads, "blas"):
+        for query in queries[:2]:
+            model.recall(query, k)
+        return [_fastest_ms(lambda q: model.recall(q, k), q, repeats) for q in queries]
 
 
-def time_ranker(model: RankerModel, lists: Sequence[pa.Table], repeats: int = 2) -> list[float]:
+def time_ranker(
+    model: RankerModel, lists: Sequence[pa.Table], *, blas_threads: int = 1, repeats: int = 2
+) -> list[float]:
     """Milliseconds the ranker took to score each list (its features already built), the
-    fastest of ``repeats``."""
+    fastest of ``repeats``, BLAS held to ``blas_threads`` as in ``time_recall``."""
     matrices = [feature_matrix(t) for t in lists]
-    for matrix in matrices[:2]:
-        model.predict(matrix)
-    return [_fastest_ms(model.predict, m, repeats) for m in matrices]
+    with threadpool_limits(blas_threads, "blas"):
+        for matrix in matrices[:2]:
+            model.predict(matrix)
+        return [_fastest_ms(model.predict, m, repeats) for m in matrices]
 
 
 def latency(

@@ -5,9 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: The share of times at each end (at least one) left out of the span a time split cuts:
+#: up to this many stray events (or served lists) cannot move the cut-off.
+SPAN_TRIM = 0.01
+
+
+def time_span(timestamps: np.ndarray, trim: float = SPAN_TRIM) -> tuple[float, float]:
+    """The first and last time of the bulk of ``timestamps``: the ``k``-th earliest and
+    ``k``-th latest, ``k`` the ``trim`` share of them and at least one (the span itself
+    with fewer than three). One event posted today into last month's history, or stamped
+    by a clock years behind, does not stretch it."""
+    n = len(timestamps)
+    if n == 0:
+        return 0.0, 0.0
+    if n < 3:
+        return float(timestamps.min()), float(timestamps.max())
+    k = min(max(1, int(n * trim)), (n - 1) // 2)
+    bounds = np.partition(np.asarray(timestamps, dtype=np.float64), (k, n - 1 - k))
+    return float(bounds[k]), float(bounds[n - 1 - k])
 
 
 class SplitConfig(BaseModel):
@@ -44,14 +64,19 @@ def time_split(
 ) -> tuple[dict[str, pa.Table], SplitBoundaries]:
     """Split rows by the time in ``column`` into train, validation and test.
 
+    The span split is that of the bulk of the distinct times (``time_span``): a stray list
+    served today into last month's log is tested with the rest of the latest share, and
+    does not become the whole test part.
+
     Raises:
         ValueError: there are no rows to split.
     """
     if rows.num_rows == 0:
         raise ValueError("no rows to split")
     times = rows.column(column)
-    start = pc.min(times).as_py()
-    end = pc.max(times).as_py()
+    ticks = pc.cast(times, pa.int64()).to_numpy()
+    lo, hi = time_span(np.unique(ticks))
+    start, end = (pa.array([int(t)], pa.int64()).cast(times.type)[0].as_py() for t in (lo, hi))
     span = end - start
     test_start = end - span * config.test_share
     validation_start = test_start - span * config.validation_share

@@ -29,6 +29,7 @@ from recloop.config import (
 from recloop.data.cleaning import clean_events
 from recloop.data.interactions import retrieval_data
 from recloop.data.snapshots import Snapshot, open_snapshot, take_snapshot
+from recloop.data.splits import time_span
 from recloop.data.training import (
     TrainingSet,
     TrainingSetConfig,
@@ -100,7 +101,6 @@ from recloop.training.sources import (
     make_validation,
     metrics_of,
     recall_lists,
-    time_span,
     tune,
     tune_query,
 )

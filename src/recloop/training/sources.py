@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from recloop.data.splits import time_span
 from recloop.evaluation.retrieval_metrics import EvalCase, score_rankings
 from recloop.retrieval.interactions import TrainingData
 from recloop.retrieval.models import (
@@ -181,25 +182,6 @@ def _cases(
         )
         for u in users
     )
-
-
-#: The share of interactions at each end of time (at least one) left out of the span a
-#: time split cuts: up to this many stray events cannot move the cut-off.
-SPAN_TRIM = 0.01
-
-
-def time_span(timestamps: np.ndarray, trim: float = SPAN_TRIM) -> tuple[float, float]:
-    """The first and last time of the bulk of the interactions: the ``k``-th earliest and
-    ``k``-th latest, ``k`` the ``trim`` share of them and at least one (the span itself
-    with fewer than three)."""
-    n = len(timestamps)
-    if n == 0:
-        return 0.0, 0.0
-    if n < 3:
-        return float(timestamps.min()), float(timestamps.max())
-    k = min(max(1, int(n * trim)), (n - 1) // 2)
-    bounds = np.partition(np.asarray(timestamps, dtype=np.float64), (k, n - 1 - k))
-    return float(bounds[k]), float(bounds[n - 1 - k])
 
 
 def time_validation(

@@ -34,8 +34,11 @@ def models_list(
     app_id: Annotated[str, typer.Option("--app", help="The app.")] = "default",
     data_dir: DataDir = None,
 ) -> None:
-    """Model versions of an app, newest last; the served one is marked, and each one's
-    promotion gates: passed, or the gates that blocked it (and why, below the table)."""
+    """Model versions of an app, newest last: the served one, each one's promotion gates.
+
+    Gates: passed, not gated (trained before them), or the gates that blocked
+    the version, with their reasons below the table.
+    """
     from recloop.registry.artifacts import ModelRegistry
 
     registry = ModelRegistry(load_settings(data_dir).resolved_model_dir())
@@ -155,8 +158,8 @@ def models_rollback(
 ) -> None:
     """Serve again the version served before the current one (the last other promotion).
 
-    It was served once, so its gates are not asked again. Running services pick it up
-    within serving.model_refresh_s.
+    It was served once, so its gates are not asked again. Running services
+    pick it up within serving.model_refresh_s.
     """
     from recloop.registry.artifacts import DamagedVersion, ModelRegistry
 

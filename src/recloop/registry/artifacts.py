@@ -88,6 +88,18 @@ class VersionManifest:
     notes: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def blocked_by(self) -> dict[str, str]:
+        """The promotion gates this version failed, by name, with why (empty when every
+        gate passed, or for a version trained before the gates were recorded)."""
+        verdict = self.extra.get("promotion")
+        if not isinstance(verdict, Mapping):
+            return {}
+        return {
+            str(g.get("name")): str(g.get("detail", ""))
+            for g in verdict.get("gates", [])
+            if isinstance(g, Mapping) and not g.get("passed")
+        }
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return {

@@ -7,6 +7,7 @@ The browser tests (tests/e2e/test_dashboard_browser.py) drive the same pages in 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from recloop.analysis.guard import StoppedExperiments
 from recloop.api.app import create_app
 from recloop.config import Settings
+from recloop.registry.artifacts import ModelRegistry, VersionManifest
 from recloop.runtime.process import stopped_experiments_path
 from recloop.store import open_store
 from tests.factories import settings_with
@@ -167,3 +169,61 @@ def test_what_a_page_shows_of_its_input_is_escaped(browser: TestClient, dev_key:
     assert page.status_code == 200
     assert "<script>x()" not in page.text
     assert "&lt;script&gt;x()" in page.text
+
+
+def _version(settings: Settings, version: str, passed: bool) -> None:
+    """A finished model version whose promotion gates passed, or failed ``validated``."""
+    registry = ModelRegistry(settings.resolved_model_dir())
+    gates = [{"name": "validated", "passed": passed, "detail": "asked 0 users"}]
+    with registry.writing("default", version) as directory:
+        registry.write_manifest(
+            directory,
+            VersionManifest(
+                version,
+                "default",
+                datetime.now(UTC),
+                None,
+                (),
+                extra={"promotion": {"passed": passed, "gates": gates}},
+            ),
+        )
+
+
+def test_a_version_its_gates_blocked_is_promoted_only_when_forced_and_audited_so(
+    settings: Settings, browser: TestClient, dev_key: str
+) -> None:
+    _version(settings, "v1", passed=True)
+    _version(settings, "v2", passed=False)
+    registry = ModelRegistry(settings.resolved_model_dir())
+    registry.promote("default", "v1")
+    token = _sign_in(browser, dev_key)
+    assert 'name="force"' in browser.get("/dashboard/models").text
+
+    refused = browser.post("/dashboard/models/promote", data={"version": "v2", "csrf": token})
+    assert refused.status_code == 422
+    assert "force" in refused.text
+    assert "validated: asked 0 users" in refused.text
+    assert registry.current("default") == "v1"
+
+    forced = browser.post(
+        "/dashboard/models/promote",
+        data={"version": "v2", "csrf": token, "force": "1"},
+        follow_redirects=False,
+    )
+    assert forced.status_code == 303
+    assert registry.current("default") == "v2"
+    # Back to the version served before: no force needed.
+    back = browser.post(
+        "/dashboard/models/promote", data={"version": "v1", "csrf": token}, follow_redirects=False
+    )
+    assert back.status_code == 303
+    assert registry.current("default") == "v1"
+    store = open_store(settings.resolved_store_url())
+    try:
+        entries = store.audit.since(0, 100)
+    finally:
+        store.close()
+    done = [(e.action, e.subject) for e in entries if e.action.startswith("model.")]
+    assert done == [("model.promote.force", "v2"), ("model.promote", "v1")]
+    force = next(e for e in entries if e.action == "model.promote.force")
+    assert force.detail["blocked_by"] == {"validated": "asked 0 users"}

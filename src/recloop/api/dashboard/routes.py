@@ -272,26 +272,44 @@ async def models(request: Request, runtime: RuntimeDep, done: str | None = None)
 
 @router.post("/models/promote")
 async def promote(request: Request, runtime: RuntimeDep) -> Response:
-    """Serve a version (a rollback is the promotion of an older one); audited."""
+    """Serve a version (a rollback is the promotion of an older one); audited.
+
+    A version its promotion gates blocked is refused unless the form says ``force``, as
+    ``recloop models promote --force``; the audit records the gates it failed. Rolling back
+    to the version served before needs no force: it served already.
+    """
     admin, form = await _action(request, runtime)
     version = form.get("version", "")
     registry = ModelRegistry(runtime.settings.resolved_model_dir())
     before = registry.current(admin.app_id)
+    rollback = version == registry.previous(admin.app_id)
     try:
+        blocked = (await run_in_threadpool(registry.manifest, admin.app_id, version)).blocked_by()
+        if blocked and not rollback and form.get("force") != "1":
+            reasons = "; ".join(f"{name}: {why}" for name, why in blocked.items())
+            raise InvalidInput(
+                "force",
+                f"model version {version} was blocked by its promotion gates ({reasons}); "
+                "tick force to serve it anyway",
+            )
         await run_in_threadpool(registry.promote, admin.app_id, version)
     except FileNotFoundError as exc:
         raise NotFound("version", f"no finished model version {version!r}") from exc
     except DamagedVersion as exc:
         raise InvalidInput("version", str(exc)) from exc
+    forced = bool(blocked) and not rollback
+    detail: dict[str, Any] = {"from": before, "via": "dashboard"}
+    if forced:
+        detail["blocked_by"] = blocked
     await store_call(
         runtime.settings.serving.store_timeout_s,
         runtime.store.audit.record,
         admin.app_id,
         admin.actor,
-        "model.promote",
+        "model.promote.force" if forced else "model.promote",
         version,
         datetime.now(UTC),
-        {"from": before, "via": "dashboard"},
+        detail,
     )
     return RedirectResponse(
         f"/dashboard/models?done={quote(version)}", status_code=303, headers=HEADERS

@@ -247,7 +247,8 @@ def test_a_new_version_reports_how_far_its_embeddings_moved(
     app = {"app": "default", "source": "als"}
     assert _gauge(text, "recloop_drift_embedding_shift", **app, entity="item") < 0.01
     assert _gauge(text, "recloop_drift_embedding_shift", **app, entity="user") > 0.3
-    assert _gauge(text, "recloop_drift_detected", app="default") == 1
+    # A shift a retraining made is not drift a retraining answers: a warning, not a trigger.
+    assert _gauge(text, "recloop_drift_detected", app="default") == 0
     # The data directory alone measures the same shift between the promoted version and
     # the one before it.
     offline = _monitor(config, data_dir)

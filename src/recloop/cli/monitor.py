@@ -62,7 +62,8 @@ class AppDrift:
 
 def parse_metrics(text: str) -> dict[str, AppDrift]:
     """Each app's drift from a ``/metrics`` exposition. With several processes (``pid``
-    labels) each measure is the highest any process reports, the sample the sum."""
+    labels) each measure is the highest any process reports (a p-value the lowest), the
+    sample the sum: as the alert rules combine them."""
     from prometheus_client.parser import text_string_to_metric_families
 
     apps: dict[str, AppDrift] = {}
@@ -74,10 +75,14 @@ def parse_metrics(text: str) -> dict[str, AppDrift]:
             labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "pid"))
             seen = values[sample.name].get(labels)
             value = float(sample.value)
-            if sample.name == "recloop_drift_sampled_requests":
-                values[sample.name][labels] = (seen or 0.0) + value
+            if seen is None:
+                values[sample.name][labels] = value
+            elif sample.name == "recloop_drift_sampled_requests":
+                values[sample.name][labels] = seen + value
+            elif sample.name.endswith("_p_value"):
+                values[sample.name][labels] = min(seen, value)
             else:
-                values[sample.name][labels] = value if seen is None else max(seen, value)
+                values[sample.name][labels] = max(seen, value)
 
     def entry(labels: Labels) -> AppDrift:
         app_id = dict(labels).get("app", "")

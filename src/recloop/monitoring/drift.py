@@ -118,29 +118,36 @@ def fit_binning(
     name: str,
     values: np.ndarray,
     *,
+    weights: np.ndarray | None = None,
     categorical: bool = False,
     bins: int = DEFAULT_BINS,
     categories: int = DEFAULT_CATEGORIES,
 ) -> Binning:
-    """The bins of ``values`` (training rows) and each bin's share of them.
+    """The bins of ``values`` (training rows, each standing for ``weights`` rows when
+    given) and each bin's share of them.
 
     A quantity is cut at its quantiles (repeated edges merged, so a feature that is mostly
     0 has a bin for 0 alone); a category keeps its ``categories`` commonest codes.
     """
     values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    keep = np.isfinite(values) & (w > 0)
+    finite, kept = values[keep], w[keep]
     if categorical:
-        codes, counts = np.unique(finite, return_counts=True)
-        top = np.sort(codes[np.argsort(-counts, kind="stable")[:categories]])
+        codes, at = np.unique(finite, return_inverse=True)
+        mass = np.bincount(at, weights=kept, minlength=len(codes))
+        top = np.sort(codes[np.argsort(-mass, kind="stable")[:categories]])
         binning = Binning(name, CATEGORICAL, tuple(float(c) for c in top), (0.0,) * (len(top) + 1))
     else:
         if finite.size:
-            quantiles = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])
+            cuts = np.linspace(0, 1, bins + 1)[1:-1]
+            quantiles = np.quantile(finite, cuts, weights=kept, method="inverted_cdf")
             edges = np.unique(np.concatenate([quantiles, [finite.min()]]))
         else:
             edges = np.zeros(0)
         binning = Binning(name, NUMERIC, tuple(float(e) for e in edges), (0.0,) * (len(edges) + 2))
-    counts = binning.counts(values)
+    index = binning.index(values)
+    counts = np.bincount(index, weights=w, minlength=binning.bins)[: binning.bins]
     total = float(counts.sum())
     shares = tuple(float(c / total) for c in counts) if total else binning.shares
     return Binning(name, binning.kind, binning.edges, shares)

@@ -40,7 +40,12 @@ class DriftState:
     score: FeatureDrift | None
     embeddings: tuple[EmbeddingShift, ...]
     head_share: float | None
+    # Over threshold, and what a retraining answers: the ranker's features and score.
     drifted: tuple[str, ...] = field(default=())
+    # Over threshold, and for a person: a new version's embeddings moved (a retraining
+    # caused it; another would not help), the head takes the impressions (exploration and
+    # coverage answer that).
+    warnings: tuple[str, ...] = field(default=())
 
 
 @dataclass
@@ -105,7 +110,8 @@ class DriftMonitor:
         return sorted(set(self._windows) | set(self._embeddings) | set(self._heads))
 
     def state(self, app_id: str) -> DriftState:
-        """The app's drift now, with what is over its threshold named in ``drifted``."""
+        """The app's drift now, with what is over its threshold named in ``drifted`` (what
+        retraining answers) and ``warnings`` (what it does not)."""
         settings = self.settings
         window = self._windows.get(app_id)
         features = tuple(window.features()) if window is not None else ()
@@ -120,11 +126,12 @@ class DriftMonitor:
             for drift in (*features, *((score,) if score is not None else ())):
                 if drift.psi > settings.psi_threshold and drift.p_value < settings.p_value:
                     drifted.append(f"{drift.name}: PSI {drift.psi:.2f}")
+        warnings: list[str] = []
         for shift in embeddings:
             if shift.shift > settings.embedding_shift_threshold:
-                drifted.append(f"{shift.source} {shift.entity} embeddings: {shift.shift:.2f}")
+                warnings.append(f"{shift.source} {shift.entity} embeddings: {shift.shift:.2f}")
         if share is not None and share > settings.head_share_threshold:
-            drifted.append(f"head share: {share:.2f}")
+            warnings.append(f"head share: {share:.2f}")
         return DriftState(
             app_id,
             window.reference.version if window is not None else None,
@@ -134,6 +141,7 @@ class DriftMonitor:
             embeddings,
             share,
             tuple(drifted),
+            tuple(warnings),
         )
 
     def gauges(self) -> Iterator[GaugeSample]:
@@ -160,8 +168,8 @@ _HELP: Mapping[str, str] = {
     "source and entity (item, user).",
     "recloop_drift_head_share": "Share of served impressions going to the head (the most "
     "popular serving.drift.head_share of active items), recent traffic, by app.",
-    "recloop_drift_detected": "1 when some drift measure of the app is over its threshold "
-    "(serving.drift), else 0, by app.",
+    "recloop_drift_detected": "1 when a ranker feature or its score has drifted over its "
+    "threshold (serving.drift): what a retraining answers; else 0, by app.",
 }
 
 

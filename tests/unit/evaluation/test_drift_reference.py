@@ -72,3 +72,43 @@ def test_a_ranker_that_serves_the_blend_has_no_score_reference(
     reference = DriftReference.load(tmp_path / DRIFT_REFERENCE)
     assert reference.score is None
     assert len(reference.features) == 2
+
+
+def test_items_from_candidate_rows_weighted_back_users_from_impressions_no_clock_features(
+    model: RankerModel,
+) -> None:
+    # Served items: ranked high (another population of items), for live users (theirs).
+    impressions = _rows(1000, 4, shift=3.0)
+    live_users = impressions.column("user_engagement_7d").to_numpy() + 10.0
+    impressions = impressions.set_column(
+        impressions.column_names.index("user_engagement_7d"),
+        "user_engagement_7d",
+        pa.array(live_users),
+    )
+    candidates = _rows(2000, 5)
+    # Candidates with a low item_ctr_30d were sampled at a quarter: each stands for four.
+    low = candidates.column("item_ctr_30d").to_numpy() < 0
+    kept = candidates.filter(pa.array(~low | (np.arange(2000) % 4 == 0)))
+    weights = np.where(kept.column("item_ctr_30d").to_numpy() < 0, 4.0, 1.0)
+    kept = kept.append_column("merge_rank", pa.array(np.arange(kept.num_rows), pa.int32()))
+    kept = kept.append_column("sampling_weight", pa.array(weights))
+    train = pa.concat_tables([impressions, kept], promote_options="permissive")
+    # (Serving the blend: its heads, trained without the extra column, are not run.)
+    clocked = replace(model, features=(*model.features, "context_hour"), serve=BLEND)
+    train = train.append_column("context_hour", pa.array(np.zeros(train.num_rows)))
+
+    reference = drift_reference(clocked, train, train)
+
+    assert [b.name for b in reference.features] == ["item_ctr_30d", "user_engagement_7d"]
+    assert reference.rows == train.num_rows
+    # The request's own features (the user's) are the live requests': the impressions'.
+    users = reference.features[1]
+    assert psi(users.shares, users.counts(live_users)) < 0.02
+    ctr = reference.features[0]
+    # Every candidate, as serving would see them: the sample weighted back, no impression.
+    every = candidates.column("item_ctr_30d").to_numpy()
+    assert psi(ctr.shares, ctr.counts(every)) < 0.02
+    unweighted = drift_reference(clocked, train.drop_columns(["sampling_weight"]), train).features[
+        0
+    ]
+    assert psi(unweighted.shares, unweighted.counts(every)) > psi(ctr.shares, ctr.counts(every))

@@ -265,7 +265,7 @@ def with_experiment(data_dir: Path) -> Path:
     return config
 
 
-def test_experiment_list_report_and_stop(with_experiment: Path) -> None:
+def test_experiment_list_report_and_stop(with_experiment: Path, data_dir: Path) -> None:
     listed = run("experiment", "list")
     assert listed.exit_code == 0, listed.output
     assert "trending-newest" in listed.stdout
@@ -285,6 +285,16 @@ def test_experiment_list_report_and_stop(with_experiment: Path) -> None:
     again = run("experiment", "list")
     assert "stopped" in again.stdout
     assert "by hand in a test" in again.stdout
+    # The stop is in the audit log, as a stop from the dashboard is.
+    opened = open_store(f"sqlite:///{data_dir / 'recloop.db'}")
+    try:
+        entries = opened.audit.since(0, 10, action="experiment.stop")
+    finally:
+        opened.close()
+    assert [(e.app_id, e.actor, e.subject) for e in entries] == [
+        ("default", "cli", "trending-newest")
+    ]
+    assert entries[0].detail["reason"] == "by hand in a test"
 
 
 def test_a_report_on_an_unconfigured_experiment_names_the_known_ones(with_experiment: Path) -> None:

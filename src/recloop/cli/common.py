@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -108,3 +109,25 @@ def resolve_id(given: str, known: Iterable[str], what: str) -> str:
         raise RecloopError(f"no {what} {given!r}" + (f" (there are {len(ids)})" if ids else ""))
     shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
     raise RecloopError(f"{what} {given!r} is ambiguous: it begins {shown}")
+
+
+def audit(
+    settings: Settings,
+    app_id: str,
+    action: str,
+    subject: str,
+    detail: dict[str, object] | None = None,
+) -> None:
+    """Record an administrative action in the store's audit log (a store that cannot be
+    opened is said, and the action stands)."""
+    from recloop.store.bootstrap import prepare_store
+
+    try:
+        store = prepare_store(settings)
+    except RecloopError as exc:
+        err_console.print(f"[yellow]not audited[/yellow] ({exc})")
+        return
+    try:
+        store.audit.record(app_id, "cli", action, subject, datetime.now(UTC), detail)
+    finally:
+        store.close()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from recloop.cli.common import DataDir, app, console, fail, load_settings
+from recloop.cli.common import DataDir, app, audit, console, fail, load_settings
 from recloop.errors import RecloopError
 
 experiment_app = typer.Typer(
@@ -67,12 +67,15 @@ def experiment_list(data_dir: DataDir = None) -> None:
 def experiment_stop(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The experiment.")],
     reason: Annotated[str, typer.Option(help="Why, for the record.")] = "stopped by hand",
+    app_id: Annotated[
+        str, typer.Option("--app", help="The app whose audit log records the stop.")
+    ] = "default",
     data_dir: DataDir = None,
 ) -> None:
     """Stop an experiment now: its users get the surface as configured.
 
     Running services pick it up within experiment_check_s. Remove the experiment from the
-    configuration to make it final.
+    configuration to make it final. The stop is recorded in the audit log.
     """
     from recloop.analysis.guard import StoppedExperiments
     from recloop.runtime.process import stopped_experiments_path
@@ -82,6 +85,7 @@ def experiment_stop(
         raise fail(ValueError(f"no experiment {name!r} in the configuration"))
     record = StoppedExperiments(stopped_experiments_path(settings))
     if record.stop(name, reason, datetime.now(UTC)):
+        audit(settings, app_id, "experiment.stop", name, {"reason": reason, "via": "cli"})
         console.print(f"experiment {name!r} stopped: {reason}")
     else:
         console.print(f"experiment {name!r} was already stopped")

@@ -3,7 +3,6 @@ blocked one with ``--force``, audited) or roll back."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,13 +11,12 @@ from rich.table import Column, Table
 from recloop.cli.common import (
     DataDir,
     app,
+    audit,
     console,
-    err_console,
     fail,
     load_settings,
     resolve_id,
 )
-from recloop.config import Settings
 from recloop.errors import RecloopError
 
 if TYPE_CHECKING:
@@ -135,7 +133,7 @@ def models_promote(
     except (FileNotFoundError, DamagedVersion, RecloopError) as exc:
         raise fail(exc) from exc
     if failed:
-        _audit(
+        audit(
             settings,
             app_id,
             "model.promote.force",
@@ -147,7 +145,7 @@ def models_promote(
             f"{', '.join(g.name for g in failed)} blocked (forced; audited)"
         )
         return
-    _audit(settings, app_id, "model.promote", version)
+    audit(settings, app_id, "model.promote", version)
     console.print(f"app {app_id!r} now serves model version {version}")
 
 
@@ -173,7 +171,7 @@ def models_rollback(
         registry.promote(app_id, previous)
     except (FileNotFoundError, DamagedVersion) as exc:
         raise fail(exc) from exc
-    _audit(settings, app_id, "model.rollback", previous, {"from": current})
+    audit(settings, app_id, "model.rollback", previous, {"from": current})
     console.print(f"app {app_id!r} now serves model version {previous} again (was {current})")
 
 
@@ -183,25 +181,3 @@ def _verdict(manifest: VersionManifest) -> Verdict | None:
 
     recorded = manifest.extra.get("promotion")
     return Verdict.from_dict(recorded) if isinstance(recorded, dict) else None
-
-
-def _audit(
-    settings: Settings,
-    app_id: str,
-    action: str,
-    subject: str,
-    detail: dict[str, object] | None = None,
-) -> None:
-    """Record an administrative action in the store's audit log (a store that cannot be
-    opened is said, and the action stands)."""
-    from recloop.store.bootstrap import prepare_store
-
-    try:
-        store = prepare_store(settings)
-    except RecloopError as exc:
-        err_console.print(f"[yellow]not audited[/yellow] ({exc})")
-        return
-    try:
-        store.audit.record(app_id, "cli", action, subject, datetime.now(UTC), detail)
-    finally:
-        store.close()

@@ -20,6 +20,7 @@ from recloop.config import (
     TrainSourceConfig,
 )
 from recloop.domain import Event, EventType, Item
+from recloop.monitoring.drift import DRIFT_REFERENCE, DriftReference
 from recloop.registry.artifacts import ModelRegistry
 from recloop.runtime.process import start_runtime
 from recloop.serving.recommender import RecommendationRequest
@@ -152,6 +153,11 @@ def test_an_imported_history_trains_a_ranker_from_its_interactions(
         (settings.resolved_model_dir() / "default" / version / "ranker" / "ranker.json").read_text()
     )
     assert saved["serve"] == gate["serve"]
+    # The version carries the reference its drift is measured against at serving.
+    reference = DriftReference.load(
+        settings.resolved_model_dir() / "default" / version / DRIFT_REFERENCE
+    )
+    assert "item_ctr_30d" in {b.name for b in reference.features}
 
 
 def test_with_one_fold_the_users_are_split_once_and_the_gate_judges_the_test_part(

@@ -37,6 +37,7 @@ from recloop.data.training import (
     point_in_time_features,
 )
 from recloop.errors import RecloopError, SnapshotExists
+from recloop.evaluation.drift_reference import save_drift_reference
 from recloop.evaluation.retrieval_metrics import round_robin_merge
 from recloop.experiments.assignment import variant_surfaces
 from recloop.features.bandit_context import EVIDENCE_FILE
@@ -537,6 +538,12 @@ def _train_ranker(
                 model = replace(model, serve=gate.serve)
             fitted.model = model
         model.save(directory / RANKER_DIR, extra={"gate": fitted.report.get("gate")})
+        weights = LearnedRankerConfig.model_validate(surface.ranker.params).weights
+        try:
+            save_drift_reference(directory, model, parts, weights)
+        except Exception as exc:  # the reference only feeds monitoring: the version stands
+            log.exception("no drift reference for version %s", version)
+            fitted.report["drift_reference"] = f"not written: {type(exc).__name__}: {exc}"
     (directory / "ranker_report.json").write_text(json.dumps(fitted.report, indent=2, default=str))
     return fitted, linucb, _ranker_checks(settings, fitted, parts["test"], lists)
 

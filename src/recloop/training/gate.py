@@ -97,7 +97,11 @@ class GateResult:
         }
 
 
-def _matrix(table: pa.Table) -> FeatureMatrix:
+SOURCE_SCORE_PREFIX = source_score_feature("")
+
+
+def feature_matrix(table: pa.Table) -> FeatureMatrix:
+    """A ranker's rows as the serving code hands them to it (missing values as 0)."""
     names = [
         n for n in table.column_names if n in FEATURE_NAMES or n.startswith(SOURCE_SCORE_PREFIX)
     ]
@@ -111,11 +115,7 @@ def _matrix(table: pa.Table) -> FeatureMatrix:
         if names and table.num_rows
         else np.zeros((table.num_rows, len(names)))
     )
-    ids = tuple(table.column("item_id").to_pylist())
-    return FeatureMatrix(ids, tuple(names), values)
-
-
-SOURCE_SCORE_PREFIX = source_score_feature("")
+    return FeatureMatrix(tuple(table.column("item_id").to_pylist()), tuple(names), values)
 
 
 def _gains(table: pa.Table, weights: Mapping[str, float]) -> np.ndarray:
@@ -257,7 +257,7 @@ def examination_curve(
     head = model.heads.get("click")
     if head is None or POSITION_FEATURE not in model.features or logged.num_rows == 0:
         return None
-    matrix = _matrix(logged)
+    matrix = feature_matrix(logged)
     design = model.design(matrix)
     col = model.features.index(POSITION_FEATURE)
     shown = np.asarray(logged.column("position").to_numpy(zero_copy_only=False), float)
@@ -288,7 +288,7 @@ def row_scores(rankers: Mapping[str, Ranker], table: pa.Table) -> dict[str, np.n
     ctx = RequestContext(
         app_id=_APP, request_id="gate", surface="gate", user_id="gate", now=datetime.now(UTC)
     )
-    matrix = _matrix(table)
+    matrix = feature_matrix(table)
     return {name: ranker.score(matrix, ctx).combined for name, ranker in rankers.items()}
 
 

@@ -36,12 +36,11 @@ from threadpoolctl import threadpool_limits
 from recloop.config import PromotionSettings, Settings, SurfaceConfig
 from recloop.evaluation.retrieval_metrics import EvalCase, round_robin_merge
 from recloop.experiments.assignment import variant_surfaces
-from recloop.features.candidates import FeatureMatrix, source_score_feature
-from recloop.features.definitions import FEATURE_NAMES
 from recloop.ranking.learned import LEARNED, RankerModel
 from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import load_model
 from recloop.retrieval.models import RecallQuery, RetrievalModel
+from recloop.training.gate import feature_matrix
 from recloop.training.sources import KS, metrics_of, recall_lists
 
 log = logging.getLogger(__name__)
@@ -246,25 +245,6 @@ def no_regression(
 
 
 # --- score sanity ----------------------------------------------------------------------
-
-
-_SOURCE_SCORE = source_score_feature("")
-
-
-def feature_matrix(table: pa.Table) -> FeatureMatrix:
-    """A ranker's rows as the serving code hands them to it (missing values as 0)."""
-    names = [n for n in table.column_names if n in FEATURE_NAMES or n.startswith(_SOURCE_SCORE)]
-    values = (
-        np.column_stack(
-            [
-                np.nan_to_num(np.asarray(table.column(n).to_numpy(zero_copy_only=False), float))
-                for n in names
-            ]
-        )
-        if names and table.num_rows
-        else np.zeros((table.num_rows, len(names)))
-    )
-    return FeatureMatrix(tuple(table.column("item_id").to_pylist()), tuple(names), values)
 
 
 def list_tables(table: pa.Table, limit: int | None = None) -> list[pa.Table]:

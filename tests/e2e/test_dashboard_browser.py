@@ -320,3 +320,19 @@ def test_a_stop_and_a_promotion_from_the_dashboard_are_audited(
     assert any("experiment.stop" in r and experiment in r for r in rows)
     assert any("model.promote" in r and previous in r for r in rows)
     assert watched.errors == []
+
+
+@pytest.mark.parametrize(
+    ("path", "ready"), [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")]
+)
+def test_the_api_docs_render_with_nothing_leaving_loopback(
+    served: Served, watched: Watched, path: str, ready: str
+) -> None:
+    page = watched.page
+    page.goto(f"{served.url}{path}")
+    page.wait_for_selector(ready, timeout=30_000)
+
+    assert "recloop" in page.inner_text(ready).lower()
+    _shot(watched, served, f"12-api{path.replace('/', '-')}")
+    assert watched.errors == []
+    assert [u for u in watched.requests if urlsplit(u).hostname != "127.0.0.1"] == []

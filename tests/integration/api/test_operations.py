@@ -212,10 +212,11 @@ def test_an_admin_of_one_app_sees_only_that_apps_samples(
     assert "recloop_model_load_errors_total" in theirs  # the service's own, with no app
 
 
-def test_docs_open_with_no_internet_and_no_key(client: TestClient) -> None:
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_docs_open_with_no_internet_and_no_key(client: TestClient, path: str) -> None:
     del client.headers["Authorization"]
 
-    page = client.get("/docs")
+    page = client.get(path)
 
     assert page.status_code == 200
     links = re.findall(r'(?:src|href)="([^"]+)"', page.text)

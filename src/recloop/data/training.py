@@ -206,6 +206,24 @@ def _apply(
         del entries[:-SESSION_LENGTH]
 
 
+#: The surface the suggestion API logs its lists under, alone or before ``:`` and a kind.
+SUGGESTION_SURFACE = "suggest"
+
+
+def item_impressions(impressions: pa.Table) -> pa.Table:
+    """The impressions of catalog items: suggestion lists (surface ``suggest`` or
+    ``suggest:*``) are left out, since their "items" are queries, with none of an item's
+    features; they train the suggestion model, not the ranker or retrieval."""
+    if impressions.num_rows == 0 or "surface" not in impressions.column_names:
+        return impressions
+    surface = impressions.column("surface")
+    suggestion = pc.or_(
+        pc.equal(surface, SUGGESTION_SURFACE),
+        pc.starts_with(surface, SUGGESTION_SURFACE + ":"),
+    )
+    return impressions.filter(pc.invert(pc.fill_null(suggestion, False)))
+
+
 def without_users(impressions: pa.Table, users: set[str]) -> pa.Table:
     """Impressions of everyone but ``users``: a bot's events are gone after cleaning, and
     its impressions would otherwise all look like exposure negatives."""
@@ -250,7 +268,7 @@ def build_training_set(
     """
     config = config or TrainingSetConfig()
     events, cleaning = clean_events(snapshot.table("events"), config.cleaning)
-    served = snapshot.impressions()
+    served = item_impressions(snapshot.impressions())
     impressions = without_users(served, {b.user_id for b in cleaning.bot_users})
     labelled, labels = label_impressions(impressions, events, config.labels)
     if labelled.num_rows == 0:

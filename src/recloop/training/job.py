@@ -34,6 +34,7 @@ from recloop.data.training import (
     TrainingSet,
     TrainingSetConfig,
     build_training_set,
+    item_impressions,
     point_in_time_features,
 )
 from recloop.errors import RecloopError, SnapshotExists
@@ -797,7 +798,10 @@ def _training_data(snapshot: Snapshot, settings: Settings) -> tuple[TrainingData
     """Retrieval's training data, and the cleaned events it came from."""
     events, _ = clean_events(snapshot.table("events"), settings.train.cleaning)
     data = retrieval_data(
-        events, snapshot.table("items"), snapshot.table("users"), snapshot.impressions()
+        events,
+        snapshot.table("items"),
+        snapshot.table("users"),
+        item_impressions(snapshot.impressions()),
     )
     return data, events
 

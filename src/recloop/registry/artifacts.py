@@ -212,15 +212,25 @@ class ModelRegistry:
         return out
 
     def versions(self, app_id: str) -> list[str]:
-        """Finished versions of the app, oldest first (versions sort by time)."""
+        """Finished versions of the app, oldest first.
+
+        A version's name starts with its time to the second; two made in the same second
+        differ only by a random suffix, so they are ordered by when their manifests were
+        written (then by name).
+        """
         app_dir = self._app(app_id)
         if not app_dir.is_dir():
             return []
-        return sorted(
-            p.name
-            for p in app_dir.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists()
-        )
+        finished: list[tuple[str, int, str]] = []
+        for path in app_dir.iterdir():
+            if not path.is_dir() or path.name.startswith("."):
+                continue
+            try:
+                written = (path / MANIFEST).stat().st_mtime_ns
+            except FileNotFoundError:  # unfinished, or removed since it was listed
+                continue
+            finished.append((path.name.split("-", 1)[0], written, path.name))
+        return [name for _, _, name in sorted(finished)]
 
     def apps(self) -> list[str]:
         """Apps with at least one version."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,26 @@ def test_a_written_version_is_listed_with_its_manifest(tmp_path: Path) -> None:
     manifest = registry.manifest("app", "v1")
     assert manifest.models[0].params == {"f": 8}
     assert manifest.snapshot_version == "snap-1"
+
+
+def test_versions_of_one_second_are_listed_in_the_order_they_were_written(
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    # Same second, random suffixes: the later one sorts first by name.
+    _write(registry, "20261101T000000Z-ffffff")
+    _write(registry, "20261101T000000Z-000000")
+    _write(registry, "20261031T235959Z-999999")
+    first = tmp_path / "app" / "20261101T000000Z-ffffff" / "manifest.json"
+    later = tmp_path / "app" / "20261101T000000Z-000000" / "manifest.json"
+    os.utime(first, ns=(10**18, 10**18))
+    os.utime(later, ns=(10**18 + 1, 10**18 + 1))
+
+    assert registry.versions("app") == [
+        "20261031T235959Z-999999",
+        "20261101T000000Z-ffffff",
+        "20261101T000000Z-000000",
+    ]
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -526,26 +526,16 @@ def _purge_task(
     registry = ModelRegistry(settings.resolved_model_dir())
 
     def step() -> None:
-        if leadership.leads():
-            report = run_purge(
-                store.audit, settings.data_dir, registry, "scheduler", datetime.now(UTC)
+        report = run_purge(store.audit, settings.data_dir, registry, "scheduler", datetime.now(UTC))
+        if report.rows_removed or report.models_rewritten:
+            log.info(
+                "purge: %d rows from %d files, %d models rewritten",
+                report.rows_removed,
+                len(report.files_rewritten),
+                len(report.models_rewritten),
             )
-            if report.rows_removed or report.models_rewritten:
-                log.info(
-                    "purge: %d rows from %d files, %d models rewritten",
-                    report.rows_removed,
-                    len(report.files_rewritten),
-                    len(report.models_rewritten),
-                )
 
-    task = PeriodicTask(
-        "purge",
-        step,
-        settings.serving.purge_interval_h * 3600.0,
-        on_error=metrics.refresh_errors.inc,
-    )
-    task.start()
-    return task
+    return _leader_task("purge", step, settings.serving.purge_interval_h, leadership, metrics)
 
 
 def _retention_task(
@@ -558,24 +548,34 @@ def _retention_task(
     registry = ModelRegistry(settings.resolved_model_dir())
 
     def step() -> None:
-        if leadership.leads():
-            report = run_gc(
-                settings, registry, audit=store.audit, actor="scheduler", now=datetime.now(UTC)
+        report = run_gc(
+            settings, registry, audit=store.audit, actor="scheduler", now=datetime.now(UTC)
+        )
+        if report.removed:
+            log.info(
+                "gc: removed %d (%d bytes): %s",
+                len(report.removed),
+                report.bytes_freed,
+                ", ".join(f"{e.kind} {e.label}" for e in report.removed),
             )
-            if report.removed:
-                log.info(
-                    "gc: removed %d (%d bytes): %s",
-                    len(report.removed),
-                    report.bytes_freed,
-                    ", ".join(f"{e.kind} {e.label}" for e in report.removed),
-                )
 
-    task = PeriodicTask(
-        "retention",
-        step,
-        settings.retention.interval_h * 3600.0,
-        on_error=metrics.refresh_errors.inc,
-    )
+    return _leader_task("retention", step, settings.retention.interval_h, leadership, metrics)
+
+
+def _leader_task(
+    name: str,
+    step: Callable[[], None],
+    interval_h: float,
+    leadership: Leadership,
+    metrics: Metrics,
+) -> PeriodicTask:
+    """Run ``step`` every ``interval_h`` hours in the leading process only (started)."""
+
+    def if_leading() -> None:
+        if leadership.leads():
+            step()
+
+    task = PeriodicTask(name, if_leading, interval_h * 3600.0, on_error=metrics.refresh_errors.inc)
     task.start()
     return task
 

@@ -88,18 +88,26 @@ def _quantile(bounds: list[float], cumulative: dict[float, float], q: float) -> 
     return lower
 
 
-def counter_totals(metrics_text: str, family: str, label: str) -> dict[str, float] | None:
-    """A counter's total by the value of ``label`` (None: no such counter)."""
-    found = False
-    totals: dict[str, float] = defaultdict(float)
+def _counter_samples(metrics_text: str, family: str) -> list[tuple[dict[str, str], float]] | None:
+    """A counter's ``_total`` samples, each with its labels (None: no such counter)."""
+    samples = None
     for metric in text_string_to_metric_families(metrics_text):
         if metric.name != family:
             continue
-        found = True
-        for sample in metric.samples:
-            if sample.name == f"{family}_total":
-                totals[sample.labels.get(label, "")] += sample.value
-    return dict(totals) if found else None
+        samples = samples or []
+        samples += [(s.labels, s.value) for s in metric.samples if s.name == f"{family}_total"]
+    return samples
+
+
+def counter_totals(metrics_text: str, family: str, label: str) -> dict[str, float] | None:
+    """A counter's total by the value of ``label`` (None: no such counter)."""
+    samples = _counter_samples(metrics_text, family)
+    if samples is None:
+        return None
+    totals: dict[str, float] = defaultdict(float)
+    for labels, value in samples:
+        totals[labels.get(label, "")] += value
+    return dict(totals)
 
 
 def counter_table(
@@ -107,16 +115,13 @@ def counter_table(
 ) -> dict[str, dict[str, float]] | None:
     """A counter's totals by two labels, ``{row value: {column value: total}}`` (None: no
     such counter)."""
-    found = False
+    samples = _counter_samples(metrics_text, family)
+    if samples is None:
+        return None
     table: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for metric in text_string_to_metric_families(metrics_text):
-        if metric.name != family:
-            continue
-        found = True
-        for sample in metric.samples:
-            if sample.name == f"{family}_total":
-                table[sample.labels.get(row, "")][sample.labels.get(column, "")] += sample.value
-    return {k: dict(v) for k, v in table.items()} if found else None
+    for labels, value in samples:
+        table[labels.get(row, "")][labels.get(column, "")] += value
+    return {k: dict(v) for k, v in table.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -310,9 +310,11 @@ def _normalize_unicode(text: str, rules: LocaleRules) -> str:
     text = _INVISIBLE_RE.sub("", text)
     if _ASTRAL_RE.search(text):
         text = _INVISIBLE_ASTRAL_RE.sub("", text)
+    text = unicodedata.normalize("NFKC", text)
+    # After composing: in a decomposed spelling a combining mark can stand between a
+    # joining letter and its joiner, which would make the joiner look stray.
     if _ZWNJ in text or _ZWJ in text:
         text = _STRAY_JOINER_RE.sub("", text)
-    text = unicodedata.normalize("NFKC", text)
     if rules.turkic:
         text = text.replace("I", "ı")
     text = text.replace("İ", "i").lower()

@@ -125,10 +125,25 @@ def fit_isotonic(
     return Calibrator("isotonic", tuple(centres.tolist()), tuple(means.tolist()))
 
 
+# Per unit of row weight: far too small to move a fit on varied scores.
+_SLOPE_RIDGE = 1e-6
+
+
+def _smoothed_log_loss(
+    x: np.ndarray, target: np.ndarray, r: np.ndarray, a: float, b: float
+) -> float:
+    """Weighted cross-entropy of ``sigmoid(a * x + b)`` against the smoothed targets."""
+    z = a * x + b
+    # log(1 + e^z) - t * z, written stably for large |z|; the slope's small ridge term
+    # makes the optimum unique when every score is the same.
+    ridge = _SLOPE_RIDGE * float(np.sum(r)) * a * a / 2.0
+    return float(np.sum(r * (np.logaddexp(0.0, z) - target * z))) + ridge
+
+
 def fit_platt(
     scores: np.ndarray,
     labels: np.ndarray,
-    iterations: int = 50,
+    iterations: int = 100,
     weights: np.ndarray | None = None,
 ) -> Calibrator:
     """Logistic regression of the labels on the scores' logit (Newton's method).
@@ -143,15 +158,28 @@ def fit_platt(
     negatives = float(np.sum(r)) - positives
     target = np.where(y > 0.5, (positives + 1) / (positives + 2), 1.0 / (negatives + 2))
     a, b = 1.0, 0.0
+    loss = _smoothed_log_loss(x, target, r, a, b)
     for _ in range(iterations):
         p = sigmoid(a * x + b)
         w = r * (p * (1.0 - p) + 1e-12)
-        g = np.array([np.sum(r * (p - target) * x), np.sum(r * (p - target))])
-        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
-        h += 1e-9 * np.eye(2)
+        ridge = _SLOPE_RIDGE * float(np.sum(r))
+        g = np.array([np.sum(r * (p - target) * x) + ridge * a, np.sum(r * (p - target))])
+        h = np.array([[np.sum(w * x * x) + ridge, np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        h += 1e-12 * np.eye(2)
         step = np.linalg.solve(h, g)
-        a, b = a - float(step[0]), b - float(step[1])
-        if float(np.abs(step).max()) < 1e-9:
+        # A full Newton step can overshoot far from the optimum (a set of one label
+        # sent it to a slope of -6e8); halving until the loss falls keeps it converging.
+        scale = 1.0
+        while scale > 1e-10:
+            na, nb = a - scale * float(step[0]), b - scale * float(step[1])
+            new_loss = _smoothed_log_loss(x, target, r, na, nb)
+            if new_loss <= loss:
+                break
+            scale /= 2.0
+        else:
+            break
+        a, b, loss = na, nb, new_loss
+        if float(np.abs(scale * step).max()) < 1e-10:
             break
     return Calibrator("platt", slope=a, intercept=b)
 

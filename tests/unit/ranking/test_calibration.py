@@ -126,3 +126,25 @@ def test_negatives_sampled_and_weighted_calibrate_to_the_full_rate(fit) -> None:
     assert weighted.apply(scores).mean() == pytest.approx(rate, rel=0.1)
     after = expected_calibration_error(reliability_table(weighted.apply(scores), labels))
     assert after < 0.01
+
+
+def test_platt_on_a_set_of_one_label_predicts_its_smoothed_rate() -> None:
+    # A full Newton step from the identity once sent this set to a slope of -6e8.
+    calibrator = fit_platt(
+        np.array([0.90625, 0.25]), np.array([0.0, 0.0]), weights=np.array([1.0, 2.0])
+    )
+
+    assert calibrator.apply(np.linspace(0.0, 1.0, 11)) == pytest.approx(
+        np.full(11, 1.0 / 5.0), abs=1e-6
+    )
+
+
+def test_platt_on_scores_all_alike_is_a_constant_at_their_rate() -> None:
+    scores = np.full(8, 0.75)
+    labels = np.array([0, 0, 0, 1, 0, 1, 0, 0], dtype=float)
+
+    calibrator = fit_platt(scores, labels)
+
+    assert abs(calibrator.slope) < 1e-6
+    # Smoothed targets: positives at 3/4, negatives at 1/8, so (2 * 3/4 + 6 / 8) / 8.
+    assert calibrator.apply(np.array([0.1, 0.9])) == pytest.approx([0.28125, 0.28125], abs=1e-6)

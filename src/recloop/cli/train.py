@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -81,6 +83,12 @@ def _print_ranker(fitted: RankerFit) -> None:
         )
 
 
+def _report(path: Path | None, body: dict[str, Any]) -> None:
+    """Write ``body`` to ``path`` as JSON (nothing without a path)."""
+    if path is not None:
+        path.write_text(json.dumps(body, indent=1))
+
+
 @app.command()
 def train(
     app_id: Annotated[str, typer.Option("--app", help="The app to train.")] = "default",
@@ -91,6 +99,15 @@ def train(
         int | None, typer.Option(help="Trials per source when tuning (train.tune_trials).")
     ] = None,
     promote: Annotated[bool, typer.Option(help="Make the new version the one served.")] = True,
+    report_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--report-json",
+            dir_okay=False,
+            help="Also write what the run read and decided (version, data, gates, or the "
+            "error) to this file as JSON; the scheduler reads it.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Snapshot, build training data, fit and validate every retrieval source, publish."""
@@ -121,7 +138,22 @@ def train(
         finally:
             store.close()
     except RecloopError as exc:
+        _report(report_json, {"error": str(exc)})
         raise fail(exc) from exc
+    _report(
+        report_json,
+        {
+            "version": result.version,
+            "snapshot_version": result.snapshot_version,
+            "interactions": result.interactions,
+            "users": result.users,
+            "items": result.items,
+            "validation_cases": result.validation_cases,
+            "validation_split": result.validation_split,
+            "promoted": result.promoted,
+            **result.verdict.as_dict(),
+        },
+    )
     console.print(
         f"model version {result.version} from snapshot {result.snapshot_version}: "
         f"{result.interactions:,} engagements, {result.users:,} users, {result.items:,} items; "

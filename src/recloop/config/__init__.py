@@ -3,8 +3,8 @@
 One module per part: ``surfaces`` (pipelines as data), ``serving`` (budgets, caches,
 ingestion), ``training`` (what ``recloop train`` fits), ``experiments`` (experiments and
 shadows), ``suggestions`` (query suggestions), ``retention`` (what ``recloop gc`` keeps),
-``logs`` (the service's log lines), and ``settings`` (the whole, and where it is read
-from). Import from here.
+``schedule`` (retraining by itself), ``logs`` (the service's log lines), and ``settings``
+(the whole, and where it is read from). Import from here.
 """
 
 from recloop.config.experiments import (
@@ -17,6 +17,7 @@ from recloop.config.experiments import (
 )
 from recloop.config.logs import LoggingSettings
 from recloop.config.retention import RetentionSettings
+from recloop.config.schedule import ScheduleSettings
 from recloop.config.serving import BudgetSettings, IngestSettings, ServingSettings
 from recloop.config.settings import Settings
 from recloop.config.suggestions import SuggestionSettings, SuggestionWeights
@@ -51,6 +52,7 @@ __all__ = [
     "PromotionSettings",
     "RankerTrainSettings",
     "RetentionSettings",
+    "ScheduleSettings",
     "ServingSettings",
     "Settings",
     "ShadowConfig",

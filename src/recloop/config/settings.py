@@ -26,6 +26,7 @@ from pydantic_settings import (
 from recloop.config.experiments import ExperimentConfig, ShadowConfig
 from recloop.config.logs import LoggingSettings
 from recloop.config.retention import RetentionSettings
+from recloop.config.schedule import ScheduleSettings
 from recloop.config.serving import IngestSettings, ServingSettings
 from recloop.config.suggestions import SuggestionSettings
 from recloop.config.surfaces import SurfaceConfig, default_surfaces
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     suggestions: SuggestionSettings = SuggestionSettings()
     retention: RetentionSettings = RetentionSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
     surfaces: dict[str, SurfaceConfig] = Field(default_factory=default_surfaces)
     experiments: list[ExperimentConfig] = Field(default_factory=list)

@@ -269,6 +269,21 @@ class Metrics:
             multiprocess_mode="max",
         )
 
+        self.training_runs = Counter(
+            "recloop_training_runs",
+            "Scheduled training runs ended, by app, job (train, tune), trigger (cadence, "
+            "drift, ctr, events, items) and outcome (promoted, blocked, failed, abandoned).",
+            ["app", "job", "trigger", "outcome"],
+            registry=self.registry,
+        )
+        self.training_run_last = Gauge(
+            "recloop_training_run_last_timestamp_seconds",
+            "When the last scheduled training run ended, by app and outcome.",
+            ["app", "outcome"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         """Export counters that another component keeps (read at scrape time)."""
         if self._multiprocess:

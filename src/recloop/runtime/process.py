@@ -37,8 +37,10 @@ from recloop.ranking.learned import RankerModels
 from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
-from recloop.runtime.leadership import Leadership, SoleProcess
+from recloop.runtime.leadership import Leadership, SoleProcess, scheduler_lease
 from recloop.runtime.monitors import CountedFeatures, ModelStatus, event_observer, service_gauges
+from recloop.runtime.readings import ServiceReadings
+from recloop.runtime.scheduler import Scheduler
 from recloop.serving.components import Resources
 from recloop.serving.deletions import DeletionFollower
 from recloop.serving.drift_sampling import HeadItems
@@ -99,6 +101,8 @@ class Runtime:
     retention_task: PeriodicTask | None = None
     # What drift the service sees (the gauges, and whatever decides to retrain, read it).
     drift: DriftMonitor = field(default_factory=DriftMonitor)
+    # Starts scheduled and triggered trainings ([schedule]), in one process per deployment.
+    scheduler: Scheduler | None = None
 
     def catalog_changed(self) -> None:
         """Fold catalog writes this process has just committed into its in-memory views
@@ -126,6 +130,9 @@ class Runtime:
         for optional in (self.deletions_task, self.purge_task, self.retention_task):
             if optional is not None:
                 optional.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler.leadership.close()
         self.writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
@@ -367,6 +374,7 @@ def start_runtime(
     purge_task = _purge_task(settings, store, leadership, metrics)
     retention_task = _retention_task(settings, store, leadership, metrics)
     guard, guard_task = _guard(settings, store, assigner, metrics, clock, leadership)
+    scheduler = _scheduler(settings, store, drift, metrics, clock)
     suggester, suggest_tasks = _suggester(
         settings,
         safety_policy,
@@ -405,6 +413,7 @@ def start_runtime(
         purge_task,
         retention_task,
         drift,
+        scheduler,
     )
 
 
@@ -560,6 +569,28 @@ def _retention_task(
             )
 
     return _leader_task("retention", step, settings.retention.interval_h, leadership, metrics)
+
+
+def _scheduler(
+    settings: Settings,
+    store: Store,
+    drift: DriftMonitor,
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+) -> Scheduler | None:
+    """The training scheduler, when ``[schedule]`` runs it in the service (started). It
+    competes for a lease of its own: of every process of every replica, one runs it."""
+    if not (settings.schedule.enabled and settings.schedule.in_service):
+        return None
+    scheduler = Scheduler(
+        settings,
+        scheduler_lease(settings),
+        ServiceReadings(settings, store, drift, metrics, clock),
+        metrics,
+        clock,
+    )
+    scheduler.start()
+    return scheduler
 
 
 def _leader_task(

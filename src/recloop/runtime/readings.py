@@ -10,11 +10,12 @@ event and item counts, asked only when a volume trigger is set, are one counted 
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from recloop.config import Settings
 from recloop.monitoring.drift import SCORE
@@ -22,6 +23,8 @@ from recloop.monitoring.drift_monitor import DriftMonitor
 from recloop.monitoring.metrics import Metrics
 from recloop.monitoring.schedule import Drifted, Readings, SurfaceCtr
 from recloop.store import Store
+
+log = logging.getLogger(__name__)
 
 #: (clicks, items) served so far, per surface.
 Totals = dict[str, tuple[float, float]]
@@ -152,15 +155,16 @@ class ScrapedReadings:
 
     Args:
         fetch: returns the exposition text (raises OSError when the service cannot be read:
-            the triggers that need it are then skipped for this check).
+            the triggers that need it are then skipped for this check); None: no service to
+            read, only the event and item counts.
     """
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
-        fetch: Callable[[], str],
-        clock: Callable[[], datetime],
+        fetch: Callable[[], str] | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         schedule = settings.schedule
         self._fetch = fetch
@@ -174,9 +178,12 @@ class ScrapedReadings:
 
         now = self._clock()
         events, items = self._counts.read(app_id)
+        if self._fetch is None:
+            return Readings(events=events, items=items)
         try:
             text = self._fetch()
-        except OSError:
+        except OSError as exc:
+            log.warning("no drift or CTR readings this check: %s", exc)
             return Readings(events=events, items=items)
         samples = [
             (s.name, dict(s.labels), float(s.value))

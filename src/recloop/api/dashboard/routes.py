@@ -47,6 +47,7 @@ from recloop.errors import (
     Unauthorized,
 )
 from recloop.registry.artifacts import DamagedVersion, ModelRegistry
+from recloop.registry.runs import RunLog
 from recloop.runtime.process import Runtime, ramps_path, stopped_experiments_path
 from recloop.serving.recommender import RecommendationRequest
 
@@ -249,16 +250,27 @@ def _on(days: list[str], activity: figures.Activity, surface: str, figure: str) 
 # -- models ------------------------------------------------------------------------------
 
 
+#: Training runs listed on the models page, newest first.
+RUNS_SHOWN = 30
+
+
 @router.get("/models")
 async def models(request: Request, runtime: RuntimeDep, done: str | None = None) -> Response:
-    """Every model version: its sources' metrics, ranker, lineage; which one serves."""
+    """Every model version: its sources' metrics, ranker, lineage; which one serves; the
+    scheduled training runs and why each started."""
     admin = await signed_in(request, runtime)
     registry = ModelRegistry(runtime.settings.resolved_model_dir())
+    runs = RunLog(runtime.settings.resolved_model_dir())
+    scheduler = runtime.scheduler
 
     def read() -> dict[str, Any]:
         versions = registry.versions(admin.app_id)
         loaded = runtime.model_loader.versions().get(admin.app_id, (None, None, ()))
+        decision = scheduler.last_decisions.get(admin.app_id) if scheduler is not None else None
         return {
+            "runs": runs.recent(admin.app_id, RUNS_SHOWN),
+            "schedule": runtime.settings.schedule,
+            "decision": decision,
             "versions": [registry.manifest(admin.app_id, v) for v in reversed(versions)],
             "current": registry.current(admin.app_id),
             "previous": registry.previous(admin.app_id),

@@ -63,6 +63,7 @@ from recloop.training.crossfit import FOLD, CrossFit, cross_fit
 from recloop.training.gate import (
     PREVIOUS,
     GateResult,
+    ListValues,
     alternatives,
     decide,
     examination_curve,
@@ -79,6 +80,7 @@ from recloop.training.promotion import (
     list_tables,
     no_regression,
     quotas,
+    ranker_no_regression,
     recorded_queries,
     score_sanity,
     serving_metrics,
@@ -161,10 +163,14 @@ class TrainResult:
 
 @dataclass
 class RankerChecks:
-    """What the promotion gates need of the ranker: its sanity, its time per list."""
+    """What the promotion gates need of the ranker: its sanity, its time per list, and
+    how it compares with the served version's ranker."""
 
     sanity: Gate
     latency_ms: list[float] = field(default_factory=list)
+    regression: Gate = field(
+        default_factory=lambda: ranker_no_regression("no learned ranker in this version", "", "", 0)
+    )
 
 
 _NO_RANKER = RankerChecks(score_sanity(None, [], {}, PromotionSettings()))
@@ -228,14 +234,15 @@ def train(
     )
     # The ranker learns from up to ranker.max_cases validation users; the sources' metrics
     # and tuning ask an even sample of SOURCE_CASES of them, which bounds their time.
+    gates = settings.train.promotion
     validation = make_validation(
         data,
         settings.train.validation_split,
         settings.train.validation_fraction,
         max(SOURCE_CASES, ranker_cases),
+        min_cases=gates.min_validation_users,
     )
     sample = even_sample(validation, SOURCE_CASES)
-    gates = settings.train.promotion
     queries = _latency_queries(snapshot, data, sample, gates.latency_requests)
     tuning = _read_tuning(registry, app_id)
     version = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -274,6 +281,7 @@ def train(
             validation=validation,
             validation_models=validation_models,
             previous=_previous_ranker(registry, app_id),
+            served_version=registry.current(app_id) or "",
         )
         validation_models.clear()
         if retune:
@@ -313,6 +321,7 @@ def train(
                     settings.serving.budget.rank_ms,
                     gates.latency_quantile,
                 ),
+                checks.regression,
             )
         )
         progress("promotion gates", 1, 1)
@@ -415,6 +424,7 @@ def _train_ranker(
     validation: Validation,
     validation_models: Mapping[str, RetrievalModel],
     previous: RankerModel | None,
+    served_version: str = "",
 ) -> tuple[RankerFit, LinUCBFit, RankerChecks]:
     """The learned ranker and LinUCB's evidence, saved beside the sources.
 
@@ -528,10 +538,22 @@ def _train_ranker(
         fitted.report["impressions"] = no_impressions
     if built is not None:
         fitted.report["training_set"] = str(built.path)
+    # What the ranker_no_regression promotion gate compares, or why it cannot.
+    compared: ListValues | str = "the ranker's gate is off (train.ranker.gate)"
+    serve = LEARNED
+    if previous is None:
+        compared = (
+            "the served version has no learned ranker"
+            if served_version
+            else ("nothing is served yet")
+        )
     if fitted.model is not None and surface is not None:
         model = fitted.model
         if config.gate:
-            gate = _gate(model, previous, surface, parts["test"], crossed)
+            gate, values = _judged(model, previous, surface, parts["test"], crossed)
+            serve = gate.serve
+            if previous is not None:
+                compared = values
             fitted.report["gate"] = gate.as_dict()
             if gate.serve == PREVIOUS and previous is not None:
                 model = previous
@@ -546,14 +568,20 @@ def _train_ranker(
             log.exception("no drift reference for version %s", version)
             fitted.report["drift_reference"] = f"not written: {type(exc).__name__}: {exc}"
     (directory / "ranker_report.json").write_text(json.dumps(fitted.report, indent=2, default=str))
-    return fitted, linucb, _ranker_checks(settings, fitted, parts["test"], lists)
+    checks = _ranker_checks(settings, fitted, parts["test"], lists)
+    if fitted.model is not None:
+        checks.regression = ranker_no_regression(
+            compared, serve, served_version, settings.train.promotion.max_ranker_regression
+        )
+    return fitted, linucb, checks
 
 
 def _ranker_checks(
     settings: Settings, fitted: RankerFit, test: pa.Table, lists: pa.Table | None
 ) -> RankerChecks:
     """The shipped ranker's score sanity and its time per list, on the test part's lists
-    (the cross-fitted candidate lists when the test part has none)."""
+    (the cross-fitted candidate lists when the test part has none); its comparison with
+    the served ranker is the caller's."""
     gates = settings.train.promotion
     if fitted.model is None:
         return _NO_RANKER
@@ -739,7 +767,20 @@ def _gate(
     test: pa.Table,
     crossed: CrossFit | None = None,
 ) -> GateResult:
-    """What serves: the learned ranker, or the ordering that beat it on the test part.
+    """What serves: the learned ranker, or the ordering that beat it on the test part
+    (``_judged``)."""
+    return _judged(model, previous, surface, test, crossed)[0]
+
+
+def _judged(
+    model: RankerModel,
+    previous: RankerModel | None,
+    surface: SurfaceConfig,
+    test: pa.Table,
+    crossed: CrossFit | None = None,
+) -> tuple[GateResult, ListValues]:
+    """What serves: the learned ranker, or the ordering that beat it on the test part; and
+    every alternative's value on each test list (what the promotion gates compare).
 
     Cross-fitted, the candidate lists are every user's, the learned ranker's scores of each
     fold's lists those of the fold's model; a fold without a model leaves its lists out
@@ -763,16 +804,15 @@ def _gate(
         scored = ~np.isnan(out_of_fold)
         candidates = crossed.lists.filter(pa.array(scored))
         scores["interactions"] = {LEARNED: out_of_fold[scored]}
-    return decide(
-        list_values(
-            alternatives(model, previous, sources, config),
-            candidates=candidates,
-            logged=logged,
-            weights=config.weights,
-            examination=examination_curve(model, logged),
-            scores=scores,
-        )
+    values = list_values(
+        alternatives(model, previous, sources, config),
+        candidates=candidates,
+        logged=logged,
+        weights=config.weights,
+        examination=examination_curve(model, logged),
+        scores=scores,
     )
+    return decide(values), values
 
 
 def _fit_linucb(parts: Mapping[str, pa.Table], directory: Path, progress: Progress) -> LinUCBFit:

@@ -11,8 +11,9 @@ the user's earlier items excluded). Three ways to hold out (``train.validation_s
 - ``random``: a random share of each user's interactions, for data whose order means
   little, or an offline protocol that holds out at random.
 
-``auto`` takes ``time`` unless it finds fewer than a quarter of the users it could ask,
-then ``user``.
+``auto`` takes ``time`` unless it finds fewer than a quarter of the users it could ask, or
+fewer than the promotion gate's floor (``train.promotion.min_validation_users``, as on a
+young service's first night), then ``user`` where that finds more.
 
 The span a ``time`` split cuts is that of the bulk of the interactions (``time_span``): one
 stray event, posted today into last month's history or stamped by a clock years behind,
@@ -86,13 +87,27 @@ def even_sample(validation: Validation, n: int) -> Validation:
 
 
 def make_validation(
-    data: TrainingData, split: ValidationSplit, fraction: float, max_cases: int = SOURCE_CASES
+    data: TrainingData,
+    split: ValidationSplit,
+    fraction: float,
+    max_cases: int = SOURCE_CASES,
+    min_cases: int = 0,
 ) -> Validation:
-    """The validation ``split`` asks for (see the module's docstring); ``auto`` decides."""
+    """The validation ``split`` asks for (see the module's docstring); ``auto`` decides.
+
+    ``min_cases`` is the fewest users a validation is worth anything on (the promotion
+    gate's floor): ``auto`` leaves a time split that finds fewer for the user split, when
+    that one finds more.
+    """
     if split in ("time", "auto"):
         by_time = time_validation(data, fraction, max_cases)
-        if split == "time" or len(by_time.cases) >= _askable(data, max_cases) / 4:
+        enough = max(_askable(data, max_cases) / 4, min(min_cases, _askable(data, max_cases)))
+        if split == "time" or len(by_time.cases) >= enough:
             return by_time
+        by_user = user_validation(data, fraction, max_cases)
+        # A young service's first day: too few users on both sides of any cut-off in time,
+        # while each user's own latest items still make a sound hold-out.
+        return by_user if len(by_user.cases) > len(by_time.cases) else by_time
     return user_validation(data, fraction, max_cases, at_random=split == "random")
 
 

@@ -96,6 +96,36 @@ def test_auto_takes_time_for_returning_users_and_user_for_one_visit_each() -> No
     assert make_validation(once, "random", 0.1).split == "random"
 
 
+def _first_night() -> TrainingData:
+    """A young service's first day: 20 users with three items each in the morning, six of
+    whom come back for one more in the evening."""
+    users, items, ts = [], [], []
+    for u in range(20):
+        for step in range(3):
+            users.append(f"u{u}")
+            items.append(f"i{(u + step) % 9}")
+            ts.append(8 * 3600.0 + u * 600.0 + step * 60.0)
+        if u < 6:
+            users.append(f"u{u}")
+            items.append(f"late{u}")
+            ts.append(22 * 3600.0 + u * 60.0)
+    return TrainingData(Interactions.from_records(users, items, ts))
+
+
+def test_auto_leaves_a_time_split_below_the_gates_floor_for_the_users_own_latest() -> None:
+    data = _first_night()
+    assert len(time_validation(data, 0.1).cases) == 6
+
+    # Six of twenty is over a quarter: without a floor the thin time split stands.
+    assert make_validation(data, "auto", 0.1).split == "time"
+    floored = make_validation(data, "auto", 0.1, min_cases=10)
+
+    assert floored.split == "user"
+    assert len(floored.cases) == 20
+    # An explicit choice is kept whatever it finds.
+    assert make_validation(data, "time", 0.1, min_cases=10).split == "time"
+
+
 def test_even_sample_keeps_the_split_and_its_held_out_pairs() -> None:
     validation = user_validation(_one_visit_each(), 0.2)
     sample = even_sample(validation, 5)

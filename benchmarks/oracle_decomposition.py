@@ -55,6 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     spec = WorldFamily(days=args.days).draw(args.seed, clock_mode="synced")
     totals: dict[str, list[float]] = {}
+    # The same sums per simulated day: the first day (and a night whose version was not
+    # promoted) serves no trained model, so the later days are what learning reached.
+    per_day: dict[str, dict[int, list[float]]] = {}
 
     def observer(runtime: Runtime, behaviour: Behaviour) -> Callable[[Session, str], None]:
         world = behaviour.world
@@ -101,10 +104,14 @@ def main() -> None:
                 score = np.where(published, score, -np.inf)
                 top = np.argsort(-score, kind="stable")[:LIST_SIZE]
                 truth = behaviour.truth(session, [ids[k] for k in top])
-                row = totals.setdefault(name, [0.0, 0.0, 0.0])
-                row[0] += truth.expected_clicks
-                row[1] += float(truth.satisfaction.sum())
-                row[2] += len(top)
+                day = (session.started_at - world.start).days
+                for row in (
+                    totals.setdefault(name, [0.0, 0.0, 0.0]),
+                    per_day.setdefault(name, {}).setdefault(day, [0.0, 0.0, 0.0]),
+                ):
+                    row[0] += truth.expected_clicks
+                    row[1] += float(truth.satisfaction.sum())
+                    row[2] += len(top)
 
         return judge
 
@@ -128,13 +135,26 @@ def main() -> None:
         for key in ("true_ctr", "true_satisfaction")
     }
     print(f"world {args.seed}: {spec.describe()}; {args.days} days; served {args.variant}")
-    print(f"{'list':28s} {'true CTR':>9s} {'true sat':>9s}")
+    day_heads = "".join(f" {'day ' + str(d + 1):>7s}" for d in range(len(days)))
+    print(f"{'list':28s} {'true CTR':>9s} {'true sat':>9s}   true CTR by day:{day_heads}")
     label = f"served {args.variant}"
-    print(f"{label:28s} {served['true_ctr']:9.4f} {served['true_satisfaction']:9.4f}")
+    served_days = "".join(f" {d['true_ctr']:7.4f}" for d in days)
+    print(
+        f"{label:28s} {served['true_ctr']:9.4f} {served['true_satisfaction']:9.4f}"
+        f"{'':18s}{served_days}"
+    )
     figures = {}
     for name, (clicks, satisfied, shown) in totals.items():
-        figures[name] = {"true_ctr": clicks / shown, "true_satisfaction": satisfied / shown}
-        print(f"{name:28s} {clicks / shown:9.4f} {satisfied / shown:9.4f}")
+        by_day = {d: c / n for d, (c, _, n) in sorted(per_day[name].items()) if n}
+        figures[name] = {
+            "true_ctr": clicks / shown,
+            "true_satisfaction": satisfied / shown,
+            "true_ctr_by_day": [by_day.get(d) for d in range(len(days))],
+        }
+        line = "".join(
+            f" {by_day[d]:7.4f}" if d in by_day else f" {'-':>7s}" for d in range(len(days))
+        )
+        print(f"{name:28s} {clicks / shown:9.4f} {satisfied / shown:9.4f}{'':18s}{line}")
     print(
         json.dumps(
             {
@@ -143,6 +163,7 @@ def main() -> None:
                 "days": args.days,
                 "variant": args.variant,
                 "served": served,
+                "served_true_ctr_by_day": [d["true_ctr"] for d in days],
                 "lists": figures,
             }
         )

@@ -155,3 +155,27 @@ def test_off_by_default(tmp_path: Path) -> None:
     assert not settings.schedule.enabled
     with TestClient(create_app(settings)) as client:
         assert client.app.state.runtime.scheduler is None  # type: ignore[attr-defined]
+
+
+def test_a_volume_of_new_events_starts_a_run_with_no_cadence(tmp_path: Path) -> None:
+    settings = scheduled(
+        tmp_path / "data", train_every_h=0, tune_every_h=0, new_events=40, min_interval_h=0
+    )
+    key = load(settings, users=80)
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        scheduler = client.app.state.runtime.scheduler  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while APP not in scheduler.last_decisions:  # the first check reads the baseline
+            assert time.monotonic() < deadline, "the scheduler did not check"
+            time.sleep(0.05)
+        assert scheduler.last_decisions[APP].reason == "nothing due"
+        events = [
+            {"eventId": f"n{i}", "userId": f"u{i}", "itemId": "jazz-1", "eventType": "click"}
+            for i in range(40)
+        ]
+        assert client.post("/api/events", json={"events": events}).status_code == 202
+        run = ended(settings)
+    assert (run.job, run.trigger, run.outcome) == ("train", "events", "promoted")
+    assert run.reason == "events: 40 new since the last run >= 40"
+    assert run.data["events"] == 680

@@ -44,18 +44,18 @@ class ScheduleSettings(Section):
         ge=0,
         description="Cadence of the tune job (0: never); a tune run counts as a train run.",
     )
-    drift_psi: float | None = Field(
+    drift_psi: float = Field(
         default=0.25,
-        gt=0,
+        ge=0,
         description="Retrain when a ranker feature's or the score's PSI exceeds this (with "
-        "serving.drift's p-value and minimum sampled requests); unset: no drift trigger.",
+        "serving.drift's p-value and minimum sampled requests); 0: no drift trigger.",
     )
-    ctr_drop: float | None = Field(
+    ctr_drop: float = Field(
         default=0.2,
-        gt=0,
+        ge=0,
         lt=1,
         description="Retrain when a surface's online CTR over the last ctr_window_h is this "
-        "share or more below its level over the ctr_trailing_h before; unset: no CTR trigger.",
+        "share or more below its level over the ctr_trailing_h before; 0: no CTR trigger.",
     )
     ctr_window_h: float = Field(
         default=1.0, gt=0, description="The recent window of the CTR trigger."
@@ -70,17 +70,17 @@ class ScheduleSettings(Section):
         ge=1,
         description="Impressions each window needs before the CTR trigger reads it.",
     )
-    new_events: int | None = Field(
-        default=None,
-        ge=1,
+    new_events: int = Field(
+        default=0,
+        ge=0,
         description="Retrain when this many events arrived since the last run (one counted "
-        "query per check); unset: no event-volume trigger.",
+        "query per check); 0: no event-volume trigger.",
     )
-    new_items: int | None = Field(
-        default=None,
-        ge=1,
+    new_items: int = Field(
+        default=0,
+        ge=0,
         description="Retrain when the catalog grew by this many items since the last run; "
-        "unset: no item-volume trigger.",
+        "0: no item-volume trigger.",
     )
     min_interval_h: float = Field(
         default=6.0,

@@ -160,7 +160,7 @@ def _drift(
     settings: ScheduleSettings, drift: DriftSettings, history: History, readings: Readings
 ) -> Decision | None:
     threshold = settings.drift_psi
-    if threshold is None or readings.sampled_requests < drift.min_requests:
+    if threshold <= 0 or readings.sampled_requests < drift.min_requests:
         return None
     over = [
         d
@@ -179,7 +179,7 @@ def _drift(
 def _ctr(
     settings: ScheduleSettings, drift: DriftSettings, history: History, readings: Readings
 ) -> Decision | None:
-    if settings.ctr_drop is None:
+    if settings.ctr_drop <= 0:
         return None
     floor = 1.0 - settings.ctr_drop
     enough = settings.ctr_min_impressions
@@ -206,7 +206,7 @@ def _volume(
         ("items", settings.new_items, readings.items, history.baseline_items),
     )
     for trigger, threshold, now, before in checks:
-        if threshold is None or now is None or before is None:
+        if threshold <= 0 or now is None or before is None:
             continue
         new = now - before
         if new >= threshold:

@@ -105,12 +105,8 @@ class _Counts:
         self._store = store
 
     def read(self, app_id: str) -> tuple[int | None, int | None]:
-        events = self._store.events.count(app_id) if self._schedule.new_events is not None else None
-        items = (
-            self._store.catalog.count_items(app_id)
-            if self._schedule.new_items is not None
-            else None
-        )
+        events = self._store.events.count(app_id) if self._schedule.new_events > 0 else None
+        items = self._store.catalog.count_items(app_id) if self._schedule.new_items > 0 else None
         return events, items
 
 

@@ -125,7 +125,7 @@ def test_drift_over_the_threshold_starts_a_train_run_and_says_where() -> None:
         (drifted(0.41, p_value=0.2), {}),  # the test does not reject
         (drifted(0.41, requests=10), {}),  # too few sampled requests
         (drifted(float("nan")), {}),
-        (drifted(0.41), {"drift_psi": None}),  # the trigger is off
+        (drifted(0.41), {"drift_psi": 0}),  # the trigger is off
         (drifted(0.41), {"drift_psi": 0.5}),  # a higher threshold
     ],
 )
@@ -155,7 +155,7 @@ def test_a_ctr_fallen_below_its_band_starts_a_train_run() -> None:
     [
         (ctr(0.045, 0.05), {}),  # a 10 % dip is within the band
         (ctr(0.03, 0.05, items=500), {}),  # too few impressions to read
-        (ctr(0.03, 0.05), {"ctr_drop": None}),
+        (ctr(0.03, 0.05), {"ctr_drop": 0}),
         (ctr(0.03, 0.05), {"ctr_drop": 0.5}),
         (ctr(0.0, 0.0), {}),  # nothing was ever clicked: no level to fall from
     ],

@@ -229,6 +229,14 @@ class PromotionSettings(Section):
         description="Blocks when the best source's or the merged metric falls by more than "
         "this share of the served version's, both asked on the new validation users.",
     )
+    max_ranker_regression: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Blocks when the new learned ranker (or the ordering the new version "
+        "would serve) scores, on the latest test lists, more than this share below the "
+        "served version's ranker on the same lists, and is worse with 95% confidence.",
+    )
     max_tied_lists: float = Field(
         default=0.5,
         ge=0,

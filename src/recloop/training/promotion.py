@@ -13,9 +13,15 @@ registry with its reasons, and ``recloop models promote --force`` can still serv
   a whole list, each head's calibration error under a bound.
 - ``latency``: the new sources' recall (and the ranker's scoring of a list) timed on recorded
   requests, against the deadlines the service would give them.
+- ``ranker_no_regression``: the new learned ranker (and the ordering the new version would
+  serve, when the ranker's gate picked another) against the served version's ranker, every
+  one scored by the same code on the same latest test lists: blocks a drop beyond
+  ``train.promotion.max_ranker_regression`` that is also sure (one-sided 95%).
 
 The ranker's own gate (``training.gate``) decides which ordering serves inside a version,
-the current ranker among the alternatives; it is not one of these.
+the current ranker among the alternatives; ``ranker_no_regression`` reads its figures, so a
+training whose ranker came out worse than the one serving (shuffled labels, a feature lost)
+is kept back, not shipped with the old ranker inside a new version.
 """
 
 from __future__ import annotations
@@ -40,7 +46,14 @@ from recloop.ranking.learned import LEARNED, RankerModel
 from recloop.registry.artifacts import ModelRegistry
 from recloop.retrieval.bundle import load_model
 from recloop.retrieval.models import RecallQuery, RetrievalModel
-from recloop.training.gate import feature_matrix
+from recloop.training.gate import (
+    CONFIDENCE,
+    MIN_LISTS,
+    PREVIOUS,
+    ListValues,
+    feature_matrix,
+    paired_interval,
+)
 from recloop.training.sources import KS, metrics_of, recall_lists
 
 log = logging.getLogger(__name__)
@@ -51,6 +64,7 @@ VALIDATED = "validated"
 NO_REGRESSION = "no_regression"
 SCORE_SANITY = "score_sanity"
 LATENCY = "latency"
+RANKER_NO_REGRESSION = "ranker_no_regression"
 
 
 @dataclass(frozen=True)
@@ -435,3 +449,75 @@ def latency(
     if late:
         return Gate(LATENCY, False, "; ".join(late) + f" ({detail})")
     return Gate(LATENCY, True, detail)
+
+
+# --- ranker no regression --------------------------------------------------------------
+
+_MEASURES = {
+    "interactions": "NDCG@10 on held-out interactions",
+    "logged": "IPS-weighted DCG@10 on logged lists",
+}
+
+
+def ranker_no_regression(
+    values: ListValues | str,
+    serve: str,
+    served_version: str,
+    max_regression: float,
+    confidence: float = CONFIDENCE,
+) -> Gate:
+    """The new learned ranker, and the ordering the new version would serve (``serve``)
+    when it is neither that ranker nor the served one, against the served version's ranker
+    (``PREVIOUS``) on every measure the ranker's gate had enough lists for (``values``, or
+    why there is nothing to compare).
+
+    Blocks when one falls by more than ``max_regression`` of the served ranker's figure
+    (relative) and the paired bootstrap's upper bound of the difference at one-sided
+    ``confidence`` is below zero: a drop within the noise of a few hundred lists does not
+    stop a nightly training, a broken one (labels shuffled: 70% lower) does.
+    """
+    if isinstance(values, str):
+        return Gate(RANKER_NO_REGRESSION, True, f"not compared: {values}")
+    served = values.per_list.get(PREVIOUS, {})
+    measures = [m for m in _MEASURES if m in served and values.lists.get(m, 0) >= MIN_LISTS]
+    if not measures:
+        counts = ", ".join(f"{n} {m}" for m, n in values.lists.items()) or "none"
+        return Gate(
+            RANKER_NO_REGRESSION,
+            True,
+            f"not compared: too few test lists with a positive ({counts}; {MIN_LISTS} needed)",
+        )
+    contenders = [LEARNED]
+    if serve not in (LEARNED, PREVIOUS) and serve in values.per_list:
+        contenders.append(serve)
+    words, drops = [], []
+    for measure in measures:
+        old = served[measure]
+        old_mean = float(np.mean(old))
+        for name in contenders:
+            new = values.per_list[name][measure]
+            new_mean = float(np.mean(new))
+            label = "the new learned ranker" if name == LEARNED else f"{name} (would serve)"
+            text = (
+                f"{label} {new_mean:.4f} against the served ranker {old_mean:.4f}, "
+                f"{_MEASURES[measure]} ({len(old)} lists)"
+            )
+            words.append(text)
+            if not math.isfinite(old_mean) or old_mean <= 0:
+                continue
+            drop = (old_mean - new_mean) / old_mean
+            _, high = paired_interval(new, old, 1.0 - confidence)
+            if drop > max_regression and high < 0:
+                drops.append(
+                    f"{text}: fell {drop:.0%}, upper bound of the difference {high:+.4f} at "
+                    f"one-sided {confidence:.0%}"
+                )
+    head = f"the ranker against served {served_version}'s, on the same latest test lists: "
+    if drops:
+        return Gate(
+            RANKER_NO_REGRESSION,
+            False,
+            head + "; ".join(drops) + f"; more than {max_regression:.0%} "
+            "(train.promotion.max_ranker_regression)",
+        )
+    return Gate(RANKER_NO_REGRESSION, True, head + "; ".join(words))

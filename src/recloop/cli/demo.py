@@ -29,6 +29,15 @@ def demo(
             help="Users also search, typing with query suggestions (the search box).",
         ),
     ] = True,
+    taste_shift_day: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The simulated day (1 is the first) at whose start every user's tastes shift "
+            "at once to other categories; none by default.",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -53,7 +62,12 @@ def demo(
         console.width = max(console.width, 132)
     settings = load_settings()
     config = DemoConfig(
-        world=WorldConfig(seed=seed, initial_users=users, initial_items=items),
+        world=WorldConfig(
+            seed=seed,
+            initial_users=users,
+            initial_items=items,
+            taste_shift_day=taste_shift_day,
+        ),
         days=days,
         transport="http" if transport == "http" else "inprocess",
         train_nightly=train,

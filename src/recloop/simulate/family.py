@@ -49,7 +49,8 @@ class Ranges(BaseModel):
 
     Every range is (low, high), drawn uniformly, except ``taste_concentration``: drawn
     log-uniformly, as it acts by ratios. ``favourite_counts`` and ``clock_modes`` are drawn
-    from as lists.
+    from as lists. ``taste_shift`` is drawn only for a family whose worlds shift tastes
+    (``WorldFamily.taste_shift_day``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,6 +69,7 @@ class Ranges(BaseModel):
     activity_sigma: Range
     taste_drift_per_day: Range
     clock_modes: tuple[ClockMode, ...]
+    taste_shift: Range = (0.6, 1.0)
 
 
 #: What tuning worlds draw from (the demo's world sits inside every range).
@@ -103,6 +105,7 @@ HELD_OUT_RANGES = Ranges(
     activity_sigma=(0.8, 1.4),
     taste_drift_per_day=(0.0, 0.08),
     clock_modes=(*TUNING_CLOCK_MODES, *HELD_OUT_CLOCK_MODES),
+    taste_shift=(0.4, 1.0),
 )
 
 
@@ -127,12 +130,17 @@ class WorldSpec(BaseModel):
             clock += f" lead {s.lead_days:.0f} d"
         if s.compression != 1:
             clock += f" x{s.compression:.0f}"
+        shift = (
+            f", tastes shift {w.taste_shift:.2f} on day {w.taste_shift_day}"
+            if w.taste_shift_day is not None
+            else ""
+        )
         return (
             f"{w.categories} categories (skew {w.category_skew:.2f}), favourites "
             f"{'/'.join(map(str, w.favourite_counts))} conc {w.taste_concentration:.2f}, "
             f"position decay {b.position_decay:.2f}, fatigue {b.seen_penalty:.2f}/"
             f"{b.category_fatigue:.2f}, clickbait {w.clickbait_share:.0%} pull "
-            f"{w.clickbait_pull:.2f}, clock {clock}"
+            f"{w.clickbait_pull:.2f}, clock {clock}{shift}"
         )
 
 
@@ -146,7 +154,10 @@ class WorldFamily(BaseModel):
     """Draws whole worlds from seeds; sizes are fixed, the shape varies.
 
     ``days`` is how long the worlds will run: a replayed world must start that far behind
-    the service's clock (``ServiceClockConfig.min_lead_days``).
+    the service's clock (``ServiceClockConfig.min_lead_days``). With ``taste_shift_day``,
+    every world's users shift tastes at once that day, by a strength drawn from the split's
+    ``taste_shift`` range (from a stream of its own: the rest of each world is the seed's
+    world without a shift).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -156,6 +167,7 @@ class WorldFamily(BaseModel):
     initial_users: int = Field(default=250, ge=1)
     new_items_per_day: int = Field(default=40, ge=0)
     new_users_per_day: int = Field(default=15, ge=0)
+    taste_shift_day: int | None = Field(default=None, ge=1)
     tuning: Ranges = TUNING_RANGES
     held_out: Ranges = HELD_OUT_RANGES
 
@@ -194,6 +206,16 @@ class WorldFamily(BaseModel):
             activity_sigma=uniform(ranges.activity_sigma),
             taste_drift_per_day=uniform(ranges.taste_drift_per_day),
         )
+        if self.taste_shift_day is not None:
+            # Drawn apart, so that the seed's other settings stay what they were.
+            shift = np.random.default_rng([seed, 0x5A1F7])
+            world = WorldConfig.model_validate(
+                {
+                    **world.model_dump(),
+                    "taste_shift_day": self.taste_shift_day,
+                    "taste_shift": float(shift.uniform(*ranges.taste_shift)),
+                }
+            )
         behaviour = BehaviourConfig(
             position_decay=uniform(ranges.position_decay),
             seen_penalty=uniform(ranges.seen_penalty),

@@ -3,7 +3,8 @@
 Items sit in a latent taste space, clustered by category. Each has an attractiveness (how
 clicky its title is) kept apart from its quality (how satisfying it really is): clickbait is
 attractive and unsatisfying. Users mix a few categories, differ a lot in how active they are,
-and drift slowly. Everything comes from one seeded generator, so a seed gives one world.
+and drift slowly; optionally, on one day, every user's tastes shift at once (``taste_shift_day``:
+the favourite categories re-drawn). Everything comes from one seed, so a seed gives one world.
 The shape of the world (how many categories, how peaked tastes are, how much clickbait and
 how strong its pull) is configuration; ``recloop.simulate.family`` draws whole shapes.
 """
@@ -177,6 +178,21 @@ class WorldConfig(BaseModel):
     )
     quality: tuple[float, float] = Field(
         default=(4.0, 2.0), description="Beta parameters of other items' quality."
+    )
+    taste_shift_day: int | None = Field(
+        default=None,
+        ge=1,
+        description="The simulated day (1 is the first, as the demo numbers them) at whose "
+        "start every user present "
+        "shifts tastes at once: new favourite categories are drawn (unlike the old where the "
+        "world has enough) and the taste moves towards them by taste_shift. None: no shift.",
+    )
+    taste_shift: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="How far the shift moves a taste: 0 keeps it, 1 replaces it with one "
+        "drawn from the new favourites; in between, the normalised mix of the two.",
     )
 
     @field_validator("favourite_counts")
@@ -373,12 +389,15 @@ class World:
         return user
 
     def advance_day(self, day_start: datetime) -> tuple[list[SimItem], list[SimUser]]:
-        """New items and users arrive during the day; every taste drifts a little."""
+        """New items and users arrive during the day; every taste drifts a little, and on
+        ``taste_shift_day`` shifts at the day's start (before anyone's first session)."""
         rng = self.rng
         config = self.config
         for user in self.users:
             user.taste = user.taste + config.taste_drift_per_day * rng.normal(size=config.dim)
             user.taste /= np.linalg.norm(user.taste)
+        if config.taste_shift_day == self.day_of(day_start) + 1:
+            self.shift_tastes()
         items = [
             self._new_item(day_start + timedelta(hours=float(rng.uniform(0, 24))))
             for _ in range(config.new_items_per_day)
@@ -388,6 +407,39 @@ class World:
             for _ in range(config.new_users_per_day)
         ]
         return items, users
+
+    def day_of(self, at: datetime) -> int:
+        """The simulated day ``at`` falls in, from 0 (the day starting at ``start``)."""
+        return int((at - self.start) // timedelta(days=1))
+
+    def shift_tastes(self) -> None:
+        """Every user's tastes shift at once (``taste_shift_day``): favourite categories
+        drawn anew, of the same count, none of the old ones where the world has enough
+        others; the taste moves ``taste_shift`` of the way to one drawn from them.
+
+        Draws come from a stream of their own, so the items, users, drift and sessions of
+        the world stay those of the same seed without a shift.
+        """
+        config = self.config
+        rng = np.random.default_rng([config.seed, 3])
+        index = {c: k for k, c in enumerate(self.categories)}
+        for user in self.users:
+            old = [index[c] for c in user.favourite_categories]
+            others = [k for k in range(config.categories) if k not in old]
+            pool = others if len(others) >= len(old) else list(range(config.categories))
+            favourites = rng.choice(pool, size=len(old), replace=False)
+            weights = rng.dirichlet(np.ones(len(old)) * config.taste_concentration)
+            drawn = weights @ self.centroids[favourites] + config.taste_noise * rng.normal(
+                size=config.dim
+            )
+            drawn /= np.linalg.norm(drawn)
+            taste = (1.0 - config.taste_shift) * user.taste + config.taste_shift * drawn
+            norm = float(np.linalg.norm(taste))
+            # Opposite tastes mixed half and half cancel: the new one, then.
+            user.taste = taste / norm if norm > 1e-9 else drawn
+            if config.taste_shift >= 0.5:
+                # The new favourites weigh more in the taste than the old ones now.
+                user.favourite_categories = tuple(self.categories[int(k)] for k in favourites)
 
     def item_matrix(self, item_ids: list[str]) -> np.ndarray:
         """Latent vectors of items, one row each."""

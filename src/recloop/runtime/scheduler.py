@@ -47,6 +47,10 @@ class _Active:
     process: subprocess.Popen[bytes] | None = None
     stopping: bool = False
 
+    def stopped(self) -> bool:
+        """Whether the scheduler has been told to stop (set from another thread)."""
+        return self.stopping
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -96,6 +100,7 @@ class Scheduler:
         self._first_seen: dict[str, datetime] = {}
         self._first_counts: dict[str, tuple[int | None, int | None]] = {}
         self._lock = threading.Lock()
+        self._starting = threading.Lock()
         self._task: PeriodicTask | None = None
 
     # -- the loop ------------------------------------------------------------------------
@@ -157,9 +162,11 @@ class Scheduler:
             self._task.stop()
             self._task = None
         active = self._active
-        if active is not None and active.process is not None:
-            active.stopping = True
-            active.process.terminate()
+        if active is not None:
+            with self._starting:
+                active.stopping = True
+                if active.process is not None:
+                    active.process.terminate()
         thread = self._thread
         if thread is not None:
             thread.join(timeout=10)
@@ -305,8 +312,13 @@ class Scheduler:
         timeout_s = self.config.run_timeout_h * 3600
         try:
             with output.open("wb") as out:
-                process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-                active.process = process
+                with self._starting:  # a stop either comes first or sees the child
+                    if active.stopping:
+                        return record.ended(
+                            self.clock(), "abandoned", error="stopped: the scheduler stopped"
+                        )
+                    process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+                    active.process = process
                 self.runs.write(replace(record, pid=process.pid))
                 try:
                     code = process.wait(timeout=timeout_s)
@@ -322,7 +334,7 @@ class Scheduler:
         finally:
             config.unlink(missing_ok=True)
         now = self.clock()
-        if active.stopping:
+        if active.stopped():  # since the child started
             return record.ended(now, "abandoned", error="stopped: the scheduler stopped")
         data = {**record.data, "log": str(output)}
         try:

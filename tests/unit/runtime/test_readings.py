@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from recloop.config import Settings
+from recloop.monitoring.drift import FeatureDrift
+from recloop.monitoring.drift_monitor import DriftState
 from recloop.monitoring.metrics import Metrics
-from recloop.monitoring.schedule import Drifted, SurfaceCtr
+from recloop.monitoring.schedule import Drifted, History, SurfaceCtr, decide
 from recloop.registry.runs import RunLog, RunRecord
-from recloop.runtime.readings import CtrHistory, ScrapedReadings, served_totals
+from recloop.runtime.readings import CtrHistory, ScrapedReadings, ServiceReadings, served_totals
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +124,48 @@ def test_run_records_read_back_newest_first_and_prune_keeps_a_running_one(
     ]
     assert runs.get("a", running.run_id) == running
     assert runs.apps() == ["a"]
+
+
+class _Drifting:
+    """The drift monitor as the readings see it: one app's state."""
+
+    def state(self, app_id: str) -> DriftState:
+        return DriftState(
+            app_id,
+            "v1",
+            120.0,
+            (FeatureDrift("session_length", 0.41, 1e-5, 900), FeatureDrift("age", 0.01, 0.9, 900)),
+            FeatureDrift("score", 0.3, 1e-4, 900),
+            (),
+            None,
+        )
+
+
+def test_the_services_readings_feed_the_decision(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, schedule={"enabled": True})
+    metrics = Metrics()
+    times = iter([T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)])
+    readings = ServiceReadings(settings, None, _Drifting(), metrics, lambda: next(times))  # type: ignore[arg-type]
+    readings("a")  # the first sample is the baseline: what was served before is not known
+    metrics.served_items.labels("a", "home", "control").inc(3000)
+    metrics.served_clicks.labels("a", "home", "control").inc(150)
+    readings("a")
+    metrics.served_items.labels("a", "home", "control").inc(3000)
+    metrics.served_clicks.labels("a", "home", "control").inc(60)
+    now = readings("a")
+    assert now.sampled_requests == 120
+    assert Drifted("score", 0.3, 1e-4) in now.drift
+    assert now.ctr == (SurfaceCtr("home", 60, 3000, 150, 3000),)
+    assert now.events is None  # no volume trigger: nothing counted
+    decision = decide(
+        T0 + timedelta(hours=2),
+        settings.schedule,
+        settings.serving.drift,
+        History(last_started={"train": T0 - timedelta(hours=8)}, first_seen=T0),
+        now,
+    )
+    assert decision.reason == "drift: PSI 0.41 on session_length > 0.25 (and 1 more)"
+    no_drift = settings.schedule.model_copy(update={"drift_psi": 0.0})
+    history = History(last_started={"train": T0 - timedelta(hours=8)}, first_seen=T0)
+    fallen = decide(T0 + timedelta(hours=2), no_drift, settings.serving.drift, history, now)
+    assert fallen.reason == "ctr: home 0.0200 over the last 1 h < 0.8 x trailing 0.0500"

@@ -179,3 +179,25 @@ def test_a_volume_of_new_events_starts_a_run_with_no_cadence(tmp_path: Path) -> 
     assert (run.job, run.trigger, run.outcome) == ("train", "events", "promoted")
     assert run.reason == "events: 40 new since the last run >= 40"
     assert run.data["events"] == 680
+
+
+def test_a_run_a_worker_recorded_is_in_the_services_metrics(tmp_path: Path) -> None:
+    settings = settings_with(tmp_path / "data", serving={"model_refresh_s": 0.1})
+    key = load(settings, users=1)
+    started = datetime(2026, 12, 1, 3, tzinfo=UTC)
+    record = RunRecord("20261201T030000Z-aaaaaa", APP, "train", "cadence", "c", started)
+    RunLog(settings.resolved_model_dir()).write(
+        record.ended(started + timedelta(minutes=5), "promoted", version="v1")
+    )
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        metrics = client.get("/metrics").text
+    expected = started.timestamp() + 300
+    [value] = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(
+            'recloop_training_run_last_timestamp_seconds{app="default",outcome="promoted"}'
+        )
+    ]
+    assert value == expected

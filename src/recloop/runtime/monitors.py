@@ -19,11 +19,15 @@ from recloop.features.candidates import FeatureMatrix, FeatureReader
 from recloop.monitoring.metrics import GaugeSample, Metrics
 from recloop.monitoring.served import ServedTracker
 from recloop.registry.artifacts import ModelRegistry
+from recloop.registry.runs import RunLog, RunRecord
 from recloop.retrieval.popularity import PopularityIndex
 from recloop.serving.shadow import ShadowRunner
 from recloop.store.writer import StoreWriter
 
 log = logging.getLogger(__name__)
+
+#: Run records read per app at each model check for the last run's gauges.
+RUNS_READ = 50
 
 
 class CountedFeatures:
@@ -77,12 +81,15 @@ class CountedFeatures:
 
 class ModelStatus:
     """Sets the served model's creation time and the newest version's outcome from the
-    registry's manifests; refreshed after each model check (``serving.model_refresh_s``).
+    registry's manifests, and when the last training runs of each outcome ended from the run
+    records (whoever ran them: a service or ``recloop worker``); refreshed after each model
+    check (``serving.model_refresh_s``).
 
     Args:
         registry: the model versions and the promoted pointer.
         served: each app's served version (None: none loaded).
         metrics: where the gauges live.
+        runs: the scheduled training runs' records (None: not read).
     """
 
     def __init__(
@@ -90,10 +97,12 @@ class ModelStatus:
         registry: ModelRegistry,
         served: Callable[[], dict[str, str | None]],
         metrics: Metrics,
+        runs: RunLog | None = None,
     ) -> None:
         self._registry = registry
         self._served = served
         self._metrics = metrics
+        self._runs = runs
         self._created: dict[tuple[str, str], float] = {}
 
     def _created_at(self, app_id: str, version: str) -> float | None:
@@ -130,6 +139,19 @@ class ModelStatus:
             promoted = self._registry.current(app_id) == newest
             self._metrics.training_outcome.labels(app_id, "promoted").set(float(promoted))
             self._metrics.training_outcome.labels(app_id, "not_promoted").set(float(not promoted))
+        if self._runs is not None:
+            for app_id in self._runs.apps():
+                self._run_times(app_id, self._runs.recent(app_id, RUNS_READ))
+
+    def _run_times(self, app_id: str, records: Sequence[RunRecord]) -> None:
+        """The newest end of each outcome among ``records`` (newest first)."""
+        seen: set[str] = set()
+        for record in records:
+            if record.ended_at is None or record.outcome in seen:
+                continue
+            seen.add(record.outcome)
+            gauge = self._metrics.training_run_last.labels(app_id, record.outcome)
+            gauge.set(record.ended_at.timestamp())
 
 
 def service_gauges(

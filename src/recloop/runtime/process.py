@@ -35,6 +35,7 @@ from recloop.online import MemoryOnlineStore, open_online_store
 from recloop.online.protocols import OnlineStore
 from recloop.ranking.learned import RankerModels
 from recloop.registry.artifacts import ModelRegistry
+from recloop.registry.runs import RunLog
 from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
 from recloop.runtime.leadership import Leadership, SoleProcess, scheduler_lease
@@ -331,7 +332,12 @@ def start_runtime(
     )
     metrics.watch_gauges(service_gauges(writer, shadows, index, tracker))
     metrics.watch_gauges(drift.gauges)
-    model_status = ModelStatus(registry, lambda: dict(models.apps()), metrics)
+    model_status = ModelStatus(
+        registry,
+        lambda: dict(models.apps()),
+        metrics,
+        RunLog(settings.resolved_model_dir()),
+    )
 
     def check_models() -> None:
         model_loader.step()

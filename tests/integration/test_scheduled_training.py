@@ -103,6 +103,7 @@ def test_a_served_app_trains_on_its_cadence_and_records_the_run(
     # What it read: the snapshot, the engagements, where its data ends.
     assert run.data["snapshot_version"] == registry.manifest(APP, run.version).snapshot_version
     assert run.data["interactions"] == 640
+    assert (run.data["events"], run.data["items"]) == (640, 60)  # the store, at its start
     assert "data_as_of" in run.data
     assert {g["name"] for g in run.gates} >= {"validated", "no_regression"}
     assert all(g["passed"] for g in run.gates)

@@ -49,7 +49,7 @@ def worker(
     run at a time, each recorded. Of several workers and services, the one holding the
     scheduler's lease runs it (through the store on PostgreSQL)."""
     from recloop.runtime.leadership import scheduler_lease
-    from recloop.runtime.readings import ScrapedReadings
+    from recloop.runtime.readings import ScrapedReadings, store_counts
     from recloop.runtime.scheduler import Scheduler
     from recloop.store.bootstrap import prepare_store
 
@@ -75,7 +75,8 @@ def worker(
         raise fail(exc) from exc
     fetch = _fetcher(metrics_url, key) if metrics_url is not None else None
     lease = scheduler_lease(settings)
-    scheduler = Scheduler(settings, lease, ScrapedReadings(settings, store, fetch))
+    readings = ScrapedReadings(settings, store, fetch)
+    scheduler = Scheduler(settings, lease, readings, counts=store_counts(store))
     try:
         if once:
             _once(scheduler)

@@ -40,7 +40,7 @@ from recloop.retrieval.bundle import ModelIndex
 from recloop.retrieval.popularity import PopularityConfig, PopularityIndex
 from recloop.runtime.leadership import Leadership, SoleProcess, scheduler_lease
 from recloop.runtime.monitors import CountedFeatures, ModelStatus, event_observer, service_gauges
-from recloop.runtime.readings import ServiceReadings
+from recloop.runtime.readings import ServiceReadings, store_counts
 from recloop.runtime.scheduler import Scheduler
 from recloop.serving.components import Resources
 from recloop.serving.deletions import DeletionFollower
@@ -594,6 +594,7 @@ def _scheduler(
         ServiceReadings(settings, store, drift, metrics, clock),
         metrics,
         clock,
+        counts=store_counts(store),
     )
     scheduler.start()
     return scheduler

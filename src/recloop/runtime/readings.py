@@ -97,6 +97,15 @@ def served_totals(samples: Iterable[tuple[str, dict[str, str], float]], app_id: 
     return {s: (clicks.get(s, 0.0), items[s]) for s in items}
 
 
+def store_counts(store: Store) -> Callable[[str], tuple[int, int]]:
+    """The app's events and items in the store now (what a run's record says it read)."""
+
+    def counts(app_id: str) -> tuple[int, int]:
+        return store.events.count(app_id), store.catalog.count_items(app_id)
+
+    return counts
+
+
 class _Counts:
     """The event and item counts, asked only when a volume trigger needs them."""
 

@@ -72,6 +72,8 @@ class Scheduler:
         metrics: where runs are counted.
         clock: the scheduler's clock (a test passes its own).
         command: the child's command line before ``train`` (a test may pass another).
+        counts: the app's events and items in the store, read when a run starts for its
+            record (None: only what ``readings`` counted).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Scheduler:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         command: tuple[str, ...] = RECLOOP,
+        counts: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.schedule
@@ -90,6 +93,7 @@ class Scheduler:
         self.metrics = metrics
         self.clock = clock
         self.command = command
+        self.counts = counts
         self.runs = RunLog(settings.resolved_model_dir())
         self.registry = ModelRegistry(settings.resolved_model_dir())
         self.work_dir = settings.data_dir / "run" / "training"
@@ -238,10 +242,16 @@ class Scheduler:
     ) -> RunRecord:
         assert decision.job is not None
         data: dict[str, Any] = {}
-        if readings.events is not None:
-            data["events"] = readings.events
-        if readings.items is not None:
-            data["items"] = readings.items
+        events, items = readings.events, readings.items
+        if self.counts is not None and (events is None or items is None):
+            try:
+                events, items = self.counts(app_id)
+            except Exception:  # a count is worth a line in the record, not a run
+                log.exception("could not count app %s's events and items", app_id)
+        if events is not None:
+            data["events"] = events
+        if items is not None:
+            data["items"] = items
         record = RunRecord(
             run_id=new_run_id(now),
             app_id=app_id,

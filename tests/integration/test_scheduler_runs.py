@@ -175,3 +175,33 @@ def test_a_run_left_by_a_dead_process_is_abandoned_and_one_alive_is_waited_for(
     assert started is not None
     assert started.reason == "cadence: no train run or model version yet"
     s.wait(30)
+
+
+def test_a_failed_cadence_run_is_tried_again_once_the_backoff_has_passed(tmp_path: Path) -> None:
+    now = [NOW]
+    settings = Settings(data_dir=tmp_path / "data", schedule={"enabled": True})
+    s = Scheduler(
+        settings,
+        SoleProcess(),
+        lambda app_id: Readings(),
+        clock=lambda: now[0],
+        command=child("sys.exit(3)"),
+    )
+    first = s.step()
+    assert first is not None
+    failed = s.wait(30)
+    assert failed is not None
+    assert failed.outcome == "failed"
+    now[0] = NOW + timedelta(minutes=59)
+    assert s.step() is None
+    assert s.last_decisions["default"].reason.startswith("backing off after 1 failed run(s)")
+    now[0] = NOW + timedelta(minutes=61)
+    again = s.step()
+    assert again is not None
+    assert again.reason == "cadence: no train run or model version yet"
+    s.wait(30)
+    now[0] = NOW + timedelta(minutes=61 + 119)
+    assert s.step() is None  # two failures in a row: two hours
+    now[0] = NOW + timedelta(minutes=61 + 121)
+    assert s.step() is not None
+    s.wait(30)

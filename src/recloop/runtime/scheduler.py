@@ -139,7 +139,7 @@ class Scheduler:
         return None
 
     def run_now(self, app_id: str, job: str = "train", reason: str = "manual") -> RunRecord:
-        """Start a run at once (``recloop worker --now``), whatever is due; not while one is
+        """Start a run at once, whatever is due (trigger ``manual``); not while one is
         running.
 
         Raises:
@@ -194,7 +194,9 @@ class Scheduler:
         records = self.runs.recent(app_id)
         last_started: dict[str, datetime] = {}
         for record in records:
-            if record.outcome != "abandoned":  # nothing was trained: its clock still runs
+            # A run that made no version (failed, abandoned) does not reset its job's clock:
+            # once the backoff has passed, the job is due again.
+            if record.outcome in ("promoted", "blocked", "running"):
                 last_started.setdefault(record.job, record.started_at)
         failures = 0
         last_failure: datetime | None = None

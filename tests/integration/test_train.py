@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from recloop.config import (
+    BudgetSettings,
     ComponentConfig,
     ExperimentConfig,
     RankerTrainSettings,
@@ -180,6 +181,12 @@ def test_the_service_serves_trained_sources_with_reasons(trained: Settings) -> N
 
 
 def test_a_new_user_is_served_from_their_region_and_interests(trained: Settings) -> None:
+    # What is asked is which sources a newcomer's reasons name, not their speed: a machine
+    # loaded by other jobs must not time a source out of the first list a runtime serves.
+    slow = BudgetSettings(retrieve_ms=2_000.0)
+    trained = trained.model_copy(
+        update={"serving": trained.serving.model_copy(update={"budget": slow})}
+    )
     store = prepare_store(trained)
     runtime = start_runtime(trained, store)
     try:

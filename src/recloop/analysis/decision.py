@@ -34,7 +34,10 @@ class Guardrail:
     ``Guardrail("hide_rate", Direction.UP)``: hides must not rise significantly. It trips
     when the change is significantly bad and its estimate is past the tolerance; an estimate
     past a non-zero tolerance without significance is inconclusive (with tolerance 0 it is
-    a plain significance test, and noise passes). With
+    a plain significance test, and noise passes). With an ``allowance`` (in the metric's
+    units: ms for a latency) a change within it is tolerated too, so only a change past both
+    the tolerance and the allowance counts: ``Guardrail("latency_p99", Direction.UP, 1.0,
+    allowance=100)`` lets p99 double or grow by 100 ms, whichever is more. With
     ``require_non_inferiority`` it passes only when the interval rules out a change past the
     tolerance, so an underpowered test cannot pass it.
     """
@@ -43,10 +46,13 @@ class Guardrail:
     bad_direction: Direction
     tolerance: float = 0.0
     require_non_inferiority: bool = False
+    allowance: float | None = None
 
     def __post_init__(self) -> None:
         if self.tolerance < 0:
             raise ValueError("tolerance must be non-negative")
+        if self.allowance is not None and not self.allowance >= 0:
+            raise ValueError("allowance must be non-negative")
 
     def to_dict(self) -> dict[str, Any]:
         """The guardrail as JSON types."""
@@ -74,9 +80,12 @@ class GuardrailCheck:
 
 
 def check_guardrail(guardrail: Guardrail, result: ComparisonResult) -> GuardrailCheck:
-    """Evaluate a guardrail on the relative change of its metric (treatment vs control)."""
+    """Evaluate a guardrail on the relative change of its metric (treatment vs control),
+    and on the absolute change as well when it has an ``allowance``."""
     if result.metric != guardrail.metric:
         raise ValueError(f"result is for {result.metric!r}, not {guardrail.metric!r}")
+    if guardrail.allowance is not None:
+        return _check_with_allowance(guardrail, result, guardrail.allowance)
     # Turn everything into "harm": positive is the bad direction.
     sign = 1.0 if guardrail.bad_direction is Direction.UP else -1.0
     harm = sign * result.relative_diff
@@ -120,6 +129,64 @@ def check_guardrail(guardrail: Guardrail, result: ComparisonResult) -> Guardrail
             f"{label}: cannot yet rule out a change past {tol:.1%}",
         )
     return GuardrailCheck(guardrail, result, GuardrailStatus.PASS, f"{label}: within tolerance")
+
+
+def _check_with_allowance(
+    guardrail: Guardrail, result: ComparisonResult, allowance: float
+) -> GuardrailCheck:
+    """A change counts only when past the relative tolerance and past the absolute
+    allowance: what a loaded machine adds to both arms alike moves neither much."""
+    sign = 1.0 if guardrail.bad_direction is Direction.UP else -1.0
+    tol = guardrail.tolerance
+    abs_harm = sign * result.absolute_diff
+    abs_low, abs_high = sorted(sign * v for v in result.absolute_ci)
+    rel_harm = sign * result.relative_diff
+    rel_high = max(sign * v for v in result.relative_ci)
+    # A control at zero has no relative change: the allowance alone decides.
+    relative_known = math.isfinite(rel_harm) and math.isfinite(rel_high)
+    past = abs_harm > allowance and (not relative_known or rel_harm > tol)
+    tolerated = f"{allowance:g} or {tol:.0%}" if tol > 0 else f"{allowance:g}"
+    label = (
+        f"{guardrail.metric} {result.treatment_value:.4g} against {result.control_value:.4g}: "
+        f"{result.absolute_diff:+.4g} "
+        f"(CI {result.absolute_ci[0]:+.4g}..{result.absolute_ci[1]:+.4g}"
+        + (f"; {result.relative_diff:+.1%}" if relative_known else "")
+        + ")"
+    )
+    if not math.isfinite(abs_harm):
+        return GuardrailCheck(
+            guardrail, result, GuardrailStatus.INCONCLUSIVE, f"{label}: undefined"
+        )
+    if past and result.significant and abs_low > 0:
+        return GuardrailCheck(
+            guardrail,
+            result,
+            GuardrailStatus.TRIPPED,
+            f"{label}: significantly {guardrail.bad_direction.value}, past what is tolerated "
+            f"({tolerated} over the control)",
+        )
+    if past:
+        return GuardrailCheck(
+            guardrail,
+            result,
+            GuardrailStatus.INCONCLUSIVE,
+            f"{label}: past what is tolerated ({tolerated} over the control) but not significant",
+        )
+    ruled_out = abs_high <= allowance or (relative_known and rel_high <= tol)
+    if guardrail.require_non_inferiority and not ruled_out:
+        return GuardrailCheck(
+            guardrail,
+            result,
+            GuardrailStatus.INCONCLUSIVE,
+            f"{label}: cannot yet rule out a change past what is tolerated ({tolerated} over "
+            "the control)",
+        )
+    return GuardrailCheck(
+        guardrail,
+        result,
+        GuardrailStatus.PASS,
+        f"{label}: within what is tolerated ({tolerated} over the control)",
+    )
 
 
 class Decision(StrEnum):
@@ -176,8 +243,8 @@ def decide(
 
     if srm is not None and srm.mismatch:
         reasons.append(
-            f"sample-ratio mismatch: p={srm.p_value:.2g} < {srm.threshold:g}, "
-            f"observed {dict(srm.observed)}"
+            f"sample-ratio mismatch: p={srm.p_value:.2g} < {srm.threshold:g}, users "
+            + ", ".join(f"{name} {count:,}" for name, count in srm.observed.items())
         )
         return done(Decision.INVALID)
     tripped = [c for c in checks if c.status is GuardrailStatus.TRIPPED]

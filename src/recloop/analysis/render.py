@@ -54,8 +54,9 @@ def render_report(report: ExperimentReport) -> RenderableType:
         verdict = "MISMATCH" if report.srm.mismatch else "ok"
         parts.append(
             Text(
-                f"sample ratio: users {dict(report.srm.observed)}, "
-                f"chi2 {report.srm.chi2:.2f}, p={report.srm.p_value:.3g} ({verdict})"
+                "sample ratio: users "
+                + ", ".join(f"{name} {count:,}" for name, count in report.srm.observed.items())
+                + f"; chi2 {report.srm.chi2:.2f}, p={report.srm.p_value:.3g} ({verdict})"
             )
         )
     for treatment in report.treatments:

@@ -244,7 +244,12 @@ def _treatment(
 
 
 def _check(config: GuardrailConfig, result: ComparisonResult) -> GuardrailCheck:
-    guardrail = Guardrail(config.metric, Direction(config.bad_direction), config.tolerance)
+    guardrail = Guardrail(
+        config.metric,
+        Direction(config.bad_direction),
+        config.tolerance,
+        allowance=config.allowance,
+    )
     if config.limit is None:
         return check_guardrail(guardrail, result)
     value = result.treatment_value

@@ -62,13 +62,23 @@ class GuardrailConfig(Section):
     """A metric an experiment must not move the bad way.
 
     Relative to the control: not significantly, and not past ``tolerance`` (0: not at all).
-    With a ``limit``, instead an absolute bound on the treatment's value (a p99 latency
-    budget in ms, say) that it must stay on the good side of.
+    With an ``allowance`` too, a change within that much of the control in the metric's
+    own units (ms for latency) is tolerated as well: only a change past both trips it, so
+    a pipeline slower than its control by design is judged by how much slower, not by
+    what a busy machine adds to both. With a ``limit``, instead an absolute bound on the
+    treatment's value (a p99 latency budget in ms, say) that it must stay on the good
+    side of.
     """
 
     metric: Literal["ctr", "satisfaction", "hide_rate", "latency_p99", "coverage"]
     bad_direction: Literal["up", "down"]
     tolerance: float = Field(default=0.0, ge=0)
+    allowance: float | None = Field(
+        default=None,
+        ge=0,
+        description="A change the bad way of up to this much, in the metric's units (ms for "
+        "latency_p99), is tolerated whatever its relative size.",
+    )
     limit: float | None = None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,13 @@ def test_each_night_trains_a_version_that_the_next_day_is_served_from(tmp_path: 
 
     html = trained.report_path.read_text()
     assert "each simulated night runs `recloop train`" in html
-    assert "night 1: model version" in html
-    assert "night 2: model version" in html
+    # The version table names each night's version; the one trained after day 1 serves
+    # from day 2 and is marked on the charts over days, the last one served after the run.
+    first, second = (t.version for t in trained.trainings)
+    assert re.search(rf"<td class='t'>model 1</td><td class='t'>{first}</td>.*?day 2</td>", html)
+    assert re.search(rf"{second}</td>.*?after the run</td>", html)
+    assert ">model 1</text>" in html
+    assert ">model 2</text>" not in html
     # Day 1 had no ranker: the pipeline was cold (the sources' scores ranked), which is
     # not a failure, so no list fell back; day 2 had one, and nothing failed either.
     home = trained.result.per_day["home"]
@@ -150,10 +156,24 @@ def test_late_and_repeated_events_are_each_stored_once(outcome: DemoOutcome) -> 
 
 def test_report_has_the_daily_charts_and_the_three_shapes(outcome: DemoOutcome) -> None:
     html = outcome.report_path.read_text()
-    assert html.count("<svg") == 10
-    titles = ("CTR (clicks per served impression)", "Item popularity", "User activity")
-    for title in (*titles, "CTR by position"):
-        assert title in html
+    # The decision first; then CTR observed and true (an interval chart and two per day),
+    # five more per day, the sources' clicks per variant, latency per variant and per
+    # stage, and the three shapes.
+    assert html.index("<h2 id='decision'>Decision</h2>") < html.index("<h2 id='what-ran'>")
+    titles = (
+        "CTR per variant: observed (filled) and true (open)",
+        "CTR per day: observed (solid) and true (dashed)",
+        "Fallback share: lists the fallback chain served",
+        "popular: clicks per day by credited source",
+        "home: clicks per day by credited source",
+        "p99 of each stage per day (service side)",
+        "Item popularity",
+        "User activity",
+        "CTR by position",
+    )
+    for title in titles:
+        assert f'aria-label="{title}' in html
+    assert html.count("<svg") == 15
     assert "What ran: popular = popular (source-scores ranker); home = " in html
     assert "nightly training was off" in html
 

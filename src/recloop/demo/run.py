@@ -43,6 +43,15 @@ from recloop.config import (
 )
 from recloop.config.saved import write_settings
 from recloop.config.settings import CONFIG_FILE
+from recloop.demo.figures import (
+    SOURCE_HISTOGRAM,
+    STAGE_HISTOGRAM,
+    Buckets,
+    clicks_by_source,
+    histogram_buckets,
+    p99_by_day,
+    stage_times,
+)
 from recloop.demo.inprocess import InProcessClient
 from recloop.errors import ConfigError, RecloopError
 from recloop.retrieval.source_table import MODEL_SOURCES
@@ -51,7 +60,7 @@ from recloop.simulate.behaviour import Behaviour, BehaviourConfig, Session
 from recloop.simulate.clients import HttpClient, ServiceClient
 from recloop.simulate.clocks import ClientClockConfig, ServiceClock, ServiceClockConfig
 from recloop.simulate.driver import DriverConfig, Simulation, SimulationResult
-from recloop.simulate.report import write_report
+from recloop.simulate.report import NightlyVersion, ServiceFigures, write_report
 from recloop.simulate.search import SearchConfig
 from recloop.simulate.world import World, WorldConfig
 from recloop.store.bootstrap import ensure_dev_key, prepare_store
@@ -62,8 +71,13 @@ DEMO_VARIANTS = {"popular": "popular-only", "home": "home"}
 #: The experiment the service runs for the demo, on the surface every simulated user asks for.
 DEMO_EXPERIMENT = "demo-home"
 DEMO_SURFACE = "home"
-#: The demo experiment's latency guardrail: p99 under this many milliseconds.
-DEMO_P99_LIMIT_MS = 100.0
+#: The demo experiment's latency guardrail, relative to the control: the full pipeline's p99
+#: may exceed popularity alone's by this many milliseconds, or by DEMO_P99_TOLERANCE of it,
+#: whichever is more. A busy machine slows both variants alike, which moves neither much.
+DEMO_P99_ALLOWANCE_MS = 100.0
+DEMO_P99_TOLERANCE = 1.0
+#: An absolute ceiling on the treatment's p99, only a sanity bound: ten times the budget.
+DEMO_P99_CEILING_MS = 1000.0
 
 #: The demo's deadline for each source: long enough that none is ever dropped for time.
 DEMO_SOURCE_TIMEOUT_MS = 2000.0
@@ -192,11 +206,18 @@ def demo_experiment(variants: Mapping[str, str]) -> ExperimentConfig:
     return ExperimentConfig(
         name=DEMO_EXPERIMENT,
         surface=DEMO_SURFACE,
-        # A 12-source pipeline is slower than popularity alone by design: the guardrail is
-        # the latency budget, not "no slower than the control".
+        # A 12-source pipeline is slower than popularity alone by design: it may spend a
+        # fixed allowance more than the control, not "no slower than the control". Judged
+        # against the control, a loaded machine (which slows both) does not flip the verdict.
         guardrails=[
             GuardrailConfig(metric="hide_rate", bad_direction="up"),
-            GuardrailConfig(metric="latency_p99", bad_direction="up", limit=DEMO_P99_LIMIT_MS),
+            GuardrailConfig(
+                metric="latency_p99",
+                bad_direction="up",
+                tolerance=DEMO_P99_TOLERANCE,
+                allowance=DEMO_P99_ALLOWANCE_MS,
+            ),
+            GuardrailConfig(metric="latency_p99", bad_direction="up", limit=DEMO_P99_CEILING_MS),
         ],
         variants=[
             VariantConfig(
@@ -254,7 +275,7 @@ def run_demo(
             with BackgroundServer(create_app(settings, runtime)) as server:
                 client = HttpClient(server.url, key)
                 try:
-                    result, nights, trainings = _simulate(
+                    result, nights = _simulate(
                         world, behaviour, client, runtime, clock, config, console
                     )
                 finally:
@@ -262,12 +283,11 @@ def run_demo(
         else:
             # What it receives is stamped with the service's clock, as a server would.
             client_ = InProcessClient(runtime, received_at=clock.received)
-            result, nights, trainings = _simulate(
-                world, behaviour, client_, runtime, clock, config, console
-            )
+            result, nights = _simulate(world, behaviour, client_, runtime, clock, config, console)
         runtime.writer.flush()
         logged = runtime.writer.stats.logs_written
         experiment = _experiment_report(runtime)
+        service_figures = _service_figures(runtime, world, clock, result, nights, config)
     finally:
         runtime.close()
     wall_s = time.perf_counter() - started
@@ -283,14 +303,16 @@ def run_demo(
         wall_s=wall_s,
         logged_lists=logged,
         what_ran=what_ran,
-        nights=nights,
+        nights=nights.lines,
         experiment=experiment,
+        guardrails=_guardrails(runtime),
+        service=service_figures,
     )
     _print_summary(result, console, report_path, wall_s, what_ran)
     if experiment is not None:
         console.print(render_report(experiment), soft_wrap=True)
     console.print(next_steps(data_dir, key, has_experiment=experiment is not None), soft_wrap=True)
-    return DemoOutcome(result, report_path, wall_s, experiment, tuple(trainings))
+    return DemoOutcome(result, report_path, wall_s, experiment, tuple(nights.trainings))
 
 
 def _clear_previous_run(data_dir: Path, console: Console) -> None:
@@ -389,6 +411,52 @@ def _request_ids(config: DemoConfig) -> Callable[[], str]:
     return lambda: f"{config.world.seed:08x}{next(counter):024x}"
 
 
+def _guardrails(runtime: Runtime) -> list[GuardrailConfig]:
+    """The demo experiment's guardrails as the service ran them (none without one)."""
+    config = next((e for e in runtime.settings.experiments if e.name == DEMO_EXPERIMENT), None)
+    return list(config.guardrails) if config is not None else []
+
+
+@dataclass
+class _Nights:
+    """What the nights produced: a line each, the trainings and their versions, and the
+    stage histograms as they stood before the first day and after each."""
+
+    lines: list[str] = field(default_factory=list)
+    trainings: list[TrainResult] = field(default_factory=list)
+    versions: list[NightlyVersion] = field(default_factory=list)
+    stages: list[Buckets] = field(default_factory=list)
+
+
+def _service_figures(
+    runtime: Runtime,
+    world: World,
+    clock: ServiceClock,
+    result: SimulationResult,
+    nights: _Nights,
+    config: DemoConfig,
+) -> ServiceFigures:
+    """What the report shows from the service's side: model versions, the sources
+    credited with the clicks (people only), each stage's and source's time."""
+    registry = runtime.metrics.registry
+    clicks, shown = clicks_by_source(
+        runtime.store,
+        "default",
+        [clock.service_time(day) for day in result.days],
+        {surface: variant for variant, surface in config.variants.items()},
+        experiment=DEMO_EXPERIMENT if len(config.variants) > 1 else None,
+        leave_out={user.user_id for user in world.users if user.is_bot},
+    )
+    return ServiceFigures(
+        versions=nights.versions,
+        clicks_by_source=clicks,
+        impressions_by_source=shown,
+        stages=stage_times(histogram_buckets(registry, STAGE_HISTOGRAM, "stage")),
+        sources=stage_times(histogram_buckets(registry, SOURCE_HISTOGRAM, "source")),
+        stage_p99_by_day=p99_by_day(nights.stages),
+    )
+
+
 def _experiment_report(runtime: Runtime) -> ExperimentReport | None:
     """The service's own analysis of the demo's experiment, read from its logs."""
     config = next((e for e in runtime.settings.experiments if e.name == DEMO_EXPERIMENT), None)
@@ -407,7 +475,7 @@ def _simulate(
     clock: ServiceClock,
     config: DemoConfig,
     console: Console,
-) -> tuple[SimulationResult, list[str], list[TrainResult]]:
+) -> tuple[SimulationResult, _Nights]:
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -419,8 +487,7 @@ def _simulate(
     )
     tasks: dict[int, TaskID] = {}
     sessions_done = 0
-    nights: list[str] = []
-    trainings: list[TrainResult] = []
+    nights = _Nights()
     day_began = {"at": time.perf_counter(), "sessions": 0}
 
     def on_day(day: int, sessions: int) -> None:
@@ -437,6 +504,8 @@ def _simulate(
             runtime.model_loader.step()
 
     def on_night(day: int) -> None:
+        # Before the night's jobs: what the day's requests added to the stage histograms.
+        nights.stages.append(histogram_buckets(runtime.metrics.registry, STAGE_HISTOGRAM, "stage"))
         if day >= 0 and progress.disable:
             console.print(
                 f"day {day + 1}/{config.days}: {day_began['sessions']:,.0f} sessions in "
@@ -458,11 +527,18 @@ def _simulate(
             progress.remove_task(task)
             console.print(f"night {day + 1}: not trained ({exc})", soft_wrap=True)
             return
-        trainings.append(trained)
+        nights.trainings.append(trained)
         runtime.model_loader.step()
         progress.update(task, total=1, completed=1)
-        nights.append(_night_line(day, trained, time.perf_counter() - started))
-        console.print(nights[-1], soft_wrap=True)
+        seconds = time.perf_counter() - started
+        nights.versions.append(
+            NightlyVersion(day + 1, trained.version, seconds, _trained_summary(trained))
+        )
+        nights.lines.append(
+            f"night {day + 1}: model version {trained.version} in {seconds:.0f} s: "
+            f"{nights.versions[-1].summary}"
+        )
+        console.print(nights.lines[-1], soft_wrap=True)
 
     def on_clock(now: datetime) -> None:
         clock.set(now)
@@ -495,11 +571,11 @@ def _simulate(
         ),
     )
     with progress:
-        return simulation.run(), nights, trainings
+        return simulation.run(), nights
 
 
-def _night_line(day: int, trained: TrainResult, seconds: float) -> str:
-    """One line on what a night's training produced."""
+def _trained_summary(trained: TrainResult) -> str:
+    """What a night's training produced, in words."""
     ranker = trained.ranker.report.get("summary", {})
     if trained.ranker.model is None:
         ranked = f"no ranker ({trained.ranker.skipped})"
@@ -514,10 +590,7 @@ def _night_line(day: int, trained: TrainResult, seconds: float) -> str:
             ranked += f"; serves {gate['serve']}"
     recall = trained.merged.get("recall@500")
     merged = f"merged recall@500 {recall:.3f}" if recall is not None else "no validation users"
-    return (
-        f"night {day + 1}: model version {trained.version} in {seconds:.0f} s: "
-        f"{trained.interactions:,} engagements; {merged}; {ranked}"
-    )
+    return f"{trained.interactions:,} engagements; {merged}; {ranked}"
 
 
 def describe_variants(

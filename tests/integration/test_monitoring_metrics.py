@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from recloop.config import Settings, SourceSlotConfig, SurfaceConfig, default_surfaces
 from recloop.registry.artifacts import ModelRegistry, VersionManifest
+from recloop.registry.runs import RunLog, RunRecord
 from tests.factories import settings_with
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,9 @@ def settings(tmp_path: Path) -> Settings:
     with registry.writing("default", "v1") as directory:
         registry.write_manifest(directory, VersionManifest("v1", "default", created, None, ()))
     registry.promote("default", "v1")
+    # ... by a scheduled training run, whose record the service reads its last run's time from.
+    run = RunRecord("20261201T000000Z-aaaaaa", "default", "train", "cadence", "c", created)
+    RunLog(settings.resolved_model_dir()).write(run.ended(created, "promoted", version="v1"))
     return settings
 
 

@@ -270,7 +270,8 @@ def train(
             )
             results.append(result)
         trained = [r for r in results if r.skipped is None]
-        merged = _merged_metrics(validation_lists, sample)
+        merged_lists = _merged_lists(validation_lists)
+        merged = metrics_of(merged_lists, sample.cases) if merged_lists else {}
         ranker, linucb, checks = _train_ranker(
             settings,
             snapshot,
@@ -312,6 +313,9 @@ def train(
                     _served_metrics(registry, app_id, sample),
                     gates.metric,
                     gates.max_regression,
+                    cases=sample.cases,
+                    new_lists=validation_lists,
+                    new_merged_lists=merged_lists,
                 ),
                 checks.sanity,
                 latency(
@@ -861,13 +865,13 @@ def _previous_ranker(registry: ModelRegistry, app_id: str) -> RankerModel | None
         return None
 
 
-def _merged_metrics(lists: dict[str, list[list[str]]], validation: Validation) -> dict[str, float]:
-    """Validation of the union the service would see: every source's list, interleaved."""
-    if not lists or not validation.cases:
-        return {}
+def _merged_lists(lists: dict[str, list[list[str]]]) -> list[list[str]]:
+    """The union the service would see for each validation case: every source's list,
+    interleaved (none without sources)."""
+    if not lists:
+        return []
     per_case = zip(*lists.values(), strict=True)
-    merged = [round_robin_merge(case_lists, max(KS)) for case_lists in per_case]
-    return metrics_of(merged, validation.cases)
+    return [round_robin_merge(case_lists, max(KS)) for case_lists in per_case]
 
 
 def _train_source(

@@ -8,7 +8,9 @@ registry with its reasons, and ``recloop models promote --force`` can still serv
 - ``validated``: every trained source was validated on enough users, with finite metrics.
 - ``no_regression``: the new sources against the served version's models, both asked the
   new validation users (``serving_metrics``): the best source's and the merged metric may
-  not fall by more than ``train.promotion.max_regression`` of the served one's.
+  not fall by more than ``train.promotion.max_regression`` of the served one's where the
+  paired difference over those users is also sure (one-sided 95%): a young service
+  validates on a few dozen users, whose noise alone moves recall by more than 10%.
 - ``score_sanity``: the learned ranker's scores on its test lists: no NaN, not one score for
   a whole list, each head's calibration error under a bound.
 - ``latency``: the new sources' recall (and the ranker's scoring of a list) timed on recorded
@@ -30,7 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -40,7 +42,12 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from recloop.config import PromotionSettings, Settings, SurfaceConfig
-from recloop.evaluation.retrieval_metrics import EvalCase, round_robin_merge
+from recloop.evaluation.retrieval_metrics import (
+    EvalCase,
+    ndcg_at_k,
+    recall_at_k,
+    round_robin_merge,
+)
 from recloop.experiments.assignment import variant_surfaces
 from recloop.ranking.learned import LEARNED, RankerModel
 from recloop.registry.artifacts import ModelRegistry
@@ -149,6 +156,9 @@ class ServedMetrics:
     version: str
     sources: dict[str, dict[str, float]]
     merged: dict[str, float]
+    #: Each source's and the merged ranked lists, one per case in the cases' order.
+    lists: dict[str, list[list[str]]] = field(default_factory=dict)
+    merged_lists: list[list[str]] = field(default_factory=list)
 
 
 def serving_metrics(
@@ -197,7 +207,7 @@ def serving_metrics(
         return f"none of the served version {current}'s models loads"
     per_case = zip(*lists.values(), strict=True)
     merged = [round_robin_merge(list(case_lists), max(KS)) for case_lists in per_case]
-    return ServedMetrics(current, sources, metrics_of(merged, cases))
+    return ServedMetrics(current, sources, metrics_of(merged, cases), lists, merged)
 
 
 def no_regression(
@@ -206,10 +216,17 @@ def no_regression(
     served: ServedMetrics | str,
     metric: str,
     max_regression: float,
+    *,
+    cases: Sequence[EvalCase] = (),
+    new_lists: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    new_merged_lists: Sequence[Sequence[str]] | None = None,
+    confidence: float = CONFIDENCE,
 ) -> Gate:
     """The new version's best source and merged lists against the served version's, both
     on the new validation users: blocks when either falls by more than ``max_regression``
-    of the served value (relative)."""
+    of the served value (relative) and, where both versions' lists for ``cases`` are
+    given, the paired bootstrap's upper bound of the difference over those users at
+    one-sided ``confidence`` is below zero too."""
     if isinstance(served, str):
         return Gate(NO_REGRESSION, True, f"not compared: {served}")
 
@@ -223,6 +240,7 @@ def no_regression(
 
     new_name, new_best = best(new_sources)
     old_name, old_best = best(served.sources)
+    new_lists = new_lists or {}
     pairs = [
         (
             "best source",
@@ -230,6 +248,8 @@ def no_regression(
             f"{old_name} {old_best:.4f}",
             new_best,
             old_best,
+            new_lists.get(new_name),
+            served.lists.get(old_name),
         ),
         (
             "merged",
@@ -237,16 +257,27 @@ def no_regression(
             f"{served.merged.get(metric, float('nan')):.4f}",
             new_merged.get(metric, float("nan")),
             served.merged.get(metric, float("nan")),
+            new_merged_lists,
+            served.merged_lists or None,
         ),
     ]
     drops = []
     words = []
-    for label, new_text, old_text, new, old in pairs:
+    for label, new_text, old_text, new, old, new_ranked, old_ranked in pairs:
         words.append(f"{label} {new_text} against {old_text}")
         if not math.isfinite(new) and math.isfinite(old):
             drops.append(f"{label}: no finite {metric}")
         elif math.isfinite(old) and old > 0 and (old - new) / old > max_regression:
-            drops.append(f"{label} fell {(old - new) / old:.0%}")
+            drop = (old - new) / old
+            high = _paired_upper_bound(metric, cases, new_ranked, old_ranked, confidence)
+            if high is None or high < 0:
+                sure = "" if high is None else f", upper bound of the difference {high:+.4f}"
+                drops.append(f"{label} fell {drop:.0%}{sure}")
+            else:
+                words[-1] += (
+                    f" (fell {drop:.0%}, within the noise of {len(cases)} users: upper bound "
+                    f"of the difference {high:+.4f} at one-sided {confidence:.0%})"
+                )
     head = f"{metric} on the new validation users, new against served {served.version}: "
     if drops:
         return Gate(
@@ -256,6 +287,32 @@ def no_regression(
             "(train.promotion.max_regression)",
         )
     return Gate(NO_REGRESSION, True, head + "; ".join(words))
+
+
+def per_case_metric(
+    metric: str, rankings: Sequence[Sequence[str]], cases: Sequence[EvalCase]
+) -> np.ndarray:
+    """``metric`` (``recall@K`` or ``ndcg@K``) of each case's ranked list."""
+    name, _, k_text = metric.partition("@")
+    if name not in ("recall", "ndcg"):
+        raise ValueError(f"no per-case form of {metric!r}")
+    k = int(k_text)
+    score = recall_at_k if name == "recall" else ndcg_at_k
+    return np.array([score(r, c.relevant, k) for r, c in zip(rankings, cases, strict=True)])
+
+
+def _paired_upper_bound(
+    metric: str,
+    cases: Sequence[EvalCase],
+    new: Sequence[Sequence[str]] | None,
+    old: Sequence[Sequence[str]] | None,
+    confidence: float,
+) -> float | None:
+    """The one-sided upper bound of mean(new - old) per case, or None without both lists."""
+    if not cases or new is None or old is None or not len(new) == len(old) == len(cases):
+        return None
+    a, b = per_case_metric(metric, new, cases), per_case_metric(metric, old, cases)
+    return paired_interval(a, b, 1.0 - confidence)[1]
 
 
 # --- score sanity ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from recloop.config import (
     SourceSlotConfig,
     SurfaceConfig,
 )
+from recloop.evaluation.retrieval_metrics import EvalCase
 from recloop.ranking.learned import RankerModel
 from recloop.registry.artifacts import ModelEntry, ModelRegistry, VersionManifest
 from recloop.retrieval.interactions import TrainingData
@@ -88,6 +89,68 @@ def test_no_regression_passes_within_the_tolerance_and_blocks_beyond_it() -> Non
     assert not merged.passed
     assert "merged fell 42%" in merged.detail
     assert "best source" not in merged.detail.split(";")[-1]
+
+
+def _cases(n: int) -> tuple[EvalCase, ...]:
+    return tuple(
+        EvalCase(f"u{k}", ("seen",), frozenset({f"next{k}"}), frozenset({"seen"})) for k in range(n)
+    )
+
+
+def _hitting(cases: tuple[EvalCase, ...], hits: np.ndarray) -> list[list[str]]:
+    """One list per case that holds the case's next item where ``hits`` says so."""
+    return [[f"next{k}" if hit else "other"] for k, hit in enumerate(hits)]
+
+
+def _compare(
+    cases: tuple[EvalCase, ...], new_hits: np.ndarray, old_hits: np.ndarray
+) -> tuple[bool, str]:
+    new_lists, old_lists = _hitting(cases, new_hits), _hitting(cases, old_hits)
+    served = ServedMetrics(
+        "v1",
+        {"als": {"recall@100": float(old_hits.mean())}},
+        {"recall@100": float(old_hits.mean())},
+        {"als": old_lists},
+        old_lists,
+    )
+    gate = no_regression(
+        {"als": {"recall@100": float(new_hits.mean())}},
+        {"recall@100": float(new_hits.mean())},
+        served,
+        "recall@100",
+        0.1,
+        cases=cases,
+        new_lists={"als": new_lists},
+        new_merged_lists=new_lists,
+    )
+    return gate.passed, gate.detail
+
+
+def test_no_regression_lets_a_drop_within_the_noise_of_few_users_pass() -> None:
+    # 40 users, recall 0.45 against 0.525: 14% lower, three users' worth, a coin's noise.
+    rng = np.random.default_rng(0)
+    old = np.zeros(40, dtype=bool)
+    old[:21] = True
+    new = old.copy()
+    new[rng.choice(21, 5, replace=False)] = False
+    new[30:32] = True
+    passed, detail = _compare(_cases(40), new, old)
+
+    assert passed, detail
+    assert "within the noise of 40 users" in detail
+
+
+def test_no_regression_blocks_a_drop_that_is_sure() -> None:
+    # 400 users, recall 0.30 against 0.50: every user the old lists found, a third lost.
+    old = np.zeros(400, dtype=bool)
+    old[:200] = True
+    new = old.copy()
+    new[:80] = False
+    new[300:320] = True
+    passed, detail = _compare(_cases(400), new, old)
+
+    assert not passed
+    assert "merged fell 30%, upper bound of the difference -0." in detail
 
 
 def test_no_regression_says_why_it_did_not_compare() -> None:

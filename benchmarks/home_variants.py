@@ -13,7 +13,13 @@ Variants are names; each applies one change to today's default ``home``:
 - ``no-recently-shown``: without the ``recently-shown`` rule;
 - ``click-rate-weight:W``: the blend weighs ``click-rate`` by W;
 - ``explore:EPSILON:POOL``: epsilon-greedy exploration with this epsilon and pool;
-- ``thompson:POOL``: Thompson sampling over the ranker's first POOL items, prior Beta(1, 20).
+- ``thompson:POOL``: Thompson sampling over the ranker's first POOL items, prior Beta(1, 20);
+- ``only:A+B``: only these sources (quotas as in ``home``), the rest of ``home`` unchanged;
+- ``blend``: the sources' blended scores (``source-scores``) instead of the learned ranker;
+- ``no-explore``: no exploration.
+
+Changes join with ``&``: ``only:click-rate&blend`` ranks the click-rate source's candidates
+by its own score.
 
     .venv/bin/python benchmarks/home_variants.py --seeds 1,2,3 --days 4 \\
         --variants home,no-click-rate,no-recently-shown
@@ -38,8 +44,14 @@ from recloop.simulate.family import WorldFamily, is_held_out
 
 
 def variant_surface(name: str) -> SurfaceConfig:
-    """Today's default ``home`` with the one change ``name`` names."""
+    """Today's default ``home`` with the changes ``name`` names (joined by ``&``)."""
     home = default_surfaces()["home"]
+    for change in name.split("&"):
+        home = _changed(home, change)
+    return home
+
+
+def _changed(home: SurfaceConfig, name: str) -> SurfaceConfig:
     kind, _, arg = name.partition(":")
     if kind == "home":
         return home
@@ -70,6 +82,13 @@ def variant_surface(name: str) -> SurfaceConfig:
             params={"alpha": 1.0, "beta": 20.0, "pool": int(arg), "propensity_draws": 50},
         )
         return home.model_copy(update={"exploration": policy})
+    if kind == "only":
+        keep = set(arg.split("+"))
+        return home.model_copy(update={"sources": [s for s in home.sources if s.name in keep]})
+    if kind == "blend":
+        return home.model_copy(update={"ranker": ComponentConfig(name="source-scores")})
+    if kind == "no-explore":
+        return home.model_copy(update={"exploration": ComponentConfig(name="none")})
     raise SystemExit(f"unknown variant {name!r}; see the module docstring")
 
 

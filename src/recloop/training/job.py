@@ -575,7 +575,11 @@ def _train_ranker(
     checks = _ranker_checks(settings, fitted, parts["test"], lists)
     if fitted.model is not None:
         checks.regression = ranker_no_regression(
-            compared, serve, served_version, settings.train.promotion.max_ranker_regression
+            compared,
+            serve,
+            served_version,
+            settings.train.promotion.max_ranker_regression,
+            previous_serves=previous.serve if previous is not None else LEARNED,
         )
     return fitted, linucb, checks
 

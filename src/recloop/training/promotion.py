@@ -522,16 +522,20 @@ def ranker_no_regression(
     served_version: str,
     max_regression: float,
     confidence: float = CONFIDENCE,
+    previous_serves: str = LEARNED,
 ) -> Gate:
-    """The new learned ranker, and the ordering the new version would serve (``serve``)
-    when it is neither that ranker nor the served one, against the served version's ranker
-    (``PREVIOUS``) on every measure the ranker's gate had enough lists for (``values``, or
-    why there is nothing to compare).
+    """The ordering the new version would serve (``serve``), and its learned ranker where
+    the served version serves its own (``previous_serves``), against what the served
+    version serves (``PREVIOUS``) on every measure the ranker's gate had enough lists for
+    (``values``, or why there is nothing to compare).
 
-    Blocks when one falls by more than ``max_regression`` of the served ranker's figure
+    Blocks when one falls by more than ``max_regression`` of the served ordering's figure
     (relative) and the paired bootstrap's upper bound of the difference at one-sided
     ``confidence`` is below zero: a drop within the noise of a few hundred lists does not
-    stop a nightly training, a broken one (labels shuffled: 70% lower) does.
+    stop a nightly training, a broken one (labels shuffled: 70% lower) does. A learned
+    ranker that serves nothing is not held against the version: where the served version
+    serves the blend (its ranker lost to it), a new ranker that loses to the blend too is
+    what the ranker's gate already kept from serving, not a broken training.
     """
     if isinstance(values, str):
         return Gate(RANKER_NO_REGRESSION, True, f"not compared: {values}")
@@ -544,9 +548,18 @@ def ranker_no_regression(
             True,
             f"not compared: too few test lists with a positive ({counts}; {MIN_LISTS} needed)",
         )
-    contenders = [LEARNED]
+    contenders = [LEARNED] if previous_serves == LEARNED else []
     if serve not in (LEARNED, PREVIOUS) and serve in values.per_list:
         contenders.append(serve)
+    elif serve == LEARNED and LEARNED not in contenders:
+        contenders.append(LEARNED)
+    if not contenders:
+        return Gate(
+            RANKER_NO_REGRESSION,
+            True,
+            f"not compared: the new version serves what served {served_version} serves "
+            f"({previous_serves}); its learned ranker serves nothing",
+        )
     words, drops = [], []
     for measure in measures:
         old = served[measure]

@@ -65,3 +65,21 @@ def test_nothing_to_compare_passes_and_says_why() -> None:
     gate = ranker_no_regression(few, "learned", "v1", 0.05)
     assert gate.passed
     assert "too few test lists" in gate.detail
+
+
+def test_a_learned_ranker_that_serves_nothing_is_not_held_against_its_version() -> None:
+    # The served version's ranker lost to the blend, so it serves the blend; the new one
+    # loses to the blend as well, and the new version serves the blend too.
+    values = _values(SERVED * 0.5, SERVED, blend=SERVED)
+    gate = ranker_no_regression(values, "blend", "v1", 0.05, previous_serves="blend")
+    assert gate.passed, gate.detail
+    # The same figures where the served version serves its learned ranker: a training
+    # whose ranker fell that far looks broken, whatever the new version would serve.
+    assert not ranker_no_regression(values, "blend", "v1", 0.05).passed
+
+
+def test_a_version_that_would_serve_the_served_ordering_passes_and_says_so() -> None:
+    values = _values(SERVED * 0.5, SERVED)
+    gate = ranker_no_regression(values, "previous", "v1", 0.05, previous_serves="blend")
+    assert gate.passed
+    assert "serves what served v1 serves (blend)" in gate.detail

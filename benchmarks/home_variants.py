@@ -16,7 +16,9 @@ Variants are names; each applies one change to today's default ``home``:
 - ``thompson:POOL``: Thompson sampling over the ranker's first POOL items, prior Beta(1, 20);
 - ``only:A+B``: only these sources (quotas as in ``home``), the rest of ``home`` unchanged;
 - ``blend``: the sources' blended scores (``source-scores``) instead of the learned ranker;
-- ``no-explore``: no exploration.
+- ``no-explore``: no exploration;
+- ``catcap:N``: at most N items of a category in every 10 (a ``cap`` rule after the others);
+- ``mmr:LAMBDA``: maximal marginal relevance over the first 50, after the other rules.
 
 Changes join with ``&``: ``only:click-rate&blend`` ranks the click-rate source's candidates
 by its own score.
@@ -87,6 +89,12 @@ def _changed(home: SurfaceConfig, name: str) -> SurfaceConfig:
         return home.model_copy(update={"sources": [s for s in home.sources if s.name in keep]})
     if kind == "blend":
         return home.model_copy(update={"ranker": ComponentConfig(name="source-scores")})
+    if kind == "catcap":
+        cap = ComponentConfig(name="cap", params={"attribute": "category", "max_items": int(arg)})
+        return home.model_copy(update={"rules": [*home.rules, cap]})
+    if kind == "mmr":
+        mmr = ComponentConfig(name="mmr", params={"lambda": float(arg)})
+        return home.model_copy(update={"rules": [*home.rules, mmr]})
     if kind == "no-explore":
         return home.model_copy(update={"exploration": ComponentConfig(name="none")})
     raise SystemExit(f"unknown variant {name!r}; see the module docstring")

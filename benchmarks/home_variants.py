@@ -18,7 +18,8 @@ Variants are names; each applies one change to today's default ``home``:
 - ``blend``: the sources' blended scores (``source-scores``) instead of the learned ranker;
 - ``no-explore``: no exploration;
 - ``catcap:N``: at most N items of a category in every 10 (a ``cap`` rule after the others);
-- ``mmr:LAMBDA``: maximal marginal relevance over the first 50, after the other rules.
+- ``mmr:LAMBDA``: maximal marginal relevance over the first 50, after the other rules;
+- ``gate:MEASURE``: training's ranker gate judges on MEASURE (``train.ranker.gate_measure``).
 
 Changes join with ``&``: ``only:click-rate&blend`` ranks the click-rate source's candidates
 by its own score.
@@ -39,7 +40,7 @@ from typing import Any
 
 from rich.console import Console
 
-from recloop.config import Settings
+from recloop.config import Settings, TrainSettings
 from recloop.config.surfaces import ComponentConfig, SurfaceConfig, default_surfaces
 from recloop.demo.run import DemoConfig, run_demo
 from recloop.simulate.family import WorldFamily, is_held_out
@@ -89,6 +90,8 @@ def _changed(home: SurfaceConfig, name: str) -> SurfaceConfig:
         return home.model_copy(update={"sources": [s for s in home.sources if s.name in keep]})
     if kind == "blend":
         return home.model_copy(update={"ranker": ComponentConfig(name="source-scores")})
+    if kind == "gate":
+        return home  # a training setting: see ``train_settings``
     if kind == "catcap":
         cap = ComponentConfig(name="cap", params={"attribute": "category", "max_items": int(arg)})
         return home.model_copy(update={"rules": [*home.rules, cap]})
@@ -98,6 +101,17 @@ def _changed(home: SurfaceConfig, name: str) -> SurfaceConfig:
     if kind == "no-explore":
         return home.model_copy(update={"exploration": ComponentConfig(name="none")})
     raise SystemExit(f"unknown variant {name!r}; see the module docstring")
+
+
+def train_settings(name: str) -> TrainSettings:
+    """The training settings of variant ``name``: the defaults, or the gate's measure."""
+    train = TrainSettings()
+    for change in name.split("&"):
+        kind, _, arg = change.partition(":")
+        if kind == "gate":
+            ranker = train.ranker.model_copy(update={"gate_measure": arg})
+            train = train.model_copy(update={"ranker": ranker})
+    return train
 
 
 def run(seed: int, days: int, name: str) -> dict[str, Any]:
@@ -116,7 +130,8 @@ def run(seed: int, days: int, name: str) -> dict[str, Any]:
         service_clock=spec.service_clock,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = run_demo(config, Settings(data_dir=Path(tmp)), Console(file=io.StringIO()))
+        settings = Settings(data_dir=Path(tmp), train=train_settings(name))
+        outcome = run_demo(config, settings, Console(file=io.StringIO()))
     later = outcome.result.per_day[name][1:] or outcome.result.per_day[name]
     impressions = sum(d["impressions"] for d in later) or 1
     return {

@@ -205,6 +205,13 @@ class RankerTrainSettings(Section):
         "new ranker, the current one or a single source's order beats it there with 95% "
         "confidence; the report says which and why. Off: the new ranker serves.",
     )
+    gate_measure: Literal["auto", "interactions", "logged"] = Field(
+        default="auto",
+        description="What the gate judges on: NDCG@10 on held-out interactions, or the "
+        "IPS-weighted DCG@10 of served lists reordered by each alternative; auto: whichever "
+        "has more test lists with a positive (interactions on a tie). A named measure with "
+        "too few lists gives way to the other.",
+    )
 
 
 class PromotionSettings(Section):

@@ -366,7 +366,7 @@ def judge(
     )
 
 
-def decide(values: ListValues) -> GateResult:
+def decide(values: ListValues, measure: str = "auto") -> GateResult:
     """Choose what serves from each alternative's value on every test list.
 
     The default is the blend (the learned ranker where the alternatives hold no blend):
@@ -375,7 +375,9 @@ def decide(values: ListValues) -> GateResult:
     number of distinct alternatives (paired bootstraps over lists); with no served lists,
     the learned ranker is first compared alone at half that error (see the module). So
     neither a ranker learned from a few hundred positives nor the luckiest of many
-    orderings replaces the blend on noise.
+    orderings replaces the blend on noise. ``measure`` names the measure judged on
+    (``train.ranker.gate_measure``); ``auto``, or one with too few lists, takes the one
+    with more lists.
     """
     per_list, lists, curve = values.per_list, values.lists, values.examination
     figures: dict[str, dict[str, float]] = {
@@ -385,6 +387,8 @@ def decide(values: ListValues) -> GateResult:
     default = BLEND if BLEND in per_list else LEARNED
     enough = [m for m in ("interactions", "logged") if lists.get(m, 0) >= MIN_LISTS]
     judged = max(enough, key=lambda m: lists[m], default=None)  # interactions on a tie
+    if measure in enough:
+        judged = measure
     if judged is None:
         counts = ", ".join(f"{n} {m}" for m, n in lists.items()) or "none"
         return GateResult(
@@ -396,7 +400,7 @@ def decide(values: ListValues) -> GateResult:
             f"{_NAME.get(default, default)} serves",
             curve,
         )
-    measure: str = judged
+    measure = judged
     scored = {name: f[measure] for name, f in figures.items() if not np.isnan(f[measure])}
     by_list = {name: per_list[name][measure] for name in scored}
     metric = f"{_METRIC[measure]} on {measure} ({lists[measure]} lists)"

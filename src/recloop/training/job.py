@@ -554,7 +554,9 @@ def _train_ranker(
     if fitted.model is not None and surface is not None:
         model = fitted.model
         if config.gate:
-            gate, values = _judged(model, previous, surface, parts["test"], crossed)
+            gate, values = _judged(
+                model, previous, surface, parts["test"], crossed, config.gate_measure
+            )
             serve = gate.serve
             if previous is not None:
                 compared = values
@@ -786,6 +788,7 @@ def _judged(
     surface: SurfaceConfig,
     test: pa.Table,
     crossed: CrossFit | None = None,
+    measure: str = "auto",
 ) -> tuple[GateResult, ListValues]:
     """What serves: the learned ranker, or the ordering that beat it on the test part; and
     every alternative's value on each test list (what the promotion gates compare).
@@ -820,7 +823,7 @@ def _judged(
         examination=examination_curve(model, logged),
         scores=scores,
     )
-    return decide(values), values
+    return decide(values, measure), values
 
 
 def _fit_linucb(parts: Mapping[str, pa.Table], directory: Path, progress: Progress) -> LinUCBFit:

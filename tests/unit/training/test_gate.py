@@ -24,6 +24,7 @@ from recloop.ranking.protocols import Scores
 from recloop.ranking.source_scores import SourceScoreConfig, SourceScoreRanker
 from recloop.training.gate import (
     MIN_LISTS,
+    ListValues,
     candidate_ndcg,
     decide,
     judge,
@@ -388,3 +389,25 @@ def test_a_click_low_in_a_list_counts_more_when_positions_are_debiased() -> None
     assert logged_dcg(table, served, CLICKS)[0] == logged_dcg(table, flipped, CLICKS)[0]
     seen = np.array([1.0, 0.25])
     assert logged_dcg(table, flipped, CLICKS, seen)[0] > logged_dcg(table, served, CLICKS, seen)[0]
+
+
+def test_the_gate_judges_on_the_measure_it_is_told_when_that_has_lists_enough() -> None:
+    rng = np.random.default_rng(9)
+    base = rng.uniform(0.2, 0.6, 200)
+    values = ListValues(
+        {
+            BLEND: {"interactions": base, "logged": base},
+            LEARNED: {"interactions": base * 0.5, "logged": base * 1.5},
+        },
+        {"interactions": 200, "logged": 200},
+        served=True,
+    )
+
+    # A tie in lists: auto judges on held-out interactions, where the blend is ahead.
+    assert decide(values).serve == BLEND
+    logged = decide(values, "logged")
+    assert logged.serve == LEARNED
+    assert logged.measure == "logged"
+    # Named but with too few lists, the measure gives way to the one that has them.
+    few = replace(values, lists={"interactions": 200, "logged": 3})
+    assert decide(few, "logged").measure == "interactions"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -133,6 +133,21 @@ class RecommendedItem(CamelModel):
     )
 
 
+class TracedItemPublic(CamelModel):
+    """What one stage did to one item."""
+
+    item_id: str
+    change: Literal["recalled", "removed", "added", "demoted", "promoted"] = Field(
+        description="recalled: a source found it (score: the source's own); removed: a "
+        "filter, gate or rerank rule dropped it; added: a rule inserted it; demoted / "
+        "promoted: a rule moved it, from `before` to `after` (1-based positions among the "
+        "items the rule kept)."
+    )
+    score: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    before: int | None = Field(default=None, exclude_if=lambda v: v is None)
+    after: int | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
 class StagePublic(CamelModel):
     """One pipeline stage of the request (only with ``debug=true``)."""
 
@@ -140,6 +155,11 @@ class StagePublic(CamelModel):
     elapsed_ms: float
     outcome: str
     detail: str
+    items: list[TracedItemPublic] = Field(
+        default_factory=list,
+        description="The items this stage recalled (a source), removed (a filter, gate or "
+        "rule) or moved (a rerank rule), in its order; empty for stages that change no item.",
+    )
 
 
 class RecommendationsPublic(CamelModel):

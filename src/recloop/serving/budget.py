@@ -9,6 +9,8 @@ from typing import Literal
 #: What a stage did. ``cold``: it could not do its planned work because nothing is trained
 #: for it yet (a new app), and its stand-in served; not a failure, and not a fallback.
 Outcome = Literal["ok", "timeout", "error", "empty", "fallback", "skipped", "cold"]
+#: What a stage did to one item (see ``TracedItem``).
+Change = Literal["recalled", "removed", "added", "demoted", "promoted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,22 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class TracedItem:
+    """What a stage did to one item (only when a request asks for its explanation).
+
+    ``change``: ``recalled`` (a source found it), ``removed`` (a filter, gate or rule
+    dropped it), ``demoted``/``promoted`` (a rule moved it; ``before``/``after`` are its
+    1-based positions among the items the rule kept), ``added`` (a rule inserted it).
+    """
+
+    item_id: str
+    change: Change
+    score: float | None = None
+    before: int | None = None
+    after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StageTrace:
     """One stage of one request."""
 
@@ -32,6 +50,9 @@ class StageTrace:
     elapsed_ms: float
     outcome: Outcome
     detail: str = ""
+    # Filled only for an explained (``debug``) request: the per-item record costs nothing
+    # on the hot path when it is empty.
+    items: tuple[TracedItem, ...] = ()
 
     @property
     def degraded(self) -> bool:

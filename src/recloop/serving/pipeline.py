@@ -38,7 +38,7 @@ from recloop.features.candidates import (
 from recloop.ranking.protocols import Ranker
 from recloop.rerank.protocols import CandidateFilter, RerankRule, SlateGate
 from recloop.retrieval.protocols import CandidateSource, SourceNotLoaded
-from recloop.serving.budget import Budget, Outcome, StageTrace, Stopwatch
+from recloop.serving.budget import Budget, Outcome, StageTrace, Stopwatch, TracedItem
 
 log = logging.getLogger(__name__)
 _NO_EXPLORATION = NoExplorationPolicy()
@@ -140,23 +140,27 @@ class Pipeline:
         """What a response names as the model that served it."""
         return self.ranker.version
 
-    def run(self, ctx: RequestContext, k: int) -> ServedSlate:
-        """Build the list for one request."""
+    def run(self, ctx: RequestContext, k: int, *, explain: bool = False) -> ServedSlate:
+        """Build the list for one request.
+
+        ``explain``: each stage's trace also names the items it recalled, removed or moved
+        (``debug=true``); off, no per-item record is made.
+        """
         trace: list[StageTrace] = []
         # Rerank rules choose among more than k items (diversity needs alternatives).
         want = k * OVERFETCH
-        candidates = self._filter(self._retrieve(ctx, trace), ctx, trace)
+        candidates = self._filter(self._retrieve(ctx, trace, explain), ctx, trace, explain)
         ranked = self._rank(candidates, ctx, trace)
-        slate = self._gate(ranked, ctx, want, trace)
+        slate = self._gate(ranked, ctx, want, trace, explain)
         version = ranked.version
         for fallback in self.fallbacks:
             if slate.items:
                 break
-            candidates = self._fall_back(fallback, ctx, k, trace)
+            candidates = self._fall_back(fallback, ctx, k, trace, explain)
             ranked = self._rank(candidates, ctx, trace)
-            slate = self._gate(ranked, ctx, want, trace)
+            slate = self._gate(ranked, ctx, want, trace, explain)
             version = ranked.version
-        slate = self._rerank(slate, ctx, trace)
+        slate = self._rerank(slate, ctx, trace, explain)
         watch = Stopwatch()
         # The policy sees the whole reranked list: items below the first k are what it may
         # explore with.
@@ -202,7 +206,9 @@ class Pipeline:
         # Unlocked: a lost update between concurrent requests only delays a move.
         self._cost_ms[i] = max(cost_ms, self._cost_ms[i] * COST_DECAY)
 
-    def _retrieve(self, ctx: RequestContext, trace: list[StageTrace]) -> list[MergedCandidate]:
+    def _retrieve(
+        self, ctx: RequestContext, trace: list[StageTrace], explain: bool = False
+    ) -> list[MergedCandidate]:
         watch = Stopwatch()
         inline = [self._inline(i) for i in range(len(self.sources))]
         # Threaded sources start first so they run while the inline ones answer.
@@ -217,6 +223,7 @@ class Pipeline:
             deadline_ms = min(slot.timeout_ms, self.budget.retrieve_ms)
             outcome: Outcome = "ok"
             detail = ""
+            found: list[Candidate] = []
             started = watch.ms()
             try:
                 if inline[i]:
@@ -240,34 +247,54 @@ class Pipeline:
                 log.exception("candidate source %s failed", slot.source.name)
                 outcome, detail = "error", f"{type(exc).__name__}: {exc}"
             elapsed = watch.ms() if not inline[i] else watch.ms() - started
-            trace.append(StageTrace(stage, elapsed, outcome, detail))
+            recalled = _recalled(found) if explain else ()
+            trace.append(StageTrace(stage, elapsed, outcome, detail, recalled))
         return merge_candidates(results)
 
     def _filter(
-        self, candidates: list[MergedCandidate], ctx: RequestContext, trace: list[StageTrace]
+        self,
+        candidates: list[MergedCandidate],
+        ctx: RequestContext,
+        trace: list[StageTrace],
+        explain: bool = False,
     ) -> list[MergedCandidate]:
         for candidate_filter in self.filters:
             watch = Stopwatch()
             before = len(candidates)
+            given = candidates
             # No try/except: an eligibility filter that fails must fail the request.
             candidates = candidate_filter.keep(candidates, ctx)
+            elapsed = watch.ms()
+            removed: tuple[TracedItem, ...] = ()
+            if explain:
+                kept = {c.item_id for c in candidates}
+                removed = tuple(
+                    TracedItem(c.item_id, "removed") for c in given if c.item_id not in kept
+                )
             trace.append(
                 StageTrace(
                     f"filter:{candidate_filter.name}",
-                    watch.ms(),
+                    elapsed,
                     "ok",
                     f"{before} -> {len(candidates)}",
+                    removed,
                 )
             )
         return candidates
 
     def _gate(
-        self, ranked: _Ranked, ctx: RequestContext, want: int, trace: list[StageTrace]
+        self,
+        ranked: _Ranked,
+        ctx: RequestContext,
+        want: int,
+        trace: list[StageTrace],
+        explain: bool = False,
     ) -> Slate:
         if not self.gates:
             return Slate(ranked.items(0, len(ranked)))
         watch = Stopwatch()
         admitted: list[ScoredItem] = []
+        refused: list[TracedItem] = []
         chunk = max(want, MIN_GATE_CHUNK)
         checked = 0
         # No try/except: a gate that fails must fail the request.
@@ -275,8 +302,16 @@ class Pipeline:
         while checked < len(ranked) and len(admitted) < want:
             items: Sequence[ScoredItem] = ranked.items(checked, checked + chunk)
             checked += len(items)
+            given = items
             for gate in self.gates:
                 items = gate.admit(items, ctx)
+            if explain:
+                passed = {i.item_id for i in items}
+                refused.extend(
+                    TracedItem(i.item_id, "removed", i.score)
+                    for i in given
+                    if i.item_id not in passed
+                )
             admitted.extend(items)
         trace.append(
             StageTrace(
@@ -284,12 +319,18 @@ class Pipeline:
                 watch.ms(),
                 "ok",
                 f"{len(admitted)} of {checked} checked admitted",
+                tuple(refused),
             )
         )
         return Slate(tuple(admitted[:want]))
 
     def _fall_back(
-        self, fallback: CandidateSource, ctx: RequestContext, k: int, trace: list[StageTrace]
+        self,
+        fallback: CandidateSource,
+        ctx: RequestContext,
+        k: int,
+        trace: list[StageTrace],
+        explain: bool = False,
     ) -> list[MergedCandidate]:
         watch = Stopwatch()
         stage = f"fallback:{fallback.name}"
@@ -300,9 +341,15 @@ class Pipeline:
             trace.append(StageTrace(stage, watch.ms(), "error", str(exc)))
             return []
         trace.append(
-            StageTrace(stage, watch.ms(), "fallback", "no earlier source had a servable item")
+            StageTrace(
+                stage,
+                watch.ms(),
+                "fallback",
+                "no earlier source had a servable item",
+                _recalled(found) if explain else (),
+            )
         )
-        return self._filter(merge_candidates([found]), ctx, trace)
+        return self._filter(merge_candidates([found]), ctx, trace, explain)
 
     def _features(
         self, candidates: list[MergedCandidate], ctx: RequestContext, trace: list[StageTrace]
@@ -373,20 +420,61 @@ class Pipeline:
         heads = ranked.by_objective if outcome != "error" else {}
         return _Ranked(candidates, list(order), scores, features, version, heads)
 
-    def _rerank(self, slate: Slate, ctx: RequestContext, trace: list[StageTrace]) -> Slate:
+    def _rerank(
+        self, slate: Slate, ctx: RequestContext, trace: list[StageTrace], explain: bool = False
+    ) -> Slate:
         for rule in self.rules:
             watch = Stopwatch()
+            given = slate
             if rule.mandatory:
                 slate = rule.apply(slate, ctx)
-                trace.append(StageTrace(f"rerank:{rule.name}", watch.ms(), "ok"))
+                elapsed = watch.ms()
+                changes = _rule_changes(given.items, slate.items) if explain else ()
+                trace.append(StageTrace(f"rerank:{rule.name}", elapsed, "ok", "", changes))
                 continue
             try:
                 slate = rule.apply(slate, ctx)
-                trace.append(StageTrace(f"rerank:{rule.name}", watch.ms(), "ok"))
+                elapsed = watch.ms()
+                changes = _rule_changes(given.items, slate.items) if explain else ()
+                trace.append(StageTrace(f"rerank:{rule.name}", elapsed, "ok", "", changes))
             except Exception as exc:
                 log.exception("rerank rule %s failed; skipped", rule.name)
                 trace.append(StageTrace(f"rerank:{rule.name}", watch.ms(), "error", str(exc)))
         return slate
+
+
+def _recalled(found: Sequence[Candidate]) -> tuple[TracedItem, ...]:
+    """A source's candidates as an explained trace names them."""
+    return tuple(TracedItem(c.item_id, "recalled", c.score) for c in found)
+
+
+def _rule_changes(
+    before: Sequence[ScoredItem], after: Sequence[ScoredItem]
+) -> tuple[TracedItem, ...]:
+    """What a rerank rule did: the items it removed, added and moved.
+
+    Moves are counted among the items the rule kept, so one removal does not read as every
+    later item promoted by one place.
+    """
+    kept = {i.item_id for i in after}
+    changes = [
+        TracedItem(i.item_id, "removed", i.score, before=n)
+        for n, i in enumerate(before, 1)
+        if i.item_id not in kept
+    ]
+    survivors = [i.item_id for i in before if i.item_id in kept]
+    was = {item_id: n for n, item_id in enumerate(survivors, 1)}
+    for n, i in enumerate(after, 1):
+        old = was.get(i.item_id)
+        if old is None:
+            changes.append(TracedItem(i.item_id, "added", i.score, after=n))
+        elif n != old:
+            changes.append(
+                TracedItem(
+                    i.item_id, "demoted" if n > old else "promoted", i.score, before=old, after=n
+                )
+            )
+    return tuple(changes)
 
 
 def _timed_retrieve(

@@ -51,6 +51,8 @@ class RecommendationRequest:
     session_id: str | None = None
     device: str | None = None
     locale: str | None = None
+    # The trace also names the items each stage recalled, removed or moved (debug=true).
+    explain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,13 @@ class Recommender:
             raise NotFound("itemId", f"no item {request.item_id!r}")
         assignment = self._assigner.assign(request.user_id, request.surface, self._clock())
         pipeline = self._variants.get(assignment.pipeline, pipeline)
-        key = (app_id, request, assignment.pipeline)
+        # An explained request shares the plain one's cached list (its trace then says
+        # "cache": the list was not made again).
+        key = (
+            app_id,
+            replace(request, explain=False) if request.explain else request,
+            assignment.pipeline,
+        )
         cached = self.cache.get(key, time.monotonic())
         if self.cache.enabled:
             self._metrics.response_cache.labels(
@@ -203,9 +211,9 @@ class Recommender:
         )
         teams = assignment.team_pipelines()
         if teams:
-            served, model_version = self._interleave(ctx, request.limit, teams)
+            served, model_version = self._interleave(ctx, request.limit, teams, request.explain)
         else:
-            served = pipeline.run(ctx, request.limit)
+            served = pipeline.run(ctx, request.limit, explain=request.explain)
             model_version = self._version(app_id, assignment.pipeline, served.model_version)
         latency_ms = watch.ms()
         result = Recommendations(
@@ -238,13 +246,13 @@ class Recommender:
         return f"{ranker_version}+retrieval:{bundle.version}"
 
     def _interleave(
-        self, ctx: RequestContext, limit: int, teams: Mapping[str, str]
+        self, ctx: RequestContext, limit: int, teams: Mapping[str, str], explain: bool = False
     ) -> tuple[ServedSlate, str]:
         """Both teams' lists (team name -> pipeline name), team-drafted into one; each item
         logs its team and the probability the draft puts it where it is."""
         (team_a, name_a), (team_b, name_b) = teams.items()
-        a = self._variants[name_a].run(ctx, limit)
-        b = self._variants[name_b].run(ctx, limit)
+        a = self._variants[name_a].run(ctx, limit, explain=explain)
+        b = self._variants[name_b].run(ctx, limit, explain=explain)
         drafted = interleave_lists(a.items, b.items, (team_a, team_b), limit, ctx.request_id)
         model_version = (
             f"{team_a}:{self._version(ctx.app_id, name_a, a.model_version)} | "

@@ -163,6 +163,38 @@ def test_the_user_inspector_shows_the_trace_of_a_new_users_list(
     assert "unknown surface" in unknown.text
 
 
+def test_the_user_inspector_shows_what_each_source_recalled_and_each_rule_did(
+    browser: TestClient, dev_key: str
+) -> None:
+    key = {"Authorization": f"Bearer {dev_key}"}
+    items = [{"itemId": f"i{n}", "category": "c"} for n in range(6)]
+    assert browser.post("/api/items", json={"items": items}, headers=key).status_code == 200
+    clicks = [
+        {"userId": f"fan{n}-{m}", "itemId": f"i{n}", "eventType": "click"}
+        for n in range(6)
+        for m in range(6 - n)
+    ]
+    assert browser.post("/api/events", json={"events": clicks}, headers=key).status_code == 202
+    runtime = browser.app.state.runtime  # type: ignore[attr-defined]
+    runtime.refresher.refresh()
+    listed = browser.get(
+        "/api/recommendations", params={"userId": "dana", "limit": 2}, headers=key
+    ).json()
+    shown = [i["itemId"] for i in listed["items"]]
+    runtime.writer.flush()
+    _sign_in(browser, dev_key)
+
+    page = browser.get("/dashboard/users", params={"user": "dana", "surface": "home"}).text
+
+    # A folded block per stage that touched items, the popular source's candidates in it.
+    popular = page.split('data-stage="retrieve:popular"')[1].split("</details>")[0]
+    assert all(f">i{n}</a>" in popular for n in range(6))
+    # The recently-shown rule names an item it demoted: one the user was just shown.
+    rule = page.split('data-stage="rerank:recently-shown"')[1].split("</details>")[0]
+    assert "demoted" in rule
+    assert any(f">{item}</a></td><td>demoted<" in rule for item in shown)
+
+
 def test_what_a_page_shows_of_its_input_is_escaped(browser: TestClient, dev_key: str) -> None:
     _sign_in(browser, dev_key)
     page = browser.get("/dashboard/users", params={"user": "<script>x()</script>"})

@@ -362,3 +362,26 @@ def test_new_engagement_changes_what_is_popular_after_a_refresh(catalog: Api) ->
     catalog.refresh()
 
     assert catalog.recommended_ids(userId="stranger")[0] == "m4"
+
+
+def test_debug_names_what_each_source_recalled_and_each_filter_and_rule_did(
+    catalog: Api,
+) -> None:
+    catalog.post_events([{"userId": "carol", "itemId": "m1", "eventType": "click"}])
+    shown = catalog.recommended_ids(userId="carol", limit=2)
+    catalog.runtime.writer.flush()
+
+    body = catalog.recommend(userId="carol", debug="true")
+
+    stages = {s["stage"]: s["items"] for s in body["stages"]}
+    # Each source names its own candidates with its own score.
+    popular = {i["itemId"]: i for i in stages["retrieve:popular"]}
+    assert set(popular) == set(CLICKS)
+    assert all(i["change"] == "recalled" and "score" in i for i in popular.values())
+    # The consumed item is named by the filter that removed it.
+    assert {"itemId": "m1", "change": "removed"} in stages["filter:excluded"]
+    # The items served a moment ago were shown once (max_shown 1): the rule named them.
+    demoted = {i["itemId"]: i for i in stages["rerank:recently-shown"] if i["change"] == "demoted"}
+    assert demoted, stages["rerank:recently-shown"]
+    assert set(demoted) <= set(shown)
+    assert all(i["after"] > i["before"] for i in demoted.values())

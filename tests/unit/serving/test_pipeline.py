@@ -671,3 +671,63 @@ def test_the_gate_reads_ranked_items_a_chunk_at_a_time_with_their_source_scores(
     assert by_id["i000"].sources == ("a",)
     assert by_id["i002"].source_scores == (("a", round(98.0 / 100.0, 4)),)
     assert by_id["i002"].score == pytest.approx(98.0 / 100.0, rel=1e-6)
+
+
+class DropRule:
+    """Removes fixed ids, keeping the others' order."""
+
+    name = "drop-rule"
+    mandatory = True
+
+    def __init__(self, drop: set[str]) -> None:
+        self._drop = drop
+
+    def apply(self, slate: Slate, ctx: RequestContext) -> Slate:
+        return Slate(tuple(i for i in slate.items if i.item_id not in self._drop))
+
+
+def test_an_explained_run_names_what_each_stage_recalled_removed_and_moved(
+    executor: ThreadPoolExecutor,
+) -> None:
+    source = ListSource("only", [("a", 4.0), ("b", 3.0), ("c", 2.0), ("d", 1.0)])
+    pipeline = make_pipeline(
+        executor,
+        [slot(source)],
+        filters=[DropFilter({"d"})],
+        rules=[DropRule({"b"}), ReverseRule()],
+    )
+
+    served = pipeline.run(context(), 10, explain=True)
+
+    recalled = stage(served, "retrieve:only").items
+    assert [(i.item_id, i.change, i.score) for i in recalled] == [
+        ("a", "recalled", 4.0),
+        ("b", "recalled", 3.0),
+        ("c", "recalled", 2.0),
+        ("d", "recalled", 1.0),
+    ]
+    assert [(i.item_id, i.change) for i in stage(served, "filter:drop").items] == [("d", "removed")]
+    (removed,) = stage(served, "rerank:drop-rule").items
+    assert (removed.item_id, removed.change, removed.before) == ("b", "removed", 2)
+    # One removal is not read as the items below it moving: the rule moved nothing else.
+    moved = {
+        i.item_id: (i.change, i.before, i.after) for i in stage(served, "rerank:reverse").items
+    }
+    assert moved == {"a": ("demoted", 1, 2), "c": ("promoted", 2, 1)}
+    assert served_ids(served) == ["c", "a"]
+
+
+def test_a_run_not_explained_records_no_item(executor: ThreadPoolExecutor) -> None:
+    source = ListSource("only", [("a", 4.0), ("b", 3.0), ("c", 2.0)])
+    pipeline = make_pipeline(
+        executor,
+        [slot(source)],
+        filters=[DropFilter({"c"})],
+        rules=[DropRule({"b"}), ReverseRule()],
+    )
+
+    served = pipeline.run(context(), 10)
+
+    assert served.trace
+    assert all(t.items == () for t in served.trace)
+    assert served_ids(served) == ["a"]

@@ -446,7 +446,10 @@ async def _user(runtime: Runtime, app_id: str, user: str, surface: str) -> dict[
             runtime.recommender.recommend,
             app_id,
             RecommendationRequest(
-                user_id=user, surface=surface, limit=runtime.settings.serving.default_limit
+                user_id=user,
+                surface=surface,
+                limit=runtime.settings.serving.default_limit,
+                explain=True,
             ),
         )
     except (InvalidInput, NotFound) as exc:

@@ -17,6 +17,7 @@ from recloop.api.schemas import (
     RecommendationsPublic,
     RecommendedItem,
     StagePublic,
+    TracedItemPublic,
 )
 from recloop.domain import Event, EventType
 from recloop.errors import InvalidInput, NotFound
@@ -59,7 +60,13 @@ async def get_recommendations(
     ] = None,
     device: Annotated[str | None, Query(max_length=64), NO_NUL] = None,
     locale: Annotated[str | None, Query(max_length=64), NO_NUL] = None,
-    debug: Annotated[bool, Query(description="Include each stage's time and outcome.")] = False,
+    debug: Annotated[
+        bool,
+        Query(
+            description="Include each stage's time and outcome, the items each source "
+            "recalled and each filter, gate and rerank rule removed or moved."
+        ),
+    ] = False,
 ) -> RecommendationsPublic:
     """Recommend items for a user on a surface (home, trending, similar with ``itemId``).
 
@@ -93,6 +100,7 @@ async def get_recommendations(
             session_id=session_id,
             device=device,
             locale=locale,
+            explain=debug,
         ),
     )
     note(
@@ -123,7 +131,22 @@ async def get_recommendations(
         fallback=result.fallback,
         cold=result.cold,
         stages=[
-            StagePublic(stage=t.stage, elapsed_ms=t.elapsed_ms, outcome=t.outcome, detail=t.detail)
+            StagePublic(
+                stage=t.stage,
+                elapsed_ms=t.elapsed_ms,
+                outcome=t.outcome,
+                detail=t.detail,
+                items=[
+                    TracedItemPublic(
+                        item_id=i.item_id,
+                        change=i.change,
+                        score=i.score,
+                        before=i.before,
+                        after=i.after,
+                    )
+                    for i in t.items
+                ],
+            )
             for t in result.trace
         ]
         if debug

@@ -9,6 +9,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from pydantic.alias_generators import to_camel
+
 from recloop.domain import Event
 from recloop.errors import InvalidInput
 from recloop.ingest.files import OBJECT_FIELDS, Row, is_unreadable, read_columns, read_rows
@@ -100,7 +102,10 @@ def import_file(
     ends now, so its recency means what it would have meant live, for training and serving
     alike. ``arrivals="now"`` records every event as arriving at ``now`` instead.
     """
-    check_columns(read_columns(path, fmt), kind)
+    if fmt == "jsonl":
+        check_columns(_jsonl_keys(path), kind, noun="key")
+    else:
+        check_columns(read_columns(path, fmt), kind)
     report = ImportReport(kind)
     if kind is RecordKind.EVENTS and arrivals == "stream":
         report.shift = _shift_to_now(path, fmt, app_id, now)
@@ -121,19 +126,25 @@ def import_file(
     return report
 
 
-def check_columns(columns: list[str] | None, kind: RecordKind) -> None:
+def check_columns(
+    columns: list[str] | None, kind: RecordKind, *, noun: Literal["column", "key"] = "column"
+) -> None:
     """Refuse a file whose header names a column no record of ``kind`` has, once, before
     any row is read, rather than rejecting every row for it.
 
+    ``noun="key"``: ``columns`` are the keys a JSONL file's records use, refused the same way.
+
     Raises:
-        InvalidInput: on ``columns``, naming the unknown columns and the known ones.
+        InvalidInput: on ``columns`` (``keys``), naming the unknown ones and the known ones.
     """
     if columns is None:
         return
     model = _MODELS[kind]
     known: dict[str, str] = {}  # accepted name -> its name on the wire
     for name, info in model.model_fields.items():
-        wire = info.validation_alias if isinstance(info.validation_alias, str) else name
+        # Every wire model is camelCase; a field inherited from a base model may not have
+        # its generated alias filled in before the model's first validation.
+        wire = info.validation_alias if isinstance(info.validation_alias, str) else to_camel(name)
         known[name] = known[wire] = wire
     unknown = [
         column
@@ -145,11 +156,24 @@ def check_columns(columns: list[str] | None, kind: RecordKind) -> None:
     ]
     if unknown:
         raise InvalidInput(
-            "columns",
-            f"{'unknown column' if len(unknown) == 1 else 'unknown columns'} "
+            f"{noun}s",
+            f"unknown {noun if len(unknown) == 1 else noun + 's'} "
             f"{', '.join(repr(c) for c in unknown)} for {kind.value}; the known ones are "
             f"{', '.join(sorted(set(known.values())))}",
         )
+
+
+def _jsonl_keys(path: Path) -> list[str]:
+    """Every top-level key the file's records use, in the order first met.
+
+    A first pass, so that a key no record may have refuses the file once, before any row
+    is stored, as an unknown CSV column does (rather than a rejection on every row).
+    """
+    keys: dict[str, None] = {}
+    for row in read_rows(path, "jsonl"):
+        if isinstance(row.record, dict):
+            keys.update(dict.fromkeys(str(k) for k in row.record))
+    return list(keys)
 
 
 def _shift_to_now(path: Path, fmt: str, app_id: str, now: datetime) -> timedelta:

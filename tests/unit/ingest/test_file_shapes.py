@@ -126,3 +126,33 @@ def test_a_parquet_schema_with_an_unknown_column_is_refused(store: Store, tmp_pa
 
     with pytest.raises(InvalidInput, match="'nickname'"):
         import_file(store, APP, RecordKind.USERS, path, "parquet", now=NOW)
+
+
+def test_an_unknown_jsonl_key_refuses_the_file_once_naming_it_and_the_known_ones(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    good = '{"userId": "u1", "itemId": "i1", "eventType": "click"}\n'
+    odd = '{"userId": "u1", "itemId": "i1", "eventType": "click", "colour": "red"}\n'
+    path.write_text(good * 10 + odd * 50)
+
+    with pytest.raises(InvalidInput) as raised:
+        import_file(store, APP, RecordKind.EVENTS, path, "jsonl", now=NOW)
+
+    assert raised.value.field == "keys"
+    assert raised.value.rule.startswith("unknown key 'colour' for events")
+    assert raised.value.rule.count("'colour'") == 1
+    assert "eventType" in raised.value.rule
+    assert store.events.count(APP) == 0  # refused before any row was stored
+
+
+def test_jsonl_keys_in_snake_case_and_unparsable_lines_are_not_refused_as_keys(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "users.jsonl"
+    path.write_text('{"user_id": "u1", "attributes": {"region": "eu"}}\nnot json\n[1, 2]\n')
+
+    report = import_file(store, APP, RecordKind.USERS, path, "jsonl", now=NOW)
+
+    assert report.stored == 1
+    assert [(n, f) for n, f, _ in report.rejections] == [(2, "record"), (3, "record")]

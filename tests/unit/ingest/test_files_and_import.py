@@ -263,7 +263,7 @@ def test_import_events_counts_stored_duplicates_and_rejected(store: Store, tmp_p
             {"eventId": "e1", "userId": "u1", "itemId": "i1", "eventType": "click"},
             {"eventId": "e3", "userId": "u1", "eventType": "purchase"},
             "{truncated",
-            {"eventId": "e4", "userId": "u2", "itemId": "i1", "eventType": "like", "x": 1},
+            {"eventId": "e4", "userId": "u2", "itemId": "i1", "eventType": "like", "position": -1},
             {"eventId": "e5", "userId": "u2", "eventType": "search"},
         ],
     )
@@ -280,7 +280,7 @@ def test_import_events_counts_stored_duplicates_and_rejected(store: Store, tmp_p
     assert sorted((line, field) for line, field, _ in report.rejections) == [
         (4, "itemId"),
         (5, "record"),
-        (6, "x"),
+        (6, "position"),
     ]
     assert store.events.count(APP) == 3
 

@@ -277,11 +277,18 @@ def test_a_stop_and_a_promotion_from_the_dashboard_are_audited(
     current, previous = registry.current("default"), registry.previous("default")
     assert previous is not None
     assert previous != current
-    # A form posted without the sign-in's token (as another site would) changes nothing.
+    # A form posted with a genuine session but without the sign-in's token (as another
+    # site would, if a browser sent it the cookie) changes nothing.
+    login = httpx.post(
+        f"{served.url}/dashboard/login", data={"key": served.admin_key}, follow_redirects=False
+    )
+    session = login.headers["set-cookie"].split(";")[0]
+    assert session.startswith("recloop_dashboard_session=")
+    assert served.admin_key not in session
     forged = httpx.post(
         f"{served.url}/dashboard/models/promote",
         data={"version": previous},
-        headers={"Cookie": f"recloop_dashboard_key={served.admin_key}; recloop_dashboard_nonce=x"},
+        headers={"Cookie": session},
     )
     assert forged.status_code == 403
     assert registry.current("default") == current

@@ -6,6 +6,7 @@ The browser tests (tests/e2e/test_dashboard_browser.py) drive the same pages in 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,11 +16,15 @@ from fastapi.testclient import TestClient
 
 from recloop.analysis.guard import StoppedExperiments
 from recloop.api.app import create_app
+from recloop.api.dashboard.auth import session_token, signing_secret
 from recloop.config import Settings
+from recloop.domain import Scope
 from recloop.registry.artifacts import ModelRegistry, VersionManifest
 from recloop.runtime.process import stopped_experiments_path
 from recloop.store import open_store
+from recloop.store.keys import key_id_of
 from tests.factories import settings_with
+from tests.integration.api.conftest import key_with
 
 pytestmark = pytest.mark.integration
 
@@ -79,17 +84,62 @@ def test_an_admin_key_signs_in_with_a_secure_http_only_strict_cookie(
 
     assert answer.status_code == 303
     assert answer.headers["location"] == "/dashboard/"
-    cookies = answer.headers.get_list("set-cookie")
-    assert len(cookies) == 2
-    for cookie in cookies:
-        flags = {part.strip().lower() for part in cookie.split(";")}
-        assert {"httponly", "secure", "samesite=strict", "path=/dashboard"} <= flags
+    (cookie,) = answer.headers.get_list("set-cookie")
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"httponly", "secure", "samesite=strict", "path=/dashboard"} <= flags
+    # The cookie holds a signed session naming the key, never the key itself.
+    assert dev_key not in cookie
+    assert dev_key.split(".")[-1] not in cookie
     assert dev_key not in answer.headers["location"]
     for path in PAGES:
         page = browser.get(f"/dashboard{path}")
         assert page.status_code == 200, path
         assert page.headers["cache-control"] == "no-store"
         assert dev_key not in page.text
+
+
+def test_a_revoked_key_ends_its_session_on_the_next_page(
+    browser: TestClient, settings: Settings
+) -> None:
+    key = key_with(settings, Scope.ADMIN)
+    _sign_in(browser, key)
+    assert browser.get("/dashboard/models").status_code == 200
+    store = open_store(settings.resolved_store_url())
+    try:
+        assert store.tenancy.revoke_key(key_id_of(key) or "", datetime.now(UTC))
+    finally:
+        store.close()
+
+    page = browser.get("/dashboard/models", follow_redirects=False)
+
+    assert page.status_code in (302, 303, 307, 401)
+    assert "Sign in" in browser.get("/dashboard/models").text
+
+
+def test_a_forged_or_expired_session_is_refused_and_another_worker_accepts_a_genuine_one(
+    browser: TestClient, settings: Settings, dev_key: str
+) -> None:
+    _sign_in(browser, dev_key)
+    token = browser.cookies["recloop_dashboard_session"]
+    key_id, expires, nonce, signature = token.rsplit(".", 3)
+    secret = settings.data_dir / "dashboard-secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    # A second process on the same data directory (another --workers process) reads the
+    # same secret: the cookie one signed in with is good on the other.
+    with TestClient(create_app(settings), base_url="https://testserver") as other:
+        for value, accepted in (
+            (token, True),
+            (f"{key_id}.{int(expires) + 3600}.{nonce}.{signature}", False),  # tampered
+            (f"{key_id}.{expires}.{nonce}.{'0' * len(signature)}", False),  # forged
+            (dev_key, False),  # the key itself is no session
+        ):
+            other.cookies.set("recloop_dashboard_session", value, path="/dashboard")
+            page = other.get("/dashboard/models", follow_redirects=False)
+            assert (page.status_code == 200) is accepted, value
+    expired = session_token(signing_secret(settings.data_dir), key_id, nonce, int(time.time()) - 1)
+    browser.cookies.clear()
+    browser.cookies.set("recloop_dashboard_session", expired, path="/dashboard")
+    assert browser.get("/dashboard/models", follow_redirects=False).status_code != 200
 
 
 def test_a_serve_only_or_unknown_key_is_refused(browser: TestClient, serve_key: str) -> None:

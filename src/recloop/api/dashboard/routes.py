@@ -157,7 +157,7 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
         return page(request, "login.html", None, 403, error="Sign in from the dashboard's page.")
     key = (await _form(request)).get("key", "").strip()
     try:
-        await check_key(request, runtime, key or "")
+        key_id = await check_key(request, runtime, key or "")
     except Unauthorized:
         return page(request, "login.html", None, 401, error="Unknown or revoked key.")
     except Forbidden:
@@ -174,7 +174,7 @@ async def login(request: Request, runtime: RuntimeDep) -> Response:
             request, "login.html", None, 429, error="Too many failed sign-ins: wait a minute."
         )
     response = RedirectResponse("/dashboard/", status_code=303, headers=HEADERS)
-    sign_in(response, key)
+    sign_in(response, runtime, key_id)
     return response
 
 

@@ -140,6 +140,11 @@ class Recommender:
         return self._assigner
 
     @property
+    def pipelines(self) -> Mapping[str, Pipeline]:
+        """Each surface's pipeline as configured (not an experiment variant's)."""
+        return dict(self._pipelines)
+
+    @property
     def surfaces(self) -> list[str]:
         """The surfaces this service serves."""
         return sorted(self._pipelines)

@@ -245,6 +245,35 @@ def test_the_user_inspector_shows_what_each_source_recalled_and_each_rule_did(
     assert any(f">{item}</a></td><td>demoted<" in rule for item in shown)
 
 
+def test_the_item_inspector_shows_the_neighbours_each_source_recalls_for_it(
+    browser: TestClient, dev_key: str
+) -> None:
+    key = {"Authorization": f"Bearer {dev_key}"}
+    items = [{"itemId": f"c{n}", "category": "cats"} for n in range(4)]
+    items += [{"itemId": f"d{n}", "category": "dogs"} for n in range(4)]
+    assert browser.post("/api/items", json={"items": items}, headers=key).status_code == 200
+    clicks = [
+        {"userId": f"fan{n}-{m}", "itemId": item["itemId"], "eventType": "click"}
+        for n, item in enumerate(items)
+        for m in range(n + 1)
+    ]
+    assert browser.post("/api/events", json={"events": clicks}, headers=key).status_code == 202
+    browser.app.state.runtime.refresher.refresh()  # type: ignore[attr-defined]
+    _sign_in(browser, dev_key)
+
+    page = browser.get("/dashboard/items", params={"item": "c0"}).text
+
+    # same-category answers for the seed: the other cats, never the seed, no dog.
+    block = page.split('data-source="same-category"')[1].split("</section>")[0]
+    shown = {f"c{n}" for n in range(4) if f">c{n}</a>" in block}
+    assert shown == {"c1", "c2", "c3"}
+    assert ">d" not in block
+    # Popularity recalls the same list whatever the seed: named, not shown as neighbours.
+    assert 'data-source="popular"' not in page
+    assert "whatever the seed" in page.split('id="neighbours"')[1]
+    assert "popular" in page.split("whatever the seed")[1].split("</p>")[0]
+
+
 def test_what_a_page_shows_of_its_input_is_escaped(browser: TestClient, dev_key: str) -> None:
     _sign_in(browser, dev_key)
     page = browser.get("/dashboard/users", params={"user": "<script>x()</script>"})

@@ -34,6 +34,7 @@ from recloop.api.dashboard.auth import (
     signed_in,
 )
 from recloop.api.dashboard.charts import line_chart
+from recloop.api.dashboard.neighbours import item_neighbours
 from recloop.api.deadline import executor_call, store_call
 from recloop.api.deps import RuntimeDep
 from recloop.api.schemas import ExperimentPublic
@@ -463,7 +464,8 @@ async def _user(runtime: Runtime, app_id: str, user: str, surface: str) -> dict[
 async def item_inspector(
     request: Request, runtime: RuntimeDep, item: str | None = None
 ) -> Response:
-    """An item's catalog entry, and how often it was served and clicked (14 days)."""
+    """An item's catalog entry, how often it was served and clicked (14 days), and its
+    neighbours per source."""
     admin = await signed_in(request, runtime)
     ctx: dict[str, Any] = {"item": item}
     if item:
@@ -473,8 +475,17 @@ async def item_inspector(
         )
         ctx["entry"] = entry
         if entry is not None:
-            ctx["exposure"] = await run_in_threadpool(
-                _exposure, runtime, admin.app_id, item, datetime.now(UTC)
+            now = datetime.now(UTC)
+            ctx["exposure"] = await run_in_threadpool(_exposure, runtime, admin.app_id, item, now)
+            # On the request threads, as the sources run when they serve.
+            ctx["neighbours"] = await executor_call(
+                runtime.settings.serving.store_timeout_s,
+                runtime.request_executor,
+                item_neighbours,
+                runtime.recommender.pipelines,
+                admin.app_id,
+                item,
+                now,
             )
     return page(request, "items.html", admin, **ctx)
 

@@ -73,8 +73,11 @@ DEMO_EXPERIMENT = "demo-home"
 DEMO_SURFACE = "home"
 #: The demo experiment's latency guardrail, relative to the control: the full pipeline's p99
 #: may exceed popularity alone's by this many milliseconds, or by DEMO_P99_TOLERANCE of it,
-#: whichever is more. A busy machine slows both variants alike, which moves neither much.
-DEMO_P99_ALLOWANCE_MS = 100.0
+#: whichever is more. Popularity alone does next to no work, so a busy machine slows the
+#: pipeline far more than its control: +65-70 ms over the control on a quiet machine,
+#: +127 ms with a load average of 5-6 on two cores (a269f95); 250 ms covers that and still
+#: catches a source left hanging to its deadline.
+DEMO_P99_ALLOWANCE_MS = 250.0
 DEMO_P99_TOLERANCE = 1.0
 #: An absolute ceiling on the treatment's p99, only a sanity bound: ten times the budget.
 DEMO_P99_CEILING_MS = 1000.0

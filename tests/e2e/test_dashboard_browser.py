@@ -220,11 +220,15 @@ def test_every_page_opens_signed_in_with_no_console_error_and_nothing_leaving_lo
     assert stages[0].startswith("retrieve:")
     assert {s.split(":")[0] for s in stages} >= {"retrieve", "filter", "rank", "gate"}
     assert page.locator("#served tbody tr").count() > 0
+    # What each stage did to the items: every source's candidates, in a block per stage.
+    assert page.locator('#stage-items details[data-stage^="retrieve:"]').count() > 0
     _shot(watched, served, "5-user-inspector")
 
     # From the list, an item.
     page.click("#served tbody tr:first-child td:nth-child(2) a")
     page.wait_for_selector("h2.mono")
+    # The trained sources name its neighbours.
+    assert page.locator("#neighbours .neighbours tbody tr").count() > 0
     _shot(watched, served, "6-item-inspector")
 
     # Back on Overview: the inspector's request was timed stage by stage in this process.

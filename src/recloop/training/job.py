@@ -536,7 +536,10 @@ def _train_ranker(
     if crossed is not None:
         report["cross_fit"] = {**report["cross_fit"], **crossed.report}
         # The serving model has no held-out candidate lists; the folds' are out of fold.
-        fitted.report["summary"] = {**crossed.report["summary"], **fitted.report["summary"]}
+        fitted.report["summary"] = {
+            **crossed.report["summary"],
+            **fitted.report.get("summary", {}),
+        }
     fitted.report.update(report)
     if no_impressions:
         fitted.report["impressions"] = no_impressions

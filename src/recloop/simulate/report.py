@@ -98,6 +98,13 @@ def ms(value: float | None) -> str:
     return "n/a" if value is None else format_value(value, "ms")
 
 
+def _timing_table(section: Section, what: str, times: list[StageTime], caption: str) -> None:
+    """A table of each stage's (or source's) p50 and p99, captioned."""
+    rows = [[t.name, f"{t.count:,}", stage_ms(t, t.p50_ms), stage_ms(t, t.p99_ms)] for t in times]
+    section.tables.append(([what, "timings", "p50", "p99"], rows))
+    section.captions[len(section.tables) - 1] = caption
+
+
 def stage_ms(time: StageTime, value: float | None) -> str:
     """A histogram's quantile in ms: "< 0.1 ms" when it fell in the first bucket."""
     if value is not None and time.resolution_ms > 0 and value <= time.resolution_ms:
@@ -772,27 +779,9 @@ def latency_section(
     )
     section.captions[0] = "A list, client side"
     if service.stages:
-        section.tables.append(
-            (
-                ["stage", "timings", "p50", "p99"],
-                [
-                    [s.name, f"{s.count:,}", stage_ms(s, s.p50_ms), stage_ms(s, s.p99_ms)]
-                    for s in service.stages
-                ],
-            )
-        )
-        section.captions[len(section.tables) - 1] = "Each stage, service side, both variants"
+        _timing_table(section, "stage", service.stages, "Each stage, service side, both variants")
     if service.sources:
-        section.tables.append(
-            (
-                ["source", "timings", "p50", "p99"],
-                [
-                    [s.name, f"{s.count:,}", stage_ms(s, s.p50_ms), stage_ms(s, s.p99_ms)]
-                    for s in service.sources
-                ],
-            )
-        )
-        section.captions[len(section.tables) - 1] = "Each candidate source, service side"
+        _timing_table(section, "source", service.sources, "Each candidate source, service side")
     if service.stage_p99_by_day:
         section.charts.append(
             line_chart(

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
+from recloop.analysis.histograms import histogram_quantile
 from recloop.analysis.outcomes import app_events, served_lists, variant_in
 from recloop.domain import EventType
 from recloop.simulate.report import StageTime
@@ -100,24 +101,9 @@ def difference(later: Buckets, earlier: Buckets) -> Buckets:
 
 
 def quantile_ms(cumulative: Mapping[float, float], q: float) -> float | None:
-    """The ``q`` quantile in ms, as Prometheus' ``histogram_quantile`` estimates it: linear
-    within the bucket the rank falls in; a rank past the last finite bound answers it."""
-    bounds = sorted(cumulative)
-    total = cumulative[bounds[-1]] if bounds else 0.0
-    if total <= 0:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        count = cumulative[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return lower * 1000
-            inside = count - below
-            share = (rank - below) / inside if inside > 0 else 1.0
-            return (lower + (bound - lower) * share) * 1000
-        lower, below = bound, count
-    return lower * 1000
+    """The ``q`` quantile in ms of a histogram in seconds (``histogram_quantile``)."""
+    value = histogram_quantile(cumulative, q)
+    return None if value is None else value * 1000
 
 
 def stage_times(buckets: Buckets) -> list[StageTime]:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from recloop.analysis.histograms import histogram_quantile
 from recloop.analysis.outcomes import HIDE_EVENTS, app_events, served_lists
 from recloop.config import LabelRules
 from recloop.domain import EventType
@@ -64,28 +65,11 @@ def histogram_quantiles(metrics_text: str, family: str, label: str) -> list[Quan
             Quantiles(
                 name,
                 int(total),
-                _quantile(bounds, cumulative, 0.5),
-                _quantile(bounds, cumulative, 0.99),
+                histogram_quantile(cumulative, 0.5),
+                histogram_quantile(cumulative, 0.99),
             )
         )
     return out
-
-
-def _quantile(bounds: list[float], cumulative: dict[float, float], q: float) -> float | None:
-    total = cumulative[bounds[-1]] if bounds else 0.0
-    if total <= 0:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        count = cumulative[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return lower  # past the last finite bucket: its bound is all we know
-            inside = count - below
-            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
-        lower, below = bound, count
-    return lower
 
 
 def _counter_samples(metrics_text: str, family: str) -> list[tuple[dict[str, str], float]] | None:

@@ -39,7 +39,6 @@ from recloop.data.training import (
 )
 from recloop.errors import RecloopError, SnapshotExists
 from recloop.evaluation.drift_reference import save_drift_reference
-from recloop.evaluation.retrieval_metrics import round_robin_merge
 from recloop.experiments.assignment import variant_surfaces
 from recloop.features.bandit_context import EVIDENCE_FILE
 from recloop.features.definitions import FEATURE_NAMES
@@ -78,6 +77,7 @@ from recloop.training.promotion import (
     deadlines,
     latency,
     list_tables,
+    merged_lists,
     no_regression,
     quotas,
     ranker_no_regression,
@@ -96,7 +96,6 @@ from recloop.training.ranker import (
     with_source_scores,
 )
 from recloop.training.sources import (
-    KS,
     OBJECTIVE,
     SOURCE_CASES,
     Validation,
@@ -270,8 +269,8 @@ def train(
             )
             results.append(result)
         trained = [r for r in results if r.skipped is None]
-        merged_lists = _merged_lists(validation_lists)
-        merged = metrics_of(merged_lists, sample.cases) if merged_lists else {}
+        merged_case_lists = merged_lists(validation_lists)
+        merged = metrics_of(merged_case_lists, sample.cases) if merged_case_lists else {}
         ranker, linucb, checks = _train_ranker(
             settings,
             snapshot,
@@ -315,7 +314,7 @@ def train(
                     gates.max_regression,
                     cases=sample.cases,
                     new_lists=validation_lists,
-                    new_merged_lists=merged_lists,
+                    new_merged_lists=merged_case_lists,
                 ),
                 checks.sanity,
                 latency(
@@ -873,15 +872,6 @@ def _previous_ranker(registry: ModelRegistry, app_id: str) -> RankerModel | None
     except Exception:  # an unreadable ranker cannot serve: it is no alternative either
         log.warning("the serving ranker of %s does not load; the gate leaves it out", current)
         return None
-
-
-def _merged_lists(lists: dict[str, list[list[str]]]) -> list[list[str]]:
-    """The union the service would see for each validation case: every source's list,
-    interleaved (none without sources)."""
-    if not lists:
-        return []
-    per_case = zip(*lists.values(), strict=True)
-    return [round_robin_merge(case_lists, max(KS)) for case_lists in per_case]
 
 
 def _train_source(

@@ -205,9 +205,17 @@ def serving_metrics(
         lists[entry.name] = rankings
     if not sources:
         return f"none of the served version {current}'s models loads"
-    per_case = zip(*lists.values(), strict=True)
-    merged = [round_robin_merge(list(case_lists), max(KS)) for case_lists in per_case]
+    merged = merged_lists(lists)
     return ServedMetrics(current, sources, metrics_of(merged, cases), lists, merged)
+
+
+def merged_lists(lists: Mapping[str, Sequence[Sequence[str]]]) -> list[list[str]]:
+    """The union the service would see for each validation case: every source's list for
+    it, interleaved (none without sources)."""
+    if not lists:
+        return []
+    per_case = zip(*lists.values(), strict=True)
+    return [round_robin_merge(list(case_lists), max(KS)) for case_lists in per_case]
 
 
 def no_regression(
